@@ -1,0 +1,33 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench sample clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[build,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check edge export tests scripts bench
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/bench_recommend.py
+
+# Remake the shipped sample from the full UCI file (not needed to run anything).
+sample: $(STAMP)
+	$(PY) scripts/make_sample.py ../shared/data/online_retail_uci/online_retail.csv.gz \
+		examples/online_retail_sample.csv.gz
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

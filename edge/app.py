@@ -1,0 +1,148 @@
+"""The Starlette application: `POST /v1/recommend`, `GET /healthz`, `GET /readyz`.
+
+The bundle is loaded and verified once, in the lifespan, and handed to the routes as state.
+A bundle that fails verification is refused with its reason (shown by /readyz and logged);
+the service still answers every request, flagged as a fallback."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from edge.bundle import load_bundle
+from edge.config import Settings
+from edge.errors import (
+    BundleError,
+    EdgepersoError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationError,
+)
+from edge.profiles import EmbeddedProfileStore
+from edge.recommend import Recommender
+from edge.schemas import RecommendRequest
+
+log = logging.getLogger("edgeperso.app")
+
+_request_decoder = msgspec.json.Decoder(RecommendRequest)
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(body: object, status_code: int = 200) -> Response:
+    return Response(_encoder.encode(body), status_code=status_code,
+                    media_type="application/json")
+
+
+def decode_error(exc: msgspec.DecodeError) -> ValidationError:
+    """msgspec says ``Expected `int` >= 1, got -1 - at `$.k` ``: keep the message, lift the path."""
+    message = str(exc)
+    field = None
+    if " - at `" in message:
+        message, _, path = message.rpartition(" - at `")
+        field = path.rstrip("`")
+    if isinstance(exc, msgspec.ValidationError):
+        return ValidationError(message, field=field or "$")
+    error = ValidationError(f"the body is not valid JSON: {message}", field=field or "$")
+    error.status_code = 400
+    error.code = "malformed_json"
+    return error
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType(
+            f"content-type is {content_type or 'missing'!r}; send 'application/json'",
+            field="content-type",
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def recommend(request: Request) -> Response:
+    recommender: Recommender = request.app.state.recommender
+    body = await read_body(request, request.app.state.settings.max_body_bytes)
+    try:
+        parsed = _request_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise decode_error(exc) from None
+    return json_response(recommender.recommend(parsed, request.headers))
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    recommender: Recommender = request.app.state.recommender
+    if recommender.bundle is None:
+        return json_response(
+            {"status": "not ready", "reason": recommender.unavailable_reason}, status_code=503
+        )
+    return json_response({"status": "ready", "bundle": recommender.bundle.build_id})
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, EdgepersoError):
+        return json_response(exc.to_dict(), exc.status_code)
+    if isinstance(exc, HTTPException):
+        body = {"error": {"code": "http_error", "message": exc.detail}}
+        return json_response(body, exc.status_code)
+    log.exception("unhandled error on %s", request.url.path)
+    body = {"error": {"code": "internal_error", "message": "the server failed; see its log"}}
+    return json_response(body, 500)
+
+
+def load_recommender(settings: Settings) -> Recommender:
+    if not settings.bundle_dir:
+        return Recommender(None, settings.budget_ms, "EDGEPERSO_BUNDLE is not set")
+    try:
+        profiles = (EmbeddedProfileStore.from_file(Path(settings.profiles_path))
+                    if settings.profiles_path else None)
+        bundle = load_bundle(settings.bundle_dir, signing_key=settings.signing_key,
+                             profiles=profiles)
+    except (BundleError, OSError) as exc:
+        reason = f"bundle refused: {exc}"
+        log.error("%s", reason)
+        return Recommender(None, settings.budget_ms, reason)
+    log.info("bundle %s loaded from %s", bundle.build_id, settings.bundle_dir)
+    return Recommender(bundle, settings.budget_ms)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.recommender = load_recommender(settings)
+        yield
+
+    app = Starlette(
+        routes=[
+            Route("/v1/recommend", recommend, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={Exception: handle_error, HTTPException: handle_error,
+                            EdgepersoError: handle_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app

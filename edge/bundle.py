@@ -1,0 +1,206 @@
+"""Load and verify a bundle directory: manifest, checksums, optional signature, format version,
+then decode every file into a `Model`. Loading never executes code from the bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from edge import arrays
+from edge.errors import BundleError
+from edge.model import CoVisitation, Embeddings, ItemTable, Model, Popularity
+from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
+from edge.ranker import Ranker
+from edge.schemas import SUPPORTED_FORMAT_VERSIONS, Manifest, manifest_decoder
+
+MANIFEST = "manifest.json"
+ITEMS = "items.msgpack"
+EMBEDDINGS = "embeddings.msgpack"
+COVISITATION = "covisitation.msgpack"
+POPULARITY = "popularity.msgpack"
+RANKER = "ranker.onnx"
+FALLBACK = "fallback.json"
+PROFILES = "profiles.msgpack"
+REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY, RANKER, FALLBACK)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    directory: Path
+    manifest: Manifest
+    model: Model
+    profiles: ProfileStore
+    fallback: dict[str, list[str]]  # context key ("all", "country=de", ...) -> item ids
+
+    @property
+    def build_id(self) -> str:
+        return self.manifest.build_id
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_signature(manifest: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 over the manifest without its signature, keys sorted, compact JSON."""
+    unsigned = {k: v for k, v in manifest.items() if k != "signature"}
+    payload = json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+
+
+def read_manifest(directory: Path) -> tuple[Manifest, dict[str, Any]]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{path} is missing: is {directory} a bundle made by `edgeperso export`?",
+                          file=MANIFEST)
+    raw = path.read_bytes()
+    try:
+        as_dict = json.loads(raw)
+        version = as_dict.get("format_version") if isinstance(as_dict, dict) else None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{MANIFEST} is not valid JSON: {exc}", file=MANIFEST) from exc
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise BundleError(
+            f"{MANIFEST} has format_version {version!r}; this edge reads "
+            f"{sorted(SUPPORTED_FORMAT_VERSIONS)}. Re-export the bundle with a matching edgeperso.",
+            file=MANIFEST,
+        )
+    try:
+        return manifest_decoder.decode(raw), as_dict
+    except msgspec.ValidationError as exc:
+        raise BundleError(f"{MANIFEST} is malformed: {exc}", file=MANIFEST) from exc
+
+
+def verify(directory: Path, signing_key: bytes | None = None) -> Manifest:
+    """Check format version, every file's presence, size and sha256, and the signature when a
+    key is configured. Raises BundleError naming the file and the reason."""
+    directory = Path(directory)
+    manifest, as_dict = read_manifest(directory)
+    missing = [name for name in REQUIRED_FILES if name not in manifest.files]
+    if missing:
+        raise BundleError(f"{MANIFEST} does not list {missing}", file=missing[0])
+    entries = dict(manifest.files) | dict(manifest.profile_store)
+    for name, entry in entries.items():
+        path = directory / name
+        if Path(name).name != name:
+            raise BundleError(f"{MANIFEST} lists {name!r}, which is not a plain file name", file=name)
+        if not path.is_file():
+            raise BundleError(f"{name} is listed in {MANIFEST} but missing from {directory}",
+                              file=name)
+        size = path.stat().st_size
+        if size != entry.bytes:
+            raise BundleError(f"{name} has {size} bytes; the manifest says {entry.bytes}", file=name)
+        actual = sha256_file(path)
+        if actual != entry.sha256:
+            raise BundleError(
+                f"{name} has sha256 {actual[:16]}…, the manifest says {entry.sha256[:16]}…: "
+                "the file was changed or truncated after export",
+                file=name,
+            )
+    if signing_key is not None:
+        if manifest.signature is None:
+            raise BundleError("the bundle is not signed, but this edge requires a signature",
+                              file=MANIFEST)
+        expected = manifest_signature(as_dict, signing_key)
+        if not hmac.compare_digest(expected, manifest.signature):
+            raise BundleError("the manifest's signature does not match the signing key",
+                              file=MANIFEST)
+    return manifest
+
+
+# ------------------------------------------------------------------ trees -> model
+def items_from_tree(tree: dict[str, Any]) -> ItemTable:
+    return ItemTable(
+        ids=list(tree["ids"]),
+        category=tree["category"],
+        category_names=list(tree["category_names"]),
+        price=tree["price"],
+        in_stock=tree["in_stock"],
+    )
+
+
+def embeddings_from_tree(tree: dict[str, Any]) -> Embeddings:
+    return Embeddings(
+        item_factors=tree["item_factors"], gram=tree["gram"], alpha=float(tree["alpha"])
+    )
+
+
+def covisitation_from_tree(tree: dict[str, Any]) -> CoVisitation:
+    return CoVisitation(indptr=tree["indptr"], indices=tree["indices"], scores=tree["scores"])
+
+
+def _dense(n_items: int, sparse: dict[str, np.ndarray]) -> np.ndarray:
+    dense = np.zeros(n_items, dtype=np.float32)
+    dense[sparse["items"]] = sparse["scores"]
+    return dense
+
+
+def popularity_from_tree(tree: dict[str, Any], n_items: int) -> Popularity:
+    """Context tables travel sparse (their top items) and are made dense once, at load."""
+    contexts = {key: _dense(n_items, sparse) for key, sparse in tree["contexts"].items()}
+    top_contexts = {key: sparse["items"] for key, sparse in tree["contexts"].items()}
+    return Popularity(
+        overall=tree["overall"],
+        contexts=contexts,
+        top_overall=tree["top_overall"],
+        top_contexts=top_contexts,
+    )
+
+
+def model_from_trees(
+    trees: dict[str, dict[str, Any]], event_weights: dict[str, float], ranker: Ranker | None
+) -> Model:
+    items = items_from_tree(trees[ITEMS])
+    return Model(
+        items=items,
+        embeddings=embeddings_from_tree(trees[EMBEDDINGS]),
+        covisitation=covisitation_from_tree(trees[COVISITATION]),
+        popularity=popularity_from_tree(trees[POPULARITY], len(items)),
+        event_weights=event_weights,
+        ranker=ranker,
+    )
+
+
+def load_bundle(
+    directory: str | Path,
+    *,
+    signing_key: bytes | None = None,
+    profiles: ProfileStore | None = None,
+) -> Bundle:
+    """Verify, then decode. `profiles` overrides the embedded store (a key-value store, say)."""
+    directory = Path(directory)
+    manifest = verify(directory, signing_key)
+    trees = {name: arrays.read_file(directory / name)
+             for name in (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY)}
+    ranker_info = manifest.models.get("ranker", {})
+    features = tuple(ranker_info.get("features", ())) if isinstance(ranker_info, dict) else ()
+    ranker = Ranker((directory / RANKER).read_bytes(), features)
+    event_weights = manifest.models.get("event_weights", {})
+    if not isinstance(event_weights, dict) or not event_weights:
+        raise BundleError(f"{MANIFEST} has no models.event_weights", file=MANIFEST)
+    try:
+        model = model_from_trees(trees, {str(k): float(v) for k, v in event_weights.items()},
+                                 ranker)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise BundleError(f"the bundle's arrays do not fit together: {exc!r}") from exc
+    if profiles is None:
+        if PROFILES in manifest.profile_store:
+            profiles = EmbeddedProfileStore.from_file(directory / PROFILES)
+        else:
+            profiles = EmptyProfileStore()
+    try:
+        fallback = json.loads((directory / FALLBACK).read_bytes())["contexts"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BundleError(f"{FALLBACK} is malformed: {exc!r}", file=FALLBACK) from exc
+    return Bundle(directory, manifest, model, profiles, fallback)

@@ -1,0 +1,99 @@
+"""`serve` and `inspect`: the commands an edge node needs, with nothing from the build pipeline.
+`python -m edge serve --bundle DIR` works where only the edge runtime is installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from edge.bundle import PROFILES, load_bundle
+from edge.config import Settings
+from edge.errors import BundleError
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", required=True, help="bundle directory made by export")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--budget-ms", type=float, default=None,
+                        help="per-request latency budget (default: EDGEPERSO_BUDGET_MS or 50)")
+    parser.add_argument("--log-level", default="info")
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from edge.app import create_app
+
+    env = dict(os.environ, EDGEPERSO_BUNDLE=str(args.bundle))
+    if args.budget_ms is not None:
+        env["EDGEPERSO_BUDGET_MS"] = str(args.budget_ms)
+    app = create_app(Settings.from_env(env))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=False)
+    return 0
+
+
+def inspect(args: argparse.Namespace) -> int:
+    key = os.environ.get("EDGEPERSO_SIGNING_KEY")
+    try:
+        bundle = load_bundle(Path(args.directory), signing_key=key.encode() if key else None)
+    except (BundleError, OSError) as exc:
+        print(f"INVALID bundle {args.directory}: {exc}", file=sys.stderr)
+        return 1
+    m = bundle.manifest
+    model = bundle.model
+    summary = {
+        "valid": True,
+        "build_id": m.build_id,
+        "format_version": m.format_version,
+        "created_at": m.created_at,
+        "signed": m.signature is not None,
+        "signature_verified": key is not None,
+        "onnx_opset": m.onnx_opset,
+        "items": len(model.items),
+        "embedding_dim": int(model.embeddings.item_factors.shape[1]),
+        "contexts": sorted(model.popularity.contexts),
+        "profiles": len(bundle.profiles),
+        "bundle_bytes": sum(e.bytes for e in m.files.values()),
+        "profile_store_bytes": m.profile_store[PROFILES].bytes if PROFILES in m.profile_store
+        else 0,
+        "files": {name: e.bytes for name, e in m.files.items()},
+        "metrics": m.metrics,
+        "data_quality": m.lineage,
+    }
+    print(json.dumps(summary, indent=2 if args.json else None) if args.json
+          else _human(summary))
+    return 0
+
+
+def _human(summary: dict) -> str:
+    lines = [f"bundle {summary['build_id']}: valid (format {summary['format_version']}, "
+             f"created {summary['created_at']}, signed: {summary['signed']})",
+             f"  items {summary['items']:,}  embedding dim {summary['embedding_dim']}  "
+             f"profiles {summary['profiles']:,}  contexts {len(summary['contexts'])}",
+             f"  bundle {summary['bundle_bytes'] / 1e6:.2f} MB + profile store "
+             f"{summary['profile_store_bytes'] / 1e6:.2f} MB"]
+    for name, size in summary["files"].items():
+        lines.append(f"    {name:<24}{size:>12,} B")
+    evaluation = summary["metrics"].get("evaluation") if summary["metrics"] else None
+    if evaluation:
+        lines.append("  offline evaluation: " + json.dumps(evaluation.get("table", evaluation)))
+    return "\n".join(lines)
+
+
+def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", help="bundle directory")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_serve_arguments(sub.add_parser("serve", help="serve a bundle over HTTP"))
+    add_inspect_arguments(sub.add_parser("inspect", help="verify and summarize a bundle"))
+    args = parser.parse_args(argv)
+    return serve(args) if args.command == "serve" else inspect(args)

@@ -1,0 +1,34 @@
+"""Edge settings, read once from the environment, typed, failing loudly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.config import Config, Environ, environ
+
+
+@dataclass(frozen=True)
+class Settings:
+    bundle_dir: str | None = None
+    profiles_path: str | None = None
+    budget_ms: float = 50.0  # per-request latency budget; past it the answer is fallback content
+    max_body_bytes: int = 64 * 1024
+    signing_key: bytes | None = None
+
+    @classmethod
+    def from_env(cls, env: Environ | dict[str, str] = environ) -> Settings:
+        config = Config(environ=env)
+        key = config("EDGEPERSO_SIGNING_KEY", default=None)
+        settings = cls(
+            bundle_dir=config("EDGEPERSO_BUNDLE", default=None),
+            profiles_path=config("EDGEPERSO_PROFILES", default=None),
+            budget_ms=config("EDGEPERSO_BUDGET_MS", cast=float, default=50.0),
+            max_body_bytes=config("EDGEPERSO_MAX_BODY_BYTES", cast=int, default=64 * 1024),
+            signing_key=key.encode() if key else None,
+        )
+        if settings.budget_ms <= 0 or settings.max_body_bytes <= 0:
+            raise ValueError(
+                "EDGEPERSO_BUDGET_MS and EDGEPERSO_MAX_BODY_BYTES must be positive, got "
+                f"{settings.budget_ms} and {settings.max_body_bytes}"
+            )
+        return settings

@@ -1,0 +1,61 @@
+"""The edge's error tree. Every error carries its HTTP status and a message that says what was
+received, what is allowed, and what to do next; one handler in `app.py` maps them to JSON."""
+
+from __future__ import annotations
+
+
+class EdgepersoError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return {"error": body}
+
+
+class RequestError(EdgepersoError):
+    """The client sent something we cannot accept (4xx)."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class ValidationError(RequestError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class PayloadTooLarge(RequestError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class BundleError(EdgepersoError):
+    """A bundle that cannot be trusted or read: wrong checksum, missing file, unknown version."""
+
+    status_code = 503
+    code = "bundle_unavailable"
+
+    def __init__(self, message: str, *, file: str | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+
+
+class BudgetExceeded(EdgepersoError):
+    """The per-request latency budget ran out; the caller answers with fallback content."""
+
+    code = "latency_budget"

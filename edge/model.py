@@ -1,0 +1,71 @@
+"""The learned state the edge scores with, as plain arrays. `bundle.py` fills it from files;
+`export` fills it straight from fitted models, so both halves score through the same code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.ranker import Ranker
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    ids: list[str]
+    category: np.ndarray  # int32 code per item, -1 when unknown
+    category_names: list[str]
+    price: np.ndarray  # float32, NaN when unknown
+    in_stock: np.ndarray  # bool
+    index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", {item_id: i for i, item_id in enumerate(self.ids)})
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lookup(self, item_ids: list[str]) -> np.ndarray:
+        """Indices of the ids this bundle knows; unknown ids are skipped, not an error."""
+        index = self.index
+        return np.fromiter((index[i] for i in item_ids if i in index), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Item factors of an implicit-feedback ALS model, plus what folding a user in needs:
+    the regularized Gram matrix YᵀY + λI and the confidence scale alpha."""
+
+    item_factors: np.ndarray  # float32 [n_items, k]
+    gram: np.ndarray  # float64 [k, k]
+    alpha: float
+
+
+@dataclass(frozen=True)
+class CoVisitation:
+    """Top neighbours per item in CSR form: row i is indices[indptr[i]:indptr[i+1]]."""
+
+    indptr: np.ndarray  # int64 [n_items + 1]
+    indices: np.ndarray  # int32
+    scores: np.ndarray  # float32
+
+
+@dataclass(frozen=True)
+class Popularity:
+    """Recency-weighted share of interactions per item, overall and per context key
+    ("device=mobile", "country=de", "hour=evening"), scaled so that 1.0 is an average item."""
+
+    overall: np.ndarray  # float32 [n_items]
+    contexts: dict[str, np.ndarray]  # key -> float32 [n_items]
+    top_overall: np.ndarray  # int32, best first
+    top_contexts: dict[str, np.ndarray]  # key -> int32, best first
+
+
+@dataclass(frozen=True)
+class Model:
+    items: ItemTable
+    embeddings: Embeddings
+    covisitation: CoVisitation
+    popularity: Popularity
+    event_weights: dict[str, float]
+    ranker: Ranker | None = None  # attached by export once trained; always set in a bundle

@@ -1,0 +1,108 @@
+"""One recommendation request from validated input to answer, with fallback content whenever
+the bundle is missing, a step fails or the latency budget runs out: the page always gets items."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from edge.bundle import Bundle
+from edge.context import context_keys, resolve_context
+from edge.errors import BudgetExceeded, ValidationError
+from edge.schemas import RecommendRequest, RecommendResponse, ResolvedContext, ScoredItem
+from edge.scoring import Deadline, build_user_state, candidate_features, rank
+
+log = logging.getLogger("edgeperso.recommend")
+
+
+class Recommender:
+    def __init__(self, bundle: Bundle | None, budget_ms: float = 50.0,
+                 unavailable_reason: str | None = None) -> None:
+        self.bundle = bundle
+        self.budget_ms = budget_ms
+        self.unavailable_reason = unavailable_reason or "no bundle loaded"
+
+    def _check_event_types(self, request: RecommendRequest) -> None:
+        if request.session is None or self.bundle is None:
+            return
+        known = self.bundle.model.event_weights
+        for i, event in enumerate(request.session.events):
+            if event.type not in known:
+                raise ValidationError(
+                    f"event type {event.type!r} is not one this bundle knows; allowed: "
+                    f"{sorted(known)}",
+                    field=f"$.session.events[{i}].type",
+                )
+
+    def recommend(
+        self, request: RecommendRequest, headers: Mapping[str, str] | None = None
+    ) -> RecommendResponse:
+        started = time.perf_counter()
+        context = resolve_context(request.context, headers or {})
+        self._check_event_types(request)
+        bundle = self.bundle
+        if bundle is None:
+            return self._answer([], None, f"bundle_unavailable: {self.unavailable_reason}",
+                                False, context, started)
+        deadline = Deadline(self.budget_ms)
+        step = "profile"
+        try:
+            if request.consent:
+                profile = bundle.profiles.get(request.user_id) if request.user_id else None
+                events = request.session.events if request.session else []
+                cart = request.context.cart if request.context else []
+            else:  # not consented: only the context, nothing about the visitor
+                profile, events, cart = None, [], []
+            state = build_user_state(bundle.model, profile, events, cart, request.exclude)
+            step = "candidates"
+            deadline.check(step)
+            candidates = candidate_features(bundle.model, state, context, deadline=deadline)
+            step = "ranker"
+            top, scores = rank(bundle.model, candidates, request.k, deadline)
+            ids = bundle.model.items.ids
+            items = [ScoredItem(ids[i], round(float(s), 6)) for i, s in zip(top, scores)]
+            if len(items) < request.k:  # a tiny catalog or a long exclude list: top up
+                items += self._popular(bundle, context, request, {it.item_id for it in items})
+            return self._answer(items, bundle.build_id, None, state.has_history, context, started)
+        except BudgetExceeded as exc:
+            reason = f"latency_budget: {exc.message}"
+        except Exception:  # any failing step: log it, answer with fallback, never a 500
+            log.exception("recommend step %r failed; answering with fallback content", step)
+            reason = f"error: step '{step}' failed"
+        items = self._popular(bundle, context, request, set())
+        return self._answer(items, bundle.build_id, reason, False, context, started)
+
+    @staticmethod
+    def _popular(bundle: Bundle, context: ResolvedContext, request: RecommendRequest,
+                 taken: set[str]) -> list[ScoredItem]:
+        """Precomputed popular items for the most specific context the bundle has."""
+        blocked = set(request.exclude) | taken
+        if request.context is not None and request.consent:
+            blocked |= set(request.context.cart)
+        if request.user_id and request.consent:
+            profile = bundle.profiles.get(request.user_id)
+            if profile is not None:
+                blocked |= set(profile.bought_items)
+        fallback = bundle.fallback
+        keys = context_keys(context)
+        for key in (keys["country"], keys["device"], keys["hour"], "all"):
+            if key in fallback:
+                ranked = fallback[key]
+                break
+        else:
+            ranked = []
+        wanted = request.k - len(taken)
+        out: list[ScoredItem] = []
+        for item_id, score in ranked:
+            if item_id not in blocked:
+                out.append(ScoredItem(item_id, float(score)))
+                if len(out) == wanted:
+                    break
+        return out
+
+    def _answer(self, items: list[ScoredItem], build_id: str | None, fallback: str | None,
+                personalized: bool, context: ResolvedContext, started: float
+                ) -> RecommendResponse:
+        took_ms = round((time.perf_counter() - started) * 1000.0, 3)
+        return RecommendResponse(items, build_id, fallback, personalized, context, took_ms)

@@ -1,0 +1,106 @@
+"""Typed schemas for every wire and bundle format. Both halves use them: the edge decodes requests,
+manifests and profiles with them, and `export` imports them to write what the edge will read."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+
+# Event types every shop has; a build config may add more (with a weight of their own).
+DEFAULT_EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
+
+Id = Annotated[str, Meta(min_length=1, max_length=128)]
+Label = Annotated[str, Meta(max_length=64)]
+
+
+# ---------------------------------------------------------------- POST /v1/recommend
+class SessionEvent(Struct, frozen=True, forbid_unknown_fields=True):
+    type: Label
+    item_id: Id
+    ts: str | float | None = None
+    dwell_ms: Annotated[int, Meta(ge=0, le=86_400_000)] | None = None
+
+
+class Session(Struct, frozen=True, forbid_unknown_fields=True):
+    events: Annotated[list[SessionEvent], Meta(max_length=200)] = []
+
+
+class Context(Struct, frozen=True, forbid_unknown_fields=True):
+    device: Label | None = None
+    country: Label | None = None
+    local_hour: Annotated[int, Meta(ge=0, le=23)] | None = None
+    page: Annotated[str, Meta(max_length=256)] | None = None
+    cart: Annotated[list[Id], Meta(max_length=200)] = []
+
+
+class RecommendRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    user_id: Id | None = None
+    session: Session | None = None
+    context: Context | None = None
+    k: Annotated[int, Meta(ge=1, le=100)] = 10
+    exclude: Annotated[list[Id], Meta(max_length=1000)] = []
+    consent: bool = True
+
+
+class ScoredItem(Struct, frozen=True):
+    item_id: str
+    score: float
+
+
+class ResolvedContext(Struct, frozen=True):
+    device: str
+    country: str
+    local_hour: int
+    hour_bucket: str
+    page: str | None = None
+
+
+class RecommendResponse(Struct, frozen=True):
+    items: list[ScoredItem]
+    bundle: str | None
+    fallback: str | None
+    personalized: bool
+    context: ResolvedContext
+    took_ms: float
+
+
+# ---------------------------------------------------------------- bundle
+class FileEntry(Struct, frozen=True, forbid_unknown_fields=True):
+    sha256: str
+    bytes: Annotated[int, Meta(ge=0)]
+
+
+class Manifest(Struct, frozen=True):
+    """manifest.json. New fields always get defaults so older bundles still decode."""
+
+    format_version: int
+    build_id: str
+    created_at: str
+    files: dict[str, FileEntry]
+    onnx_opset: int
+    models: dict[str, object] = {}
+    lineage: dict[str, object] = {}
+    metrics: dict[str, object] = {}
+    profile_store: dict[str, FileEntry] = {}
+    signature: str | None = None
+
+
+class Profile(Struct, frozen=True, array_like=True):
+    """What the profile store holds per known user: enough to fold the user in at request time."""
+
+    recent_items: list[str]  # most recent first
+    recent_weights: list[float]  # event-type weight of each recent item
+    bought_items: list[str]
+    n_events: int
+    n_purchases: int
+    last_ts: float  # epoch seconds
+    monetary: float
+    mean_price: float
+
+
+manifest_decoder = msgspec.json.Decoder(Manifest)

@@ -1,0 +1,78 @@
+"""The `edgeperso` command: export (build a bundle), serve and inspect (edge only).
+
+The build pipeline's libraries are imported only by `export`, so `serve` and `inspect` work
+where only the edge runtime is installed."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from edge import cli as edge_cli
+
+
+def _parse_map(pairs: list[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        canonical, sep, source = pair.partition("=")
+        if not sep or not canonical.strip() or not source.strip():
+            raise SystemExit(f"--map expects canonical=SOURCE_COLUMN (e.g. user_id=CustomerID), "
+                             f"got {pair!r}")
+        mapping[canonical.strip()] = source.strip()
+    return mapping
+
+
+def export(args: argparse.Namespace) -> int:
+    try:
+        from export.config import ConfigError, load_config
+        from export.io import InputError
+        from export.pipeline import export_bundle
+        from export.validate import DataQualityError
+    except ImportError as exc:
+        print(f"edgeperso export needs the build extra: pip install 'edgeperso[build]' ({exc})",
+              file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, _parse_map(args.map))
+        key = os.environ.get("EDGEPERSO_SIGNING_KEY")
+        export_bundle(args.events, args.out, config, catalog_path=args.catalog,
+                      users_path=args.users, signing_key=key.encode() if key else None,
+                      evaluate=not args.no_evaluate, quiet=args.quiet)
+    except (ConfigError, InputError, DataQualityError, ValueError) as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeperso", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("export", help="build a verified bundle from an event log")
+    p.add_argument("--events", required=True, nargs="+", help="CSV, JSONL or Parquet (.gz ok)")
+    p.add_argument("--catalog", help="item_id, title, category, price, brand, in_stock")
+    p.add_argument("--users", help="user_id plus attributes the shop holds")
+    p.add_argument("--map", nargs="*", default=[], metavar="CANONICAL=COLUMN",
+                   help="map a foreign column name, e.g. user_id=CustomerID")
+    p.add_argument("--config", help="TOML build config (see configs/)")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the holdout evaluation")
+    p.add_argument("--quiet", action="store_true")
+    edge_cli.add_serve_arguments(sub.add_parser("serve", help="serve a bundle over HTTP"))
+    edge_cli.add_inspect_arguments(sub.add_parser("inspect", help="verify and summarize a bundle"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.command == "export":
+        return export(args)
+    if args.command == "serve":
+        return edge_cli.serve(args)
+    return edge_cli.inspect(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Build configuration: TOML decoded into strict Structs. An unknown key or a wrong type stops
+the build with a message that names the key; every field has a default that works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+from edge.schemas import DEFAULT_EVENT_TYPES
+
+CANONICAL_EVENT_COLUMNS = (
+    "ts", "user_id", "item_id", "type", "session_id", "qty", "price", "dwell_ms", "device",
+    "country", "local_hour", "title", "category", "brand",
+)
+CATALOG_COLUMNS = ("item_id", "title", "category", "price", "brand", "in_stock")
+
+Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
+Positive = Annotated[float, Meta(gt=0.0)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+
+
+class TypeFromPrefix(Struct, frozen=True, forbid_unknown_fields=True):
+    """Rows whose `column` starts with `prefix` get event type `type` (UCI: InvoiceNo 'C…' are
+    cancellations)."""
+
+    column: str
+    prefix: str
+    type: str
+
+
+class InputConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    columns: dict[str, str] = {}  # canonical name -> the file's column name
+    catalog_columns: dict[str, str] = {}
+    users_columns: dict[str, str] = {}
+    type: str | None = None  # one type for every row, when the file has no type column
+    type_map: dict[str, str] = {}  # the file's type labels -> canonical types
+    type_from_prefix: list[TypeFromPrefix] = []
+    timezone: str = "UTC"  # zone of naive timestamps (and of local_hour when not given)
+    max_future_skew_minutes: Annotated[float, Meta(ge=0)] = 5.0
+
+
+class EventsConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    # How much one event of each type says about a shopper's taste; a config may add types.
+    weights: dict[str, Annotated[float, Meta(ge=0)]] = msgspec.field(
+        default_factory=lambda: {
+            "view": 1.0, "add_to_cart": 4.0, "remove_from_cart": 0.0, "purchase": 8.0,
+        }
+    )
+    max_drop_share: Fraction = 0.5
+    session_gap_minutes: Positive = 30.0  # sessions are cut at gaps this long when not given
+
+
+class EmbeddingsConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    factors: PositiveInt = 64
+    regularization: Positive = 0.05
+    alpha: Positive = 2.0
+    iterations: PositiveInt = 15
+
+
+class CoVisitationConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    window: PositiveInt = 8  # pairs within this many positions of each other in a session
+    neighbours: PositiveInt = 40  # kept per item
+
+
+class PopularityConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    half_life_days: Positive = 21.0
+    context_top_n: PositiveInt = 500
+    min_context_events: PositiveInt = 50  # rarer context values fall back to overall
+    fallback_items: PositiveInt = 50
+
+
+class RankerConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    label_days: Positive | None = None  # label window before the cut; default: 15% of the span
+    max_users: PositiveInt = 30_000
+    negatives_per_user: PositiveInt = 40
+    max_iter: PositiveInt = 80
+    max_leaf_nodes: PositiveInt = 15
+    learning_rate: Positive = 0.1
+
+
+class EvaluationConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    holdout_days: Positive | None = None  # default: the last 10% of the time span
+    k: PositiveInt = 10
+    target_types: list[str] = msgspec.field(default_factory=lambda: ["purchase"])
+    max_users: PositiveInt = 20_000
+
+
+class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    seed: int = 0
+    input: InputConfig = InputConfig()
+    events: EventsConfig = EventsConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    covisitation: CoVisitationConfig = CoVisitationConfig()
+    popularity: PopularityConfig = PopularityConfig()
+    ranker: RankerConfig = RankerConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*DEFAULT_EVENT_TYPES, *self.events.weights]))
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path | None, column_map: dict[str, str] | None = None) -> BuildConfig:
+    """Read a TOML build config (or the defaults), then apply `--map canonical=source` flags."""
+    config = BuildConfig()
+    if path is not None:
+        try:
+            config = msgspec.toml.decode(Path(path).read_bytes(), type=BuildConfig)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise ConfigError(f"config {path}: {exc}") from exc
+    if column_map:
+        unknown = sorted(set(column_map) - set(CANONICAL_EVENT_COLUMNS))
+        if unknown:
+            raise ConfigError(
+                f"--map names {unknown}, which are not event columns; allowed: "
+                f"{', '.join(CANONICAL_EVENT_COLUMNS)}"
+            )
+        columns = dict(config.input.columns) | column_map
+        config = msgspec.structs.replace(
+            config, input=msgspec.structs.replace(config.input, columns=columns)
+        )
+    for name in config.evaluation.target_types:
+        if name not in config.event_types:
+            raise ConfigError(
+                f"evaluation.target_types names {name!r}; known types: {list(config.event_types)}"
+            )
+    return config

@@ -1,0 +1,86 @@
+"""The item universe and the user × item interaction matrix the factorization learns from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from edge.scoring import MAX_CONFIDENCE_WEIGHT
+
+UNKNOWN_CATEGORY = -1
+
+
+@dataclass(frozen=True)
+class ItemUniverse:
+    """Every item a bundle knows, in a fixed order shared by all its arrays."""
+
+    ids: list[str]
+    category: np.ndarray  # int32, -1 unknown
+    category_names: list[str]
+    price: np.ndarray  # float32, NaN unknown
+    in_stock: np.ndarray  # bool
+
+    def codes(self, item_ids: pd.Series) -> np.ndarray:
+        """Index of each id in this universe (-1 for ids it does not hold)."""
+        return pd.Index(self.ids).get_indexer(item_ids)
+
+    def to_tree(self) -> dict[str, object]:
+        return {"ids": self.ids, "category": self.category, "category_names": self.category_names,
+                "price": self.price, "in_stock": self.in_stock}
+
+
+def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUniverse:
+    """Catalog items plus any item seen in events; catalog facts win over what events say."""
+    seen = events.groupby("item_id", sort=True).agg(
+        price=("price", "median"),
+        category=("category", lambda c: c[c != ""].mode().iat[0] if (c != "").any() else ""),
+    )
+    if catalog is not None and len(catalog):
+        table = catalog.set_index("item_id")[["price", "category", "in_stock"]]
+        table = table.combine_first(seen.assign(in_stock=True))
+        table["price"] = table["price"].fillna(seen["price"].reindex(table.index))
+        table["in_stock"] = table["in_stock"].fillna(True).astype(bool)
+    else:
+        table = seen.assign(in_stock=True)
+    table = table.sort_index()
+    categories = table["category"].fillna("").astype(str)
+    names = sorted(set(categories) - {""})
+    lookup = {name: i for i, name in enumerate(names)}
+    return ItemUniverse(
+        ids=[str(i) for i in table.index],
+        category=np.array([lookup.get(c, UNKNOWN_CATEGORY) for c in categories], dtype=np.int32),
+        category_names=names,
+        price=table["price"].to_numpy(dtype=np.float32, na_value=np.nan),
+        in_stock=table["in_stock"].to_numpy(dtype=bool),
+    )
+
+
+def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
+    return events["type"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+
+
+def user_keys(events: pd.DataFrame) -> pd.Series:
+    """Known users by id; anonymous sessions as their own pseudo-users, so their co-occurrence
+    still teaches the item factors."""
+    return events["user_id"].where(events["user_id"] != "", "session:" + events["session_id"])
+
+
+def interaction_matrix(
+    events: pd.DataFrame, universe: ItemUniverse, weights: dict[str, float]
+) -> sp.csr_matrix:
+    """users × items, summed event weights, capped as the edge caps them when folding in."""
+    w = event_weights(events, weights)
+    positive = w > 0
+    users = user_keys(events)[positive]
+    user_codes, _ = pd.factorize(users)
+    items = universe.codes(events["item_id"][positive])
+    matrix = sp.csr_matrix(
+        (w[positive], (user_codes, items)), shape=(user_codes.max() + 1 if len(users) else 0,
+                                                   len(universe.ids))
+    )
+    matrix.sum_duplicates()
+    np.minimum(matrix.data, MAX_CONFIDENCE_WEIGHT, out=matrix.data)
+    return matrix.astype(np.float32)

@@ -1,0 +1,216 @@
+"""The build pipeline, end to end: read and validate, evaluate on a temporal holdout, train on
+everything, write a verified bundle. `export_bundle` is the one entry point."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pandas as pd
+
+from edge.bundle import COVISITATION, EMBEDDINGS, ITEMS, POPULARITY, load_bundle, model_from_trees
+from edge.schemas import Profile
+from edge.scoring import FEATURES
+from export.config import BuildConfig
+from export.covisitation import CoVisitation
+from export.embeddings import ItemEmbeddings
+from export.evaluate import evaluate_bundle, format_table
+from export.interactions import ItemUniverse, build_universe, interaction_matrix
+from export.io import read_table, sha256_of
+from export.popularity import Popularity
+from export.profiles import build_profiles
+from export.ranker import fit_ranker, ranker_to_onnx, training_rows
+from export.validate import (
+    QualityReport,
+    check_drop_share,
+    normalize_catalog,
+    normalize_events,
+    normalize_ids,
+)
+from export.writer import write_bundle
+
+DAY = pd.Timedelta(days=1)
+
+
+class Progress:
+    """Step-by-step progress on stderr: long steps say what they are doing and how long it took."""
+
+    def __init__(self, total: int, stream: Any = sys.stderr, quiet: bool = False) -> None:
+        self.total, self.stream, self.quiet, self.done = total, stream, quiet, 0
+        self.started = time.perf_counter()
+
+    def step(self, name: str) -> _Step:
+        self.done += 1
+        return _Step(self, name)
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.stream, flush=True)
+
+
+class _Step:
+    def __init__(self, progress: Progress, name: str) -> None:
+        self.progress, self.name = progress, name
+
+    def __enter__(self) -> _Step:
+        p = self.progress
+        p.say(f"[{p.done}/{p.total}] {self.name} …")
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            p = self.progress
+            p.say(f"[{p.done}/{p.total}] {self.name}: done in {time.perf_counter() - self.t0:.1f}s")
+
+
+@dataclass
+class Trained:
+    trees: dict[str, dict[str, Any]]
+    ranker_onnx: bytes
+    fallback: dict[str, Any]
+    profiles: dict[str, Profile]
+    ranker_training: dict[str, Any]
+
+
+def present_target_types(events: pd.DataFrame, config: BuildConfig) -> list[str]:
+    """The configured target types, or every positively weighted type when the data has none
+    of them (a log of views only, say)."""
+    wanted = [t for t in config.evaluation.target_types if (events["type"] == t).any()]
+    if wanted:
+        return wanted
+    return [t for t, w in config.events.weights.items() if w > 0 and (events["type"] == t).any()]
+
+
+def fit_candidate_models(events: pd.DataFrame, universe: ItemUniverse,
+                         config: BuildConfig) -> tuple[dict[str, dict[str, Any]], Popularity]:
+    weights = config.events.weights
+    emb = config.embeddings
+    embeddings = ItemEmbeddings(emb.factors, emb.regularization, emb.alpha, emb.iterations,
+                                config.seed).fit(interaction_matrix(events, universe, weights))
+    cv = config.covisitation
+    covisitation = CoVisitation(cv.window, cv.neighbours).fit(events, universe, weights)
+    pc = config.popularity
+    popularity = Popularity(pc.half_life_days, pc.context_top_n, pc.min_context_events,
+                            pc.fallback_items).fit(events, universe, weights)
+    trees = {ITEMS: universe.to_tree(), EMBEDDINGS: embeddings.to_tree(),
+             COVISITATION: covisitation.to_tree(), POPULARITY: popularity.to_tree()}
+    return trees, popularity
+
+
+def train(events: pd.DataFrame, universe: ItemUniverse, config: BuildConfig) -> Trained:
+    """Ranker on a time split inside `events`, then the candidate models on all of `events`."""
+    weights = config.events.weights
+    t_min, t_max = events["ts"].min(), events["ts"].max()
+    label_days = config.ranker.label_days or max(1.0, 0.15 * (t_max - t_min) / DAY)
+    label_cut = t_max - pd.Timedelta(days=label_days)
+    history, labels = events[events["ts"] < label_cut], events[events["ts"] >= label_cut]
+    trees, _ = fit_candidate_models(history, universe, config)
+    model = model_from_trees(trees, weights, ranker=None)
+    rc = config.ranker
+    x, y, stats = training_rows(model, build_profiles(history, weights), labels,
+                                present_target_types(labels, config), rc.max_users,
+                                rc.negatives_per_user, config.seed)
+    ranker = fit_ranker(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)
+    stats |= {"label_days": round(label_days, 2), "label_cut": label_cut.isoformat(),
+              "trees": int(ranker.n_iter_)}
+    trees, popularity = fit_candidate_models(events, universe, config)
+    return Trained(trees, ranker_to_onnx(ranker), popularity.fallback(universe),
+                   build_profiles(events, weights), stats)
+
+
+def _write(out_dir: Path, trained: Trained, config: BuildConfig, lineage: dict[str, Any],
+           metrics: dict[str, Any], signing_key: bytes | None) -> dict[str, Any]:
+    models = {
+        "event_weights": dict(config.events.weights),
+        "ranker": {"file": "ranker.onnx", "features": list(FEATURES),
+                   "estimator": "HistGradientBoostingClassifier", "training": trained.ranker_training},
+        "embeddings": {"method": "implicit ALS", "factors": config.embeddings.factors},
+        "contexts": sorted(trained.trees[POPULARITY]["contexts"]),
+    }
+    return write_bundle(out_dir, trained.trees, trained.ranker_onnx, trained.fallback,
+                        trained.profiles, models, lineage, metrics, signing_key)
+
+
+def export_bundle(
+    events_paths: list[str | Path],
+    out_dir: str | Path,
+    config: BuildConfig,
+    catalog_path: str | Path | None = None,
+    users_path: str | Path | None = None,
+    signing_key: bytes | None = None,
+    evaluate: bool = True,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    progress = Progress(5 if evaluate else 3, quiet=quiet)
+    report = QualityReport()
+    with progress.step("read and validate the input"):
+        frames = []
+        for path in map(Path, events_paths):
+            raw = read_table(path)
+            report.files.append({"role": "events", "name": path.name, "sha256": sha256_of(path),
+                                 "rows": len(raw)})
+            frames.append(normalize_events(raw, config, report))
+        events = pd.concat(frames, ignore_index=True).sort_values("ts", kind="stable") \
+            .reset_index(drop=True)
+        catalog = None
+        if catalog_path is not None:
+            raw = read_table(catalog_path)
+            catalog = normalize_catalog(raw, config)
+            report.files.append({"role": "catalog", "name": Path(catalog_path).name,
+                                 "sha256": sha256_of(Path(catalog_path)), "rows": len(raw)})
+        if users_path is not None:
+            raw = read_table(users_path)
+            user_column = config.input.users_columns.get("user_id", "user_id")
+            if user_column not in raw.columns:
+                raise ValueError(f"users file needs a `{user_column}` column; it has "
+                                 f"{list(raw.columns)}")
+            report.files.append({"role": "users", "name": Path(users_path).name,
+                                 "sha256": sha256_of(Path(users_path)),
+                                 "rows": int((normalize_ids(raw[user_column]) != "").sum())})
+        progress.say(report.table())
+        check_drop_share(report, config)
+    if events.empty:
+        raise ValueError("no event rows were kept; nothing to learn from")
+    universe = build_universe(events, catalog)
+    t_min, t_max = events["ts"].min(), events["ts"].max()
+    lineage: dict[str, Any] = report.to_dict() | {
+        "time_range": [t_min.isoformat(), t_max.isoformat()],
+        "items": len(universe.ids),
+        "users": int((events["user_id"] != "").groupby(events["user_id"]).any().sum()),
+        "config": msgspec.to_builtins(config),
+    }
+    metrics: dict[str, Any] = {}
+    if evaluate:
+        span_days = (t_max - t_min) / DAY
+        holdout_days = config.evaluation.holdout_days or max(1.0, 0.1 * span_days)
+        test_cut = t_max - pd.Timedelta(days=holdout_days)
+        train_part, test_part = events[events["ts"] < test_cut], events[events["ts"] >= test_cut]
+        with progress.step(f"train on events before {test_cut:%Y-%m-%d} (holdout "
+                           f"{holdout_days:g} days)"):
+            held = train(train_part, universe, config)
+        with progress.step("evaluate the holdout bundle through the edge code path"):
+            with tempfile.TemporaryDirectory() as tmp:
+                _write(Path(tmp) / "bundle", held, config, lineage, {}, None)
+                bundle = load_bundle(Path(tmp) / "bundle")
+                evaluation = evaluate_bundle(
+                    bundle, test_part, present_target_types(test_part, config),
+                    config.evaluation.k, config.evaluation.max_users, config.seed)
+            evaluation["holdout"] = {"from": test_cut.isoformat(), "days": holdout_days,
+                                     "train_rows": len(train_part), "test_rows": len(test_part)}
+            metrics["evaluation"] = evaluation
+            progress.say(format_table(evaluation))
+    with progress.step("train on all events"):
+        trained = train(events, universe, config)
+    with progress.step(f"write the bundle to {out_dir}"):
+        manifest = _write(Path(out_dir), trained, config, lineage, metrics, signing_key)
+    total = time.perf_counter() - progress.started
+    progress.say(f"bundle {manifest['build_id']} written to {out_dir} in {total:.1f}s "
+                 f"({sum(f['bytes'] for f in manifest['files'].values()) / 1e6:.2f} MB, "
+                 f"{len(trained.profiles):,} profiles)")
+    return manifest

@@ -1,0 +1,268 @@
+"""Validation and normalization of the event log and catalog.
+
+Timestamps become UTC, labels are trimmed and lower-cased, ids become strings. Rows that cannot
+be used are dropped and counted by reason (first failing check wins); the counts, the input
+files' sha256 and the rows kept form the data-quality report stored in the manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from export.config import CANONICAL_EVENT_COLUMNS, CATALOG_COLUMNS, BuildConfig
+
+DROP_REASONS = (
+    "missing_item_id",
+    "missing_user_and_session",
+    "bad_timestamp",
+    "future_timestamp",
+    "unknown_type",
+    "negative_price",
+    "non_positive_qty",
+    "duplicate",
+)
+LABEL_COLUMNS = ("device", "country", "category", "brand")
+_TZ_SUFFIX = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
+
+
+class DataQualityError(ValueError):
+    """Too much of the input was unusable to trust a model built from the rest."""
+
+
+@dataclass
+class QualityReport:
+    files: list[dict[str, object]] = field(default_factory=list)
+    rows_read: int = 0
+    rows_kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def drop_share(self) -> float:
+        return 1.0 - self.rows_kept / self.rows_read if self.rows_read else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "rows_dropped": self.rows_read - self.rows_kept,
+            "dropped_by_reason": self.dropped,
+        }
+
+    def table(self) -> str:
+        lines = ["data quality", f"  {'rows read':<28}{self.rows_read:>12,}"]
+        for reason in DROP_REASONS:
+            count = self.dropped.get(reason, 0)
+            if count:
+                share = count / self.rows_read if self.rows_read else 0.0
+                lines.append(f"  dropped: {reason:<19}{count:>12,}  ({share:.1%})")
+        lines.append(f"  {'rows kept':<28}{self.rows_kept:>12,}  ({1 - self.drop_share:.1%})")
+        for f in self.files:
+            lines.append(f"  {f['role']}: {f['name']} sha256 {str(f['sha256'])[:16]}… "
+                         f"({f['rows']:,} rows)")
+        return "\n".join(lines)
+
+
+def normalize_ids(column: pd.Series) -> pd.Series:
+    """Ids as strings: trimmed, '17850.0' (a float-typed integer id) as '17850', missing as ''."""
+    text = column.astype("string").str.strip()
+    text = text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+    return text.fillna("").astype(object)
+
+
+def normalize_labels(column: pd.Series) -> pd.Series:
+    return column.astype("string").str.strip().str.lower().fillna("").astype(object)
+
+
+def parse_timestamps(column: pd.Series, timezone: str) -> pd.Series:
+    """ISO 8601 (naive ones in `timezone`), epoch seconds or epoch milliseconds → UTC. Values
+    that are none of these become NaT."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        ts = column if column.dt.tz is not None else column.dt.tz_localize(
+            timezone, ambiguous="NaT", nonexistent="shift_forward")
+        return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    out = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
+    numeric = pd.to_numeric(column, errors="coerce")
+    is_number = numeric.notna()
+    if is_number.any():
+        values = numeric[is_number]
+        millis = values.abs() >= 1e11  # 1e11 s is the year 5138; in ms it is 1973
+        for mask, unit in ((millis, "ms"), (~millis, "s")):
+            if mask.any():
+                out.loc[values.index[mask]] = pd.to_datetime(
+                    values[mask], unit=unit, utc=True, errors="coerce")
+    text = column[~is_number].astype("string").str.strip()
+    text = text[text.fillna("") != ""]
+    if not text.empty:
+        aware = text.str.contains(_TZ_SUFFIX, regex=True).fillna(False).astype(bool)
+        if aware.any():
+            out.loc[text.index[aware]] = pd.to_datetime(
+                text[aware], format="ISO8601", utc=True, errors="coerce")
+        if (~aware).any():
+            naive = pd.to_datetime(text[~aware], format="ISO8601", errors="coerce")
+            local = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+            out.loc[text.index[~aware]] = local.dt.tz_convert("UTC")
+    return out
+
+
+def _numeric(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name not in frame:
+        return pd.Series(np.nan, index=frame.index, dtype="float64")
+    return pd.to_numeric(frame[name], errors="coerce").astype("float64")
+
+
+def _rename(raw: pd.DataFrame, mapping: dict[str, str], allowed: tuple[str, ...],
+            role: str) -> pd.DataFrame:
+    missing = {canon: src for canon, src in mapping.items() if src not in raw.columns}
+    if missing:
+        raise DataQualityError(
+            f"{role}: mapped columns {missing} are not in the file; its columns are "
+            f"{list(raw.columns)}"
+        )
+    renamed = raw.rename(columns={src: canon for canon, src in mapping.items()})
+    return renamed[[c for c in allowed if c in renamed.columns]]
+
+
+def _event_types(frame: pd.DataFrame, raw: pd.DataFrame, config: BuildConfig) -> pd.Series:
+    if "type" in frame:
+        types = normalize_labels(frame["type"])
+        if config.input.type_map:
+            types = types.replace({k.strip().lower(): v for k, v in config.input.type_map.items()})
+    elif config.input.type is not None:
+        types = pd.Series(config.input.type, index=frame.index, dtype=object)
+    else:
+        raise DataQualityError(
+            "events: no `type` column; map one with --map type=COLUMN or set input.type in the "
+            "config when every row is the same kind of event"
+        )
+    for rule in config.input.type_from_prefix:
+        if rule.column not in raw.columns:
+            raise DataQualityError(
+                f"input.type_from_prefix names column {rule.column!r}, which is not in the file"
+            )
+        starts = raw[rule.column].astype("string").str.strip().str.startswith(rule.prefix)
+        types = types.where(~starts.fillna(False).astype(bool), rule.type)
+    return types
+
+
+def sessionize(user_ids: pd.Series, ts: pd.Series, gap_minutes: float) -> pd.Series:
+    """Session ids for rows that have none: a user's events split at gaps over `gap_minutes`."""
+    order = np.lexsort((ts.to_numpy(dtype="int64"), user_ids.to_numpy(dtype=object).astype(str)))
+    users = user_ids.to_numpy(dtype=object)[order]
+    seconds = ts.to_numpy(dtype="int64")[order] / 1e9
+    new = np.ones(len(order), dtype=bool)
+    if len(order) > 1:
+        new[1:] = (users[1:] != users[:-1]) | (np.diff(seconds) > gap_minutes * 60)
+    number = np.cumsum(new)
+    ids = np.empty(len(order), dtype=object)
+    ids[order] = [f"{u}#{n}" for u, n in zip(users, number)]
+    return pd.Series(ids, index=user_ids.index, dtype=object)
+
+
+def normalize_events(
+    raw: pd.DataFrame,
+    config: BuildConfig,
+    report: QualityReport,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """Map, parse and check the event log; returns the kept rows in canonical columns, sorted
+    by time, and fills `report`."""
+    cfg = config.input
+    frame = _rename(raw, cfg.columns, CANONICAL_EVENT_COLUMNS, "events") if cfg.columns else \
+        raw[[c for c in CANONICAL_EVENT_COLUMNS if c in raw.columns]]
+    if "item_id" not in frame or "ts" not in frame:
+        raise DataQualityError(
+            f"events need `ts` and `item_id` columns; the file has {list(raw.columns)}. Map "
+            "foreign names with --map ts=COLUMN item_id=COLUMN or [input.columns] in the config"
+        )
+    if "user_id" not in frame and "session_id" not in frame:
+        raise DataQualityError(
+            "events need `user_id` or `session_id`; map one with --map user_id=COLUMN"
+        )
+    n = len(frame)
+    out = pd.DataFrame(index=frame.index)
+    out["ts"] = parse_timestamps(frame["ts"], cfg.timezone)
+    for name in ("user_id", "item_id", "session_id"):
+        out[name] = normalize_ids(frame[name]) if name in frame else ""
+    out["type"] = _event_types(frame, raw, config)
+    out["qty"] = _numeric(frame, "qty").fillna(1.0)
+    out["price"] = _numeric(frame, "price")
+    out["dwell_ms"] = _numeric(frame, "dwell_ms")
+    for name in LABEL_COLUMNS:
+        out[name] = normalize_labels(frame[name]) if name in frame else ""
+    out["title"] = (frame["title"].astype("string").str.strip().fillna("").astype(object)
+                    if "title" in frame else "")
+
+    now = now or datetime.now(UTC)
+    horizon = pd.Timestamp(now + timedelta(minutes=cfg.max_future_skew_minutes))
+    checks = [
+        ("missing_item_id", out["item_id"] == ""),
+        ("missing_user_and_session", (out["user_id"] == "") & (out["session_id"] == "")),
+        ("bad_timestamp", out["ts"].isna()),
+        ("future_timestamp", out["ts"] > horizon),
+        ("unknown_type", ~out["type"].isin(config.event_types)),
+        ("negative_price", out["price"] < 0),
+        ("non_positive_qty", (out["qty"] <= 0) & out["type"].isin(["purchase", "add_to_cart"])),
+    ]
+    keep = np.ones(n, dtype=bool)
+    for reason, bad in checks:
+        hit = keep & bad.to_numpy(dtype=bool, na_value=False)
+        report.dropped[reason] = report.dropped.get(reason, 0) + int(hit.sum())
+        keep &= ~hit
+    out = out[keep]
+    duplicate = out.duplicated(keep="first").to_numpy()
+    report.dropped["duplicate"] = report.dropped.get("duplicate", 0) + int(duplicate.sum())
+    out = out[~duplicate]
+
+    if "local_hour" in frame:
+        hours = pd.to_numeric(frame.loc[out.index, "local_hour"], errors="coerce")
+    else:
+        hours = pd.Series(np.nan, index=out.index)
+    derived = out["ts"].dt.tz_convert(cfg.timezone).dt.hour
+    out["local_hour"] = hours.where(hours.between(0, 23), derived).astype("int8")
+    missing_session = out["session_id"] == ""
+    if missing_session.any():
+        out.loc[missing_session, "session_id"] = sessionize(
+            out.loc[missing_session, "user_id"], out.loc[missing_session, "ts"],
+            config.events.session_gap_minutes)
+    report.rows_read += n
+    report.rows_kept += len(out)
+    return out.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def check_drop_share(report: QualityReport, config: BuildConfig) -> None:
+    limit = config.events.max_drop_share
+    if report.drop_share > limit:
+        worst = max(report.dropped, key=lambda r: report.dropped[r])
+        raise DataQualityError(
+            f"{report.drop_share:.1%} of the event rows were dropped (most for {worst!r}: "
+            f"{report.dropped[worst]:,}), over the limit of {limit:.0%}. Check the column "
+            "mapping (--map) and the input, or raise events.max_drop_share in the config.\n"
+            + report.table()
+        )
+
+
+def normalize_catalog(raw: pd.DataFrame, config: BuildConfig) -> pd.DataFrame:
+    frame = _rename(raw, config.input.catalog_columns, CATALOG_COLUMNS, "catalog") \
+        if config.input.catalog_columns else raw[[c for c in CATALOG_COLUMNS if c in raw.columns]]
+    if "item_id" not in frame:
+        raise DataQualityError(
+            f"catalog needs an `item_id` column; it has {list(raw.columns)}. Map it with "
+            "[input.catalog_columns] in the config"
+        )
+    out = pd.DataFrame({"item_id": normalize_ids(frame["item_id"])})
+    out["title"] = frame["title"].astype("string").fillna("").astype(object) \
+        if "title" in frame else ""
+    for name in ("category", "brand"):
+        out[name] = normalize_labels(frame[name]) if name in frame else ""
+    out["price"] = _numeric(frame, "price").where(lambda p: p >= 0)
+    if "in_stock" in frame:
+        text = frame["in_stock"].astype("string").str.strip().str.lower()
+        out["in_stock"] = ~text.isin(["0", "false", "no", "n", "f"])
+    else:
+        out["in_stock"] = True
+    out = out[out["item_id"] != ""]
+    return out.drop_duplicates("item_id", keep="last").reset_index(drop=True)

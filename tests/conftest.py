@@ -1,0 +1,56 @@
+"""Shared fixtures: one small simulated shop and its bundle, built once per test session.
+
+Randomness is seeded; the seed is printed in the report header and can be changed with
+EDGEPERSO_TEST_SEED to reproduce a failure."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SEED = int(os.environ.get("EDGEPERSO_TEST_SEED", "0"))
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "examples" / "online_retail_sample.csv.gz"
+UCI_CONFIG = ROOT / "configs" / "online_retail.toml"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"edgeperso test seed: {SEED} (set EDGEPERSO_TEST_SEED to change)"
+
+
+@pytest.fixture(scope="session")
+def seed() -> int:
+    return SEED
+
+
+@pytest.fixture(scope="session")
+def shop():
+    from export.simulate import simulate_shop
+
+    return simulate_shop(n_users=800, n_items=400, n_events=40_000, seed=SEED, days=40)
+
+
+@pytest.fixture(scope="session")
+def shop_files(shop, tmp_path_factory) -> dict[str, Path]:
+    return shop.write(tmp_path_factory.mktemp("shop"), fmt="parquet")
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(shop_files, tmp_path_factory) -> Path:
+    """A real bundle exported from the simulated shop (evaluation included)."""
+    from export.config import BuildConfig
+    from export.pipeline import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "shop"
+    export_bundle([shop_files["events"]], out, BuildConfig(seed=SEED),
+                  catalog_path=shop_files["catalog"], quiet=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle(bundle_dir):
+    from edge.bundle import load_bundle
+
+    return load_bundle(bundle_dir)

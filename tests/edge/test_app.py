@@ -1,0 +1,106 @@
+import json
+import random
+
+import pytest
+from starlette.testclient import TestClient
+
+from edge.app import create_app
+from edge.config import Settings
+
+
+@pytest.fixture(scope="module")
+def client(bundle_dir):
+    app = create_app(Settings(bundle_dir=str(bundle_dir), max_body_bytes=32 * 1024))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def post(client, body, content_type="application/json"):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post("/v1/recommend", content=data, headers={"content-type": content_type})
+
+
+def test_health_and_readiness(client, bundle):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["bundle"] == bundle.build_id
+
+
+def test_a_valid_request_answers_with_the_documented_shape(client, bundle):
+    response = post(client, {"k": 3, "context": {"device": "mobile", "local_hour": 9}})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"items", "bundle", "fallback", "personalized", "context", "took_ms"}
+    assert len(body["items"]) == 3 and set(body["items"][0]) == {"item_id", "score"}
+    assert body["context"]["hour_bucket"] == "morning"
+
+
+def test_cdn_headers_fill_the_context(client):
+    response = client.post("/v1/recommend", content=b"{}", headers={
+        "content-type": "application/json", "cf-ipcountry": "PL",
+        "user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile"})
+    context = response.json()["context"]
+    assert context["country"] == "pl" and context["device"] == "mobile"
+
+
+@pytest.mark.parametrize("body,status,field,needle", [
+    (b'{"k": 3', 400, "$", "not valid JSON"),
+    ({"k": "ten"}, 422, "$.k", "Expected `int`"),
+    ({"k": -1}, 422, "$.k", ">= 1"),
+    ({"k": 0}, 422, "$.k", ">= 1"),
+    ({"k": 10_000}, 422, "$.k", "<= 100"),
+    ({"colour": "red"}, 422, "$", "unknown field `colour`"),
+    ({"context": {"local_hour": 24}}, 422, "$.context.local_hour", "<= 23"),
+    ({"context": {"cart": "abc"}}, 422, "$.context.cart", "Expected `array`"),
+    ({"exclude": [str(i) for i in range(1001)]}, 422, "$.exclude", "length <= 1000"),
+    ({"session": {"events": [{"item_id": "x"}]}}, 422, "$.session.events[0]",
+     "missing required field `type`"),
+    ({"session": {"events": [{"type": "fly", "item_id": "x"}]}}, 422,
+     "$.session.events[0].type", "not one this bundle knows"),
+    ({"user_id": ""}, 422, "$.user_id", "length >= 1"),
+    ([1, 2], 422, "$", "Expected `object`"),
+])
+def test_bad_input_gets_a_4xx_naming_the_field(client, body, status, field, needle):
+    response = post(client, body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["field"] == field and needle in error["message"], error
+
+
+def test_wrong_content_type_is_415(client):
+    response = post(client, {"k": 1}, content_type="text/plain")
+    assert response.status_code == 415
+    assert "application/json" in response.json()["error"]["message"]
+
+
+def test_a_body_over_the_limit_is_413(client):
+    response = post(client, {"exclude": ["x" * 100] * 400})
+    assert response.status_code == 413 and "limit" in response.json()["error"]["message"]
+
+
+def test_wrong_method_and_path_answer_json(client):
+    assert client.get("/v1/recommend").status_code == 405
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "http_error"
+
+
+def test_random_garbage_never_gets_a_5xx(client, seed):
+    rng = random.Random(seed)
+    fragments = [b"{", b"}", b"[", b"]", b'"k"', b":", b",", b"-1", b"1e999", b"null", b'"\\u0000"',
+                 b'"session"', b'"events"', b'"user_id"', b"true", b"\xff", b'"exclude"']
+    for _ in range(300):
+        body = b"".join(rng.choice(fragments) for _ in range(rng.randint(0, 12)))
+        response = post(client, body)
+        assert response.status_code < 500, (body, response.text)
+        assert "Traceback" not in response.text
+
+
+def test_a_refused_bundle_keeps_the_service_answering(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"format_version": 7}')
+    app = create_app(Settings(bundle_dir=str(tmp_path)))
+    with TestClient(app) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "format_version 7" in ready.json()["reason"]
+        answer = post(client, {"k": 3})
+        assert answer.status_code == 200
+        assert answer.json()["fallback"].startswith("bundle_unavailable")

@@ -1,0 +1,88 @@
+import json
+import shutil
+
+import pytest
+
+from edge.bundle import (
+    EMBEDDINGS,
+    MANIFEST,
+    RANKER,
+    load_bundle,
+    manifest_signature,
+    verify,
+)
+from edge.errors import BundleError
+
+
+@pytest.fixture
+def copy(bundle_dir, tmp_path):
+    target = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, target)
+    return target
+
+
+def test_a_good_bundle_verifies_and_loads(bundle):
+    assert bundle.manifest.format_version == 1
+    assert len(bundle.model.items) == bundle.model.embeddings.item_factors.shape[0]
+    assert bundle.model.ranker is not None
+    assert "all" in bundle.fallback
+
+
+def test_a_changed_byte_is_refused_naming_the_file(copy):
+    path = copy / EMBEDDINGS
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="embeddings.msgpack has sha256") as info:
+        load_bundle(copy)
+    assert info.value.file == EMBEDDINGS
+
+
+def test_a_missing_file_is_refused_naming_the_file(copy):
+    (copy / RANKER).unlink()
+    with pytest.raises(BundleError, match="ranker.onnx is listed in manifest.json but missing"):
+        verify(copy)
+
+
+def test_an_unknown_format_version_is_refused(copy):
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["format_version"] = 99
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="format_version 99; this edge reads \\[1\\]"):
+        verify(copy)
+
+
+def test_no_manifest_is_refused(tmp_path):
+    with pytest.raises(BundleError, match="manifest.json is missing"):
+        verify(tmp_path)
+
+
+def test_signature_is_checked_when_a_key_is_configured(copy):
+    with pytest.raises(BundleError, match="not signed"):
+        verify(copy, signing_key=b"k")
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["signature"] = manifest_signature(manifest, b"right key")
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    assert verify(copy, signing_key=b"right key").signature == manifest["signature"]
+    with pytest.raises(BundleError, match="signature does not match"):
+        verify(copy, signing_key=b"wrong key")
+    manifest["metrics"] = {"tampered": True}  # any change after signing breaks it
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="signature does not match"):
+        verify(copy, signing_key=b"right key")
+
+
+def test_a_path_outside_the_bundle_is_refused(copy):
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["files"]["../escape"] = {"sha256": "0" * 64, "bytes": 1}
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="not a plain file name"):
+        verify(copy)
+
+
+def test_manifest_carries_lineage_and_metrics(bundle):
+    lineage = bundle.manifest.lineage
+    assert lineage["rows_read"] >= lineage["rows_kept"] > 0
+    assert lineage["files"][0]["sha256"]
+    evaluation = bundle.manifest.metrics["evaluation"]
+    assert set(evaluation["table"]) == {"bundle", "popularity"}

@@ -1,0 +1,110 @@
+import math
+
+import numpy as np
+import pytest
+
+from edge.errors import ValidationError
+from edge.recommend import Recommender
+from edge.schemas import Context, RecommendRequest, Session, SessionEvent
+
+
+@pytest.fixture(scope="module")
+def recommender(bundle):
+    return Recommender(bundle, budget_ms=math.inf)
+
+
+def regular_customer(bundle):
+    profiles = bundle.profiles._profiles
+    return max(profiles, key=lambda u: (len(profiles[u].bought_items), u))
+
+
+def ids(response):
+    return [item.item_id for item in response.items]
+
+
+def test_a_known_customer_gets_k_personalized_items_never_ones_they_bought(bundle, recommender):
+    user = regular_customer(bundle)
+    bought = set(bundle.profiles.get(user).bought_items)
+    assert bought, "the fixture should pick a customer who bought something"
+    response = recommender.recommend(RecommendRequest(user_id=user, k=10))
+    assert len(response.items) == 10 and len(set(ids(response))) == 10
+    assert not bought & set(ids(response))
+    assert response.personalized and response.fallback is None
+    assert response.bundle == bundle.build_id
+    scores = [item.score for item in response.items]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_excluded_cart_and_out_of_stock_items_are_never_returned(bundle, recommender):
+    user = regular_customer(bundle)
+    first = ids(recommender.recommend(RecommendRequest(user_id=user, k=20)))
+    exclude, cart = first[:5], first[5:8]
+    again = ids(recommender.recommend(RecommendRequest(
+        user_id=user, k=20, exclude=exclude, context=Context(cart=cart))))
+    assert not set(exclude + cart) & set(again)
+    out_of_stock = {bundle.model.items.ids[i]
+                    for i in np.flatnonzero(~bundle.model.items.in_stock)}
+    assert out_of_stock, "the simulated catalog has out-of-stock items"
+    for k in (10, 50):
+        assert not out_of_stock & set(ids(recommender.recommend(
+            RecommendRequest(user_id=user, k=k))))
+
+
+def test_an_anonymous_session_is_personalized_from_its_views(bundle, recommender):
+    viewed = [item for item, _ in bundle.fallback["all"][10:13]]
+    session = Session(events=[SessionEvent(type="view", item_id=i) for i in viewed])
+    response = recommender.recommend(RecommendRequest(session=session, k=10))
+    assert response.personalized and len(response.items) == 10
+    cold = recommender.recommend(RecommendRequest(k=10))
+    assert not cold.personalized and ids(cold) != ids(response)
+
+
+def test_without_consent_the_answer_uses_only_the_context(bundle, recommender):
+    user = regular_customer(bundle)
+    context = Context(device="mobile", local_hour=20)
+    refused = recommender.recommend(RecommendRequest(user_id=user, consent=False,
+                                                     context=context))
+    anonymous = recommender.recommend(RecommendRequest(context=context))
+    assert not refused.personalized
+    assert ids(refused) == ids(anonymous)
+
+
+def test_an_exhausted_budget_answers_with_contextual_fallback(bundle):
+    response = Recommender(bundle, budget_ms=1e-9).recommend(
+        RecommendRequest(user_id=regular_customer(bundle), k=5,
+                         context=Context(device="mobile")))
+    assert response.fallback.startswith("latency_budget")
+    assert len(response.items) == 5
+    expected = [i for i, _ in bundle.fallback.get("device=mobile", bundle.fallback["all"])]
+    assert set(ids(response)) <= set(expected)
+
+
+def test_a_failing_step_answers_with_fallback_not_an_exception(bundle, monkeypatch, caplog):
+    def broken(features):
+        raise RuntimeError("onnxruntime exploded")
+
+    monkeypatch.setattr(bundle.model.ranker, "predict", broken)
+    response = Recommender(bundle).recommend(RecommendRequest(k=4))
+    assert response.fallback == "error: step 'ranker' failed"
+    assert len(response.items) == 4
+    assert "onnxruntime exploded" in caplog.text
+
+
+def test_without_a_bundle_every_request_still_gets_an_answer():
+    response = Recommender(None, unavailable_reason="bundle refused: x").recommend(
+        RecommendRequest(k=3))
+    assert response.items == [] and response.fallback.startswith("bundle_unavailable")
+
+
+def test_an_unknown_session_event_type_names_the_field(recommender):
+    session = Session(events=[SessionEvent(type="view", item_id="a"),
+                              SessionEvent(type="teleport", item_id="b")])
+    with pytest.raises(ValidationError, match="'teleport' is not one this bundle knows") as info:
+        recommender.recommend(RecommendRequest(session=session))
+    assert info.value.field == "$.session.events[1].type"
+
+
+def test_unknown_items_in_a_session_are_ignored_not_an_error(recommender):
+    session = Session(events=[SessionEvent(type="view", item_id="no-such-item")])
+    response = recommender.recommend(RecommendRequest(session=session, k=3))
+    assert len(response.items) == 3 and response.fallback is None
