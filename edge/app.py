@@ -38,8 +38,7 @@ _encoder = msgspec.json.Encoder()
 
 
 def json_response(body: object, status_code: int = 200) -> Response:
-    return Response(_encoder.encode(body), status_code=status_code,
-                    media_type="application/json")
+    return Response(_encoder.encode(body), status_code=status_code, media_type="application/json")
 
 
 def decode_error(exc: msgspec.DecodeError) -> ValidationError:
@@ -114,10 +113,14 @@ def load_recommender(settings: Settings) -> Recommender:
     if not settings.bundle_dir:
         return Recommender(None, settings.budget_ms, "EDGEPERSO_BUNDLE is not set")
     try:
-        profiles = (EmbeddedProfileStore.from_file(Path(settings.profiles_path))
-                    if settings.profiles_path else None)
-        bundle = load_bundle(settings.bundle_dir, signing_key=settings.signing_key,
-                             profiles=profiles)
+        profiles = (
+            EmbeddedProfileStore.from_file(Path(settings.profiles_path))
+            if settings.profiles_path
+            else None
+        )
+        bundle = load_bundle(
+            settings.bundle_dir, signing_key=settings.signing_key, profiles=profiles
+        )
     except (BundleError, OSError) as exc:
         reason = f"bundle refused: {exc}"
         log.error("%s", reason)
@@ -140,8 +143,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        exception_handlers={Exception: handle_error, HTTPException: handle_error,
-                            EdgepersoError: handle_error},
+        exception_handlers={
+            Exception: handle_error,
+            HTTPException: handle_error,
+            EdgepersoError: handle_error,
+        },
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -26,7 +26,9 @@ def encode_array(array: np.ndarray) -> dict[str, Any]:
     dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
     array = array.astype(dtype, copy=False)
     if dtype.str not in ALLOWED_DTYPES:
-        raise TypeError(f"dtype {dtype.str!r} cannot go in a bundle; allowed: {sorted(ALLOWED_DTYPES)}")
+        raise TypeError(
+            f"dtype {dtype.str!r} cannot go in a bundle; allowed: {sorted(ALLOWED_DTYPES)}"
+        )
     return {ARRAY_TAG: 1, "dtype": dtype.str, "shape": list(array.shape), "data": array.tobytes()}
 
 
@@ -55,7 +57,9 @@ def _from_msgpack_tree(value: Any, where: str) -> Any:
 def decode_array(payload: dict[str, Any], where: str = "$") -> np.ndarray:
     dtype, shape, data = payload.get("dtype"), payload.get("shape"), payload.get("data")
     if dtype not in ALLOWED_DTYPES:
-        raise BundleError(f"array at {where} has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}")
+        raise BundleError(
+            f"array at {where} has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}"
+        )
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise BundleError(f"array at {where} has an invalid shape {shape!r}")
     if not isinstance(data, (bytes, memoryview)):

@@ -62,8 +62,9 @@ def manifest_signature(manifest: dict[str, Any], key: bytes) -> str:
 def read_manifest(directory: Path) -> tuple[Manifest, dict[str, Any]]:
     path = directory / MANIFEST
     if not path.is_file():
-        raise BundleError(f"{path} is missing: is {directory} a bundle made by `edgeperso export`?",
-                          file=MANIFEST)
+        raise BundleError(
+            f"{path} is missing: is {directory} a bundle made by `edgeperso export`?", file=MANIFEST
+        )
     raw = path.read_bytes()
     try:
         as_dict = json.loads(raw)
@@ -94,13 +95,18 @@ def verify(directory: Path, signing_key: bytes | None = None) -> Manifest:
     for name, entry in entries.items():
         path = directory / name
         if Path(name).name != name:
-            raise BundleError(f"{MANIFEST} lists {name!r}, which is not a plain file name", file=name)
+            raise BundleError(
+                f"{MANIFEST} lists {name!r}, which is not a plain file name", file=name
+            )
         if not path.is_file():
-            raise BundleError(f"{name} is listed in {MANIFEST} but missing from {directory}",
-                              file=name)
+            raise BundleError(
+                f"{name} is listed in {MANIFEST} but missing from {directory}", file=name
+            )
         size = path.stat().st_size
         if size != entry.bytes:
-            raise BundleError(f"{name} has {size} bytes; the manifest says {entry.bytes}", file=name)
+            raise BundleError(
+                f"{name} has {size} bytes; the manifest says {entry.bytes}", file=name
+            )
         actual = sha256_file(path)
         if actual != entry.sha256:
             raise BundleError(
@@ -110,12 +116,14 @@ def verify(directory: Path, signing_key: bytes | None = None) -> Manifest:
             )
     if signing_key is not None:
         if manifest.signature is None:
-            raise BundleError("the bundle is not signed, but this edge requires a signature",
-                              file=MANIFEST)
+            raise BundleError(
+                "the bundle is not signed, but this edge requires a signature", file=MANIFEST
+            )
         expected = manifest_signature(as_dict, signing_key)
         if not hmac.compare_digest(expected, manifest.signature):
-            raise BundleError("the manifest's signature does not match the signing key",
-                              file=MANIFEST)
+            raise BundleError(
+                "the manifest's signature does not match the signing key", file=MANIFEST
+            )
     return manifest
 
 
@@ -181,8 +189,10 @@ def load_bundle(
     """Verify, then decode. `profiles` overrides the embedded store (a key-value store, say)."""
     directory = Path(directory)
     manifest = verify(directory, signing_key)
-    trees = {name: arrays.read_file(directory / name)
-             for name in (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY)}
+    trees = {
+        name: arrays.read_file(directory / name)
+        for name in (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY)
+    }
     ranker_info = manifest.models.get("ranker", {})
     features = tuple(ranker_info.get("features", ())) if isinstance(ranker_info, dict) else ()
     ranker = Ranker((directory / RANKER).read_bytes(), features)
@@ -190,8 +200,9 @@ def load_bundle(
     if not isinstance(event_weights, dict) or not event_weights:
         raise BundleError(f"{MANIFEST} has no models.event_weights", file=MANIFEST)
     try:
-        model = model_from_trees(trees, {str(k): float(v) for k, v in event_weights.items()},
-                                 ranker)
+        model = model_from_trees(
+            trees, {str(k): float(v) for k, v in event_weights.items()}, ranker
+        )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise BundleError(f"the bundle's arrays do not fit together: {exc!r}") from exc
     if profiles is None:

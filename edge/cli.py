@@ -18,8 +18,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, help="bundle directory made by export")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--budget-ms", type=float, default=None,
-                        help="per-request latency budget (default: EDGEPERSO_BUDGET_MS or 50)")
+    parser.add_argument(
+        "--budget-ms",
+        type=float,
+        default=None,
+        help="per-request latency budget (default: EDGEPERSO_BUDGET_MS or 50)",
+    )
     parser.add_argument("--log-level", default="info")
 
 
@@ -32,8 +36,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.budget_ms is not None:
         env["EDGEPERSO_BUDGET_MS"] = str(args.budget_ms)
     app = create_app(Settings.from_env(env))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
 
 
@@ -59,24 +62,26 @@ def inspect(args: argparse.Namespace) -> int:
         "contexts": sorted(model.popularity.contexts),
         "profiles": len(bundle.profiles),
         "bundle_bytes": sum(e.bytes for e in m.files.values()),
-        "profile_store_bytes": m.profile_store[PROFILES].bytes if PROFILES in m.profile_store
+        "profile_store_bytes": m.profile_store[PROFILES].bytes
+        if PROFILES in m.profile_store
         else 0,
         "files": {name: e.bytes for name, e in m.files.items()},
         "metrics": m.metrics,
         "data_quality": m.lineage,
     }
-    print(json.dumps(summary, indent=2 if args.json else None) if args.json
-          else _human(summary))
+    print(json.dumps(summary, indent=2 if args.json else None) if args.json else _human(summary))
     return 0
 
 
 def _human(summary: dict) -> str:
-    lines = [f"bundle {summary['build_id']}: valid (format {summary['format_version']}, "
-             f"created {summary['created_at']}, signed: {summary['signed']})",
-             f"  items {summary['items']:,}  embedding dim {summary['embedding_dim']}  "
-             f"profiles {summary['profiles']:,}  contexts {len(summary['contexts'])}",
-             f"  bundle {summary['bundle_bytes'] / 1e6:.2f} MB + profile store "
-             f"{summary['profile_store_bytes'] / 1e6:.2f} MB"]
+    lines = [
+        f"bundle {summary['build_id']}: valid (format {summary['format_version']}, "
+        f"created {summary['created_at']}, signed: {summary['signed']})",
+        f"  items {summary['items']:,}  embedding dim {summary['embedding_dim']}  "
+        f"profiles {summary['profiles']:,}  contexts {len(summary['contexts'])}",
+        f"  bundle {summary['bundle_bytes'] / 1e6:.2f} MB + profile store "
+        f"{summary['profile_store_bytes'] / 1e6:.2f} MB",
+    ]
     for name, size in summary["files"].items():
         lines.append(f"    {name:<24}{size:>12,} B")
     evaluation = summary["metrics"].get("evaluation") if summary["metrics"] else None

@@ -52,9 +52,11 @@ def local_hour_from_timezone(timezone: str | None, now: float | None = None) -> 
 def resolve_context(body: Context | None, headers: Mapping[str, str]) -> ResolvedContext:
     """Fill each missing field from the CDN's headers; the body always wins."""
     body = body or Context()
-    device = normalize_label(body.device) or normalize_label(
-        headers.get("x-edgeperso-device")
-    ) or device_from_user_agent(headers.get("user-agent"))
+    device = (
+        normalize_label(body.device)
+        or normalize_label(headers.get("x-edgeperso-device"))
+        or device_from_user_agent(headers.get("user-agent"))
+    )
     country = normalize_label(body.country) or normalize_label(
         headers.get("x-edgeperso-country") or headers.get("cf-ipcountry")
     )

@@ -17,8 +17,9 @@ log = logging.getLogger("edgeperso.recommend")
 
 
 class Recommender:
-    def __init__(self, bundle: Bundle | None, budget_ms: float = 50.0,
-                 unavailable_reason: str | None = None) -> None:
+    def __init__(
+        self, bundle: Bundle | None, budget_ms: float = 50.0, unavailable_reason: str | None = None
+    ) -> None:
         self.bundle = bundle
         self.budget_ms = budget_ms
         self.unavailable_reason = unavailable_reason or "no bundle loaded"
@@ -43,8 +44,9 @@ class Recommender:
         self._check_event_types(request)
         bundle = self.bundle
         if bundle is None:
-            return self._answer([], None, f"bundle_unavailable: {self.unavailable_reason}",
-                                False, context, started)
+            return self._answer(
+                [], None, f"bundle_unavailable: {self.unavailable_reason}", False, context, started
+            )
         deadline = Deadline(self.budget_ms)
         step = "profile"
         try:
@@ -74,8 +76,9 @@ class Recommender:
         return self._answer(items, bundle.build_id, reason, False, context, started)
 
     @staticmethod
-    def _popular(bundle: Bundle, context: ResolvedContext, request: RecommendRequest,
-                 taken: set[str]) -> list[ScoredItem]:
+    def _popular(
+        bundle: Bundle, context: ResolvedContext, request: RecommendRequest, taken: set[str]
+    ) -> list[ScoredItem]:
         """Precomputed popular items for the most specific context the bundle has."""
         blocked = set(request.exclude) | taken
         if request.context is not None and request.consent:
@@ -101,8 +104,14 @@ class Recommender:
                     break
         return out
 
-    def _answer(self, items: list[ScoredItem], build_id: str | None, fallback: str | None,
-                personalized: bool, context: ResolvedContext, started: float
-                ) -> RecommendResponse:
+    def _answer(
+        self,
+        items: list[ScoredItem],
+        build_id: str | None,
+        fallback: str | None,
+        personalized: bool,
+        context: ResolvedContext,
+        started: float,
+    ) -> RecommendResponse:
         took_ms = round((time.perf_counter() - started) * 1000.0, 3)
         return RecommendResponse(items, build_id, fallback, personalized, context, took_ms)

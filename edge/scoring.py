@@ -188,7 +188,9 @@ def candidate_features(
     ctx_pop = {dim: pop.contexts.get(key, pop.overall) for dim, key in keys.items()}
 
     sources = [pop.top_overall[: sizes.popular]]
-    sources += [pop.top_contexts[k][: sizes.popular] for k in keys.values() if k in pop.top_contexts]
+    sources += [
+        pop.top_contexts[k][: sizes.popular] for k in keys.values() if k in pop.top_contexts
+    ]
 
     user_vector = fold_in(model, state)
     deadline.check("candidates")

@@ -18,8 +18,9 @@ def _parse_map(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         canonical, sep, source = pair.partition("=")
         if not sep or not canonical.strip() or not source.strip():
-            raise SystemExit(f"--map expects canonical=SOURCE_COLUMN (e.g. user_id=CustomerID), "
-                             f"got {pair!r}")
+            raise SystemExit(
+                f"--map expects canonical=SOURCE_COLUMN (e.g. user_id=CustomerID), got {pair!r}"
+            )
         mapping[canonical.strip()] = source.strip()
     return mapping
 
@@ -31,15 +32,24 @@ def export(args: argparse.Namespace) -> int:
         from export.pipeline import export_bundle
         from export.validate import DataQualityError
     except ImportError as exc:
-        print(f"edgeperso export needs the build extra: pip install 'edgeperso[build]' ({exc})",
-              file=sys.stderr)
+        print(
+            f"edgeperso export needs the build extra: pip install 'edgeperso[build]' ({exc})",
+            file=sys.stderr,
+        )
         return 2
     try:
         config = load_config(args.config, _parse_map(args.map))
         key = os.environ.get("EDGEPERSO_SIGNING_KEY")
-        export_bundle(args.events, args.out, config, catalog_path=args.catalog,
-                      users_path=args.users, signing_key=key.encode() if key else None,
-                      evaluate=not args.no_evaluate, quiet=args.quiet)
+        export_bundle(
+            args.events,
+            args.out,
+            config,
+            catalog_path=args.catalog,
+            users_path=args.users,
+            signing_key=key.encode() if key else None,
+            evaluate=not args.no_evaluate,
+            quiet=args.quiet,
+        )
     except (ConfigError, InputError, DataQualityError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
@@ -53,8 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", required=True, nargs="+", help="CSV, JSONL or Parquet (.gz ok)")
     p.add_argument("--catalog", help="item_id, title, category, price, brand, in_stock")
     p.add_argument("--users", help="user_id plus attributes the shop holds")
-    p.add_argument("--map", nargs="*", default=[], metavar="CANONICAL=COLUMN",
-                   help="map a foreign column name, e.g. user_id=CustomerID")
+    p.add_argument(
+        "--map",
+        nargs="*",
+        default=[],
+        metavar="CANONICAL=COLUMN",
+        help="map a foreign column name, e.g. user_id=CustomerID",
+    )
     p.add_argument("--config", help="TOML build config (see configs/)")
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--no-evaluate", action="store_true", help="skip the holdout evaluation")

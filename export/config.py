@@ -12,8 +12,20 @@ from msgspec import Meta, Struct
 from edge.schemas import DEFAULT_EVENT_TYPES
 
 CANONICAL_EVENT_COLUMNS = (
-    "ts", "user_id", "item_id", "type", "session_id", "qty", "price", "dwell_ms", "device",
-    "country", "local_hour", "title", "category", "brand",
+    "ts",
+    "user_id",
+    "item_id",
+    "type",
+    "session_id",
+    "qty",
+    "price",
+    "dwell_ms",
+    "device",
+    "country",
+    "local_hour",
+    "title",
+    "category",
+    "brand",
 )
 CATALOG_COLUMNS = ("item_id", "title", "category", "price", "brand", "in_stock")
 
@@ -46,7 +58,10 @@ class EventsConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # How much one event of each type says about a shopper's taste; a config may add types.
     weights: dict[str, Annotated[float, Meta(ge=0)]] = msgspec.field(
         default_factory=lambda: {
-            "view": 1.0, "add_to_cart": 4.0, "remove_from_cart": 0.0, "purchase": 8.0,
+            "view": 1.0,
+            "add_to_cart": 4.0,
+            "remove_from_cart": 0.0,
+            "purchase": 8.0,
         }
     )
     max_drop_share: Fraction = 0.5

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from export.interactions import ItemUniverse, event_weights
+from export.interactions import ItemUniverse, epoch_seconds, event_weights
 
 
 class CoVisitation:
@@ -14,15 +14,18 @@ class CoVisitation:
         self.window = window
         self.neighbours = neighbours
 
-    def fit(self, events: pd.DataFrame, universe: ItemUniverse,
-            weights: dict[str, float]) -> CoVisitation:
+    def fit(
+        self, events: pd.DataFrame, universe: ItemUniverse, weights: dict[str, float]
+    ) -> CoVisitation:
         n_items = len(universe.ids)
         positive = event_weights(events, weights) > 0
-        frame = pd.DataFrame({
-            "session": pd.factorize(events["session_id"][positive])[0],
-            "item": universe.codes(events["item_id"][positive]),
-            "t": events["ts"][positive].to_numpy(dtype="int64"),
-        })
+        frame = pd.DataFrame(
+            {
+                "session": pd.factorize(events["session_id"][positive])[0],
+                "item": universe.codes(events["item_id"][positive]),
+                "t": epoch_seconds(events["ts"][positive]),
+            }
+        )
         frame = frame.sort_values(["session", "t"], kind="stable")
         session = frame["session"].to_numpy()
         item = frame["item"].to_numpy().astype(np.int64)

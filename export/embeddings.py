@@ -17,8 +17,14 @@ class NotFittedError(RuntimeError):
 
 
 class ItemEmbeddings:
-    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0,
-                 iterations: int = 15, seed: int = 0) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        seed: int = 0,
+    ) -> None:
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -31,8 +37,11 @@ class ItemEmbeddings:
         # implicit parallelizes itself; BLAS threads on top of it only contend (and it warns).
         with threadpool_limits(1, "blas"):
             model = AlternatingLeastSquares(
-                factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-                iterations=self.iterations, random_state=self.seed,
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=self.seed,
                 calculate_training_loss=False,
             )
             model.fit(user_items, show_progress=False)

@@ -19,8 +19,9 @@ from export.ranker import first_context
 
 
 def hit_rate_and_ndcg(recommended: list[str], relevant: set[str], k: int) -> tuple[float, float]:
-    gains = [1.0 / math.log2(rank + 2) for rank, item in enumerate(recommended[:k])
-             if item in relevant]
+    gains = [
+        1.0 / math.log2(rank + 2) for rank, item in enumerate(recommended[:k]) if item in relevant
+    ]
     ideal = sum(1.0 / math.log2(rank + 2) for rank in range(min(len(relevant), k)))
     return (1.0 if gains else 0.0), (sum(gains) / ideal if ideal else 0.0)
 
@@ -36,8 +37,7 @@ def evaluate_bundle(
     recommender = Recommender(bundle, budget_ms=math.inf)
     model = bundle.model
     popular = [model.items.ids[i] for i in model.popularity.top_overall]
-    targets = test_events[test_events["type"].isin(target_types)
-                          & (test_events["user_id"] != "")]
+    targets = test_events[test_events["type"].isin(target_types) & (test_events["user_id"] != "")]
     users = [u for u in targets["user_id"].unique() if bundle.profiles.get(u) is not None]
     if len(users) > max_users:
         rng = np.random.default_rng(seed)
@@ -54,9 +54,11 @@ def evaluate_bundle(
             continue
         ctx = first_context(group)
         request = RecommendRequest(
-            user_id=user, k=k,
-            context=Context(device=ctx.device or None, country=ctx.country or None,
-                            local_hour=ctx.local_hour),
+            user_id=user,
+            k=k,
+            context=Context(
+                device=ctx.device or None, country=ctx.country or None, local_hour=ctx.local_hour
+            ),
         )
         started = time.perf_counter()
         response = recommender.recommend(request)
@@ -81,10 +83,13 @@ def evaluate_bundle(
         "target_types": target_types,
         "table": table,
         "ndcg_lift_over_popularity": round(
-            table["bundle"][f"ndcg@{k}"] / max(table["popularity"][f"ndcg@{k}"], 1e-9), 3),
+            table["bundle"][f"ndcg@{k}"] / max(table["popularity"][f"ndcg@{k}"], 1e-9), 3
+        ),
         "fallbacks": fallbacks,
-        "latency_ms": {"p50": round(float(np.percentile(latencies, 50)), 3),
-                       "p99": round(float(np.percentile(latencies, 99)), 3)},
+        "latency_ms": {
+            "p50": round(float(np.percentile(latencies, 50)), 3),
+            "p99": round(float(np.percentile(latencies, 99)), 3),
+        },
     }
 
 
@@ -93,9 +98,11 @@ def format_table(evaluation: dict[str, object]) -> str:
     if not isinstance(table, dict):
         return f"evaluation: {evaluation.get('note', 'no result')}"
     k = evaluation["k"]
-    lines = [f"offline evaluation, temporal holdout ({evaluation['users']:,} users, "
-             f"targets: {', '.join(evaluation['target_types'])})",
-             f"  {'model':<14}{'HR@' + str(k):>10}{'NDCG@' + str(k):>10}"]
+    lines = [
+        f"offline evaluation, temporal holdout ({evaluation['users']:,} users, "
+        f"targets: {', '.join(evaluation['target_types'])})",
+        f"  {'model':<14}{'HR@' + str(k):>10}{'NDCG@' + str(k):>10}",
+    ]
     for name, row in table.items():
         lines.append(f"  {name:<14}{row[f'hr@{k}']:>10.4f}{row[f'ndcg@{k}']:>10.4f}")
     return "\n".join(lines)

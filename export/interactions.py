@@ -13,6 +13,11 @@ from edge.scoring import MAX_CONFIDENCE_WEIGHT
 UNKNOWN_CATEGORY = -1
 
 
+def epoch_seconds(ts: pd.Series) -> np.ndarray:
+    """Seconds since the epoch, whatever the datetime unit pandas chose (ns, us, s)."""
+    return ts.astype("datetime64[ns, UTC]").to_numpy(dtype="int64") / 1e9
+
+
 @dataclass(frozen=True)
 class ItemUniverse:
     """Every item a bundle knows, in a fixed order shared by all its arrays."""
@@ -28,8 +33,13 @@ class ItemUniverse:
         return pd.Index(self.ids).get_indexer(item_ids)
 
     def to_tree(self) -> dict[str, object]:
-        return {"ids": self.ids, "category": self.category, "category_names": self.category_names,
-                "price": self.price, "in_stock": self.in_stock}
+        return {
+            "ids": self.ids,
+            "category": self.category,
+            "category_names": self.category_names,
+            "price": self.price,
+            "in_stock": self.in_stock,
+        }
 
 
 def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUniverse:
@@ -78,8 +88,8 @@ def interaction_matrix(
     user_codes, _ = pd.factorize(users)
     items = universe.codes(events["item_id"][positive])
     matrix = sp.csr_matrix(
-        (w[positive], (user_codes, items)), shape=(user_codes.max() + 1 if len(users) else 0,
-                                                   len(universe.ids))
+        (w[positive], (user_codes, items)),
+        shape=(user_codes.max() + 1 if len(users) else 0, len(universe.ids)),
     )
     matrix.sum_duplicates()
     np.minimum(matrix.data, MAX_CONFIDENCE_WEIGHT, out=matrix.data)

@@ -11,9 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 SUFFIXES = {
-    ".csv": "csv", ".tsv": "csv", ".txt": "csv",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-    ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
 }
 
 
@@ -59,8 +64,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     fmt = file_format(path)
     try:
         if fmt == "csv":
-            frame = pd.read_csv(path, sep=_sniff_delimiter(path), dtype=str,
-                                keep_default_na=False, engine="pyarrow")
+            frame = pd.read_csv(
+                path, sep=_sniff_delimiter(path), dtype=str, keep_default_na=False, engine="pyarrow"
+            )
         elif fmt == "jsonl":
             frame = pd.read_json(path, lines=True, dtype=False)
         else:

@@ -40,7 +40,7 @@ DAY = pd.Timedelta(days=1)
 class Progress:
     """Step-by-step progress on stderr: long steps say what they are doing and how long it took."""
 
-    def __init__(self, total: int, stream: Any = sys.stderr, quiet: bool = False) -> None:
+    def __init__(self, total: int, stream: Any = None, quiet: bool = False) -> None:
         self.total, self.stream, self.quiet, self.done = total, stream, quiet, 0
         self.started = time.perf_counter()
 
@@ -50,7 +50,7 @@ class Progress:
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            print(text, file=self.stream, flush=True)
+            print(text, file=self.stream or sys.stderr, flush=True)
 
 
 class _Step:
@@ -87,19 +87,26 @@ def present_target_types(events: pd.DataFrame, config: BuildConfig) -> list[str]
     return [t for t, w in config.events.weights.items() if w > 0 and (events["type"] == t).any()]
 
 
-def fit_candidate_models(events: pd.DataFrame, universe: ItemUniverse,
-                         config: BuildConfig) -> tuple[dict[str, dict[str, Any]], Popularity]:
+def fit_candidate_models(
+    events: pd.DataFrame, universe: ItemUniverse, config: BuildConfig
+) -> tuple[dict[str, dict[str, Any]], Popularity]:
     weights = config.events.weights
     emb = config.embeddings
-    embeddings = ItemEmbeddings(emb.factors, emb.regularization, emb.alpha, emb.iterations,
-                                config.seed).fit(interaction_matrix(events, universe, weights))
+    embeddings = ItemEmbeddings(
+        emb.factors, emb.regularization, emb.alpha, emb.iterations, config.seed
+    ).fit(interaction_matrix(events, universe, weights))
     cv = config.covisitation
     covisitation = CoVisitation(cv.window, cv.neighbours).fit(events, universe, weights)
     pc = config.popularity
-    popularity = Popularity(pc.half_life_days, pc.context_top_n, pc.min_context_events,
-                            pc.fallback_items).fit(events, universe, weights)
-    trees = {ITEMS: universe.to_tree(), EMBEDDINGS: embeddings.to_tree(),
-             COVISITATION: covisitation.to_tree(), POPULARITY: popularity.to_tree()}
+    popularity = Popularity(
+        pc.half_life_days, pc.context_top_n, pc.min_context_events, pc.fallback_items
+    ).fit(events, universe, weights)
+    trees = {
+        ITEMS: universe.to_tree(),
+        EMBEDDINGS: embeddings.to_tree(),
+        COVISITATION: covisitation.to_tree(),
+        POPULARITY: popularity.to_tree(),
+    }
     return trees, popularity
 
 
@@ -113,28 +120,61 @@ def train(events: pd.DataFrame, universe: ItemUniverse, config: BuildConfig) -> 
     trees, _ = fit_candidate_models(history, universe, config)
     model = model_from_trees(trees, weights, ranker=None)
     rc = config.ranker
-    x, y, stats = training_rows(model, build_profiles(history, weights), labels,
-                                present_target_types(labels, config), rc.max_users,
-                                rc.negatives_per_user, config.seed)
+    x, y, stats = training_rows(
+        model,
+        build_profiles(history, weights),
+        labels,
+        present_target_types(labels, config),
+        rc.max_users,
+        rc.negatives_per_user,
+        config.seed,
+    )
     ranker = fit_ranker(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)
-    stats |= {"label_days": round(label_days, 2), "label_cut": label_cut.isoformat(),
-              "trees": int(ranker.n_iter_)}
+    stats |= {
+        "label_days": round(label_days, 2),
+        "label_cut": label_cut.isoformat(),
+        "trees": int(ranker.n_iter_),
+    }
     trees, popularity = fit_candidate_models(events, universe, config)
-    return Trained(trees, ranker_to_onnx(ranker), popularity.fallback(universe),
-                   build_profiles(events, weights), stats)
+    return Trained(
+        trees,
+        ranker_to_onnx(ranker),
+        popularity.fallback(universe),
+        build_profiles(events, weights),
+        stats,
+    )
 
 
-def _write(out_dir: Path, trained: Trained, config: BuildConfig, lineage: dict[str, Any],
-           metrics: dict[str, Any], signing_key: bytes | None) -> dict[str, Any]:
+def _write(
+    out_dir: Path,
+    trained: Trained,
+    config: BuildConfig,
+    lineage: dict[str, Any],
+    metrics: dict[str, Any],
+    signing_key: bytes | None,
+) -> dict[str, Any]:
     models = {
         "event_weights": dict(config.events.weights),
-        "ranker": {"file": "ranker.onnx", "features": list(FEATURES),
-                   "estimator": "HistGradientBoostingClassifier", "training": trained.ranker_training},
+        "ranker": {
+            "file": "ranker.onnx",
+            "features": list(FEATURES),
+            "estimator": "HistGradientBoostingClassifier",
+            "training": trained.ranker_training,
+        },
         "embeddings": {"method": "implicit ALS", "factors": config.embeddings.factors},
         "contexts": sorted(trained.trees[POPULARITY]["contexts"]),
     }
-    return write_bundle(out_dir, trained.trees, trained.ranker_onnx, trained.fallback,
-                        trained.profiles, models, lineage, metrics, signing_key)
+    return write_bundle(
+        out_dir,
+        trained.trees,
+        trained.ranker_onnx,
+        trained.fallback,
+        trained.profiles,
+        models,
+        lineage,
+        metrics,
+        signing_key,
+    )
 
 
 def export_bundle(
@@ -153,26 +193,42 @@ def export_bundle(
         frames = []
         for path in map(Path, events_paths):
             raw = read_table(path)
-            report.files.append({"role": "events", "name": path.name, "sha256": sha256_of(path),
-                                 "rows": len(raw)})
+            report.files.append(
+                {"role": "events", "name": path.name, "sha256": sha256_of(path), "rows": len(raw)}
+            )
             frames.append(normalize_events(raw, config, report))
-        events = pd.concat(frames, ignore_index=True).sort_values("ts", kind="stable") \
+        events = (
+            pd.concat(frames, ignore_index=True)
+            .sort_values("ts", kind="stable")
             .reset_index(drop=True)
+        )
         catalog = None
         if catalog_path is not None:
             raw = read_table(catalog_path)
             catalog = normalize_catalog(raw, config)
-            report.files.append({"role": "catalog", "name": Path(catalog_path).name,
-                                 "sha256": sha256_of(Path(catalog_path)), "rows": len(raw)})
+            report.files.append(
+                {
+                    "role": "catalog",
+                    "name": Path(catalog_path).name,
+                    "sha256": sha256_of(Path(catalog_path)),
+                    "rows": len(raw),
+                }
+            )
         if users_path is not None:
             raw = read_table(users_path)
             user_column = config.input.users_columns.get("user_id", "user_id")
             if user_column not in raw.columns:
-                raise ValueError(f"users file needs a `{user_column}` column; it has "
-                                 f"{list(raw.columns)}")
-            report.files.append({"role": "users", "name": Path(users_path).name,
-                                 "sha256": sha256_of(Path(users_path)),
-                                 "rows": int((normalize_ids(raw[user_column]) != "").sum())})
+                raise ValueError(
+                    f"users file needs a `{user_column}` column; it has {list(raw.columns)}"
+                )
+            report.files.append(
+                {
+                    "role": "users",
+                    "name": Path(users_path).name,
+                    "sha256": sha256_of(Path(users_path)),
+                    "rows": int((normalize_ids(raw[user_column]) != "").sum()),
+                }
+            )
         progress.say(report.table())
         check_drop_share(report, config)
     if events.empty:
@@ -191,18 +247,28 @@ def export_bundle(
         holdout_days = config.evaluation.holdout_days or max(1.0, 0.1 * span_days)
         test_cut = t_max - pd.Timedelta(days=holdout_days)
         train_part, test_part = events[events["ts"] < test_cut], events[events["ts"] >= test_cut]
-        with progress.step(f"train on events before {test_cut:%Y-%m-%d} (holdout "
-                           f"{holdout_days:g} days)"):
+        with progress.step(
+            f"train on events before {test_cut:%Y-%m-%d} (holdout {holdout_days:g} days)"
+        ):
             held = train(train_part, universe, config)
         with progress.step("evaluate the holdout bundle through the edge code path"):
             with tempfile.TemporaryDirectory() as tmp:
                 _write(Path(tmp) / "bundle", held, config, lineage, {}, None)
                 bundle = load_bundle(Path(tmp) / "bundle")
                 evaluation = evaluate_bundle(
-                    bundle, test_part, present_target_types(test_part, config),
-                    config.evaluation.k, config.evaluation.max_users, config.seed)
-            evaluation["holdout"] = {"from": test_cut.isoformat(), "days": holdout_days,
-                                     "train_rows": len(train_part), "test_rows": len(test_part)}
+                    bundle,
+                    test_part,
+                    present_target_types(test_part, config),
+                    config.evaluation.k,
+                    config.evaluation.max_users,
+                    config.seed,
+                )
+            evaluation["holdout"] = {
+                "from": test_cut.isoformat(),
+                "days": holdout_days,
+                "train_rows": len(train_part),
+                "test_rows": len(test_part),
+            }
             metrics["evaluation"] = evaluation
             progress.say(format_table(evaluation))
     with progress.step("train on all events"):
@@ -210,7 +276,9 @@ def export_bundle(
     with progress.step(f"write the bundle to {out_dir}"):
         manifest = _write(Path(out_dir), trained, config, lineage, metrics, signing_key)
     total = time.perf_counter() - progress.started
-    progress.say(f"bundle {manifest['build_id']} written to {out_dir} in {total:.1f}s "
-                 f"({sum(f['bytes'] for f in manifest['files'].values()) / 1e6:.2f} MB, "
-                 f"{len(trained.profiles):,} profiles)")
+    progress.say(
+        f"bundle {manifest['build_id']} written to {out_dir} in {total:.1f}s "
+        f"({sum(f['bytes'] for f in manifest['files'].values()) / 1e6:.2f} MB, "
+        f"{len(trained.profiles):,} profiles)"
+    )
     return manifest

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from edge.context import HOUR_BUCKETS
-from export.interactions import ItemUniverse, event_weights
+from export.interactions import ItemUniverse, epoch_seconds, event_weights
 
 CONTEXT_DIMENSIONS = ("device", "country", "hour")
 
@@ -25,17 +25,23 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
 
 
 class Popularity:
-    def __init__(self, half_life_days: float = 21.0, context_top_n: int = 500,
-                 min_context_events: int = 50, fallback_items: int = 50) -> None:
+    def __init__(
+        self,
+        half_life_days: float = 21.0,
+        context_top_n: int = 500,
+        min_context_events: int = 50,
+        fallback_items: int = 50,
+    ) -> None:
         self.half_life_days = half_life_days
         self.context_top_n = context_top_n
         self.min_context_events = min_context_events
         self.fallback_items = fallback_items
 
-    def fit(self, events: pd.DataFrame, universe: ItemUniverse,
-            weights: dict[str, float]) -> Popularity:
+    def fit(
+        self, events: pd.DataFrame, universe: ItemUniverse, weights: dict[str, float]
+    ) -> Popularity:
         n_items = len(universe.ids)
-        seconds = events["ts"].to_numpy(dtype="int64") / 1e9
+        seconds = epoch_seconds(events["ts"])
         age_days = (seconds.max() - seconds) / 86_400 if seconds.size else seconds
         w = event_weights(events, weights) * 0.5 ** (age_days / self.half_life_days)
         items = universe.codes(events["item_id"])
@@ -59,11 +65,15 @@ class Popularity:
         return self
 
     def to_tree(self) -> dict[str, object]:
-        return {"overall": self.overall_, "top_overall": self.top_overall_,
-                "contexts": self.contexts_}
+        return {
+            "overall": self.overall_,
+            "top_overall": self.top_overall_,
+            "contexts": self.contexts_,
+        }
 
     def fallback(self, universe: ItemUniverse) -> dict[str, list[list[object]]]:
         """Popular in-stock items per context key, as JSON-ready [item_id, score] pairs."""
+
         def ranked(top: np.ndarray, scores: np.ndarray) -> list[list[object]]:
             keep = universe.in_stock[top]
             top, scores = top[keep][: self.fallback_items], scores[keep][: self.fallback_items]

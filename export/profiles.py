@@ -8,36 +8,47 @@ import numpy as np
 import pandas as pd
 
 from edge.schemas import Profile
-from export.interactions import event_weights
+from export.interactions import epoch_seconds, event_weights
 
 MAX_RECENT_ITEMS = 50
 
 
-def build_profiles(events: pd.DataFrame, weights: dict[str, float],
-                   max_recent: int = MAX_RECENT_ITEMS) -> dict[str, Profile]:
+def build_profiles(
+    events: pd.DataFrame, weights: dict[str, float], max_recent: int = MAX_RECENT_ITEMS
+) -> dict[str, Profile]:
     known = events[events["user_id"] != ""]
     if known.empty:
         return {}
     w = event_weights(known, weights)
-    frame = pd.DataFrame({
-        "user": known["user_id"].to_numpy(), "item": known["item_id"].to_numpy(),
-        "w": w, "t": known["ts"].to_numpy(dtype="int64") / 1e9,
-        "purchase": (known["type"] == "purchase").to_numpy(),
-        "spend": (known["qty"] * known["price"]).to_numpy(),
-        "price": known["price"].where(w > 0).to_numpy(),
-    })
+    frame = pd.DataFrame(
+        {
+            "user": known["user_id"].to_numpy(),
+            "item": known["item_id"].to_numpy(),
+            "w": w,
+            "t": epoch_seconds(known["ts"]),
+            "purchase": (known["type"] == "purchase").to_numpy(),
+            "spend": (known["qty"] * known["price"]).to_numpy(),
+            "price": known["price"].where(w > 0).to_numpy(),
+        }
+    )
     stats = frame.groupby("user", sort=False).agg(
-        n_events=("w", "size"), n_purchases=("purchase", "sum"), last_ts=("t", "max"),
+        n_events=("w", "size"),
+        n_purchases=("purchase", "sum"),
+        last_ts=("t", "max"),
         mean_price=("price", "mean"),
     )
     stats["monetary"] = frame[frame["purchase"]].groupby("user")["spend"].sum()
-    recent = frame[frame["w"] > 0].sort_values(["user", "t"], ascending=[True, False],
-                                               kind="stable")
+    recent = frame[frame["w"] > 0].sort_values(
+        ["user", "t"], ascending=[True, False], kind="stable"
+    )
     recent = recent[recent.groupby("user", sort=False).cumcount() < max_recent]
     recent_items = recent.groupby("user", sort=False)["item"].agg(list)
     recent_weights = recent.groupby("user", sort=False)["w"].agg(list)
-    bought = frame[frame["purchase"]].groupby("user", sort=False)["item"].agg(
-        lambda s: list(dict.fromkeys(s)))
+    bought = (
+        frame[frame["purchase"]]
+        .groupby("user", sort=False)["item"]
+        .agg(lambda s: list(dict.fromkeys(s)))
+    )
     profiles: dict[str, Profile] = {}
     for user, row in stats.iterrows():
         monetary = row["monetary"]

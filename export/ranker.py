@@ -32,8 +32,9 @@ def _ints_for_missing_tracks() -> Iterator[None]:
     original = tree_ensemble.add_node
 
     def add_node(*args, nodes_missing_value_tracks_true=0, **kwargs):  # type: ignore[no-untyped-def]
-        return original(*args, nodes_missing_value_tracks_true=int(
-            nodes_missing_value_tracks_true), **kwargs)
+        return original(
+            *args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true), **kwargs
+        )
 
     tree_ensemble.add_node = add_node
     try:
@@ -46,8 +47,9 @@ def first_context(events: pd.DataFrame) -> ResolvedContext:
     """The context of a user's first event in a window: what a request would have carried."""
     row = events.iloc[0]
     hour = int(row["local_hour"])
-    return ResolvedContext(device=row["device"], country=row["country"], local_hour=hour,
-                           hour_bucket=hour_bucket(hour))
+    return ResolvedContext(
+        device=row["device"], country=row["country"], local_hour=hour, hour_bucket=hour_bucket(hour)
+    )
 
 
 def training_rows(
@@ -62,8 +64,9 @@ def training_rows(
     """One row per (user, candidate): features, and whether the user took that item in the
     label window. Negatives are subsampled per user; users without a positive are skipped."""
     rng = np.random.default_rng(seed)
-    targets = label_events[label_events["type"].isin(target_types)
-                           & (label_events["user_id"] != "")]
+    targets = label_events[
+        label_events["type"].isin(target_types) & (label_events["user_id"] != "")
+    ]
     users = [u for u in targets["user_id"].unique() if u in profiles]
     if len(users) > max_users:
         users = list(rng.choice(np.array(users, dtype=object), max_users, replace=False))
@@ -98,12 +101,23 @@ def training_rows(
     return x, y, stats
 
 
-def fit_ranker(x: np.ndarray, y: np.ndarray, max_iter: int, max_leaf_nodes: int,
-               learning_rate: float, seed: int) -> HistGradientBoostingClassifier:
+def fit_ranker(
+    x: np.ndarray,
+    y: np.ndarray,
+    max_iter: int,
+    max_leaf_nodes: int,
+    learning_rate: float,
+    seed: int,
+) -> HistGradientBoostingClassifier:
     model = HistGradientBoostingClassifier(
-        max_iter=max_iter, max_leaf_nodes=max_leaf_nodes, learning_rate=learning_rate,
-        early_stopping=y.size > 2_000, validation_fraction=0.15, n_iter_no_change=10,
-        l2_regularization=1.0, random_state=seed,
+        max_iter=max_iter,
+        max_leaf_nodes=max_leaf_nodes,
+        learning_rate=learning_rate,
+        early_stopping=y.size > 2_000,
+        validation_fraction=0.15,
+        n_iter_no_change=10,
+        l2_regularization=1.0,
+        random_state=seed,
     )
     # One OpenMP thread: after implicit's own OpenMP runtime has run in this process, a second
     # runtime's spinning workers contend on 2 cores (fit times went from 0.5 s to 17 s).
@@ -114,9 +128,12 @@ def fit_ranker(x: np.ndarray, y: np.ndarray, max_iter: int, max_leaf_nodes: int,
 def ranker_to_onnx(model: HistGradientBoostingClassifier) -> bytes:
     sample = np.zeros((1, len(FEATURES)), dtype=np.float32)
     with _ints_for_missing_tracks():
-        graph = to_onnx(model, sample, options={id(model): {"zipmap": False}},
-                        target_opset=ONNX_TARGET_OPSET)
-    graph.doc_string = "edgeperso composite ranker; input: float32 [n, %d] in order %s" % (
-        len(FEATURES), ",".join(FEATURES))
+        graph = to_onnx(
+            model, sample, options={id(model): {"zipmap": False}}, target_opset=ONNX_TARGET_OPSET
+        )
+    graph.doc_string = (
+        f"edgeperso composite ranker; input: float32 [n, {len(FEATURES)}] in order "
+        + ",".join(FEATURES)
+    )
     onnx.checker.check_model(graph)
     return graph.SerializeToString()

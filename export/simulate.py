@@ -30,18 +30,59 @@ AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 AGE_SHARE = np.array([0.14, 0.27, 0.23, 0.17, 0.12, 0.07])
 REGIONS = ("north", "south", "east", "west", "central")
 CATEGORY_NAMES = (
-    "electronics", "phones", "computers", "home", "kitchen", "garden", "womens_fashion",
-    "mens_fashion", "shoes", "beauty", "health", "sports", "outdoor", "toys", "baby", "books",
-    "music", "games", "pets", "grocery",
+    "electronics",
+    "phones",
+    "computers",
+    "home",
+    "kitchen",
+    "garden",
+    "womens_fashion",
+    "mens_fashion",
+    "shoes",
+    "beauty",
+    "health",
+    "sports",
+    "outdoor",
+    "toys",
+    "baby",
+    "books",
+    "music",
+    "games",
+    "pets",
+    "grocery",
 )
 _BRAND_HEADS = ("Nor", "Vel", "Kap", "Lum", "Tor", "Bri", "Sol", "Zen", "Mar", "Qui", "Fen", "Ost")
 _BRAND_TAILS = ("ex", "ora", "ix", "ano", "ello", "io", "ar", "um", "is", "eon")
 
 # Sessions start mostly in the evening, rarely at night (local time, before country shifts).
-_BASE_HOUR_CURVE = np.array([
-    0.50, 0.30, 0.20, 0.15, 0.15, 0.25, 0.60, 1.00, 1.30, 1.40, 1.40, 1.50,
-    1.70, 1.60, 1.40, 1.40, 1.50, 1.70, 2.00, 2.40, 2.60, 2.40, 1.80, 1.00,
-])
+_BASE_HOUR_CURVE = np.array(
+    [
+        0.50,
+        0.30,
+        0.20,
+        0.15,
+        0.15,
+        0.25,
+        0.60,
+        1.00,
+        1.30,
+        1.40,
+        1.40,
+        1.50,
+        1.70,
+        1.60,
+        1.40,
+        1.40,
+        1.50,
+        1.70,
+        2.00,
+        2.40,
+        2.60,
+        2.40,
+        1.80,
+        1.00,
+    ]
+)
 
 LATENT_DIM = 16
 N_TASTE_CLUSTERS = 32
@@ -55,8 +96,8 @@ MAX_VIEWS = 60
 P_REMOVE = 0.2
 P_REBUY = 0.12  # share of repeat purchases of the same item that survive
 # Rows per view, measured on the default world; only used to size the block of sessions.
-EVENTS_PER_VIEW = 1.13
-SESSION_SLACK = 1.06  # draw a few more sessions than needed, then keep a prefix
+EVENTS_PER_VIEW = 1.11
+SESSION_SLACK = 1.08  # draw a few more sessions than needed, then keep a prefix
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
@@ -199,13 +240,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _make_catalog(rng: np.random.Generator, n_items: int, n_cats: int) -> _Catalog:
     cat_names = [
-        CATEGORY_NAMES[c] if c < len(CATEGORY_NAMES) else f"category_{c:02d}"
-        for c in range(n_cats)
+        CATEGORY_NAMES[c] if c < len(CATEGORY_NAMES) else f"category_{c:02d}" for c in range(n_cats)
     ]
     # One item per category guarantees no empty category; the rest follow Zipf-like sizes.
-    cat = np.concatenate([
-        np.arange(n_cats), rng.choice(n_cats, n_items - n_cats, p=_zipf_weights(n_cats, 0.9))
-    ])
+    cat = np.concatenate(
+        [np.arange(n_cats), rng.choice(n_cats, n_items - n_cats, p=_zipf_weights(n_cats, 0.9))]
+    )
     rng.shuffle(cat)
     # Base popularity: a long tail over a random ranking of items.
     pop = -0.9 * np.log(rng.permutation(n_items) + 1.0)
@@ -219,17 +259,17 @@ def _make_catalog(rng: np.random.Generator, n_items: int, n_cats: int) -> _Catal
     brands = _brands(rng, cat, n_cats)
     item_ids = _ids("i", n_items, 6)
     names = np.array(cat_names, dtype=object)
-    titles = [
-        f"{b} {names[c].replace('_', ' ')} {i}" for i, (b, c) in enumerate(zip(brands, cat))
-    ]
-    frame = pd.DataFrame({
-        "item_id": item_ids,
-        "title": titles,
-        "category": names[cat],
-        "price": price,
-        "brand": brands,
-        "in_stock": in_stock,
-    })
+    titles = [f"{b} {names[c].replace('_', ' ')} {i}" for i, (b, c) in enumerate(zip(brands, cat))]
+    frame = pd.DataFrame(
+        {
+            "item_id": item_ids,
+            "title": titles,
+            "category": names[cat],
+            "price": price,
+            "brand": brands,
+            "in_stock": in_stock,
+        }
+    )
     return _Catalog(cat, pop, resid, cat_vec, log_price_rel, price, in_stock, frame)
 
 
@@ -238,11 +278,13 @@ def _brands(rng: np.random.Generator, cat: np.ndarray, n_cats: int) -> np.ndarra
     n_brands = max(10, len(cat) // 40)
     stems = [h + t for h in _BRAND_HEADS for t in _BRAND_TAILS]
     names = np.array(
-        [stems[b % len(stems)] + (str(b // len(stems)) if b >= len(stems) else "")
-         for b in range(n_brands)],
+        [
+            stems[b % len(stems)] + (str(b // len(stems)) if b >= len(stems) else "")
+            for b in range(n_brands)
+        ],
         dtype=object,
     )
-    per_cat = max(3, n_brands // n_cats * 2)
+    per_cat = max(4, 3 * n_brands // n_cats)
     offset = rng.integers(0, n_brands, n_cats)
     rank = rng.choice(per_cat, len(cat), p=_zipf_weights(per_cat, 1.1))
     return names[(offset[cat] + rank) % n_brands]
@@ -256,7 +298,7 @@ def _make_users(rng: np.random.Generator, n_users: int, days: int) -> _Populatio
     age = rng.choice(len(AGE_BANDS), n_users, p=AGE_SHARE / AGE_SHARE.sum())
     # Younger shoppers prefer phones, older ones desktops and tablets.
     p_mobile = 0.72 - 0.08 * age
-    p_tablet = 0.06 + 0.025 * age
+    p_tablet = 0.05 + 0.02 * age
     u = rng.random(n_users)
     device = np.where(u < p_mobile, 1, np.where(u < p_mobile + p_tablet, 2, 0))
     activity = rng.lognormal(0.0, 1.1, n_users)
@@ -267,15 +309,26 @@ def _make_users(rng: np.random.Generator, n_users: int, days: int) -> _Populatio
     # A quarter of users join at some point during the period (cold starts in later days).
     join_day = np.where(rng.random(n_users) < 0.25, rng.integers(0, days, n_users), 0)
     region = rng.integers(0, len(REGIONS), n_users)
-    frame = pd.DataFrame({
-        "user_id": _ids("u", n_users, 7),
-        "loyalty_tier": np.array(LOYALTY_TIERS, dtype=object)[loyalty],
-        "age_band": np.array(AGE_BANDS, dtype=object)[age],
-        "region": [f"{COUNTRIES[c]}-{REGIONS[r]}" for c, r in zip(country, region)],
-    })
+    frame = pd.DataFrame(
+        {
+            "user_id": _ids("u", n_users, 7),
+            "loyalty_tier": np.array(LOYALTY_TIERS, dtype=object)[loyalty],
+            "age_band": np.array(AGE_BANDS, dtype=object)[age],
+            "region": [f"{COUNTRIES[c]}-{REGIONS[r]}" for c, r in zip(country, region)],
+        }
+    )
     return _Population(
-        vec, cluster, cluster_vec, country, device, age, loyalty, activity, price_sens,
-        join_day, frame,
+        vec,
+        cluster,
+        cluster_vec,
+        country,
+        device,
+        age,
+        loyalty,
+        activity,
+        price_sens,
+        join_day,
+        frame,
     )
 
 
@@ -660,9 +713,9 @@ def _frames(
     item = np.concatenate([views.item, carts["item"], carts["item"][removed], buys["item"]])
     ts = np.concatenate([views.ts, carts["ts"], carts["remove_ts"][removed], buys["ts"]])
     kind = np.repeat(np.arange(4), [n_view, n_cart, n_rem, len(buys["sess"])])
-    qty = np.concatenate([
-        np.ones(n_view, dtype=np.int64), carts["qty"], carts["qty"][removed], buys["qty"]
-    ])
+    qty = np.concatenate(
+        [np.ones(n_view, dtype=np.int64), carts["qty"], carts["qty"][removed], buys["qty"]]
+    )
     dwell = np.concatenate([views.dwell, np.zeros(len(sess) - n_view, dtype=np.int64)])
     ts = ts + shift[sess]
 
@@ -680,30 +733,34 @@ def _frames(
     item_ids = catalog.frame["item_id"].to_numpy(dtype=object)
     country = sessions.country[sess]
     utc_hour = (ts // MS_PER_HOUR) % 24
-    events = pd.DataFrame({
-        "ts": _utc_series(ts),
-        "user_id": _labels(sessions.user[sess], user_ids),
-        "session_id": _labels(rank[sess], session_ids),
-        "item_id": _labels(item, item_ids),
-        "type": _labels(kind, np.array(EVENT_TYPES, dtype=object)),
-        "qty": qty,
-        "price": catalog.price[item],
-        "dwell_ms": dwell,
-        "device": _labels(sessions.device[sess], np.array(DEVICES, dtype=object)),
-        "country": _labels(country, np.array(COUNTRIES, dtype=object)),
-        "local_hour": (utc_hour + UTC_OFFSET_H[country]) % 24,
-    })
+    events = pd.DataFrame(
+        {
+            "ts": _utc_series(ts),
+            "user_id": _labels(sessions.user[sess], user_ids),
+            "session_id": _labels(rank[sess], session_ids),
+            "item_id": _labels(item, item_ids),
+            "type": _labels(kind, np.array(EVENT_TYPES, dtype=object)),
+            "qty": qty,
+            "price": catalog.price[item],
+            "dwell_ms": dwell,
+            "device": _labels(sessions.device[sess], np.array(DEVICES, dtype=object)),
+            "country": _labels(country, np.array(COUNTRIES, dtype=object)),
+            "local_hour": (utc_hour + UTC_OFFSET_H[country]) % 24,
+        }
+    )
     purchased = np.zeros(len(keep), dtype=bool)
     purchased[buys["sess"]] = True
-    truth = pd.DataFrame({
-        "session_id": session_ids,
-        "user_id": user_ids[sessions.user[by_start]],
-        "device": np.array(DEVICES, dtype=object)[sessions.device[by_start]],
-        "country": np.array(COUNTRIES, dtype=object)[sessions.country[by_start]],
-        "start_ts": _utc_series(sessions.start_ms[by_start] + shift[by_start]),
-        "true_intent": true_intent[by_start],
-        "purchased": purchased[by_start],
-    })
+    truth = pd.DataFrame(
+        {
+            "session_id": session_ids,
+            "user_id": user_ids[sessions.user[by_start]],
+            "device": np.array(DEVICES, dtype=object)[sessions.device[by_start]],
+            "country": np.array(COUNTRIES, dtype=object)[sessions.country[by_start]],
+            "start_ts": _utc_series(sessions.start_ms[by_start] + shift[by_start]),
+            "true_intent": true_intent[by_start],
+            "purchased": purchased[by_start],
+        }
+    )
     return SimulatedShop(events, catalog.frame, people.frame, truth)
 
 

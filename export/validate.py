@@ -61,8 +61,9 @@ class QualityReport:
                 lines.append(f"  dropped: {reason:<19}{count:>12,}  ({share:.1%})")
         lines.append(f"  {'rows kept':<28}{self.rows_kept:>12,}  ({1 - self.drop_share:.1%})")
         for f in self.files:
-            lines.append(f"  {f['role']}: {f['name']} sha256 {str(f['sha256'])[:16]}… "
-                         f"({f['rows']:,} rows)")
+            lines.append(
+                f"  {f['role']}: {f['name']} sha256 {str(f['sha256'])[:16]}… ({f['rows']:,} rows)"
+            )
         return "\n".join(lines)
 
 
@@ -81,8 +82,11 @@ def parse_timestamps(column: pd.Series, timezone: str) -> pd.Series:
     """ISO 8601 (naive ones in `timezone`), epoch seconds or epoch milliseconds → UTC. Values
     that are none of these become NaT."""
     if pd.api.types.is_datetime64_any_dtype(column):
-        ts = column if column.dt.tz is not None else column.dt.tz_localize(
-            timezone, ambiguous="NaT", nonexistent="shift_forward")
+        ts = (
+            column
+            if column.dt.tz is not None
+            else column.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+        )
         return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
     out = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
     numeric = pd.to_numeric(column, errors="coerce")
@@ -93,14 +97,16 @@ def parse_timestamps(column: pd.Series, timezone: str) -> pd.Series:
         for mask, unit in ((millis, "ms"), (~millis, "s")):
             if mask.any():
                 out.loc[values.index[mask]] = pd.to_datetime(
-                    values[mask], unit=unit, utc=True, errors="coerce")
+                    values[mask], unit=unit, utc=True, errors="coerce"
+                )
     text = column[~is_number].astype("string").str.strip()
     text = text[text.fillna("") != ""]
     if not text.empty:
         aware = text.str.contains(_TZ_SUFFIX, regex=True).fillna(False).astype(bool)
         if aware.any():
             out.loc[text.index[aware]] = pd.to_datetime(
-                text[aware], format="ISO8601", utc=True, errors="coerce")
+                text[aware], format="ISO8601", utc=True, errors="coerce"
+            )
         if (~aware).any():
             naive = pd.to_datetime(text[~aware], format="ISO8601", errors="coerce")
             local = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
@@ -114,8 +120,9 @@ def _numeric(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(frame[name], errors="coerce").astype("float64")
 
 
-def _rename(raw: pd.DataFrame, mapping: dict[str, str], allowed: tuple[str, ...],
-            role: str) -> pd.DataFrame:
+def _rename(
+    raw: pd.DataFrame, mapping: dict[str, str], allowed: tuple[str, ...], role: str
+) -> pd.DataFrame:
     missing = {canon: src for canon, src in mapping.items() if src not in raw.columns}
     if missing:
         raise DataQualityError(
@@ -150,9 +157,10 @@ def _event_types(frame: pd.DataFrame, raw: pd.DataFrame, config: BuildConfig) ->
 
 def sessionize(user_ids: pd.Series, ts: pd.Series, gap_minutes: float) -> pd.Series:
     """Session ids for rows that have none: a user's events split at gaps over `gap_minutes`."""
-    order = np.lexsort((ts.to_numpy(dtype="int64"), user_ids.to_numpy(dtype=object).astype(str)))
+    all_seconds = ts.astype("datetime64[ns, UTC]").to_numpy(dtype="int64") / 1e9
+    order = np.lexsort((all_seconds, user_ids.to_numpy(dtype=object).astype(str)))
     users = user_ids.to_numpy(dtype=object)[order]
-    seconds = ts.to_numpy(dtype="int64")[order] / 1e9
+    seconds = all_seconds[order]
     new = np.ones(len(order), dtype=bool)
     if len(order) > 1:
         new[1:] = (users[1:] != users[:-1]) | (np.diff(seconds) > gap_minutes * 60)
@@ -171,8 +179,11 @@ def normalize_events(
     """Map, parse and check the event log; returns the kept rows in canonical columns, sorted
     by time, and fills `report`."""
     cfg = config.input
-    frame = _rename(raw, cfg.columns, CANONICAL_EVENT_COLUMNS, "events") if cfg.columns else \
-        raw[[c for c in CANONICAL_EVENT_COLUMNS if c in raw.columns]]
+    frame = (
+        _rename(raw, cfg.columns, CANONICAL_EVENT_COLUMNS, "events")
+        if cfg.columns
+        else raw[[c for c in CANONICAL_EVENT_COLUMNS if c in raw.columns]]
+    )
     if "item_id" not in frame or "ts" not in frame:
         raise DataQualityError(
             f"events need `ts` and `item_id` columns; the file has {list(raw.columns)}. Map "
@@ -193,8 +204,11 @@ def normalize_events(
     out["dwell_ms"] = _numeric(frame, "dwell_ms")
     for name in LABEL_COLUMNS:
         out[name] = normalize_labels(frame[name]) if name in frame else ""
-    out["title"] = (frame["title"].astype("string").str.strip().fillna("").astype(object)
-                    if "title" in frame else "")
+    out["title"] = (
+        frame["title"].astype("string").str.strip().fillna("").astype(object)
+        if "title" in frame
+        else ""
+    )
 
     now = now or datetime.now(UTC)
     horizon = pd.Timestamp(now + timedelta(minutes=cfg.max_future_skew_minutes))
@@ -226,8 +240,10 @@ def normalize_events(
     missing_session = out["session_id"] == ""
     if missing_session.any():
         out.loc[missing_session, "session_id"] = sessionize(
-            out.loc[missing_session, "user_id"], out.loc[missing_session, "ts"],
-            config.events.session_gap_minutes)
+            out.loc[missing_session, "user_id"],
+            out.loc[missing_session, "ts"],
+            config.events.session_gap_minutes,
+        )
     report.rows_read += n
     report.rows_kept += len(out)
     return out.sort_values("ts", kind="stable").reset_index(drop=True)
@@ -246,16 +262,20 @@ def check_drop_share(report: QualityReport, config: BuildConfig) -> None:
 
 
 def normalize_catalog(raw: pd.DataFrame, config: BuildConfig) -> pd.DataFrame:
-    frame = _rename(raw, config.input.catalog_columns, CATALOG_COLUMNS, "catalog") \
-        if config.input.catalog_columns else raw[[c for c in CATALOG_COLUMNS if c in raw.columns]]
+    frame = (
+        _rename(raw, config.input.catalog_columns, CATALOG_COLUMNS, "catalog")
+        if config.input.catalog_columns
+        else raw[[c for c in CATALOG_COLUMNS if c in raw.columns]]
+    )
     if "item_id" not in frame:
         raise DataQualityError(
             f"catalog needs an `item_id` column; it has {list(raw.columns)}. Map it with "
             "[input.catalog_columns] in the config"
         )
     out = pd.DataFrame({"item_id": normalize_ids(frame["item_id"])})
-    out["title"] = frame["title"].astype("string").fillna("").astype(object) \
-        if "title" in frame else ""
+    out["title"] = (
+        frame["title"].astype("string").fillna("").astype(object) if "title" in frame else ""
+    )
     for name in ("category", "brand"):
         out[name] = normalize_labels(frame[name]) if name in frame else ""
     out["price"] = _numeric(frame, "price").where(lambda p: p >= 0)

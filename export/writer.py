@@ -30,9 +30,11 @@ from edge.bundle import (
 from edge.profiles import encode_profiles
 from edge.schemas import FORMAT_VERSION, Profile
 
+
 def onnx_opset(onnx_bytes: bytes) -> int:
     model = onnx.load_from_string(onnx_bytes)
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
 
 def write_bundle(
     out_dir: str | Path,
@@ -59,8 +61,10 @@ def write_bundle(
             path = staging / name
             return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
-        files = {name: entry(name) for name in
-                 (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY, RANKER, FALLBACK)}
+        files = {
+            name: entry(name)
+            for name in (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY, RANKER, FALLBACK)
+        }
         created = datetime.now(UTC)
         digest = sha256_of_entries(files)
         manifest: dict[str, Any] = {
@@ -89,6 +93,7 @@ def write_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
 
 def sha256_of_entries(files: dict[str, dict[str, Any]]) -> str:
 

@@ -28,10 +28,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def call(base: str, path: str, body: bytes | None = None,
-         content_type: str = "application/json") -> tuple[int, dict, float]:
-    request = urllib.request.Request(base + path, data=body, method="POST" if body else "GET",
-                                     headers={"content-type": content_type})
+def call(
+    base: str, path: str, body: bytes | None = None, content_type: str = "application/json"
+) -> tuple[int, dict, float]:
+    request = urllib.request.Request(
+        base + path,
+        data=body,
+        method="POST" if body else "GET",
+        headers={"content-type": content_type},
+    )
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -59,13 +64,17 @@ def wait_ready(base: str, server: subprocess.Popen, timeout: float = 30.0) -> fl
 def show(title: str, request: object, status: int, answer: dict, client_ms: float) -> None:
     print(f"\n=== {title}")
     print(f"request : {json.dumps(request) if not isinstance(request, str) else request}")
-    print(f"status  : {status}   round trip {client_ms:.1f} ms"
-          + (f"   server {answer['took_ms']:.2f} ms" if "took_ms" in answer else ""))
+    print(
+        f"status  : {status}   round trip {client_ms:.1f} ms"
+        + (f"   server {answer['took_ms']:.2f} ms" if "took_ms" in answer else "")
+    )
     if "items" in answer:
         items = ", ".join(f"{i['item_id']} ({i['score']:.3f})" for i in answer["items"])
         print(f"items   : {items}")
-        print(f"fallback: {answer['fallback']}   personalized: {answer['personalized']}   "
-              f"context: {answer['context']}")
+        print(
+            f"fallback: {answer['fallback']}   personalized: {answer['personalized']}   "
+            f"context: {answer['context']}"
+        )
     else:
         print(f"answer  : {json.dumps(answer)}")
 
@@ -76,8 +85,21 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out)
     print(f"building a bundle from {SAMPLE.name} (a subset of UCI Online Retail, CC BY 4.0)")
-    subprocess.run([sys.executable, "-m", "export.cli", "export", "--events", str(SAMPLE),
-                    "--config", str(CONFIG), "--out", str(out)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "export.cli",
+            "export",
+            "--events",
+            str(SAMPLE),
+            "--config",
+            str(CONFIG),
+            "--out",
+            str(out),
+        ],
+        check=True,
+    )
 
     from edge.bundle import load_bundle
 
@@ -88,20 +110,44 @@ def main() -> int:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "edge", "serve", "--bundle", str(out),
-                               "--port", str(port), "--log-level", "warning"])
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "serve",
+            "--bundle",
+            str(out),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+    )
     try:
         ready_s = wait_ready(base, server)
         print(f"\nserver on {base}, /readyz green {ready_s:.2f}s after start")
         requests = [
-            ("a known customer", {"user_id": customer, "k": 5,
-                                  "context": {"device": "desktop", "country": "united kingdom",
-                                              "local_hour": 10}}),
-            ("an anonymous session that viewed a few products", {
-                "session": {"events": [{"type": "view", "item_id": i} for i in popular]},
-                "context": {"device": "mobile", "local_hour": 21}, "k": 5}),
-            ("a visitor who did not consent to personalization",
-             {"user_id": customer, "consent": False, "k": 5}),
+            (
+                "a known customer",
+                {
+                    "user_id": customer,
+                    "k": 5,
+                    "context": {"device": "desktop", "country": "united kingdom", "local_hour": 10},
+                },
+            ),
+            (
+                "an anonymous session that viewed a few products",
+                {
+                    "session": {"events": [{"type": "view", "item_id": i} for i in popular]},
+                    "context": {"device": "mobile", "local_hour": 21},
+                    "k": 5,
+                },
+            ),
+            (
+                "a visitor who did not consent to personalization",
+                {"user_id": customer, "consent": False, "k": 5},
+            ),
             ("a malformed request (negative k)", {"user_id": customer, "k": -3}),
         ]
         for title, body in requests:

@@ -21,8 +21,10 @@ def keep(key: str) -> bool:
 
 def main(source: str, target: str) -> None:
     kept = 0
-    with gzip.open(source, "rt", encoding="utf-8", newline="") as src, \
-            gzip.open(target, "wt", encoding="utf-8", newline="", compresslevel=9) as dst:
+    with (
+        gzip.open(source, "rt", encoding="utf-8", newline="") as src,
+        gzip.open(target, "wt", encoding="utf-8", newline="", compresslevel=9) as dst,
+    ):
         header = src.readline()
         dst.write(header)
         for line in src:

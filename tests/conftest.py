@@ -44,8 +44,13 @@ def bundle_dir(shop_files, tmp_path_factory) -> Path:
     from export.pipeline import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "shop"
-    export_bundle([shop_files["events"]], out, BuildConfig(seed=SEED),
-                  catalog_path=shop_files["catalog"], quiet=True)
+    export_bundle(
+        [shop_files["events"]],
+        out,
+        BuildConfig(seed=SEED),
+        catalog_path=shop_files["catalog"],
+        quiet=True,
+    )
     return out
 
 

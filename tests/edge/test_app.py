@@ -36,30 +36,47 @@ def test_a_valid_request_answers_with_the_documented_shape(client, bundle):
 
 
 def test_cdn_headers_fill_the_context(client):
-    response = client.post("/v1/recommend", content=b"{}", headers={
-        "content-type": "application/json", "cf-ipcountry": "PL",
-        "user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile"})
+    response = client.post(
+        "/v1/recommend",
+        content=b"{}",
+        headers={
+            "content-type": "application/json",
+            "cf-ipcountry": "PL",
+            "user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile",
+        },
+    )
     context = response.json()["context"]
     assert context["country"] == "pl" and context["device"] == "mobile"
 
 
-@pytest.mark.parametrize("body,status,field,needle", [
-    (b'{"k": 3', 400, "$", "not valid JSON"),
-    ({"k": "ten"}, 422, "$.k", "Expected `int`"),
-    ({"k": -1}, 422, "$.k", ">= 1"),
-    ({"k": 0}, 422, "$.k", ">= 1"),
-    ({"k": 10_000}, 422, "$.k", "<= 100"),
-    ({"colour": "red"}, 422, "$", "unknown field `colour`"),
-    ({"context": {"local_hour": 24}}, 422, "$.context.local_hour", "<= 23"),
-    ({"context": {"cart": "abc"}}, 422, "$.context.cart", "Expected `array`"),
-    ({"exclude": [str(i) for i in range(1001)]}, 422, "$.exclude", "length <= 1000"),
-    ({"session": {"events": [{"item_id": "x"}]}}, 422, "$.session.events[0]",
-     "missing required field `type`"),
-    ({"session": {"events": [{"type": "fly", "item_id": "x"}]}}, 422,
-     "$.session.events[0].type", "not one this bundle knows"),
-    ({"user_id": ""}, 422, "$.user_id", "length >= 1"),
-    ([1, 2], 422, "$", "Expected `object`"),
-])
+@pytest.mark.parametrize(
+    "body,status,field,needle",
+    [
+        (b'{"k": 3', 400, "$", "not valid JSON"),
+        ({"k": "ten"}, 422, "$.k", "Expected `int`"),
+        ({"k": -1}, 422, "$.k", ">= 1"),
+        ({"k": 0}, 422, "$.k", ">= 1"),
+        ({"k": 10_000}, 422, "$.k", "<= 100"),
+        ({"colour": "red"}, 422, "$", "unknown field `colour`"),
+        ({"context": {"local_hour": 24}}, 422, "$.context.local_hour", "<= 23"),
+        ({"context": {"cart": "abc"}}, 422, "$.context.cart", "Expected `array`"),
+        ({"exclude": [str(i) for i in range(1001)]}, 422, "$.exclude", "length <= 1000"),
+        (
+            {"session": {"events": [{"item_id": "x"}]}},
+            422,
+            "$.session.events[0]",
+            "missing required field `type`",
+        ),
+        (
+            {"session": {"events": [{"type": "fly", "item_id": "x"}]}},
+            422,
+            "$.session.events[0].type",
+            "not one this bundle knows",
+        ),
+        ({"user_id": ""}, 422, "$.user_id", "length >= 1"),
+        ([1, 2], 422, "$", "Expected `object`"),
+    ],
+)
 def test_bad_input_gets_a_4xx_naming_the_field(client, body, status, field, needle):
     response = post(client, body)
     assert response.status_code == status, response.text
@@ -86,8 +103,25 @@ def test_wrong_method_and_path_answer_json(client):
 
 def test_random_garbage_never_gets_a_5xx(client, seed):
     rng = random.Random(seed)
-    fragments = [b"{", b"}", b"[", b"]", b'"k"', b":", b",", b"-1", b"1e999", b"null", b'"\\u0000"',
-                 b'"session"', b'"events"', b'"user_id"', b"true", b"\xff", b'"exclude"']
+    fragments = [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b'"k"',
+        b":",
+        b",",
+        b"-1",
+        b"1e999",
+        b"null",
+        b'"\\u0000"',
+        b'"session"',
+        b'"events"',
+        b'"user_id"',
+        b"true",
+        b"\xff",
+        b'"exclude"',
+    ]
     for _ in range(300):
         body = b"".join(rng.choice(fragments) for _ in range(rng.randint(0, 12)))
         response = post(client, body)

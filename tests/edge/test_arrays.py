@@ -5,8 +5,9 @@ from edge import arrays
 from edge.errors import BundleError
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64", "int8", "int32", "int64", "bool",
-                                   "float16", "uint8"])
+@pytest.mark.parametrize(
+    "dtype", ["float32", "float64", "int8", "int32", "int64", "bool", "float16", "uint8"]
+)
 def test_round_trip_keeps_dtype_shape_and_values(dtype):
     values = (np.arange(24) % 7).astype(dtype).reshape(2, 3, 4)
     back = arrays.loads(arrays.dumps({"a": values, "nested": {"b": values[0]}, "n": 3}))

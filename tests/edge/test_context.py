@@ -15,15 +15,32 @@ ANDROID_PHONE = "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 Mob
 DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari"
 
 
-@pytest.mark.parametrize("ua,device", [(IPHONE, "mobile"), (IPAD, "tablet"),
-                                       (ANDROID_TABLET, "tablet"), (ANDROID_PHONE, "mobile"),
-                                       (DESKTOP, "desktop"), (None, "")])
+@pytest.mark.parametrize(
+    "ua,device",
+    [
+        (IPHONE, "mobile"),
+        (IPAD, "tablet"),
+        (ANDROID_TABLET, "tablet"),
+        (ANDROID_PHONE, "mobile"),
+        (DESKTOP, "desktop"),
+        (None, ""),
+    ],
+)
 def test_device_from_user_agent(ua, device):
     assert device_from_user_agent(ua) == device
 
 
-@pytest.mark.parametrize("hour,bucket", [(0, "night"), (5, "night"), (6, "morning"),
-                                         (12, "afternoon"), (18, "evening"), (23, "evening")])
+@pytest.mark.parametrize(
+    "hour,bucket",
+    [
+        (0, "night"),
+        (5, "night"),
+        (6, "morning"),
+        (12, "afternoon"),
+        (18, "evening"),
+        (23, "evening"),
+    ],
+)
 def test_hour_buckets(hour, bucket):
     assert hour_bucket(hour) == bucket
 
@@ -37,7 +54,11 @@ def test_local_hour_from_timezone():
 def test_body_wins_over_headers_and_headers_fill_the_rest():
     headers = {"user-agent": IPHONE, "cf-ipcountry": "DE", "x-edgeperso-timezone": "UTC"}
     ctx = resolve_context(Context(device=" Tablet ", local_hour=7), headers)
-    assert (ctx.device, ctx.country, ctx.local_hour, ctx.hour_bucket) == \
-        ("tablet", "de", 7, "morning")
+    assert (ctx.device, ctx.country, ctx.local_hour, ctx.hour_bucket) == (
+        "tablet",
+        "de",
+        7,
+        "morning",
+    )
     ctx = resolve_context(None, headers | {"x-edgeperso-country": "FR"})
     assert ctx.device == "mobile" and ctx.country == "fr"

@@ -39,15 +39,18 @@ def test_excluded_cart_and_out_of_stock_items_are_never_returned(bundle, recomme
     user = regular_customer(bundle)
     first = ids(recommender.recommend(RecommendRequest(user_id=user, k=20)))
     exclude, cart = first[:5], first[5:8]
-    again = ids(recommender.recommend(RecommendRequest(
-        user_id=user, k=20, exclude=exclude, context=Context(cart=cart))))
+    again = ids(
+        recommender.recommend(
+            RecommendRequest(user_id=user, k=20, exclude=exclude, context=Context(cart=cart))
+        )
+    )
     assert not set(exclude + cart) & set(again)
-    out_of_stock = {bundle.model.items.ids[i]
-                    for i in np.flatnonzero(~bundle.model.items.in_stock)}
+    out_of_stock = {bundle.model.items.ids[i] for i in np.flatnonzero(~bundle.model.items.in_stock)}
     assert out_of_stock, "the simulated catalog has out-of-stock items"
     for k in (10, 50):
-        assert not out_of_stock & set(ids(recommender.recommend(
-            RecommendRequest(user_id=user, k=k))))
+        assert not out_of_stock & set(
+            ids(recommender.recommend(RecommendRequest(user_id=user, k=k)))
+        )
 
 
 def test_an_anonymous_session_is_personalized_from_its_views(bundle, recommender):
@@ -62,8 +65,7 @@ def test_an_anonymous_session_is_personalized_from_its_views(bundle, recommender
 def test_without_consent_the_answer_uses_only_the_context(bundle, recommender):
     user = regular_customer(bundle)
     context = Context(device="mobile", local_hour=20)
-    refused = recommender.recommend(RecommendRequest(user_id=user, consent=False,
-                                                     context=context))
+    refused = recommender.recommend(RecommendRequest(user_id=user, consent=False, context=context))
     anonymous = recommender.recommend(RecommendRequest(context=context))
     assert not refused.personalized
     assert ids(refused) == ids(anonymous)
@@ -71,8 +73,8 @@ def test_without_consent_the_answer_uses_only_the_context(bundle, recommender):
 
 def test_an_exhausted_budget_answers_with_contextual_fallback(bundle):
     response = Recommender(bundle, budget_ms=1e-9).recommend(
-        RecommendRequest(user_id=regular_customer(bundle), k=5,
-                         context=Context(device="mobile")))
+        RecommendRequest(user_id=regular_customer(bundle), k=5, context=Context(device="mobile"))
+    )
     assert response.fallback.startswith("latency_budget")
     assert len(response.items) == 5
     expected = [i for i, _ in bundle.fallback.get("device=mobile", bundle.fallback["all"])]
@@ -92,13 +94,15 @@ def test_a_failing_step_answers_with_fallback_not_an_exception(bundle, monkeypat
 
 def test_without_a_bundle_every_request_still_gets_an_answer():
     response = Recommender(None, unavailable_reason="bundle refused: x").recommend(
-        RecommendRequest(k=3))
+        RecommendRequest(k=3)
+    )
     assert response.items == [] and response.fallback.startswith("bundle_unavailable")
 
 
 def test_an_unknown_session_event_type_names_the_field(recommender):
-    session = Session(events=[SessionEvent(type="view", item_id="a"),
-                              SessionEvent(type="teleport", item_id="b")])
+    session = Session(
+        events=[SessionEvent(type="view", item_id="a"), SessionEvent(type="teleport", item_id="b")]
+    )
     with pytest.raises(ValidationError, match="'teleport' is not one this bundle knows") as info:
         recommender.recommend(RecommendRequest(session=session))
     assert info.value.field == "$.session.events[1].type"

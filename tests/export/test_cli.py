@@ -1,0 +1,48 @@
+import json
+import shutil
+
+from export.cli import main
+
+
+def test_inspect_summarizes_a_valid_bundle_and_fails_on_a_broken_one(bundle_dir, tmp_path, capsys):
+    assert main(["inspect", str(bundle_dir), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["valid"] and summary["items"] > 0 and summary["data_quality"]["rows_kept"]
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle_dir, broken)
+    (broken / "covisitation.msgpack").write_bytes(b"oops")
+    assert main(["inspect", str(broken)]) == 1
+    assert "covisitation.msgpack has 4 bytes" in capsys.readouterr().err
+
+
+def test_export_maps_foreign_columns_by_flag(tmp_path, shop, capsys):
+    events = shop.events.head(3000).rename(columns={"user_id": "Customer", "item_id": "Sku"})
+    path = tmp_path / "events.csv"
+    events.to_csv(path, index=False)
+    out = tmp_path / "bundle"
+    code = main(
+        [
+            "export",
+            "--events",
+            str(path),
+            "--map",
+            "user_id=Customer",
+            "item_id=Sku",
+            "--out",
+            str(out),
+            "--no-evaluate",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert "[3/3] write the bundle" in capsys.readouterr().err
+    assert main(["inspect", str(out)]) == 0
+
+
+def test_export_errors_are_one_clear_line(tmp_path, capsys):
+    path = tmp_path / "events.csv"
+    path.write_text("when,who,what\n2026-01-01,u,a\n")
+    assert main(["export", "--events", str(path), "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "export failed" in err and "--map" in err and "Traceback" not in err
+    assert main(["export", "--events", str(path), "--map", "colour=x", "--out", "b"]) == 1
+    assert "not event columns" in capsys.readouterr().err

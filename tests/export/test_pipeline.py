@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from edge.bundle import load_bundle
+from edge.recommend import Recommender
+from edge.schemas import Context, RecommendRequest
+from export.config import BuildConfig, load_config
+from export.pipeline import export_bundle
+from tests.conftest import SAMPLE, UCI_CONFIG
+
+
+@pytest.mark.slow
+def test_the_uci_sample_goes_in_without_preprocessing_and_beats_popularity(tmp_path):
+    out = tmp_path / "uci"
+    manifest = export_bundle([SAMPLE], out, load_config(UCI_CONFIG), quiet=True)
+    lineage = manifest["lineage"]
+    assert lineage["rows_read"] == 111_845
+    assert lineage["dropped_by_reason"]["duplicate"] > 0
+    assert lineage["files"][0]["sha256"] and lineage["items"] > 3000
+    table = manifest["metrics"]["evaluation"]["table"]
+    assert table["bundle"]["hr@10"] > 0.3
+    bundle = load_bundle(out)
+    assert json.loads((out / "manifest.json").read_text())["build_id"] == bundle.build_id
+    response = Recommender(bundle).recommend(
+        RecommendRequest(context=Context(country="united kingdom"), k=5)
+    )
+    assert len(response.items) == 5 and response.fallback is None
+
+
+def test_the_simulated_shop_bundle_beats_popularity(bundle):
+    evaluation = bundle.manifest.metrics["evaluation"]
+    table = evaluation["table"]
+    assert evaluation["users"] > 50
+    assert table["bundle"]["ndcg@10"] > table["popularity"]["ndcg@10"]
+    assert evaluation["fallbacks"] == 0
+
+
+def test_the_profile_store_holds_known_users_only(bundle, shop):
+    assert len(bundle.profiles) == shop.events["user_id"].nunique()
+    some = bundle.profiles.get(shop.events["user_id"].iloc[0])
+    assert some is not None and some.recent_items and len(some.recent_items) <= 50
+
+
+def test_a_bad_log_stops_the_build_with_the_reason(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "ts,user_id,item_id,type\nyesterday,u1,a,view\nsoon,u2,b,view\n"
+        "2026-01-01T00:00:00,u3,c,view\n"
+    )
+    with pytest.raises(ValueError, match="66.7% of the event rows were dropped.*bad_timestamp"):
+        export_bundle([path], tmp_path / "out", BuildConfig(), quiet=True)
+    assert not (tmp_path / "out").exists()

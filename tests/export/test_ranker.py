@@ -1,0 +1,20 @@
+"""Parity: onnxruntime on the exported graph gives the probabilities sklearn gives."""
+
+import numpy as np
+
+from edge.ranker import Ranker
+from edge.scoring import FEATURES
+from export.ranker import fit_ranker, ranker_to_onnx
+
+
+def test_onnx_ranker_matches_sklearn_on_the_same_rows(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(6000, len(FEATURES))).astype(np.float32)
+    x[rng.random(x.shape) < 0.02] = np.nan  # missing values must route like sklearn's
+    logit = np.nan_to_num(x[:, 0]) * 2 + np.nan_to_num(x[:, 2] * x[:, 5]) - 1
+    y = (rng.random(6000) < 1 / (1 + np.exp(-logit))).astype(int)
+    model = fit_ranker(x, y, max_iter=60, max_leaf_nodes=15, learning_rate=0.1, seed=seed)
+    ranker = Ranker(ranker_to_onnx(model), FEATURES)
+    rows = rng.normal(size=(500, len(FEATURES))).astype(np.float32)
+    rows[::7, 3] = np.nan
+    np.testing.assert_allclose(ranker.predict(rows), model.predict_proba(rows)[:, 1], atol=1e-5)

@@ -1,0 +1,158 @@
+from datetime import UTC, datetime
+
+import msgspec
+import pandas as pd
+import pytest
+
+from export.config import BuildConfig, load_config
+from export.validate import (
+    DataQualityError,
+    QualityReport,
+    check_drop_share,
+    normalize_catalog,
+    normalize_events,
+    parse_timestamps,
+)
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def events(**columns):
+    return pd.DataFrame(columns)
+
+
+def test_timestamps_iso_naive_aware_and_epochs_become_utc():
+    raw = pd.Series(
+        [
+            "2026-01-02T03:04:05",
+            "2026-01-02T03:04:05+02:00",
+            "2026-01-02 03:04:05Z",
+            "1767323045",
+            "1767323045000",
+            "not a time",
+            "",
+        ],
+        dtype=object,
+    )
+    ts = parse_timestamps(raw, "UTC")
+    assert str(ts.iloc[0]) == "2026-01-02 03:04:05+00:00"
+    assert str(ts.iloc[1]) == "2026-01-02 01:04:05+00:00"
+    assert str(ts.iloc[2]) == "2026-01-02 03:04:05+00:00"
+    assert ts.iloc[3] == ts.iloc[4] == pd.Timestamp(1767323045, unit="s", tz="UTC")
+    assert ts.iloc[5:].isna().all()
+
+
+def test_naive_timestamps_are_read_in_the_configured_zone():
+    ts = parse_timestamps(pd.Series(["2026-07-01 12:00:00"]), "Europe/London")
+    assert str(ts.iloc[0]) == "2026-07-01 11:00:00+00:00"
+
+
+def test_each_bad_row_is_dropped_and_counted_by_reason():
+    raw = events(
+        ts=[
+            "2026-01-01T10:00:00",
+            "2026-01-01T10:00:00",
+            "garbage",
+            "2030-01-01T00:00:00",
+            "2026-01-01T11:00:00",
+            "2026-01-01T12:00:00",
+            "2026-01-01T12:00:00",
+            "2026-01-01T13:00:00",
+            "2026-01-01T14:00:00",
+        ],
+        user_id=["u1", "u1", "u2", "u3", "u4", "u5", "", "u6", "u7"],
+        item_id=["a", "a", "b", "c", "d", "e", "f", "", "g"],
+        type=[" VIEW", "view", "view", "view", "teleport", "purchase", "view", "view", "view"],
+        price=["1", "1", "1", "1", "1", "-5", "1", "1", "2.5"],
+    )
+    report = QualityReport()
+    out = normalize_events(raw, BuildConfig(), report, now=NOW)
+    assert report.dropped == {
+        "missing_item_id": 1,
+        "missing_user_and_session": 1,
+        "bad_timestamp": 1,
+        "future_timestamp": 1,
+        "unknown_type": 1,
+        "negative_price": 1,
+        "non_positive_qty": 0,
+        "duplicate": 1,
+    }
+    assert report.rows_read == 9 and report.rows_kept == 2
+    assert list(out["item_id"]) == ["a", "g"] and list(out["type"]) == ["view", "view"]
+    assert "dropped: duplicate" in report.table()
+
+
+def test_ids_are_strings_and_labels_lower_case():
+    raw = events(
+        ts=["2026-01-01T10:00:00"],
+        user_id=[17850.0],
+        item_id=["  007 "],
+        type=["Purchase"],
+        device=[" Mobile "],
+        country=["United Kingdom"],
+    )
+    out = normalize_events(raw, BuildConfig(), QualityReport(), now=NOW)
+    row = out.iloc[0]
+    assert (row["user_id"], row["item_id"], row["device"], row["country"]) == (
+        "17850",
+        "007",
+        "mobile",
+        "united kingdom",
+    )
+    assert row["session_id"] == "17850#1"  # sessions are cut when the file has none
+
+
+def test_foreign_columns_map_and_a_prefix_sets_the_type():
+    config = msgspec.convert(
+        {
+            "input": {
+                "columns": {
+                    "user_id": "CustomerID",
+                    "item_id": "StockCode",
+                    "ts": "InvoiceDate",
+                    "session_id": "InvoiceNo",
+                },
+                "type": "purchase",
+                "type_from_prefix": [{"column": "InvoiceNo", "prefix": "C", "type": "view"}],
+            }
+        },
+        BuildConfig,
+    )
+    raw = events(
+        InvoiceNo=["1", "C2"],
+        StockCode=["a", "b"],
+        CustomerID=["9", "9"],
+        InvoiceDate=["2026-01-01 10:00:00", "2026-01-01 11:00:00"],
+    )
+    out = normalize_events(raw, config, QualityReport(), now=NOW)
+    assert list(out["type"]) == ["purchase", "view"]
+
+
+def test_a_missing_mapped_column_names_the_columns_the_file_has():
+    config = load_config(None, {"user_id": "Customer"})
+    with pytest.raises(DataQualityError, match=r"mapped columns \{'user_id': 'Customer'\}"):
+        normalize_events(
+            events(ts=["2026-01-01"], item_id=["a"], type=["view"]), config, QualityReport()
+        )
+
+
+def test_the_build_stops_when_too_much_is_dropped():
+    report = QualityReport(rows_read=100, rows_kept=40, dropped={"bad_timestamp": 60})
+    with pytest.raises(DataQualityError, match="60.0% of the event rows were dropped"):
+        check_drop_share(report, BuildConfig())
+
+
+def test_catalog_normalization():
+    raw = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "b", ""],
+            "category": [" Shoes", "HATS", "hats", "x"],
+            "price": ["10", "-1", "3", "1"],
+            "in_stock": ["yes", "0", "false", "1"],
+        }
+    )
+    out = normalize_catalog(raw, BuildConfig())
+    assert list(out["item_id"]) == ["a", "b"]
+    assert list(out["category"]) == ["shoes", "hats"]
+    assert list(out["in_stock"]) == [True, False]
+    assert out["price"].iloc[1] == 3
