@@ -1,0 +1,147 @@
+"""Benchmark of the in-process recommend path (parse → context → profile → candidates → ranker →
+answer) on a simulator bundle. Reports p50/p99/p99.9 per request mix, and the same-run reference
+of one float32 item-matrix · vector product plus top-100 (the biggest single primitive), so
+figures compare across noisy machines as ratios. Not a test: it reports, it does not assert.
+
+    python bench/bench_recommend.py [--items 100000] [--events 2000000] [--requests 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edge.app import _request_decoder  # noqa: E402
+from edge.bundle import load_bundle  # noqa: E402
+from edge.recommend import Recommender  # noqa: E402
+
+
+def build(items: int, events: int, users: int, seed: int) -> Path:
+    out = ROOT / "build" / "bench" / f"sim-{items}-{events}-{seed}"
+    if (out / "manifest.json").exists():
+        return out
+    from export.config import BuildConfig
+    from export.pipeline import export_bundle
+    from export.simulate import simulate_shop
+
+    started = time.perf_counter()
+    shop = simulate_shop(n_users=users, n_items=items, n_events=events, seed=seed, days=60)
+    files = shop.write(out.parent / f"{out.name}-input")
+    export_bundle([files["events"]], out, BuildConfig(seed=seed),
+                  catalog_path=files["catalog"], evaluate=False)
+    print(f"built {out} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return out
+
+
+def request_bodies(bundle, n: int, seed: int) -> dict[str, list[bytes]]:
+    rng = np.random.default_rng(seed)
+    users = list(bundle.profiles._profiles)
+    popular = [i for i, _ in bundle.fallback["all"]]
+    ids = bundle.model.items.ids
+    contexts = [{"device": str(d), "country": str(c), "local_hour": int(h)}
+                for d, c, h in zip(rng.choice(["mobile", "desktop", "tablet"], n),
+                                   rng.choice(["gb", "de", "us", "pl", "fr"], n),
+                                   rng.integers(0, 24, n))]
+    known = [{"user_id": users[rng.integers(len(users))], "k": 10, "context": contexts[i]}
+             for i in range(n)]
+    session = [{"session": {"events": [
+        {"type": "view", "item_id": ids[rng.integers(len(ids))], "dwell_ms": 12000}
+        for _ in range(rng.integers(1, 6))] + [
+        {"type": "add_to_cart", "item_id": popular[rng.integers(len(popular))]}]},
+        "k": 10, "context": contexts[i]} for i in range(n)]
+    cold = [{"k": 10, "context": contexts[i]} for i in range(n)]
+    encode = msgspec.json.encode
+    return {name: [encode(b) for b in bodies]
+            for name, bodies in (("known customer", known), ("anonymous session", session),
+                                 ("cold visitor", cold))}
+
+
+def time_requests(recommender: Recommender, bodies: list[bytes]) -> np.ndarray:
+    out = np.empty(len(bodies))
+    for i, body in enumerate(bodies):
+        started = time.perf_counter()
+        response = recommender.recommend(_request_decoder.decode(body), {})
+        msgspec.json.encode(response)
+        out[i] = time.perf_counter() - started
+    return out * 1000.0
+
+
+def reference(bundle, repeats: int) -> np.ndarray:
+    factors = bundle.model.embeddings.item_factors
+    rng = np.random.default_rng(0)
+    out = np.empty(repeats)
+    for i in range(repeats):
+        v = rng.normal(size=factors.shape[1]).astype(np.float32)
+        started = time.perf_counter()
+        scores = factors @ v
+        np.argpartition(-scores, 100)[:100]
+        out[i] = time.perf_counter() - started
+    return out * 1000.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "recommend.json"))
+    args = parser.parse_args()
+
+    directory = build(args.items, args.events, args.users, args.seed)
+    bundle = load_bundle(directory)
+    recommender = Recommender(bundle, budget_ms=float("inf"))
+    mixes = request_bodies(bundle, args.requests, args.seed)
+    for bodies in mixes.values():  # warm up caches and onnxruntime
+        time_requests(recommender, bodies[:200])
+    results: dict[str, dict[str, float]] = {}
+    rounds: dict[str, list[np.ndarray]] = {name: [] for name in [*mixes, "reference"]}
+    for _ in range(args.rounds):
+        for name, bodies in mixes.items():
+            rounds[name].append(time_requests(recommender, bodies))
+        rounds["reference"].append(reference(bundle, args.requests))
+    for name, samples in rounds.items():
+        # Median over rounds of each percentile: robust to a noisy neighbour in one round.
+        results[name] = {
+            f"p{q}": round(statistics.median(float(np.percentile(s, q)) for s in samples), 4)
+            for q in (50, 99, 99.9)
+        }
+    ref = results["reference"]["p50"]
+    for name in mixes:
+        results[name]["p50_over_reference"] = round(results[name]["p50"] / ref, 2)
+    report = {
+        "bundle": {"items": len(bundle.model.items), "events": args.events,
+                   "embedding_dim": int(bundle.model.embeddings.item_factors.shape[1]),
+                   "build_id": bundle.build_id},
+        "requests_per_round": args.requests, "rounds": args.rounds,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "latency_ms": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"in-process recommend path, {len(bundle.model.items):,} items, "
+          f"{args.rounds} rounds × {args.requests} requests (median over rounds)")
+    print(f"  {'mix':<20}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'p50/ref':>9}")
+    for name, r in results.items():
+        ratio = f"{r['p50_over_reference']:>9.2f}" if "p50_over_reference" in r else ""
+        print(f"  {name:<20}{r['p50']:>9.3f}{r['p99']:>9.3f}{r['p99.9']:>10.3f}{ratio}")
+    print("  reference = float32 item matrix · vector + top-100 argpartition, same run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
