@@ -39,8 +39,13 @@ def build(items: int, events: int, users: int, seed: int) -> Path:
     started = time.perf_counter()
     shop = simulate_shop(n_users=users, n_items=items, n_events=events, seed=seed, days=60)
     files = shop.write(out.parent / f"{out.name}-input")
-    export_bundle([files["events"]], out, BuildConfig(seed=seed),
-                  catalog_path=files["catalog"], evaluate=False)
+    export_bundle(
+        [files["events"]],
+        out,
+        BuildConfig(seed=seed),
+        catalog_path=files["catalog"],
+        evaluate=False,
+    )
     print(f"built {out} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
     return out
 
@@ -50,22 +55,42 @@ def request_bodies(bundle, n: int, seed: int) -> dict[str, list[bytes]]:
     users = list(bundle.profiles._profiles)
     popular = [i for i, _ in bundle.fallback["all"]]
     ids = bundle.model.items.ids
-    contexts = [{"device": str(d), "country": str(c), "local_hour": int(h)}
-                for d, c, h in zip(rng.choice(["mobile", "desktop", "tablet"], n),
-                                   rng.choice(["gb", "de", "us", "pl", "fr"], n),
-                                   rng.integers(0, 24, n))]
-    known = [{"user_id": users[rng.integers(len(users))], "k": 10, "context": contexts[i]}
-             for i in range(n)]
-    session = [{"session": {"events": [
-        {"type": "view", "item_id": ids[rng.integers(len(ids))], "dwell_ms": 12000}
-        for _ in range(rng.integers(1, 6))] + [
-        {"type": "add_to_cart", "item_id": popular[rng.integers(len(popular))]}]},
-        "k": 10, "context": contexts[i]} for i in range(n)]
+    contexts = [
+        {"device": str(d), "country": str(c), "local_hour": int(h)}
+        for d, c, h in zip(
+            rng.choice(["mobile", "desktop", "tablet"], n),
+            rng.choice(["gb", "de", "us", "pl", "fr"], n),
+            rng.integers(0, 24, n),
+        )
+    ]
+    known = [
+        {"user_id": users[rng.integers(len(users))], "k": 10, "context": contexts[i]}
+        for i in range(n)
+    ]
+    session = [
+        {
+            "session": {
+                "events": [
+                    {"type": "view", "item_id": ids[rng.integers(len(ids))], "dwell_ms": 12000}
+                    for _ in range(rng.integers(1, 6))
+                ]
+                + [{"type": "add_to_cart", "item_id": popular[rng.integers(len(popular))]}]
+            },
+            "k": 10,
+            "context": contexts[i],
+        }
+        for i in range(n)
+    ]
     cold = [{"k": 10, "context": contexts[i]} for i in range(n)]
     encode = msgspec.json.encode
-    return {name: [encode(b) for b in bodies]
-            for name, bodies in (("known customer", known), ("anonymous session", session),
-                                 ("cold visitor", cold))}
+    return {
+        name: [encode(b) for b in bodies]
+        for name, bodies in (
+            ("known customer", known),
+            ("anonymous session", session),
+            ("cold visitor", cold),
+        )
+    }
 
 
 def time_requests(recommender: Recommender, bodies: list[bytes]) -> np.ndarray:
@@ -124,17 +149,23 @@ def main() -> int:
     for name in mixes:
         results[name]["p50_over_reference"] = round(results[name]["p50"] / ref, 2)
     report = {
-        "bundle": {"items": len(bundle.model.items), "events": args.events,
-                   "embedding_dim": int(bundle.model.embeddings.item_factors.shape[1]),
-                   "build_id": bundle.build_id},
-        "requests_per_round": args.requests, "rounds": args.rounds,
+        "bundle": {
+            "items": len(bundle.model.items),
+            "events": args.events,
+            "embedding_dim": int(bundle.model.embeddings.item_factors.shape[1]),
+            "build_id": bundle.build_id,
+        },
+        "requests_per_round": args.requests,
+        "rounds": args.rounds,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "latency_ms": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"in-process recommend path, {len(bundle.model.items):,} items, "
-          f"{args.rounds} rounds × {args.requests} requests (median over rounds)")
+    print(
+        f"in-process recommend path, {len(bundle.model.items):,} items, "
+        f"{args.rounds} rounds × {args.requests} requests (median over rounds)"
+    )
     print(f"  {'mix':<20}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'p50/ref':>9}")
     for name, r in results.items():
         ratio = f"{r['p50_over_reference']:>9.2f}" if "p50_over_reference" in r else ""

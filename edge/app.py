@@ -2,15 +2,16 @@
 
 The bundle is loaded and verified once, in the lifespan, and handed to the routes as state.
 A bundle that fails verification is refused with its reason (shown by /readyz and logged);
-the service still answers every request, flagged as a fallback."""
+the service still answers every request, flagged as a fallback. A new bundle written over the
+old one is picked up without a restart (`edge.reload`)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
+import anyio
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from edge.bundle import load_bundle
 from edge.config import Settings
 from edge.errors import (
     BundleError,
@@ -27,8 +27,8 @@ from edge.errors import (
     UnsupportedMediaType,
     ValidationError,
 )
-from edge.profiles import EmbeddedProfileStore
 from edge.recommend import Recommender
+from edge.reload import load_recommender, watch_bundle
 from edge.schemas import RecommendRequest
 
 log = logging.getLogger("edgeperso.app")
@@ -95,7 +95,10 @@ async def readyz(request: Request) -> Response:
         return json_response(
             {"status": "not ready", "reason": recommender.unavailable_reason}, status_code=503
         )
-    return json_response({"status": "ready", "bundle": recommender.bundle.build_id})
+    body = {"status": "ready", "bundle": recommender.bundle.build_id}
+    if request.app.state.reload_error:
+        body["reload_error"] = request.app.state.reload_error
+    return json_response(body)
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
@@ -109,24 +112,14 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     return json_response(body, 500)
 
 
-def load_recommender(settings: Settings) -> Recommender:
-    if not settings.bundle_dir:
-        return Recommender(None, settings.budget_ms, "EDGEPERSO_BUNDLE is not set")
+def initial_recommender(settings: Settings) -> Recommender:
+    """The bundle at start-up; when it is refused, a recommender that answers with fallbacks."""
     try:
-        profiles = (
-            EmbeddedProfileStore.from_file(Path(settings.profiles_path))
-            if settings.profiles_path
-            else None
-        )
-        bundle = load_bundle(
-            settings.bundle_dir, signing_key=settings.signing_key, profiles=profiles
-        )
+        return load_recommender(settings)
     except (BundleError, OSError) as exc:
-        reason = f"bundle refused: {exc}"
+        reason = f"bundle refused: {exc}" if settings.bundle_dir else str(exc)
         log.error("%s", reason)
         return Recommender(None, settings.budget_ms, reason)
-    log.info("bundle %s loaded from %s", bundle.build_id, settings.bundle_dir)
-    return Recommender(bundle, settings.budget_ms)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -134,8 +127,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.recommender = load_recommender(settings)
-        yield
+        app.state.recommender = initial_recommender(settings)
+        app.state.reload_error = None
+        async with anyio.create_task_group() as tasks:
+            if settings.reload_seconds > 0:
+                tasks.start_soon(watch_bundle, app, settings)
+            yield
+            tasks.cancel_scope.cancel()
 
     app = Starlette(
         routes=[

@@ -14,6 +14,7 @@ class Settings:
     budget_ms: float = 50.0  # per-request latency budget; past it the answer is fallback content
     max_body_bytes: int = 64 * 1024
     signing_key: bytes | None = None
+    reload_seconds: float = 5.0  # how often to look for a new bundle; 0 turns it off
 
     @classmethod
     def from_env(cls, env: Environ | dict[str, str] = environ) -> Settings:
@@ -25,10 +26,12 @@ class Settings:
             budget_ms=config("EDGEPERSO_BUDGET_MS", cast=float, default=50.0),
             max_body_bytes=config("EDGEPERSO_MAX_BODY_BYTES", cast=int, default=64 * 1024),
             signing_key=key.encode() if key else None,
+            reload_seconds=config("EDGEPERSO_RELOAD_SECONDS", cast=float, default=5.0),
         )
-        if settings.budget_ms <= 0 or settings.max_body_bytes <= 0:
+        if settings.budget_ms <= 0 or settings.max_body_bytes <= 0 or settings.reload_seconds < 0:
             raise ValueError(
-                "EDGEPERSO_BUDGET_MS and EDGEPERSO_MAX_BODY_BYTES must be positive, got "
-                f"{settings.budget_ms} and {settings.max_body_bytes}"
+                "EDGEPERSO_BUDGET_MS and EDGEPERSO_MAX_BODY_BYTES must be positive and "
+                "EDGEPERSO_RELOAD_SECONDS not negative; got "
+                f"{settings.budget_ms}, {settings.max_body_bytes}, {settings.reload_seconds}"
             )
         return settings

@@ -10,7 +10,14 @@ from collections.abc import Mapping
 from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
-from edge.schemas import RecommendRequest, RecommendResponse, ResolvedContext, ScoredItem
+from edge.schemas import (
+    RecommendRequest,
+    RecommendResponse,
+    ResolvedContext,
+    ScoredItem,
+    Session,
+    SessionEvent,
+)
 from edge.scoring import Deadline, build_user_state, candidate_features, rank
 
 log = logging.getLogger("edgeperso.recommend")
@@ -23,6 +30,18 @@ class Recommender:
         self.bundle = bundle
         self.budget_ms = budget_ms
         self.unavailable_reason = unavailable_reason or "no bundle loaded"
+
+    def warm_up(self) -> None:
+        """Run a cold and a personalized request once at load, so the first real visitor does not
+        pay for onnxruntime's and numpy's first-call set-up (about 15 ms)."""
+        if self.bundle is None:
+            return
+        seen = [item for item, _ in self.bundle.fallback.get("all", [])[:2]]
+        weights = self.bundle.model.event_weights
+        kind = "view" if "view" in weights else next(iter(weights))
+        session = Session(events=[SessionEvent(type=kind, item_id=i) for i in seen])
+        for request in (RecommendRequest(), RecommendRequest(session=session)):
+            self.recommend(request)
 
     def _check_event_types(self, request: RecommendRequest) -> None:
         if request.session is None or self.bundle is None:

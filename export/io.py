@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -37,14 +36,6 @@ def file_format(path: Path) -> str:
             "(optionally .gz)"
         )
     return fmt
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sniff_delimiter(path: Path) -> str:

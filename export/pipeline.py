@@ -13,7 +13,15 @@ from typing import Any
 import msgspec
 import pandas as pd
 
-from edge.bundle import COVISITATION, EMBEDDINGS, ITEMS, POPULARITY, load_bundle, model_from_trees
+from edge.bundle import (
+    COVISITATION,
+    EMBEDDINGS,
+    ITEMS,
+    POPULARITY,
+    load_bundle,
+    model_from_trees,
+    sha256_file,
+)
 from edge.schemas import Profile
 from edge.scoring import FEATURES
 from export.config import BuildConfig
@@ -21,7 +29,7 @@ from export.covisitation import CoVisitation
 from export.embeddings import ItemEmbeddings
 from export.evaluate import evaluate_bundle, format_table
 from export.interactions import ItemUniverse, build_universe, interaction_matrix
-from export.io import read_table, sha256_of
+from export.io import read_table
 from export.popularity import Popularity
 from export.profiles import build_profiles
 from export.ranker import fit_ranker, ranker_to_onnx, training_rows
@@ -194,7 +202,7 @@ def export_bundle(
         for path in map(Path, events_paths):
             raw = read_table(path)
             report.files.append(
-                {"role": "events", "name": path.name, "sha256": sha256_of(path), "rows": len(raw)}
+                {"role": "events", "name": path.name, "sha256": sha256_file(path), "rows": len(raw)}
             )
             frames.append(normalize_events(raw, config, report))
         events = (
@@ -210,7 +218,7 @@ def export_bundle(
                 {
                     "role": "catalog",
                     "name": Path(catalog_path).name,
-                    "sha256": sha256_of(Path(catalog_path)),
+                    "sha256": sha256_file(Path(catalog_path)),
                     "rows": len(raw),
                 }
             )
@@ -225,7 +233,7 @@ def export_bundle(
                 {
                     "role": "users",
                     "name": Path(users_path).name,
-                    "sha256": sha256_of(Path(users_path)),
+                    "sha256": sha256_file(Path(users_path)),
                     "rows": int((normalize_ids(raw[user_column]) != "").sum()),
                 }
             )

@@ -138,3 +138,46 @@ def test_a_refused_bundle_keeps_the_service_answering(tmp_path):
         answer = post(client, {"k": 3})
         assert answer.status_code == 200
         assert answer.json()["fallback"].startswith("bundle_unavailable")
+
+
+def test_a_new_bundle_is_picked_up_and_a_bad_one_refused_while_the_old_serves(bundle_dir, tmp_path):
+    import shutil
+    import time
+
+    live = tmp_path / "live"
+    shutil.copytree(bundle_dir, live)
+    app = create_app(Settings(bundle_dir=str(live), reload_seconds=0.02))
+
+    def wait_for(predicate, client):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            body = client.get("/readyz").json()
+            if predicate(body):
+                return body
+            time.sleep(0.02)
+        raise AssertionError(f"timed out; last /readyz: {body}")
+
+    with TestClient(app) as client:
+        old = client.get("/readyz").json()["bundle"]
+        broken = tmp_path / "broken"
+        shutil.copytree(bundle_dir, broken)
+        (broken / "items.msgpack").write_bytes(b"tampered")
+        manifest = json.loads((broken / "manifest.json").read_text())
+        manifest["build_id"] = "broken-build"
+        (broken / "manifest.json").write_text(json.dumps(manifest))
+        shutil.rmtree(live)
+        broken.rename(live)
+        body = wait_for(lambda b: "reload_error" in b, client)
+        assert body["bundle"] == old and "items.msgpack has 8 bytes" in body["reload_error"]
+        assert post(client, {"k": 2}).json()["bundle"] == old
+
+        fresh = tmp_path / "fresh"
+        shutil.copytree(bundle_dir, fresh)
+        manifest = json.loads((fresh / "manifest.json").read_text())
+        manifest["build_id"] = "next-build"
+        (fresh / "manifest.json").write_text(json.dumps(manifest))
+        shutil.rmtree(live)
+        fresh.rename(live)
+        body = wait_for(lambda b: b["bundle"] == "next-build", client)
+        assert "reload_error" not in body
+        assert post(client, {"k": 2}).json()["bundle"] == "next-build"
