@@ -104,7 +104,7 @@ def time_requests(recommender: Recommender, bodies: list[bytes]) -> np.ndarray:
 
 
 def reference(bundle, repeats: int) -> np.ndarray:
-    factors = bundle.model.embeddings.item_factors
+    factors = bundle.model.embeddings.factors
     rng = np.random.default_rng(0)
     out = np.empty(repeats)
     for i in range(repeats):
@@ -152,7 +152,7 @@ def main() -> int:
         "bundle": {
             "items": len(bundle.model.items),
             "events": args.events,
-            "embedding_dim": int(bundle.model.embeddings.item_factors.shape[1]),
+            "embedding_dim": int(bundle.model.embeddings.factors.shape[1]),
             "build_id": bundle.build_id,
         },
         "requests_per_round": args.requests,

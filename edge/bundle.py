@@ -139,8 +139,14 @@ def items_from_tree(tree: dict[str, Any]) -> ItemTable:
 
 
 def embeddings_from_tree(tree: dict[str, Any]) -> Embeddings:
+    factors, order, norms = tree["factors"], tree["order"], tree["norms"]
+    if not (factors.shape[0] == order.size == norms.size):
+        raise ValueError(
+            f"embeddings: {factors.shape[0]} rows, {order.size} order entries and "
+            f"{norms.size} norms should be equal"
+        )
     return Embeddings(
-        item_factors=tree["item_factors"], gram=tree["gram"], alpha=float(tree["alpha"])
+        factors=factors, order=order, norms=norms, gram=tree["gram"], alpha=float(tree["alpha"])
     )
 
 

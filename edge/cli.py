@@ -58,7 +58,7 @@ def inspect(args: argparse.Namespace) -> int:
         "signature_verified": key is not None,
         "onnx_opset": m.onnx_opset,
         "items": len(model.items),
-        "embedding_dim": int(model.embeddings.item_factors.shape[1]),
+        "embedding_dim": int(model.embeddings.factors.shape[1]),
         "contexts": sorted(model.popularity.contexts),
         "profiles": len(bundle.profiles),
         "bundle_bytes": sum(e.bytes for e in m.files.values()),

@@ -34,11 +34,51 @@ class ItemTable:
 @dataclass(frozen=True)
 class Embeddings:
     """Item factors of an implicit-feedback ALS model, plus what folding a user in needs:
-    the regularized Gram matrix YᵀY + λI and the confidence scale alpha."""
+    the regularized Gram matrix YᵀY + λI and the confidence scale alpha.
 
-    item_factors: np.ndarray  # float32 [n_items, k]
+    Rows are stored by descending norm (`order[r]` is the item of row r), so the exact top-k
+    inner products can stop early: no row whose norm × |u| is below the k-th best score found
+    so far can enter the top k (Cauchy-Schwarz)."""
+
+    factors: np.ndarray  # float32 [n_items, k], rows by descending norm
+    order: np.ndarray  # int32 [n_items]: item index of each row
+    norms: np.ndarray  # float32 [n_items], descending
     gram: np.ndarray  # float64 [k, k]
     alpha: float
+    row_of_item: np.ndarray = field(init=False, repr=False)
+
+    FIRST_BLOCK = 4096  # rows scored before the bound is computed
+
+    def __post_init__(self) -> None:
+        rows = np.empty(self.order.size, dtype=np.int64)
+        rows[self.order] = np.arange(self.order.size)
+        object.__setattr__(self, "row_of_item", rows)
+        object.__setattr__(self, "_negative_norms", -self.norms)
+
+    def rows(self, items: np.ndarray) -> np.ndarray:
+        """Factor rows of these item indices."""
+        return self.factors[self.row_of_item[items]]
+
+    def top(self, user: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k items with the largest user · item, exactly, best first: (items, scores)."""
+        n = self.factors.shape[0]
+        first = min(n, max(self.FIRST_BLOCK, 4 * k))
+        scores = self.factors[:first] @ user
+        if first < n and k < first:
+            threshold = float(np.partition(scores, first - k)[first - k])
+            user_norm = float(np.sqrt(user @ user))
+            if threshold <= 0 or user_norm == 0:
+                end = n
+            else:  # rows [first, end) have norm > threshold / |u| and may still enter
+                end = int(np.searchsorted(self._negative_norms, -threshold / user_norm))
+            if end > first:
+                scores = np.concatenate([scores, self.factors[first:end] @ user])
+        if scores.size > k:
+            best = np.argpartition(-scores, k)[:k]
+        else:
+            best = np.arange(scores.size)
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return self.order[best].astype(np.int64), scores[best]
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def fold_in(model: Model, state: UserState) -> np.ndarray | None:
     if not state.has_history:
         return None
     emb = model.embeddings
-    factors = emb.item_factors[state.items].astype(np.float64)
+    factors = emb.rows(state.items).astype(np.float64)
     confidence = emb.alpha * np.minimum(state.weights, MAX_CONFIDENCE_WEIGHT)
     a = emb.gram + (factors.T * (confidence - 1.0)) @ factors
     b = confidence @ factors
@@ -196,8 +196,7 @@ def candidate_features(
     deadline.check("candidates")
     als_keys = als_rr = np.empty(0, dtype=np.int64)
     if user_vector is not None:
-        all_scores = model.embeddings.item_factors @ user_vector
-        als_top = _top(all_scores, sizes.als)
+        als_top, _ = model.embeddings.top(user_vector, sizes.als)
         sources.append(als_top)
         als_keys, als_rr = _reciprocal_ranks(als_top)
     covis_items, covis_scores = _covisited(model, state)
@@ -219,7 +218,7 @@ def candidate_features(
     n = items.size
     features = np.zeros((n, len(FEATURES)), dtype=np.float32)
     if user_vector is not None:
-        features[:, 0] = model.embeddings.item_factors[items] @ user_vector
+        features[:, 0] = model.embeddings.rows(items) @ user_vector
         features[:, 1] = _lookup(als_keys, als_rr, items)
     features[:, 2] = _lookup(covis_items, covis_scores, items)
     features[:, 3] = _lookup(covis_keys, covis_rr, items)

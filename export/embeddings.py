@@ -52,6 +52,15 @@ class ItemEmbeddings:
         return self
 
     def to_tree(self) -> dict[str, object]:
+        """Rows by descending norm, for the edge's early-stopping exact top-k."""
         if not hasattr(self, "item_factors_"):
             raise NotFittedError("ItemEmbeddings is not fitted yet; call fit(user_items) first")
-        return {"item_factors": self.item_factors_, "gram": self.gram_, "alpha": self.alpha}
+        norms = np.linalg.norm(self.item_factors_, axis=1).astype(np.float32)
+        order = np.argsort(-norms, kind="stable").astype(np.int32)
+        return {
+            "factors": np.ascontiguousarray(self.item_factors_[order]),
+            "order": order,
+            "norms": norms[order],
+            "gram": self.gram_,
+            "alpha": self.alpha,
+        }

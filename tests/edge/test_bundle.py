@@ -23,7 +23,7 @@ def copy(bundle_dir, tmp_path):
 
 def test_a_good_bundle_verifies_and_loads(bundle):
     assert bundle.manifest.format_version == 1
-    assert len(bundle.model.items) == bundle.model.embeddings.item_factors.shape[0]
+    assert len(bundle.model.items) == bundle.model.embeddings.factors.shape[0]
     assert bundle.model.ranker is not None
     assert "all" in bundle.fallback
 
