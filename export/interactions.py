@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from edge.scoring import MAX_CONFIDENCE_WEIGHT
+from edge.scoring import MAX_CONFIDENCE_WEIGHT, dwell_factor
 
 UNKNOWN_CATEGORY = -1
 
@@ -69,7 +69,11 @@ def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUn
 
 
 def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
-    return events["type"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+    """Type weight × dwell factor per event, exactly as the edge weighs a session's events."""
+    base = events["type"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+    if "dwell_ms" not in events:
+        return base
+    return base * dwell_factor(events["dwell_ms"].to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def user_keys(events: pd.DataFrame) -> pd.Series:

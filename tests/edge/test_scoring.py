@@ -1,0 +1,69 @@
+import numpy as np
+
+from edge.scoring import LONG_DWELL_MS, dwell_factor
+
+
+def test_dwell_factor_rises_from_one_to_two_and_ignores_unknowns():
+    got = dwell_factor(np.array([np.nan, 0, LONG_DWELL_MS / 2, LONG_DWELL_MS, 10 * LONG_DWELL_MS]))
+    np.testing.assert_allclose(got, [1.0, 1.0, 1.5, 2.0, 2.0])
+
+
+def test_user_state_merges_session_profile_cart_and_exclusions(bundle):
+    from edge.schemas import Profile, SessionEvent
+    from edge.scoring import build_user_state
+
+    ids = bundle.model.items.ids
+    index = bundle.model.items.index
+    profile = Profile([ids[1], ids[2]], [1.0, 8.0], [ids[2]], 2, 1, 0.0, 10.0, 5.0)
+    events = [
+        SessionEvent(type="view", item_id=ids[3], dwell_ms=int(LONG_DWELL_MS)),
+        SessionEvent(type="view", item_id="unknown"),
+        SessionEvent(type="purchase", item_id=ids[4]),
+    ]
+    state = build_user_state(bundle.model, profile, events, cart=[ids[5]], exclude=[ids[6]])
+    # most recent first: the session (newest first), then the cart, then the profile
+    assert [ids[i] for i in state.recent[:5]] == [ids[4], ids[3], ids[5], ids[1], ids[2]]
+    assert set(state.blocked.tolist()) == {index[ids[i]] for i in (2, 4, 5, 6)}
+    weights = dict(zip(state.items.tolist(), state.weights.tolist()))
+    assert weights[index[ids[3]]] == 2 * bundle.model.event_weights["view"]
+    assert state.mean_price == 5.0
+
+
+def test_candidates_exclude_blocked_items_and_carry_every_feature(bundle):
+    from edge.schemas import ResolvedContext
+    from edge.scoring import FEATURES, build_user_state, candidate_features
+
+    profiles = bundle.profiles._profiles
+    user = max(profiles, key=lambda u: len(profiles[u].recent_items))
+    state = build_user_state(bundle.model, profiles[user])
+    context = ResolvedContext("mobile", "de", 21, "evening")
+    candidates = candidate_features(bundle.model, state, context)
+    assert candidates.features.shape == (candidates.items.size, len(FEATURES))
+    assert candidates.items.size > 50 and np.isfinite(candidates.features).all()
+    assert not np.isin(candidates.items, state.blocked).any()
+    assert bundle.model.items.in_stock[candidates.items].all()
+    als_rr = candidates.features[:, FEATURES.index("als_rr")]
+    assert als_rr.max() == 1.0  # the user vector's best item is among the candidates
+
+
+def test_covisitation_gathers_the_neighbours_of_recent_items(bundle):
+    from edge.scoring import UserState, _covisited
+
+    cv = bundle.model.covisitation
+    item = int(np.argmax(np.diff(cv.indptr)))
+    neighbours = cv.indices[cv.indptr[item] : cv.indptr[item + 1]]
+    state = UserState(
+        np.array([item]),
+        np.array([1.0]),
+        np.array([item]),
+        np.array([2.0]),
+        np.empty(0, np.int64),
+        float("nan"),
+    )
+    items, scores = _covisited(bundle.model, state)
+    assert set(items.tolist()) == set(neighbours.tolist())
+    expected = dict(
+        zip(neighbours.tolist(), (2.0 * cv.scores[cv.indptr[item] : cv.indptr[item + 1]]).tolist())
+    )
+    for i, s in zip(items.tolist(), scores.tolist()):
+        assert np.isclose(s, expected[i])
