@@ -101,6 +101,7 @@ class Profile(Struct, frozen=True, array_like=True):
     last_ts: float  # epoch seconds
     monetary: float
     mean_price: float
+    attributes: dict[str, str] = {}  # from the shop's users file (loyalty tier, age band, ...)
 
 
 manifest_decoder = msgspec.json.Decoder(Manifest)

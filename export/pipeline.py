@@ -38,7 +38,7 @@ from export.validate import (
     check_drop_share,
     normalize_catalog,
     normalize_events,
-    normalize_ids,
+    normalize_users,
 )
 from export.writer import write_bundle
 
@@ -118,7 +118,12 @@ def fit_candidate_models(
     return trees, popularity
 
 
-def train(events: pd.DataFrame, universe: ItemUniverse, config: BuildConfig) -> Trained:
+def train(
+    events: pd.DataFrame,
+    universe: ItemUniverse,
+    config: BuildConfig,
+    users: dict[str, dict[str, str]] | None = None,
+) -> Trained:
     """Ranker on a time split inside `events`, then the candidate models on all of `events`."""
     weights = config.events.weights
     t_min, t_max = events["ts"].min(), events["ts"].max()
@@ -148,7 +153,7 @@ def train(events: pd.DataFrame, universe: ItemUniverse, config: BuildConfig) -> 
         trees,
         ranker_to_onnx(ranker),
         popularity.fallback(universe),
-        build_profiles(events, weights),
+        build_profiles(events, weights, users or {}),
         stats,
     )
 
@@ -222,19 +227,16 @@ def export_bundle(
                     "rows": len(raw),
                 }
             )
+        users: dict[str, dict[str, str]] = {}
         if users_path is not None:
             raw = read_table(users_path)
-            user_column = config.input.users_columns.get("user_id", "user_id")
-            if user_column not in raw.columns:
-                raise ValueError(
-                    f"users file needs a `{user_column}` column; it has {list(raw.columns)}"
-                )
+            users = normalize_users(raw, config)
             report.files.append(
                 {
                     "role": "users",
                     "name": Path(users_path).name,
                     "sha256": sha256_file(Path(users_path)),
-                    "rows": int((normalize_ids(raw[user_column]) != "").sum()),
+                    "rows": len(raw),
                 }
             )
         progress.say(report.table())
@@ -246,7 +248,8 @@ def export_bundle(
     lineage: dict[str, Any] = report.to_dict() | {
         "time_range": [t_min.isoformat(), t_max.isoformat()],
         "items": len(universe.ids),
-        "users": int((events["user_id"] != "").groupby(events["user_id"]).any().sum()),
+        "users": int(events.loc[events["user_id"] != "", "user_id"].nunique()),
+        "users_with_attributes": len(users),
         "config": msgspec.to_builtins(config),
     }
     metrics: dict[str, Any] = {}
@@ -258,7 +261,7 @@ def export_bundle(
         with progress.step(
             f"train on events before {test_cut:%Y-%m-%d} (holdout {holdout_days:g} days)"
         ):
-            held = train(train_part, universe, config)
+            held = train(train_part, universe, config, users)
         with progress.step("evaluate the holdout bundle through the edge code path"):
             with tempfile.TemporaryDirectory() as tmp:
                 _write(Path(tmp) / "bundle", held, config, lineage, {}, None)
@@ -280,7 +283,7 @@ def export_bundle(
             metrics["evaluation"] = evaluation
             progress.say(format_table(evaluation))
     with progress.step("train on all events"):
-        trained = train(events, universe, config)
+        trained = train(events, universe, config, users)
     with progress.step(f"write the bundle to {out_dir}"):
         manifest = _write(Path(out_dir), trained, config, lineage, metrics, signing_key)
     total = time.perf_counter() - progress.started

@@ -14,8 +14,13 @@ MAX_RECENT_ITEMS = 50
 
 
 def build_profiles(
-    events: pd.DataFrame, weights: dict[str, float], max_recent: int = MAX_RECENT_ITEMS
+    events: pd.DataFrame,
+    weights: dict[str, float],
+    attributes: dict[str, dict[str, str]] | None = None,
+    max_recent: int = MAX_RECENT_ITEMS,
 ) -> dict[str, Profile]:
+    """Profiles of the users with events; `attributes` (from the users file) ride along."""
+    attributes = attributes or {}
     known = events[events["user_id"] != ""]
     if known.empty:
         return {}
@@ -61,5 +66,6 @@ def build_profiles(
             last_ts=float(row["last_ts"]),
             monetary=0.0 if not np.isfinite(monetary) else round(float(monetary), 2),
             mean_price=float(row["mean_price"]) if math.isfinite(row["mean_price"]) else math.nan,
+            attributes=attributes.get(str(user), {}),
         )
     return profiles

@@ -261,6 +261,28 @@ def check_drop_share(report: QualityReport, config: BuildConfig) -> None:
         )
 
 
+def normalize_users(raw: pd.DataFrame, config: BuildConfig) -> dict[str, dict[str, str]]:
+    """user id → attributes (every other column, as lower-cased labels; empty ones left out)."""
+    column = config.input.users_columns.get("user_id", "user_id")
+    if column not in raw.columns:
+        raise DataQualityError(
+            f"users file needs a `{column}` column; it has {list(raw.columns)}. Map it with "
+            "[input.users_columns] in the config"
+        )
+    ids = normalize_ids(raw[column])
+    names = {c: canon for canon, c in config.input.users_columns.items() if canon != "user_id"}
+    attributes = {
+        names.get(c, str(c).strip().lower()): normalize_labels(raw[c])
+        for c in raw.columns
+        if c != column
+    }
+    out: dict[str, dict[str, str]] = {}
+    for i, user in enumerate(ids):
+        if user:
+            out[user] = {k: v.iat[i] for k, v in attributes.items() if v.iat[i]}
+    return out
+
+
 def normalize_catalog(raw: pd.DataFrame, config: BuildConfig) -> pd.DataFrame:
     frame = (
         _rename(raw, config.input.catalog_columns, CATALOG_COLUMNS, "catalog")

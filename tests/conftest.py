@@ -49,6 +49,7 @@ def bundle_dir(shop_files, tmp_path_factory) -> Path:
         out,
         BuildConfig(seed=SEED),
         catalog_path=shop_files["catalog"],
+        users_path=shop_files["users"],
         quiet=True,
     )
     return out

@@ -51,3 +51,12 @@ def test_a_bad_log_stops_the_build_with_the_reason(tmp_path):
     with pytest.raises(ValueError, match="66.7% of the event rows were dropped.*bad_timestamp"):
         export_bundle([path], tmp_path / "out", BuildConfig(), quiet=True)
     assert not (tmp_path / "out").exists()
+
+
+def test_users_file_attributes_ride_along_in_profiles(bundle, shop):
+    row = shop.users.iloc[0]
+    profile = bundle.profiles.get(row["user_id"])
+    if profile is None:  # a user without events has no profile
+        pytest.skip("first simulated user has no events")
+    assert profile.attributes["loyalty_tier"] == str(row["loyalty_tier"]).lower()
+    assert bundle.manifest.lineage["users_with_attributes"] == len(shop.users)

@@ -156,3 +156,12 @@ def test_catalog_normalization():
     assert list(out["category"]) == ["shoes", "hats"]
     assert list(out["in_stock"]) == [True, False]
     assert out["price"].iloc[1] == 3
+
+
+def test_users_attributes_are_labels_and_the_id_column_is_required():
+    from export.validate import normalize_users
+
+    raw = pd.DataFrame({"user_id": ["1.0", "2", ""], "Tier": ["Gold ", "", "x"]})
+    assert normalize_users(raw, BuildConfig()) == {"1": {"tier": "gold"}, "2": {}}
+    with pytest.raises(DataQualityError, match="users file needs a `user_id` column"):
+        normalize_users(pd.DataFrame({"id": ["1"]}), BuildConfig())
