@@ -175,15 +175,52 @@ def popularity_from_tree(tree: dict[str, Any], n_items: int) -> Popularity:
 def model_from_trees(
     trees: dict[str, dict[str, Any]], event_weights: dict[str, float], ranker: Ranker | None
 ) -> Model:
-    items = items_from_tree(trees[ITEMS])
-    return Model(
+    """Decode each file's tree; a missing or malformed field is a BundleError naming the file."""
+
+    def part(name: str, build: Any, *args: Any) -> Any:
+        try:
+            return build(trees[name], *args)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise BundleError(
+                f"{name} is missing or has a malformed field ({exc!r}); was it written by an "
+                "edgeperso export of a different version?",
+                file=name,
+            ) from exc
+
+    items = part(ITEMS, items_from_tree)
+    model = Model(
         items=items,
-        embeddings=embeddings_from_tree(trees[EMBEDDINGS]),
-        covisitation=covisitation_from_tree(trees[COVISITATION]),
-        popularity=popularity_from_tree(trees[POPULARITY], len(items)),
+        embeddings=part(EMBEDDINGS, embeddings_from_tree),
+        covisitation=part(COVISITATION, covisitation_from_tree),
+        popularity=part(POPULARITY, popularity_from_tree, len(items)),
         event_weights=event_weights,
         ranker=ranker,
     )
+    check_consistency(model)
+    return model
+
+
+def check_consistency(model: Model) -> None:
+    """Every per-item array must have one entry per item, and every index must be in range."""
+    n = len(model.items)
+    sizes = {
+        ITEMS: (model.items.category.size, model.items.price.size, model.items.in_stock.size),
+        EMBEDDINGS: (model.embeddings.factors.shape[0],),
+        COVISITATION: (model.covisitation.indptr.size - 1,),
+        POPULARITY: (model.popularity.overall.size,),
+    }
+    for name, counts in sizes.items():
+        if any(count != n for count in counts):
+            raise BundleError(f"{name} has {counts} rows but the bundle has {n} items", file=name)
+    indices = [
+        (EMBEDDINGS, model.embeddings.order),
+        (COVISITATION, model.covisitation.indices),
+        (POPULARITY, model.popularity.top_overall),
+        *((POPULARITY, top) for top in model.popularity.top_contexts.values()),
+    ]
+    for name, index in indices:
+        if index.size and (index.min() < 0 or index.max() >= n):
+            raise BundleError(f"{name} holds an item index outside 0..{n - 1}", file=name)
 
 
 def load_bundle(
@@ -205,12 +242,7 @@ def load_bundle(
     event_weights = manifest.models.get("event_weights", {})
     if not isinstance(event_weights, dict) or not event_weights:
         raise BundleError(f"{MANIFEST} has no models.event_weights", file=MANIFEST)
-    try:
-        model = model_from_trees(
-            trees, {str(k): float(v) for k, v in event_weights.items()}, ranker
-        )
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise BundleError(f"the bundle's arrays do not fit together: {exc!r}") from exc
+    model = model_from_trees(trees, {str(k): float(v) for k, v in event_weights.items()}, ranker)
     if profiles is None:
         if PROFILES in manifest.profile_store:
             profiles = EmbeddedProfileStore.from_file(directory / PROFILES)

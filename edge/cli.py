@@ -24,6 +24,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="per-request latency budget (default: EDGEPERSO_BUDGET_MS or 50)",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (each loads the bundle once)"
+    )
     parser.add_argument("--log-level", default="info")
 
 
@@ -32,11 +35,23 @@ def serve(args: argparse.Namespace) -> int:
 
     from edge.app import create_app
 
-    env = dict(os.environ, EDGEPERSO_BUNDLE=str(args.bundle))
+    # Settings travel in the environment so that every worker process reads the same ones.
+    os.environ["EDGEPERSO_BUNDLE"] = str(args.bundle)
     if args.budget_ms is not None:
-        env["EDGEPERSO_BUDGET_MS"] = str(args.budget_ms)
-    app = create_app(Settings.from_env(env))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+        os.environ["EDGEPERSO_BUDGET_MS"] = str(args.budget_ms)
+    Settings.from_env()  # fail here, loudly, rather than in each worker
+    if args.workers < 1:
+        raise SystemExit(f"--workers must be at least 1, got {args.workers}")
+    target = "edge.app:create_app" if args.workers > 1 else create_app()
+    uvicorn.run(
+        target,
+        factory=args.workers > 1,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+    )
     return 0
 
 

@@ -86,3 +86,33 @@ def test_manifest_carries_lineage_and_metrics(bundle):
     assert lineage["files"][0]["sha256"]
     evaluation = bundle.manifest.metrics["evaluation"]
     assert set(evaluation["table"]) == {"bundle", "popularity"}
+
+
+def test_arrays_that_do_not_fit_are_refused_naming_the_file(copy):
+    import hashlib
+
+    from edge import arrays
+
+    tree = arrays.read_file(copy / "covisitation.msgpack")
+    tree = dict(tree, indptr=tree["indptr"][:-1])  # one row short
+    data = arrays.dumps(tree)
+    (copy / "covisitation.msgpack").write_bytes(data)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["files"]["covisitation.msgpack"] = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+    }
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="covisitation.msgpack has") as info:
+        load_bundle(copy)
+    assert info.value.file == "covisitation.msgpack"
+    tree.pop("indptr")
+    data = arrays.dumps(tree)
+    (copy / "covisitation.msgpack").write_bytes(data)
+    manifest["files"]["covisitation.msgpack"] = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+    }
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="covisitation.msgpack is missing or has a malformed"):
+        load_bundle(copy)
