@@ -27,8 +27,9 @@ class ItemTable:
 
     def lookup(self, item_ids: list[str]) -> np.ndarray:
         """Indices of the ids this bundle knows; unknown ids are skipped, not an error."""
-        index = self.index
-        return np.fromiter((index[i] for i in item_ids if i in index), dtype=np.int64)
+        get = self.index.get
+        found = np.array([get(i, -1) for i in item_ids], dtype=np.int64)
+        return found[found >= 0]
 
 
 @dataclass(frozen=True)
