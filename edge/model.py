@@ -60,20 +60,31 @@ class Embeddings:
         """Factor rows of these item indices."""
         return self.factors[self.row_of_item[items]]
 
+    def _scan_end(self, user: np.ndarray, first_scores: np.ndarray, k: int) -> int:
+        """How many rows must be scored: past it, norm × |u| is below the k-th best score of the
+        first block, so no later row can enter the top k."""
+        n, first = self.factors.shape[0], first_scores.size
+        if first >= n or k >= first:
+            return first
+        threshold = float(np.partition(first_scores, first - k)[first - k])
+        user_norm = float(np.sqrt(user @ user))
+        if threshold <= 0 or user_norm == 0:
+            return n
+        end = int(np.searchsorted(self._negative_norms, -threshold / user_norm))
+        return max(end, first)
+
+    def scan_length(self, user: np.ndarray, k: int) -> int:
+        """Rows `top(user, k)` reads (for benchmarks)."""
+        first = min(self.factors.shape[0], max(self.FIRST_BLOCK, 4 * k))
+        return self._scan_end(user, self.factors[:first] @ user, k)
+
     def top(self, user: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k items with the largest user · item, exactly, best first: (items, scores)."""
-        n = self.factors.shape[0]
-        first = min(n, max(self.FIRST_BLOCK, 4 * k))
+        first = min(self.factors.shape[0], max(self.FIRST_BLOCK, 4 * k))
         scores = self.factors[:first] @ user
-        if first < n and k < first:
-            threshold = float(np.partition(scores, first - k)[first - k])
-            user_norm = float(np.sqrt(user @ user))
-            if threshold <= 0 or user_norm == 0:
-                end = n
-            else:  # rows [first, end) have norm > threshold / |u| and may still enter
-                end = int(np.searchsorted(self._negative_norms, -threshold / user_norm))
-            if end > first:
-                scores = np.concatenate([scores, self.factors[first:end] @ user])
+        end = self._scan_end(user, scores, k)
+        if end > first:
+            scores = np.concatenate([scores, self.factors[first:end] @ user])
         if scores.size > k:
             best = np.argpartition(-scores, k)[:k]
         else:

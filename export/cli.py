@@ -56,6 +56,29 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def simulate(args: argparse.Namespace) -> int:
+    try:
+        from export.simulate import simulate_shop
+    except ImportError as exc:
+        print(f"edgeperso simulate needs the build extra ({exc})", file=sys.stderr)
+        return 2
+    try:
+        shop = simulate_shop(
+            n_users=args.users,
+            n_items=args.items,
+            n_events=args.events,
+            seed=args.seed,
+            days=args.days,
+        )
+    except ValueError as exc:
+        print(f"simulate failed: {exc}", file=sys.stderr)
+        return 1
+    paths = shop.write(args.out, fmt=args.format)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeperso", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--no-evaluate", action="store_true", help="skip the holdout evaluation")
     p.add_argument("--quiet", action="store_true")
+    s = sub.add_parser("simulate", help="write a seeded simulated shop (events, catalog, users)")
+    s.add_argument("--out", required=True, help="directory for the files")
+    s.add_argument("--users", type=int, default=2_000)
+    s.add_argument("--items", type=int, default=1_000)
+    s.add_argument("--events", type=int, default=100_000)
+    s.add_argument("--days", type=int, default=60)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     edge_cli.add_serve_arguments(sub.add_parser("serve", help="serve a bundle over HTTP"))
     edge_cli.add_inspect_arguments(sub.add_parser("inspect", help="verify and summarize a bundle"))
     return parser
@@ -84,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "export":
         return export(args)
+    if args.command == "simulate":
+        return simulate(args)
     if args.command == "serve":
         return edge_cli.serve(args)
     return edge_cli.inspect(args)

@@ -46,3 +46,47 @@ def test_export_errors_are_one_clear_line(tmp_path, capsys):
     assert "export failed" in err and "--map" in err and "Traceback" not in err
     assert main(["export", "--events", str(path), "--map", "colour=x", "--out", "b"]) == 1
     assert "not event columns" in capsys.readouterr().err
+
+
+def test_simulate_writes_files_that_export_accepts(tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(out),
+                "--users",
+                "200",
+                "--items",
+                "100",
+                "--events",
+                "5000",
+                "--days",
+                "20",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "events:" in printed and (out / "events.csv").exists()
+    assert (
+        main(
+            [
+                "export",
+                "--events",
+                str(out / "events.csv"),
+                "--catalog",
+                str(out / "catalog.csv"),
+                "--users",
+                str(out / "users.csv"),
+                "--out",
+                str(tmp_path / "b"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert main(["simulate", "--out", str(out), "--users", "0"]) == 1
