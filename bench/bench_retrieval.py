@@ -1,0 +1,168 @@
+"""Ways to find a user's top 100 items among a bundle's item factors, measured in one run against
+brute force (numpy float32 matrix · vector + argpartition): the norm-ordered exact scan the edge
+uses, int8 rows through onnxruntime's MatMulInteger, and an IVF index. Reports time ratios and
+recall@100 against brute force. Not a test: it reports, it does not assert.
+
+    python bench/bench_retrieval.py [--bundle DIR] [--users 300]
+(default bundle: the one `bench/bench_recommend.py` builds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edge import scoring  # noqa: E402
+from edge.bundle import load_bundle  # noqa: E402
+from edge.ranker import session_options  # noqa: E402
+
+K = 100
+
+
+def int8_scorer(factors: np.ndarray, unsigned_items: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """Per-row symmetric int8 items; the user vector quantized to int8 per request."""
+    n, dim = factors.shape
+    scale = np.abs(factors).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    rows = np.round(factors / scale[:, None]).astype(np.int8)
+    inputs = [helper.make_tensor_value_info("user", TensorProto.INT8, [dim, 1])]
+    if unsigned_items:  # onnxruntime's fast path is uint8 × int8, with a zero point of 128
+        feed = {
+            "items": (rows.astype(np.int16) + 128).astype(np.uint8),
+            "zero": np.array(128, np.uint8),
+        }
+        node = helper.make_node("MatMulInteger", ["items", "user", "zero"], ["acc"])
+        inputs += [
+            helper.make_tensor_value_info("items", TensorProto.UINT8, [None, dim]),
+            helper.make_tensor_value_info("zero", TensorProto.UINT8, []),
+        ]
+    else:
+        feed = {"items": rows}
+        node = helper.make_node("MatMulInteger", ["items", "user"], ["acc"])
+        inputs.append(helper.make_tensor_value_info("items", TensorProto.INT8, [None, dim]))
+    graph = helper.make_graph(
+        [node, helper.make_node("Cast", ["acc"], ["scores"], to=TensorProto.FLOAT)],
+        "int8",
+        inputs,
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(
+        model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
+    )
+    scale32 = scale.astype(np.float32)
+
+    def top(user: np.ndarray) -> np.ndarray:
+        q = np.round(user / (np.abs(user).max() / 127.0)).astype(np.int8)[:, None]
+        (acc,) = session.run(None, feed | {"user": q})
+        scores = acc[:, 0] * scale32
+        return np.argpartition(-scores, K)[:K]
+
+    return top
+
+
+def ivf_scorer(
+    factors: np.ndarray, lists: int, probes: int, seed: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    from sklearn.cluster import MiniBatchKMeans
+
+    norms = np.linalg.norm(factors, axis=1)
+    directions = factors / np.maximum(norms, 1e-12)[:, None]
+    labels = (
+        MiniBatchKMeans(lists, random_state=seed, n_init=1, batch_size=4096).fit(directions).labels_
+    )
+    order = np.argsort(labels, kind="stable")
+    grouped = np.ascontiguousarray(factors[order])
+    offsets = np.searchsorted(labels[order], np.arange(lists + 1))
+    centroids = np.stack(
+        [
+            factors[labels == c].mean(axis=0) if (labels == c).any() else np.zeros(factors.shape[1])
+            for c in range(lists)
+        ]
+    ).astype(np.float32)
+
+    def top(user: np.ndarray) -> np.ndarray:
+        probe = np.argpartition(-(centroids @ user), probes)[:probes]
+        rows = np.concatenate([np.arange(offsets[c], offsets[c + 1]) for c in probe])
+        scores = grouped[rows] @ user
+        return order[rows[np.argpartition(-scores, K)[:K]]]
+
+    return top
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bundle", default=str(ROOT / "build" / "bench" / "sim-100000-2000000-0"))
+    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "retrieval.json"))
+    args = parser.parse_args()
+    bundle = load_bundle(args.bundle)
+    model = bundle.model
+    emb = model.embeddings
+    factors = np.ascontiguousarray(emb.factors)
+    rng = np.random.default_rng(args.seed)
+    profiles = list(bundle.profiles._profiles.values())
+    users = []
+    while len(users) < args.users:
+        profile = profiles[rng.integers(len(profiles))]
+        user = scoring.fold_in(model, scoring.build_user_state(model, profile))
+        if user is not None:
+            users.append(user)
+
+    def brute(user: np.ndarray) -> np.ndarray:
+        return np.argpartition(-(factors @ user), K)[:K]
+
+    methods = {
+        "brute force float32 (reference)": brute,
+        "norm-ordered exact scan (edge)": lambda u: emb.row_of_item[emb.top(u, K)[0]],
+        "int8 MatMulInteger, int8 x int8": int8_scorer(factors, unsigned_items=False),
+        "int8 MatMulInteger, uint8 x int8": int8_scorer(factors, unsigned_items=True),
+        "IVF 256 lists, 32 probes": ivf_scorer(factors, 256, 32, args.seed),
+        "IVF 256 lists, 48 probes": ivf_scorer(factors, 256, 48, args.seed),
+    }
+    truth = [set(brute(u).tolist()) for u in users]
+    results = {}
+    for name, method in methods.items():
+        for user in users[:20]:  # warm up
+            method(user)
+        times, recalls = [], []
+        for user, expected in zip(users, truth):
+            started = time.perf_counter()
+            found = method(user)
+            times.append((time.perf_counter() - started) * 1000.0)
+            recalls.append(len(expected & set(np.asarray(found).tolist())) / K)
+        results[name] = {
+            "p50_ms": round(statistics.median(times), 4),
+            "recall@100": round(float(np.mean(recalls)), 4),
+        }
+    reference = results["brute force float32 (reference)"]["p50_ms"]
+    print(
+        f"top-{K} retrieval over {factors.shape[0]:,} x {factors.shape[1]} item factors, "
+        f"{len(users)} folded-in users"
+    )
+    print(f"  {'method':<36}{'p50 ms':>9}{'ratio':>8}{'recall@100':>12}")
+    for name, r in results.items():
+        r["p50_over_reference"] = round(r["p50_ms"] / reference, 2)
+        print(
+            f"  {name:<36}{r['p50_ms']:>9.3f}{r['p50_over_reference']:>8.2f}"
+            f"{r['recall@100']:>12.4f}"
+        )
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
