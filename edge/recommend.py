@@ -84,7 +84,12 @@ class Recommender:
             ids = bundle.model.items.ids
             items = [ScoredItem(ids[i], round(float(s), 6)) for i, s in zip(top, scores)]
             if len(items) < request.k:  # a tiny catalog or a long exclude list: top up
-                items += self._popular(bundle, context, request, {it.item_id for it in items})
+                taken = {it.item_id for it in items}
+                # Scored 0: popularity is on another scale than the ranker's probabilities.
+                items += [
+                    ScoredItem(it.item_id, 0.0)
+                    for it in self._popular(bundle, context, request, taken)
+                ]
             return self._answer(items, bundle.build_id, None, state.has_history, context, started)
         except BudgetExceeded as exc:
             reason = f"latency_budget: {exc.message}"
@@ -103,7 +108,11 @@ class Recommender:
         if request.context is not None and request.consent:
             blocked |= set(request.context.cart)
         if request.user_id and request.consent:
-            profile = bundle.profiles.get(request.user_id)
+            try:  # the fallback must not fail when the profile store does
+                profile = bundle.profiles.get(request.user_id)
+            except Exception:
+                log.exception("profile store failed while answering with fallback content")
+                profile = None
             if profile is not None:
                 blocked |= set(profile.bought_items)
         fallback = bundle.fallback

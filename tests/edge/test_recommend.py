@@ -112,3 +112,31 @@ def test_unknown_items_in_a_session_are_ignored_not_an_error(recommender):
     session = Session(events=[SessionEvent(type="view", item_id="no-such-item")])
     response = recommender.recommend(RecommendRequest(session=session, k=3))
     assert len(response.items) == 3 and response.fallback is None
+
+
+def test_a_failing_profile_store_still_gets_a_fallback_answer(bundle, caplog):
+    import dataclasses
+
+    class Down:
+        def get(self, user_id):
+            raise ConnectionError("profile store unreachable")
+
+        def __len__(self):
+            return 0
+
+    broken = dataclasses.replace(bundle, profiles=Down())
+    response = Recommender(broken).recommend(RecommendRequest(user_id="u1", k=3))
+    assert response.fallback == "error: step 'profile' failed"
+    assert len(response.items) == 3
+    assert "profile store unreachable" in caplog.text
+
+
+def test_too_few_candidates_are_topped_up_with_unranked_popular_items(recommender):
+    # A cold visitor's candidates are the popular lists' heads; k=100 asks for more than that.
+    response = recommender.recommend(RecommendRequest(k=100))
+    ids = [item.item_id for item in response.items]
+    scores = [item.score for item in response.items]
+    assert len(ids) == len(set(ids)) and 0.0 in scores
+    first_zero = scores.index(0.0)
+    assert first_zero > 0 and all(s > 0 for s in scores[:first_zero])
+    assert all(s == 0.0 for s in scores[first_zero:])
