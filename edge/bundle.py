@@ -31,13 +31,22 @@ PROFILES = "profiles.msgpack"
 REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY, RANKER, FALLBACK)
 
 
+class FallbackContent(msgspec.Struct, frozen=True):
+    """fallback.json: popular in-stock items per context key ("all", "country=de", ...)."""
+
+    contexts: dict[str, list[tuple[str, float]]]
+
+
+_fallback_decoder = msgspec.json.Decoder(FallbackContent)
+
+
 @dataclass(frozen=True)
 class Bundle:
     directory: Path
     manifest: Manifest
     model: Model
     profiles: ProfileStore
-    fallback: dict[str, list[str]]  # context key ("all", "country=de", ...) -> item ids
+    fallback: dict[str, list[tuple[str, float]]]  # context key -> (item id, popularity), best first
 
     @property
     def build_id(self) -> str:
@@ -249,7 +258,7 @@ def load_bundle(
         else:
             profiles = EmptyProfileStore()
     try:
-        fallback = json.loads((directory / FALLBACK).read_bytes())["contexts"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise BundleError(f"{FALLBACK} is malformed: {exc!r}", file=FALLBACK) from exc
+        fallback = _fallback_decoder.decode((directory / FALLBACK).read_bytes()).contexts
+    except (msgspec.DecodeError, OSError) as exc:
+        raise BundleError(f"{FALLBACK} is malformed: {exc}", file=FALLBACK) from exc
     return Bundle(directory, manifest, model, profiles, fallback)
