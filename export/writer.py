@@ -96,6 +96,6 @@ def write_bundle(
 
 
 def sha256_of_entries(files: dict[str, dict[str, Any]]) -> str:
-
+    """One digest over every file's digest: the content part of the build id."""
     joined = "".join(f"{name}:{files[name]['sha256']}" for name in sorted(files))
     return hashlib.sha256(joined.encode()).hexdigest()
