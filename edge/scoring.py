@@ -8,6 +8,7 @@ at before and from contextual popularity; one ONNX ranker scores candidate × co
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -113,10 +114,9 @@ def build_user_state(
     if known:
         idx = np.fromiter((i for i, _ in known), dtype=np.int64, count=len(known))
         wts = np.fromiter((wt for _, wt in known), dtype=np.float64, count=len(known))
-        items, inverse = np.unique(idx, return_inverse=True)
+        items, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
         summed = np.bincount(inverse, weights=wts)
         # Distinct items in first-seen order = most recent first.
-        _, first = np.unique(idx, return_index=True)
         order = np.sort(first)[:RECENT_ITEMS_FOR_COVIS]
         recent = idx[order]
         recent_weights = wts[order] * RECENCY_DECAY ** np.arange(order.size)
@@ -152,12 +152,27 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-scores[part], kind="stable")]
 
 
-def _lookup(keys_sorted: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """values[j] where keys_sorted[j] == query[i], else 0 (both small arrays)."""
-    if keys_sorted.size == 0:
+class _Scratch(threading.local):
+    """One zeroed buffer per thread and catalog size, so sparse lookups are a scatter, a gather
+    and a reset instead of a sort or a search (and no request allocates n_items floats)."""
+
+    buffer: np.ndarray = np.zeros(0)
+
+
+_scratch = _Scratch()
+
+
+def _lookup(n_items: int, keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """values[j] where keys[j] == query[i], else 0. `keys` must be unique item indices."""
+    if keys.size == 0:
         return np.zeros(query.size, dtype=np.float64)
-    pos = np.searchsorted(keys_sorted, query).clip(0, keys_sorted.size - 1)
-    return np.where(keys_sorted[pos] == query, values[pos], 0.0)
+    if _scratch.buffer.size != n_items:
+        _scratch.buffer = np.zeros(n_items, dtype=np.float64)
+    buffer = _scratch.buffer
+    buffer[keys] = values
+    out = buffer[query]
+    buffer[keys] = 0.0
+    return out
 
 
 def _covisited(model: Model, state: UserState) -> tuple[np.ndarray, np.ndarray]:
@@ -178,8 +193,7 @@ def _covisited(model: Model, state: UserState) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _reciprocal_ranks(ranked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(ranked)
-    return ranked[order], 1.0 / (1.0 + order.astype(np.float64))
+    return ranked, 1.0 / np.arange(1.0, ranked.size + 1.0)
 
 
 @dataclass(frozen=True)
@@ -223,18 +237,20 @@ def candidate_features(
     items = np.unique(np.concatenate(sources).astype(np.int64))
     blocked = state.blocked
     if blocked.size:
-        items = items[~np.isin(items, blocked, assume_unique=True)]
+        n_items = len(model.items)
+        ones = np.ones(blocked.size)
+        items = items[_lookup(n_items, blocked, ones, items) == 0.0]
     items = items[model.items.in_stock[items]]
     deadline.check("features")
 
-    n = items.size
+    n, n_items = items.size, len(model.items)
     features = np.zeros((n, len(FEATURES)), dtype=np.float32)
     if user_vector is not None:
         features[:, 0] = model.embeddings.rows(items) @ user_vector
-        features[:, 1] = _lookup(als_keys, als_rr, items)
-    features[:, 2] = _lookup(covis_items, covis_scores, items)
-    features[:, 3] = _lookup(covis_keys, covis_rr, items)
-    features[:, 4] = _lookup(state.items, state.weights, items)
+        features[:, 1] = _lookup(n_items, als_keys, als_rr, items)
+    features[:, 2] = _lookup(n_items, covis_items, covis_scores, items)
+    features[:, 3] = _lookup(n_items, covis_keys, covis_rr, items)
+    features[:, 4] = _lookup(n_items, state.items, state.weights, items)
     features[:, 5] = pop.overall[items]
     features[:, 6] = ctx_pop["device"][items]
     features[:, 7] = ctx_pop["country"][items]
