@@ -37,9 +37,7 @@ def evaluate_bundle(
     recommender = Recommender(bundle, budget_ms=math.inf)
     model = bundle.model
     # The baseline obeys the same business rules as the bundle: in stock, not already bought.
-    popular = [
-        model.items.ids[i] for i in model.popularity.top_overall if model.items.in_stock[i]
-    ]
+    popular = [model.items.ids[i] for i in model.popularity.top_overall if model.items.in_stock[i]]
     targets = test_events[test_events["type"].isin(target_types) & (test_events["user_id"] != "")]
     users = [u for u in targets["user_id"].unique() if bundle.profiles.get(u) is not None]
     if len(users) > max_users:

@@ -203,42 +203,28 @@ def export_bundle(
     progress = Progress(5 if evaluate else 3, quiet=quiet)
     report = QualityReport()
     with progress.step("read and validate the input"):
-        frames = []
-        for path in map(Path, events_paths):
+
+        def read(path: str | Path, role: str) -> pd.DataFrame:
+            """Read one input file and record it (name, sha256, rows) in the lineage."""
+            path = Path(path)
             raw = read_table(path)
             report.files.append(
-                {"role": "events", "name": path.name, "sha256": sha256_file(path), "rows": len(raw)}
+                {"role": role, "name": path.name, "sha256": sha256_file(path), "rows": len(raw)}
             )
-            frames.append(normalize_events(raw, config, report))
+            return raw
+
+        frames = [normalize_events(read(path, "events"), config, report) for path in events_paths]
         events = (
             pd.concat(frames, ignore_index=True)
             .sort_values("ts", kind="stable")
             .reset_index(drop=True)
         )
-        catalog = None
-        if catalog_path is not None:
-            raw = read_table(catalog_path)
-            catalog = normalize_catalog(raw, config)
-            report.files.append(
-                {
-                    "role": "catalog",
-                    "name": Path(catalog_path).name,
-                    "sha256": sha256_file(Path(catalog_path)),
-                    "rows": len(raw),
-                }
-            )
-        users: dict[str, dict[str, str]] = {}
-        if users_path is not None:
-            raw = read_table(users_path)
-            users = normalize_users(raw, config)
-            report.files.append(
-                {
-                    "role": "users",
-                    "name": Path(users_path).name,
-                    "sha256": sha256_file(Path(users_path)),
-                    "rows": len(raw),
-                }
-            )
+        catalog = (
+            None
+            if catalog_path is None
+            else normalize_catalog(read(catalog_path, "catalog"), config)
+        )
+        users = {} if users_path is None else normalize_users(read(users_path, "users"), config)
         progress.say(report.table())
         check_drop_share(report, config)
     if events.empty:
