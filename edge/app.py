@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from edge.bundle import load_fallback_only
 from edge.config import Settings
 from edge.errors import (
     BundleError,
@@ -119,7 +120,8 @@ def initial_recommender(settings: Settings) -> Recommender:
     except (BundleError, OSError) as exc:
         reason = f"bundle refused: {exc}" if settings.bundle_dir else str(exc)
         log.error("%s", reason)
-        return Recommender(None, settings.budget_ms, reason)
+        content = load_fallback_only(settings.bundle_dir) if settings.bundle_dir else None
+        return Recommender(None, settings.budget_ms, reason, content)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -232,6 +232,21 @@ def check_consistency(model: Model) -> None:
             raise BundleError(f"{name} holds an item index outside 0..{n - 1}", file=name)
 
 
+def load_fallback_only(directory: str | Path) -> dict[str, list[tuple[str, float]]] | None:
+    """The fallback content of a bundle that was refused, when fallback.json itself still
+    matches the manifest: the page then gets popular items instead of nothing. None otherwise."""
+    directory = Path(directory)
+    try:
+        manifest, _ = read_manifest(directory)
+        entry = manifest.files[FALLBACK]
+        data = (directory / FALLBACK).read_bytes()
+        if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
+            return None
+        return _fallback_decoder.decode(data).contexts
+    except (BundleError, KeyError, OSError, msgspec.DecodeError):
+        return None
+
+
 def load_bundle(
     directory: str | Path,
     *,

@@ -24,12 +24,20 @@ log = logging.getLogger("edgeperso.recommend")
 
 
 class Recommender:
+    """Answers requests from a bundle. Without one (refused or missing) it still answers, from
+    `fallback_content` when that much could be verified, else with no items."""
+
     def __init__(
-        self, bundle: Bundle | None, budget_ms: float = 50.0, unavailable_reason: str | None = None
+        self,
+        bundle: Bundle | None,
+        budget_ms: float = 50.0,
+        unavailable_reason: str | None = None,
+        fallback_content: dict[str, list[tuple[str, float]]] | None = None,
     ) -> None:
         self.bundle = bundle
         self.budget_ms = budget_ms
         self.unavailable_reason = unavailable_reason or "no bundle loaded"
+        self.fallback_content = bundle.fallback if bundle is not None else fallback_content or {}
 
     def warm_up(self) -> None:
         """Run a cold and a personalized request once at load, so the first real visitor does not
@@ -63,9 +71,9 @@ class Recommender:
         self._check_event_types(request)
         bundle = self.bundle
         if bundle is None:
-            return self._answer(
-                [], None, f"bundle_unavailable: {self.unavailable_reason}", False, context, started
-            )
+            items = self._popular(None, self.fallback_content, context, request, set())
+            reason = f"bundle_unavailable: {self.unavailable_reason}"
+            return self._answer(items, None, reason, False, context, started)
         deadline = Deadline(self.budget_ms)
         step = "profile"
         try:
@@ -88,7 +96,7 @@ class Recommender:
                 # Scored 0: popularity is on another scale than the ranker's probabilities.
                 items += [
                     ScoredItem(it.item_id, 0.0)
-                    for it in self._popular(bundle, context, request, taken)
+                    for it in self._popular(bundle, bundle.fallback, context, request, taken)
                 ]
             return self._answer(items, bundle.build_id, None, state.has_history, context, started)
         except BudgetExceeded as exc:
@@ -96,18 +104,22 @@ class Recommender:
         except Exception:  # any failing step: log it, answer with fallback, never a 500
             log.exception("recommend step %r failed; answering with fallback content", step)
             reason = f"error: step '{step}' failed"
-        items = self._popular(bundle, context, request, set())
+        items = self._popular(bundle, bundle.fallback, context, request, set())
         return self._answer(items, bundle.build_id, reason, False, context, started)
 
     @staticmethod
     def _popular(
-        bundle: Bundle, context: ResolvedContext, request: RecommendRequest, taken: set[str]
+        bundle: Bundle | None,
+        fallback: dict[str, list[tuple[str, float]]],
+        context: ResolvedContext,
+        request: RecommendRequest,
+        taken: set[str],
     ) -> list[ScoredItem]:
-        """Precomputed popular items for the most specific context the bundle has."""
+        """Precomputed popular items for the most specific context there is content for."""
         blocked = set(request.exclude) | taken
         if request.context is not None and request.consent:
             blocked |= set(request.context.cart)
-        if request.user_id and request.consent:
+        if bundle is not None and request.user_id and request.consent:
             try:  # the fallback must not fail when the profile store does
                 profile = bundle.profiles.get(request.user_id)
             except Exception:
@@ -115,7 +127,6 @@ class Recommender:
                 profile = None
             if profile is not None:
                 blocked |= set(profile.bought_items)
-        fallback = bundle.fallback
         keys = context_keys(context)
         for key in (keys["country"], keys["device"], keys["hour"], "all"):
             if key in fallback:

@@ -181,3 +181,20 @@ def test_a_new_bundle_is_picked_up_and_a_bad_one_refused_while_the_old_serves(bu
         body = wait_for(lambda b: b["bundle"] == "next-build", client)
         assert "reload_error" not in body
         assert post(client, {"k": 2}).json()["bundle"] == "next-build"
+
+
+def test_a_refused_bundle_still_serves_its_verified_fallback_content(bundle_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    (copy / "embeddings.msgpack").write_bytes(b"corrupted")
+    app = create_app(Settings(bundle_dir=str(copy), reload_seconds=0))
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 503
+        body = post(client, {"k": 4, "exclude": []}).json()
+        assert body["fallback"].startswith("bundle_unavailable: bundle refused: embeddings")
+        assert len(body["items"]) == 4
+    (copy / "fallback.json").write_text('{"contexts": {"all": [["forged", 1.0]]}}')
+    with TestClient(create_app(Settings(bundle_dir=str(copy), reload_seconds=0))) as client:
+        assert post(client, {"k": 4}).json()["items"] == []  # unverified content is not served
