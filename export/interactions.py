@@ -44,10 +44,13 @@ class ItemUniverse:
 
 def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUniverse:
     """Catalog items plus any item seen in events; catalog facts win over what events say."""
-    seen = events.groupby("item_id", sort=True).agg(
-        price=("price", "median"),
-        category=("category", lambda c: c[c != ""].mode().iat[0] if (c != "").any() else ""),
-    )
+    seen = events.groupby("item_id", sort=True).agg(price=("price", "median"))
+    labelled = events.loc[events["category"] != "", ["item_id", "category"]]
+    # The category events name most often for an item (ties: the first in label order).
+    counts = labelled.groupby(["item_id", "category"]).size().reset_index(name="n")
+    mode = counts.sort_values(["item_id", "n"], ascending=[True, False], kind="stable")
+    mode = mode.drop_duplicates("item_id").set_index("item_id")["category"]
+    seen["category"] = mode.reindex(seen.index).fillna("").astype(object)
     if catalog is not None and len(catalog):
         table = catalog.set_index("item_id")[["price", "category", "in_stock"]]
         table = table.combine_first(seen.assign(in_stock=True))

@@ -36,36 +36,51 @@ def build_profiles(
             "price": known["price"].where(w > 0).to_numpy(),
         }
     )
-    stats = frame.groupby("user", sort=False).agg(
+    stats = frame.groupby("user", sort=True).agg(
         n_events=("w", "size"),
         n_purchases=("purchase", "sum"),
         last_ts=("t", "max"),
         mean_price=("price", "mean"),
     )
     stats["monetary"] = frame[frame["purchase"]].groupby("user")["spend"].sum()
+    stats["monetary"] = stats["monetary"].fillna(0.0)
     recent = frame[frame["w"] > 0].sort_values(
         ["user", "t"], ascending=[True, False], kind="stable"
     )
     recent = recent[recent.groupby("user", sort=False).cumcount() < max_recent]
-    recent_items = recent.groupby("user", sort=False)["item"].agg(list)
-    recent_weights = recent.groupby("user", sort=False)["w"].agg(list)
-    bought = (
-        frame[frame["purchase"]]
-        .groupby("user", sort=False)["item"]
-        .agg(lambda s: list(dict.fromkeys(s)))
-    )
+    # First purchase of each item, in time order (`events` is sorted by time).
+    bought = frame[frame["purchase"]].drop_duplicates(["user", "item"])
+    bought = bought.sort_values("user", kind="stable")
+    recent_items = _lists_by_user(recent["user"], recent["item"])
+    recent_weights = _lists_by_user(recent["user"], recent["w"])
+    bought_items = _lists_by_user(bought["user"], bought["item"])
+
     profiles: dict[str, Profile] = {}
-    for user, row in stats.iterrows():
-        monetary = row["monetary"]
-        profiles[str(user)] = Profile(
+    columns = [
+        stats[c].to_numpy()
+        for c in ("n_events", "n_purchases", "last_ts", "monetary", "mean_price")
+    ]
+    for user, n_events, n_purchases, last_ts, monetary, mean_price in zip(stats.index, *columns):
+        user = str(user)
+        profiles[user] = Profile(
             recent_items=recent_items.get(user, []),
-            recent_weights=[float(x) for x in recent_weights.get(user, [])],
-            bought_items=bought.get(user, []),
-            n_events=int(row["n_events"]),
-            n_purchases=int(row["n_purchases"]),
-            last_ts=float(row["last_ts"]),
-            monetary=0.0 if not np.isfinite(monetary) else round(float(monetary), 2),
-            mean_price=float(row["mean_price"]) if math.isfinite(row["mean_price"]) else math.nan,
-            attributes=attributes.get(str(user), {}),
+            recent_weights=recent_weights.get(user, []),
+            bought_items=bought_items.get(user, []),
+            n_events=int(n_events),
+            n_purchases=int(n_purchases),
+            last_ts=float(last_ts),
+            monetary=round(float(monetary), 2) if math.isfinite(monetary) else 0.0,
+            mean_price=float(mean_price) if math.isfinite(mean_price) else math.nan,
+            attributes=attributes.get(user, {}),
         )
     return profiles
+
+
+def _lists_by_user(users: pd.Series, values: pd.Series) -> dict[str, list]:
+    """{user: [values...]} for rows already grouped by user (contiguous), order kept."""
+    if users.empty:
+        return {}
+    u = users.to_numpy()
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    chunks = np.split(values.to_numpy(), starts[1:])
+    return {str(u[s]): chunk.tolist() for s, chunk in zip(starts, chunks)}

@@ -42,8 +42,18 @@ def test_candidates_exclude_blocked_items_and_carry_every_feature(bundle):
     assert candidates.items.size > 50 and np.isfinite(candidates.features).all()
     assert not np.isin(candidates.items, state.blocked).any()
     assert bundle.model.items.in_stock[candidates.items].all()
-    als_rr = candidates.features[:, FEATURES.index("als_rr")]
-    assert als_rr.max() == 1.0  # the user vector's best item is among the candidates
+    # The user vector's best allowed item is a candidate, with its reciprocal rank.
+    from edge.scoring import CandidateSizes, fold_in
+
+    top, _ = bundle.model.embeddings.top(fold_in(bundle.model, state), CandidateSizes().als)
+    allowed = [
+        (rank, item)
+        for rank, item in enumerate(top.tolist())
+        if item not in set(state.blocked.tolist()) and bundle.model.items.in_stock[item]
+    ]
+    rank, item = allowed[0]
+    row = candidates.items.tolist().index(item)
+    assert candidates.features[row, FEATURES.index("als_rr")] == np.float32(1 / (rank + 1))
 
 
 def test_covisitation_gathers_the_neighbours_of_recent_items(bundle):
