@@ -54,7 +54,7 @@ def build(items: int, events: int, users: int, seed: int) -> Path:
 
 def request_bodies(bundle, n: int, seed: int) -> dict[str, list[bytes]]:
     rng = np.random.default_rng(seed)
-    users = list(bundle.profiles._profiles)
+    users = list(bundle.profiles.as_dict())
     popular = [i for i, _ in bundle.fallback["all"]]
     ids = bundle.model.items.ids
     contexts = [

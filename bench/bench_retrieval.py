@@ -114,7 +114,7 @@ def main() -> int:
     emb = model.embeddings
     factors = np.ascontiguousarray(emb.factors)
     rng = np.random.default_rng(args.seed)
-    profiles = list(bundle.profiles._profiles.values())
+    profiles = list(bundle.profiles.as_dict().values())
     users = []
     while len(users) < args.users:
         profile = profiles[rng.integers(len(profiles))]

@@ -44,6 +44,10 @@ class EmbeddedProfileStore:
     def __len__(self) -> int:
         return len(self._profiles)
 
+    def as_dict(self) -> dict[str, Profile]:
+        """Every profile (a read-only view for tools, demos and benchmarks)."""
+        return dict(self._profiles)
+
 
 class EmptyProfileStore:
     def get(self, user_id: str) -> Profile | None:

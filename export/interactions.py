@@ -53,6 +53,8 @@ def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUn
     seen["category"] = mode.reindex(seen.index).fillna("").astype(object)
     if catalog is not None and len(catalog):
         table = catalog.set_index("item_id")[["price", "category", "in_stock"]]
+        # An empty catalog category is unknown: what the events say fills it.
+        table["category"] = table["category"].replace("", np.nan)
         table = table.combine_first(seen.assign(in_stock=True))
         table["price"] = table["price"].fillna(seen["price"].reindex(table.index))
         table["in_stock"] = table["in_stock"].fillna(True).astype(bool)

@@ -104,7 +104,7 @@ def main() -> int:
     from edge.bundle import load_bundle
 
     bundle = load_bundle(out)
-    profiles = bundle.profiles._profiles  # the embedded store: pick a regular customer
+    profiles = bundle.profiles.as_dict()  # the embedded store: pick a regular customer
     customer = max(profiles, key=lambda u: (profiles[u].n_purchases, u))
     popular = [item for item, _ in bundle.fallback["all"][:3]]
 

@@ -14,7 +14,7 @@ def recommender(bundle):
 
 
 def regular_customer(bundle):
-    profiles = bundle.profiles._profiles
+    profiles = bundle.profiles.as_dict()
     return max(profiles, key=lambda u: (len(profiles[u].bought_items), u))
 
 

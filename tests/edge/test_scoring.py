@@ -33,7 +33,7 @@ def test_candidates_exclude_blocked_items_and_carry_every_feature(bundle):
     from edge.schemas import ResolvedContext
     from edge.scoring import FEATURES, build_user_state, candidate_features
 
-    profiles = bundle.profiles._profiles
+    profiles = bundle.profiles.as_dict()
     user = max(profiles, key=lambda u: len(profiles[u].recent_items))
     state = build_user_state(bundle.model, profiles[user])
     context = ResolvedContext("mobile", "de", 21, "evening")
