@@ -24,7 +24,9 @@ from edge.config import Settings
 from edge.errors import (
     BundleError,
     EdgepersoError,
+    MalformedJSON,
     PayloadTooLarge,
+    RequestError,
     UnsupportedMediaType,
     ValidationError,
 )
@@ -42,19 +44,16 @@ def json_response(body: object, status_code: int = 200) -> Response:
     return Response(_encoder.encode(body), status_code=status_code, media_type="application/json")
 
 
-def decode_error(exc: msgspec.DecodeError) -> ValidationError:
-    """msgspec says ``Expected `int` >= 1, got -1 - at `$.k` ``: keep the message, lift the path."""
+def decode_error(exc: msgspec.DecodeError) -> RequestError:
+    """msgspec says ``Expected `int` >= 1 - at `$.k` ``: keep the message, lift the path."""
     message = str(exc)
-    field = None
+    field = "$"
     if " - at `" in message:
         message, _, path = message.rpartition(" - at `")
         field = path.rstrip("`")
     if isinstance(exc, msgspec.ValidationError):
-        return ValidationError(message, field=field or "$")
-    error = ValidationError(f"the body is not valid JSON: {message}", field=field or "$")
-    error.status_code = 400
-    error.code = "malformed_json"
-    return error
+        return ValidationError(message, field=field)
+    return MalformedJSON(f"the body is not valid JSON: {message}", field=field)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -29,6 +29,10 @@ class RequestError(EdgepersoError):
     code = "bad_request"
 
 
+class MalformedJSON(RequestError):
+    code = "malformed_json"
+
+
 class ValidationError(RequestError):
     status_code = 422
     code = "invalid_request"
