@@ -18,7 +18,7 @@ from edge.errors import BundleError
 from edge.model import CoVisitation, Embeddings, ItemTable, Model, Popularity
 from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
 from edge.ranker import Ranker
-from edge.schemas import SUPPORTED_FORMAT_VERSIONS, Manifest, manifest_decoder
+from edge.schemas import SUPPORTED_FORMAT_VERSIONS, FileEntry, Manifest, manifest_decoder
 
 MANIFEST = "manifest.json"
 ITEMS = "items.msgpack"
@@ -92,6 +92,25 @@ def read_manifest(directory: Path) -> tuple[Manifest, dict[str, Any]]:
         raise BundleError(f"{MANIFEST} is malformed: {exc}", file=MANIFEST) from exc
 
 
+def check_file(directory: Path, name: str, entry: FileEntry) -> None:
+    """The file is where the manifest says, with its size and sha256; else a BundleError."""
+    path = directory / name
+    if Path(name).name != name:
+        raise BundleError(f"{MANIFEST} lists {name!r}, which is not a plain file name", file=name)
+    if not path.is_file():
+        raise BundleError(f"{name} is listed in {MANIFEST} but missing from {directory}", file=name)
+    size = path.stat().st_size
+    if size != entry.bytes:
+        raise BundleError(f"{name} has {size} bytes; the manifest says {entry.bytes}", file=name)
+    actual = sha256_file(path)
+    if actual != entry.sha256:
+        raise BundleError(
+            f"{name} has sha256 {actual[:16]}…, the manifest says {entry.sha256[:16]}…: "
+            "the file was changed or truncated after export",
+            file=name,
+        )
+
+
 def verify(directory: Path, signing_key: bytes | None = None) -> Manifest:
     """Check format version, every file's presence, size and sha256, and the signature when a
     key is configured. Raises BundleError naming the file and the reason."""
@@ -102,27 +121,7 @@ def verify(directory: Path, signing_key: bytes | None = None) -> Manifest:
         raise BundleError(f"{MANIFEST} does not list {missing}", file=missing[0])
     entries = dict(manifest.files) | dict(manifest.profile_store)
     for name, entry in entries.items():
-        path = directory / name
-        if Path(name).name != name:
-            raise BundleError(
-                f"{MANIFEST} lists {name!r}, which is not a plain file name", file=name
-            )
-        if not path.is_file():
-            raise BundleError(
-                f"{name} is listed in {MANIFEST} but missing from {directory}", file=name
-            )
-        size = path.stat().st_size
-        if size != entry.bytes:
-            raise BundleError(
-                f"{name} has {size} bytes; the manifest says {entry.bytes}", file=name
-            )
-        actual = sha256_file(path)
-        if actual != entry.sha256:
-            raise BundleError(
-                f"{name} has sha256 {actual[:16]}…, the manifest says {entry.sha256[:16]}…: "
-                "the file was changed or truncated after export",
-                file=name,
-            )
+        check_file(directory, name, entry)
     if signing_key is not None:
         if manifest.signature is None:
             raise BundleError(
@@ -238,11 +237,8 @@ def load_fallback_only(directory: str | Path) -> dict[str, list[tuple[str, float
     directory = Path(directory)
     try:
         manifest, _ = read_manifest(directory)
-        entry = manifest.files[FALLBACK]
-        data = (directory / FALLBACK).read_bytes()
-        if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
-            return None
-        return _fallback_decoder.decode(data).contexts
+        check_file(directory, FALLBACK, manifest.files[FALLBACK])
+        return _fallback_decoder.decode((directory / FALLBACK).read_bytes()).contexts
     except (BundleError, KeyError, OSError, msgspec.DecodeError):
         return None
 

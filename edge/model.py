@@ -10,6 +10,14 @@ import numpy as np
 from edge.ranker import Ranker
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first."""
+    if scores.size <= k:
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k)[:k]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
 @dataclass(frozen=True)
 class ItemTable:
     ids: list[str]
@@ -73,23 +81,21 @@ class Embeddings:
         end = int(np.searchsorted(self._negative_norms, -threshold / user_norm))
         return max(end, first)
 
+    def _first_block(self, user: np.ndarray, k: int) -> np.ndarray:
+        first = min(self.factors.shape[0], max(self.FIRST_BLOCK, 4 * k))
+        return self.factors[:first] @ user
+
     def scan_length(self, user: np.ndarray, k: int) -> int:
         """Rows `top(user, k)` reads (for benchmarks)."""
-        first = min(self.factors.shape[0], max(self.FIRST_BLOCK, 4 * k))
-        return self._scan_end(user, self.factors[:first] @ user, k)
+        return self._scan_end(user, self._first_block(user, k), k)
 
     def top(self, user: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k items with the largest user · item, exactly, best first: (items, scores)."""
-        first = min(self.factors.shape[0], max(self.FIRST_BLOCK, 4 * k))
-        scores = self.factors[:first] @ user
-        end = self._scan_end(user, scores, k)
+        scores = self._first_block(user, k)
+        first, end = scores.size, self._scan_end(user, scores, k)
         if end > first:
             scores = np.concatenate([scores, self.factors[first:end] @ user])
-        if scores.size > k:
-            best = np.argpartition(-scores, k)[:k]
-        else:
-            best = np.arange(scores.size)
-        best = best[np.argsort(-scores[best], kind="stable")]
+        best = top_k(scores, k)
         return self.order[best].astype(np.int64), scores[best]
 
 

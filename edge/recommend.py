@@ -71,7 +71,7 @@ class Recommender:
         self._check_event_types(request)
         bundle = self.bundle
         if bundle is None:
-            items = self._popular(None, self.fallback_content, context, request, set())
+            items = self._popular(None, context, request, set())
             reason = f"bundle_unavailable: {self.unavailable_reason}"
             return self._answer(items, None, reason, False, context, started)
         deadline = Deadline(self.budget_ms)
@@ -96,7 +96,7 @@ class Recommender:
                 # Scored 0: popularity is on another scale than the ranker's probabilities.
                 items += [
                     ScoredItem(it.item_id, 0.0)
-                    for it in self._popular(bundle, bundle.fallback, context, request, taken)
+                    for it in self._popular(bundle, context, request, taken)
                 ]
             return self._answer(items, bundle.build_id, None, state.has_history, context, started)
         except BudgetExceeded as exc:
@@ -104,13 +104,12 @@ class Recommender:
         except Exception:  # any failing step: log it, answer with fallback, never a 500
             log.exception("recommend step %r failed; answering with fallback content", step)
             reason = f"error: step '{step}' failed"
-        items = self._popular(bundle, bundle.fallback, context, request, set())
+        items = self._popular(bundle, context, request, set())
         return self._answer(items, bundle.build_id, reason, False, context, started)
 
-    @staticmethod
     def _popular(
+        self,
         bundle: Bundle | None,
-        fallback: dict[str, list[tuple[str, float]]],
         context: ResolvedContext,
         request: RecommendRequest,
         taken: set[str],
@@ -129,8 +128,8 @@ class Recommender:
                 blocked |= set(profile.bought_items)
         keys = context_keys(context)
         for key in (keys["country"], keys["device"], keys["hour"], "all"):
-            if key in fallback:
-                ranked = fallback[key]
+            if key in self.fallback_content:
+                ranked = self.fallback_content[key]
                 break
         else:
             ranked = []

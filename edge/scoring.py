@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.context import context_keys
 from edge.errors import BudgetExceeded
-from edge.model import Model
+from edge.model import Model, top_k
 from edge.schemas import Profile, ResolvedContext, SessionEvent
 
 FEATURES = (
@@ -144,14 +144,6 @@ def fold_in(model: Model, state: UserState) -> np.ndarray | None:
     return np.linalg.solve(a, b).astype(np.float32)
 
 
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores, best first."""
-    if scores.size <= k:
-        return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, k)[:k]
-    return part[np.argsort(-scores[part], kind="stable")]
-
-
 class _Scratch(threading.local):
     """One zeroed buffer per thread and catalog size, so sparse lookups are a scatter, a gather
     and a reset instead of a sort or a search (and no request allocates n_items floats)."""
@@ -228,7 +220,7 @@ def candidate_features(
     covis_items, covis_scores = _covisited(model, state)
     covis_keys = covis_rr = np.empty(0, dtype=np.int64)
     if covis_items.size:
-        covis_top = covis_items[_top(covis_scores, sizes.covis)]
+        covis_top = covis_items[top_k(covis_scores, sizes.covis)]
         sources.append(covis_top)
         covis_keys, covis_rr = _reciprocal_ranks(covis_top)
     if state.recent.size:
@@ -288,5 +280,5 @@ def rank(
     if model.ranker is None:
         raise RuntimeError("this model has no ranker; export attaches one before serving")
     scores = model.ranker.predict(candidates.features)
-    top = _top(scores, k)
+    top = top_k(scores, k)
     return candidates.items[top], scores[top]
