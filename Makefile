@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[build,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[build,baselines,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

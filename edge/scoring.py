@@ -137,9 +137,17 @@ def fold_in(model: Model, state: UserState) -> np.ndarray | None:
     if not state.has_history:
         return None
     emb = model.embeddings
-    factors = emb.rows(state.items).astype(np.float64)
-    confidence = emb.alpha * np.minimum(state.weights, MAX_CONFIDENCE_WEIGHT)
-    a = emb.gram + (factors.T * (confidence - 1.0)) @ factors
+    return solve_user(emb.rows(state.items), state.weights, emb.gram, emb.alpha)
+
+
+def solve_user(
+    factors: np.ndarray, weights: np.ndarray, gram: np.ndarray, alpha: float
+) -> np.ndarray:
+    """argmin over u of Σ c_i (p_i - u·y_i)² + λ|u|², with p_i = 1 and c_i = alpha·w_i on the
+    user's items (p_i = 0 and c_i = 1 elsewhere); `gram` is YᵀY + λI over all items."""
+    factors = factors.astype(np.float64)
+    confidence = alpha * np.minimum(weights, MAX_CONFIDENCE_WEIGHT)
+    a = gram + (factors.T * (confidence - 1.0)) @ factors
     b = confidence @ factors
     return np.linalg.solve(a, b).astype(np.float32)
 

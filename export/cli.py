@@ -1,4 +1,5 @@
-"""The `edgeperso` command: export (build a bundle), serve and inspect (edge only).
+"""The `edgeperso` command: export (build a bundle), evaluate (against public baselines),
+simulate (a seeded shop), serve and inspect (edge only).
 
 The build pipeline's libraries are imported only by `export`, so `serve` and `inspect` work
 where only the edge runtime is installed."""
@@ -9,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from edge import cli as edge_cli
 
@@ -56,6 +58,53 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    try:
+        import msgspec
+
+        from export.config import ConfigError, load_config
+        from export.evaluate import format_table
+        from export.io import InputError
+        from export.pipeline import evaluate_events
+        from export.validate import DataQualityError
+    except ImportError as exc:
+        print(f"edgeperso evaluate needs the build extra ({exc})", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, _parse_map(args.map))
+        overrides = {
+            "protocol": args.protocol,
+            "holdout_days": args.holdout_days,
+            "max_cases": args.max_cases,
+        }
+        evaluation_config = msgspec.structs.replace(
+            config.evaluation, **{k: v for k, v in overrides.items() if v is not None}
+        )
+        config = msgspec.convert(
+            msgspec.to_builtins(msgspec.structs.replace(config, evaluation=evaluation_config)),
+            type(config),
+        )
+        result = evaluate_events(
+            args.events,
+            config,
+            catalog_path=args.catalog,
+            users_path=args.users,
+            baselines=args.baselines,
+            quiet=args.quiet,
+        )
+    except (ConfigError, InputError, DataQualityError, ValueError) as exc:
+        print(f"evaluate failed: {exc}", file=sys.stderr)
+        return 1
+    except msgspec.ValidationError as exc:
+        print(f"evaluate failed: option out of range: {exc}", file=sys.stderr)
+        return 1
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_bytes(msgspec.json.format(msgspec.json.encode(result)))
+        print(f"written to {args.json}")
+    return 0
+
+
 def simulate(args: argparse.Namespace) -> int:
     try:
         from export.simulate import simulate_shop
@@ -79,10 +128,7 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeperso", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("export", help="build a verified bundle from an event log")
+def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", required=True, nargs="+", help="CSV, JSONL or Parquet (.gz ok)")
     p.add_argument("--catalog", help="item_id, title, category, price, brand, in_stock")
     p.add_argument("--users", help="user_id plus attributes the shop holds")
@@ -94,9 +140,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="map a foreign column name, e.g. user_id=CustomerID",
     )
     p.add_argument("--config", help="TOML build config (see configs/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeperso", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("export", help="build a verified bundle from an event log")
+    _add_input_arguments(p)
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--no-evaluate", action="store_true", help="skip the holdout evaluation")
     p.add_argument("--quiet", action="store_true")
+    e = sub.add_parser(
+        "evaluate", help="train on a split and compare the bundle with public baselines"
+    )
+    _add_input_arguments(e)
+    e.add_argument("--protocol", choices=["auto", "users", "sessions", "leave_last_out"])
+    e.add_argument("--holdout-days", type=float, help="test window (time split)")
+    e.add_argument("--max-cases", type=int, help="test cases sampled at most")
+    e.add_argument(
+        "--baselines",
+        nargs="*",
+        choices=["popular", "item_knn", "als", "ease", "lightfm"],
+        help="default: all that apply",
+    )
+    e.add_argument("--json", help="also write the full result (tuning included) here")
+    e.add_argument("--quiet", action="store_true")
     s = sub.add_parser("simulate", help="write a seeded simulated shop (events, catalog, users)")
     s.add_argument("--out", required=True, help="directory for the files")
     s.add_argument("--users", type=int, default=2_000)
@@ -117,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return export(args)
     if args.command == "simulate":
         return simulate(args)
+    if args.command == "evaluate":
+        return evaluate(args)
     if args.command == "serve":
         return edge_cli.serve(args)
     return edge_cli.inspect(args)

@@ -4,7 +4,7 @@ the build with a message that names the key; every field has a default that work
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -32,6 +32,7 @@ CATALOG_COLUMNS = ("item_id", "title", "category", "price", "brand", "in_stock")
 Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
 Positive = Annotated[float, Meta(gt=0.0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
+Baseline = Literal["popular", "item_knn", "als", "ease", "lightfm"]
 
 
 class TypeFromPrefix(Struct, frozen=True, forbid_unknown_fields=True):
@@ -43,6 +44,14 @@ class TypeFromPrefix(Struct, frozen=True, forbid_unknown_fields=True):
     type: str
 
 
+class DateColumns(Struct, frozen=True, forbid_unknown_fields=True):
+    """A date split over three columns, for logs that have no timestamp column."""
+
+    year: str
+    month: str
+    day: str
+
+
 class InputConfig(Struct, frozen=True, forbid_unknown_fields=True):
     columns: dict[str, str] = {}  # canonical name -> the file's column name
     catalog_columns: dict[str, str] = {}
@@ -51,6 +60,10 @@ class InputConfig(Struct, frozen=True, forbid_unknown_fields=True):
     type_map: dict[str, str] = {}  # the file's type labels -> canonical types
     type_from_prefix: list[TypeFromPrefix] = []
     timezone: str = "UTC"  # zone of naive timestamps (and of local_hour when not given)
+    date_columns: DateColumns | None = None  # instead of a `ts` column
+    # Position of an event within its session (1, 2, ...): orders events that share a timestamp,
+    # as those of a log with dates only do. It adds that many seconds to the timestamp.
+    order_column: str | None = None
     max_future_skew_minutes: Annotated[float, Meta(ge=0)] = 5.0
 
 
@@ -89,18 +102,26 @@ class PopularityConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 class RankerConfig(Struct, frozen=True, forbid_unknown_fields=True):
     label_days: Positive | None = None  # label window before the cut; default: 15% of the span
-    max_users: PositiveInt = 30_000
-    negatives_per_user: PositiveInt = 40
+    max_cases: PositiveInt = 30_000  # training cases (visitors asked a question)
+    negatives_per_case: PositiveInt = 40
     max_iter: PositiveInt = 80
     max_leaf_nodes: PositiveInt = 15
     learning_rate: Positive = 0.1
 
 
+Protocol = Literal["auto", "users", "sessions", "leave_last_out"]
+
+
 class EvaluationConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    # auto: `users` when most holdout events come from known customers, else `sessions`
+    protocol: Protocol = "auto"
     holdout_days: Positive | None = None  # default: the last 10% of the time span
     k: PositiveInt = 10
     target_types: list[str] = msgspec.field(default_factory=lambda: ["purchase"])
-    max_users: PositiveInt = 20_000
+    max_cases: PositiveInt = 20_000
+    # Baselines `export` evaluates next to the bundle (`edgeperso evaluate` runs them all).
+    baselines: list[Baseline] = msgspec.field(default_factory=lambda: ["popular"])
+    ease_max_items: PositiveInt = 15_000  # EASE inverts a dense items × items matrix
 
 
 class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):

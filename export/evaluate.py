@@ -1,21 +1,34 @@
-"""Offline evaluation on a temporal holdout, answered by the exported bundle through the edge
-code path (what is measured is what is served), against a popularity baseline on the same users.
+"""Offline evaluation: the exported bundle, answering through the edge code path (what is measured
+is what is served), against public baselines tuned on a validation split carved from the
+training part, all asked the same `Case`s on the same split.
 
-Targets are the items a known user takes in the holdout window that they had not bought before:
-the edge never recommends what a user already bought, so repeat purchases are not counted."""
+Metrics per model: HR@k and NDCG@k (k = 10 by default), Recall@50, catalog coverage (share of
+in-stock items that appear in some top k) and time per answer."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from edge.bundle import Bundle
+from edge.model import top_k
 from edge.recommend import Recommender
-from edge.schemas import Context, RecommendRequest
-from export.ranker import first_context
+from edge.schemas import Context, RecommendRequest, Session
+from edge.scoring import MAX_CONFIDENCE_WEIGHT, dwell_factor
+from export.baselines import BASELINES, History, grids
+from export.cases import Case
+from export.interactions import ItemUniverse, user_item_matrix
+
+RECALL_K = 50
+
+Answer = Callable[[Case, int], list[str]]
 
 
 def hit_rate_and_ndcg(recommended: list[str], relevant: set[str], k: int) -> tuple[float, float]:
@@ -26,84 +39,198 @@ def hit_rate_and_ndcg(recommended: list[str], relevant: set[str], k: int) -> tup
     return (1.0 if gains else 0.0), (sum(gains) / ideal if ideal else 0.0)
 
 
-def evaluate_bundle(
-    bundle: Bundle,
-    test_events: pd.DataFrame,
-    target_types: list[str],
-    k: int = 10,
-    max_users: int = 20_000,
-    seed: int = 0,
-) -> dict[str, object]:
-    recommender = Recommender(bundle, budget_ms=math.inf)
-    model = bundle.model
-    # The baseline obeys the same business rules as the bundle: in stock, not already bought.
-    popular = [model.items.ids[i] for i in model.popularity.top_overall if model.items.in_stock[i]]
-    targets = test_events[test_events["type"].isin(target_types) & (test_events["user_id"] != "")]
-    users = [u for u in targets["user_id"].unique() if bundle.profiles.get(u) is not None]
-    if len(users) > max_users:
-        rng = np.random.default_rng(seed)
-        users = list(rng.choice(np.array(users, dtype=object), max_users, replace=False))
-    groups = {u: g for u, g in targets[targets["user_id"].isin(set(users))].groupby("user_id")}
-    sums = {"bundle": [0.0, 0.0], "popularity": [0.0, 0.0]}
-    latencies, evaluated, fallbacks = [], 0, 0
-    for user in users:
-        group = groups[user]
-        profile = bundle.profiles.get(user)
-        bought = set(profile.bought_items) if profile else set()
-        relevant = set(group["item_id"]) - bought
-        if not relevant:
-            continue
-        ctx = first_context(group)
+def measure(answer: Answer, cases: Sequence[Case], k: int, n_catalog: int) -> dict[str, float]:
+    """Ask every case, score the answers."""
+    depth = max(k, RECALL_K)
+    hr = ndcg = recall = 0.0
+    shown: set[str] = set()
+    latencies = []
+    for case in cases:
+        started = time.perf_counter()
+        ranked = answer(case, depth)
+        latencies.append((time.perf_counter() - started) * 1000.0)
+        h, n = hit_rate_and_ndcg(ranked, case.relevant, k)
+        hr, ndcg = hr + h, ndcg + n
+        recall += len(case.relevant.intersection(ranked[:RECALL_K])) / len(case.relevant)
+        shown.update(ranked[:k])
+    n = max(len(cases), 1)
+    return {
+        f"hr@{k}": round(hr / n, 4),
+        f"ndcg@{k}": round(ndcg / n, 4),
+        f"recall@{RECALL_K}": round(recall / n, 4),
+        "coverage": round(len(shown) / max(n_catalog, 1), 4),
+        "ms_p50": round(float(np.percentile(latencies, 50)), 3) if latencies else 0.0,
+        "ms_p99": round(float(np.percentile(latencies, 99)), 3) if latencies else 0.0,
+    }
+
+
+class BundleAnswer:
+    """The bundle behind `Recommender`, asked with the request a page would send. Counts the
+    answers that came from fallback content (there should be none)."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.recommender = Recommender(bundle, budget_ms=math.inf)
+        self.fallbacks = 0
+
+    def __call__(self, case: Case, k: int) -> list[str]:
+        ctx = case.context
         request = RecommendRequest(
-            user_id=user,
-            k=k,
+            user_id=case.user_id,
+            session=Session(events=list(case.session)) if case.session else None,
             context=Context(
                 device=ctx.device or None, country=ctx.country or None, local_hour=ctx.local_hour
             ),
+            k=min(k, 100),
         )
-        started = time.perf_counter()
-        response = recommender.recommend(request)
-        latencies.append((time.perf_counter() - started) * 1000.0)
-        fallbacks += response.fallback is not None
-        ranked = [item.item_id for item in response.items]
-        baseline = [i for i in popular if i not in bought][:k]
-        for name, items in (("bundle", ranked), ("popularity", baseline)):
-            hr, ndcg = hit_rate_and_ndcg(items, relevant, k)
-            sums[name][0] += hr
-            sums[name][1] += ndcg
-        evaluated += 1
-    if evaluated == 0:
-        return {"users": 0, "note": "no known user took a new item in the holdout window"}
-    table = {
-        name: {f"hr@{k}": round(hr / evaluated, 4), f"ndcg@{k}": round(ndcg / evaluated, 4)}
-        for name, (hr, ndcg) in sums.items()
-    }
-    return {
-        "users": evaluated,
-        "k": k,
-        "target_types": target_types,
-        "table": table,
-        "ndcg_lift_over_popularity": round(
-            table["bundle"][f"ndcg@{k}"] / max(table["popularity"][f"ndcg@{k}"], 1e-9), 3
-        ),
-        "fallbacks": fallbacks,
-        "latency_ms": {
-            "p50": round(float(np.percentile(latencies, 50)), 3),
-            "p99": round(float(np.percentile(latencies, 99)), 3),
-        },
-    }
+        response = self.recommender.recommend(request)
+        self.fallbacks += response.fallback is not None
+        return [item.item_id for item in response.items]
 
 
-def format_table(evaluation: dict[str, object]) -> str:
+@dataclass
+class Histories:
+    """What a baseline knows of a visitor: their row of the training matrix (known customers)
+    plus this session's events, weighed as the edge weighs them."""
+
+    matrix: sp.csr_matrix
+    rows: pd.Index
+    universe: ItemUniverse
+    weights: dict[str, float]
+
+    def of(self, case: Case) -> History:
+        items: list[int] = []
+        weights: list[float] = []
+        row = -1
+        if case.user_id is not None:
+            row = int(self.rows.get_indexer([case.user_id])[0])
+            if row >= 0:
+                start, end = self.matrix.indptr[row], self.matrix.indptr[row + 1]
+                items += self.matrix.indices[start:end].tolist()
+                weights += self.matrix.data[start:end].tolist()
+        if case.session:
+            codes = self.universe.codes(pd.Series([e.item_id for e in case.session]))
+            for code, event in zip(codes, case.session):
+                w = self.weights.get(event.type, 0.0)
+                if event.dwell_ms:
+                    w *= float(dwell_factor(np.array([event.dwell_ms])))
+                if code >= 0 and w > 0:
+                    items.append(int(code))
+                    weights.append(w)
+        if not items:
+            return History(np.empty(0, dtype=np.int64), np.empty(0), row)
+        unique, inverse = np.unique(np.array(items, dtype=np.int64), return_inverse=True)
+        summed = np.minimum(np.bincount(inverse, weights=weights), MAX_CONFIDENCE_WEIGHT)
+        return History(unique, summed, row)
+
+
+def baseline_answer(model: Any, histories: Histories) -> Answer:
+    """Top items by the baseline's score, under the edge's business rules: in stock, and not
+    something this visitor already bought."""
+    universe = histories.universe
+    unavailable = ~universe.in_stock
+    index = {item: i for i, item in enumerate(universe.ids)}
+
+    def answer(case: Case, k: int) -> list[str]:
+        scores = np.array(model.scores(histories.of(case)), dtype=np.float64, copy=True)
+        scores[unavailable] = -np.inf
+        blocked = [index[i] for i in case.blocked if i in index]
+        scores[blocked] = -np.inf
+        top = top_k(scores, k)
+        return [universe.ids[i] for i in top if np.isfinite(scores[i])]
+
+    return answer
+
+
+def tune_and_fit(
+    name: str,
+    fit_events: pd.DataFrame,
+    validation_cases: Sequence[Case],
+    train_events: pd.DataFrame,
+    universe: ItemUniverse,
+    weights: dict[str, float],
+    k: int,
+    grid: list[dict[str, Any]],
+) -> tuple[Any, Histories, dict[str, Any]]:
+    """Pick the grid point with the best validation NDCG@k (fitted on `fit_events`), then refit
+    it on all of `train_events`."""
+    best_params, best_ndcg, tried = grid[0], -1.0, []
+    if len(grid) > 1 and validation_cases:
+        matrix, rows = user_item_matrix(fit_events, universe, weights)
+        histories = Histories(matrix, rows, universe, weights)
+        for params in grid:
+            started = time.perf_counter()
+            model = BASELINES[name](**params).fit(matrix)
+            ndcg = measure(baseline_answer(model, histories), validation_cases, k, 1)[f"ndcg@{k}"]
+            seconds = round(time.perf_counter() - started, 2)
+            tried.append({"params": params, f"ndcg@{k}": ndcg, "seconds": seconds})
+            if ndcg > best_ndcg:
+                best_params, best_ndcg = params, ndcg
+    matrix, rows = user_item_matrix(train_events, universe, weights)
+    model = BASELINES[name](**best_params).fit(matrix)
+    tuning = {"chosen": best_params, "validation": tried}
+    return model, Histories(matrix, rows, universe, weights), tuning
+
+
+def evaluate_models(
+    bundle: Bundle,
+    test_cases: Sequence[Case],
+    train_events: pd.DataFrame,
+    fit_events: pd.DataFrame,
+    validation_cases: Sequence[Case],
+    universe: ItemUniverse,
+    weights: dict[str, float],
+    baselines: Sequence[str],
+    k: int,
+    seed: int,
+    ease_max_items: int,
+    say: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """The bundle and each baseline on the same test cases."""
+    n_catalog = int(universe.in_stock.sum())
+    answer = BundleAnswer(bundle)
+    results = {"edgeperso": measure(answer, test_cases, k, n_catalog)}
+    results["edgeperso"]["fallbacks"] = answer.fallbacks
+    say(f"  edgeperso: {results['edgeperso']}")
+    tuning = {}
+    available = grids(len(universe.ids), ease_max_items, seed)
+    for name in baselines:
+        if name not in available:
+            tuning[name] = {"skipped": _why_skipped(name, len(universe.ids), ease_max_items)}
+            continue
+        model, histories, tuning[name] = tune_and_fit(
+            name,
+            fit_events,
+            validation_cases,
+            train_events,
+            universe,
+            weights,
+            k,
+            available[name],
+        )
+        results[name] = measure(baseline_answer(model, histories), test_cases, k, n_catalog)
+        say(f"  {name} {tuning[name]['chosen']}: {results[name]}")
+    return {"table": results, "tuning": tuning}
+
+
+def _why_skipped(name: str, n_items: int, ease_max_items: int) -> str:
+    if name == "ease":
+        return f"{n_items:,} items is over evaluation.ease_max_items ({ease_max_items:,})"
+    if name == "lightfm":
+        return "lightfm is not installed (pip install 'edgeperso[baselines]')"
+    return f"unknown baseline; allowed: {', '.join(BASELINES)}"
+
+
+def format_table(evaluation: dict[str, Any]) -> str:
     table = evaluation.get("table")
-    if not isinstance(table, dict):
+    if not isinstance(table, dict) or not table:
         return f"evaluation: {evaluation.get('note', 'no result')}"
     k = evaluation["k"]
+    columns = [f"hr@{k}", f"ndcg@{k}", f"recall@{RECALL_K}", "coverage", "ms_p50"]
     lines = [
-        f"offline evaluation, temporal holdout ({evaluation['users']:,} users, "
-        f"targets: {', '.join(evaluation['target_types'])})",
-        f"  {'model':<14}{'HR@' + str(k):>10}{'NDCG@' + str(k):>10}",
+        f"offline evaluation: {evaluation['protocol']} protocol, {evaluation['cases']:,} test "
+        f"cases, targets: {', '.join(evaluation['target_types'])}",
+        f"  {'model':<12}" + "".join(f"{c:>12}" for c in columns),
     ]
     for name, row in table.items():
-        lines.append(f"  {name:<14}{row[f'hr@{k}']:>10.4f}{row[f'ndcg@{k}']:>10.4f}")
+        lines.append(f"  {name:<12}" + "".join(f"{row[c]:>12.4f}" for c in columns))
     return "\n".join(lines)

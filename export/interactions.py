@@ -91,10 +91,17 @@ def interaction_matrix(
     events: pd.DataFrame, universe: ItemUniverse, weights: dict[str, float]
 ) -> sp.csr_matrix:
     """users × items, summed event weights, capped as the edge caps them when folding in."""
+    return user_item_matrix(events, universe, weights)[0]
+
+
+def user_item_matrix(
+    events: pd.DataFrame, universe: ItemUniverse, weights: dict[str, float]
+) -> tuple[sp.csr_matrix, pd.Index]:
+    """The interaction matrix and the key of each row (`user_keys`)."""
     w = event_weights(events, weights)
     positive = w > 0
     users = user_keys(events)[positive]
-    user_codes, _ = pd.factorize(users)
+    user_codes, keys = pd.factorize(users)
     items = universe.codes(events["item_id"][positive])
     matrix = sp.csr_matrix(
         (w[positive], (user_codes, items)),
@@ -102,4 +109,4 @@ def interaction_matrix(
     )
     matrix.sum_duplicates()
     np.minimum(matrix.data, MAX_CONFIDENCE_WEIGHT, out=matrix.data)
-    return matrix.astype(np.float32)
+    return matrix.astype(np.float32), pd.Index(keys)

@@ -24,10 +24,12 @@ from edge.bundle import (
 )
 from edge.schemas import Profile
 from edge.scoring import FEATURES
+from export.baselines import BASELINES
+from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
 from export.config import BuildConfig
 from export.covisitation import CoVisitation
 from export.embeddings import ItemEmbeddings
-from export.evaluate import evaluate_bundle, format_table
+from export.evaluate import evaluate_models, format_table
 from export.interactions import ItemUniverse, build_universe, interaction_matrix
 from export.io import read_table
 from export.popularity import Popularity
@@ -118,6 +120,20 @@ def fit_candidate_models(
     return trees, popularity
 
 
+def cases_for(
+    protocol: str,
+    history: pd.DataFrame,
+    window: pd.DataFrame,
+    profiles: dict[str, Profile],
+    config: BuildConfig,
+    limit: int,
+) -> tuple[str, list[Case]]:
+    """The questions `window` asks of a model fitted on `history`, under `protocol`."""
+    chosen = choose_protocol(protocol, history, window)
+    targets = present_target_types(window, config)
+    return chosen, make_cases(chosen, window, profiles, targets, limit, config.seed)
+
+
 def train(
     events: pd.DataFrame,
     universe: ItemUniverse,
@@ -128,24 +144,20 @@ def train(
     weights = config.events.weights
     t_min, t_max = events["ts"].min(), events["ts"].max()
     label_days = config.ranker.label_days or max(1.0, 0.15 * (t_max - t_min) / DAY)
-    label_cut = t_max - pd.Timedelta(days=label_days)
-    history, labels = events[events["ts"] < label_cut], events[events["ts"] >= label_cut]
+    history, labels = time_split(events, label_days)
     trees, _ = fit_candidate_models(history, universe, config)
     model = model_from_trees(trees, weights, ranker=None)
     rc = config.ranker
-    x, y, stats = training_rows(
-        model,
-        build_profiles(history, weights),
-        labels,
-        present_target_types(labels, config),
-        rc.max_users,
-        rc.negatives_per_user,
-        config.seed,
-    )
+    profiles = build_profiles(history, weights)
+    # Leave-last-out is an evaluation split; inside the training part, the window is a time one.
+    protocol = config.evaluation.protocol.replace("leave_last_out", "users")
+    protocol, cases = cases_for(protocol, history, labels, profiles, config, rc.max_cases)
+    x, y, stats = training_rows(model, profiles, cases, rc.negatives_per_case, config.seed)
     ranker = fit_ranker(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)
     stats |= {
+        "protocol": protocol,
         "label_days": round(label_days, 2),
-        "label_cut": label_cut.isoformat(),
+        "label_cut": labels["ts"].min().isoformat(),
         "trees": int(ranker.n_iter_),
     }
     trees, popularity = fit_candidate_models(events, universe, config)
@@ -156,6 +168,85 @@ def train(
         build_profiles(events, weights, users or {}),
         stats,
     )
+
+
+def split_for_evaluation(
+    events: pd.DataFrame, config: BuildConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """(train, test, a description of the split) under the configured protocol."""
+    ec = config.evaluation
+    if ec.protocol == "leave_last_out":
+        train_part, test_part = leave_last_out(events, present_target_types(events, config))
+        return train_part, test_part, {"split": "leave_last_out"}
+    span_days = (events["ts"].max() - events["ts"].min()) / DAY
+    days = ec.holdout_days or max(1.0, 0.1 * span_days)
+    train_part, test_part = time_split(events, days)
+    return train_part, test_part, {"split": "time", "days": round(days, 2)}
+
+
+def evaluate_split(
+    events: pd.DataFrame,
+    universe: ItemUniverse,
+    users: dict[str, dict[str, str]],
+    config: BuildConfig,
+    baselines: list[str],
+    lineage: dict[str, Any],
+    progress: Progress,
+) -> dict[str, Any]:
+    """Train a bundle on the training part, write and load it, and score it and the baselines
+    on the test part. Baselines are tuned on a validation split carved the same way from the
+    training part."""
+    ec = config.evaluation
+    train_part, test_part, split = split_for_evaluation(events, config)
+    if train_part.empty or test_part.empty:
+        raise ValueError(
+            f"the {split['split']} split left an empty part ({len(train_part):,} training and "
+            f"{len(test_part):,} test events); set evaluation.holdout_days to fit the data"
+        )
+    weights = config.events.weights
+    with progress.step(f"train on {len(train_part):,} events, hold out {len(test_part):,}"):
+        held = train(train_part, universe, config, users)
+    protocol, test_cases = cases_for(
+        ec.protocol, train_part, test_part, held.profiles, config, ec.max_cases
+    )
+    if not test_cases:
+        return {"cases": 0, "note": "no visitor in the test part took an item they could be shown"}
+    fit_part, validation_part, _ = split_for_evaluation(train_part, config)
+    _, validation_cases = cases_for(
+        ec.protocol,
+        fit_part,
+        validation_part,
+        build_profiles(fit_part, weights),
+        config,
+        min(ec.max_cases, 5_000),
+    )
+    with progress.step(f"evaluate through the edge code path, against {', '.join(baselines)}"):
+        with tempfile.TemporaryDirectory() as tmp:
+            _write(Path(tmp) / "bundle", held, config, lineage, {}, None)
+            result = evaluate_models(
+                load_bundle(Path(tmp) / "bundle"),
+                test_cases,
+                train_part,
+                fit_part,
+                validation_cases,
+                universe,
+                weights,
+                baselines,
+                ec.k,
+                config.seed,
+                ec.ease_max_items,
+                say=progress.say,
+            )
+    evaluation = {
+        "protocol": protocol,
+        "cases": len(test_cases),
+        "validation_cases": len(validation_cases),
+        "k": ec.k,
+        "target_types": present_target_types(test_part, config),
+        "split": split | {"train_events": len(train_part), "test_events": len(test_part)},
+        **result,
+    }
+    return evaluation
 
 
 def _write(
@@ -190,17 +281,14 @@ def _write(
     )
 
 
-def export_bundle(
+def read_inputs(
     events_paths: list[str | Path],
-    out_dir: str | Path,
     config: BuildConfig,
-    catalog_path: str | Path | None = None,
-    users_path: str | Path | None = None,
-    signing_key: bytes | None = None,
-    evaluate: bool = True,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    progress = Progress(5 if evaluate else 3, quiet=quiet)
+    catalog_path: str | Path | None,
+    users_path: str | Path | None,
+    progress: Progress,
+) -> tuple[pd.DataFrame, ItemUniverse, dict[str, dict[str, str]], dict[str, Any]]:
+    """Read and validate the inputs: (events, item universe, user attributes, lineage)."""
     report = QualityReport()
     with progress.step("read and validate the input"):
 
@@ -238,36 +326,29 @@ def export_bundle(
         "users_with_attributes": len(users),
         "config": msgspec.to_builtins(config),
     }
+    return events, universe, users, lineage
+
+
+def export_bundle(
+    events_paths: list[str | Path],
+    out_dir: str | Path,
+    config: BuildConfig,
+    catalog_path: str | Path | None = None,
+    users_path: str | Path | None = None,
+    signing_key: bytes | None = None,
+    evaluate: bool = True,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    progress = Progress(5 if evaluate else 3, quiet=quiet)
+    events, universe, users, lineage = read_inputs(
+        events_paths, config, catalog_path, users_path, progress
+    )
     metrics: dict[str, Any] = {}
     if evaluate:
-        span_days = (t_max - t_min) / DAY
-        holdout_days = config.evaluation.holdout_days or max(1.0, 0.1 * span_days)
-        test_cut = t_max - pd.Timedelta(days=holdout_days)
-        train_part, test_part = events[events["ts"] < test_cut], events[events["ts"] >= test_cut]
-        with progress.step(
-            f"train on events before {test_cut:%Y-%m-%d} (holdout {holdout_days:g} days)"
-        ):
-            held = train(train_part, universe, config, users)
-        with progress.step("evaluate the holdout bundle through the edge code path"):
-            with tempfile.TemporaryDirectory() as tmp:
-                _write(Path(tmp) / "bundle", held, config, lineage, {}, None)
-                bundle = load_bundle(Path(tmp) / "bundle")
-                evaluation = evaluate_bundle(
-                    bundle,
-                    test_part,
-                    present_target_types(test_part, config),
-                    config.evaluation.k,
-                    config.evaluation.max_users,
-                    config.seed,
-                )
-            evaluation["holdout"] = {
-                "from": test_cut.isoformat(),
-                "days": holdout_days,
-                "train_rows": len(train_part),
-                "test_rows": len(test_part),
-            }
-            metrics["evaluation"] = evaluation
-            progress.say(format_table(evaluation))
+        metrics["evaluation"] = evaluate_split(
+            events, universe, users, config, list(config.evaluation.baselines), lineage, progress
+        )
+        progress.say(format_table(metrics["evaluation"]))
     with progress.step("train on all events"):
         trained = train(events, universe, config, users)
     with progress.step(f"write the bundle to {out_dir}"):
@@ -279,3 +360,22 @@ def export_bundle(
         f"{len(trained.profiles):,} profiles)"
     )
     return manifest
+
+
+def evaluate_events(
+    events_paths: list[str | Path],
+    config: BuildConfig,
+    catalog_path: str | Path | None = None,
+    users_path: str | Path | None = None,
+    baselines: list[str] | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """`edgeperso evaluate`: read, split, train, and compare with the baselines; no bundle is
+    kept."""
+    progress = Progress(3, quiet=quiet)
+    events, universe, users, lineage = read_inputs(
+        events_paths, config, catalog_path, users_path, progress
+    )
+    names = list(BASELINES) if baselines is None else baselines
+    evaluation = evaluate_split(events, universe, users, config, names, lineage, progress)
+    return evaluation | {"lineage": {k: lineage[k] for k in ("rows_kept", "items", "users")}}

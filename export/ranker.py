@@ -11,16 +11,15 @@ from collections.abc import Iterator
 
 import numpy as np
 import onnx
-import pandas as pd
 import skl2onnx.common.tree_ensemble as tree_ensemble
 from skl2onnx import to_onnx
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
-from edge.context import hour_bucket
 from edge.model import Model
-from edge.schemas import Profile, ResolvedContext
+from edge.schemas import Profile
 from edge.scoring import FEATURES, build_user_state, candidate_features
+from export.cases import Case
 
 ONNX_TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 
@@ -43,57 +42,39 @@ def _ints_for_missing_tracks() -> Iterator[None]:
         tree_ensemble.add_node = original
 
 
-def first_context(events: pd.DataFrame) -> ResolvedContext:
-    """The context of a user's first event in a window: what a request would have carried."""
-    row = events.iloc[0]
-    hour = int(row["local_hour"])
-    return ResolvedContext(
-        device=row["device"], country=row["country"], local_hour=hour, hour_bucket=hour_bucket(hour)
-    )
-
-
 def training_rows(
     model: Model,
     profiles: dict[str, Profile],
-    label_events: pd.DataFrame,
-    target_types: list[str],
-    max_users: int,
-    negatives_per_user: int,
+    cases: list[Case],
+    negatives_per_case: int,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """One row per (user, candidate): features, and whether the user took that item in the
-    label window. Negatives are subsampled per user; users without a positive are skipped."""
+    """One row per (case, candidate): features, and whether the visitor took that item.
+    Negatives are subsampled per case; cases without a positive among their candidates are
+    skipped (the ranker cannot fix what the candidate sources missed)."""
     rng = np.random.default_rng(seed)
-    targets = label_events[
-        label_events["type"].isin(target_types) & (label_events["user_id"] != "")
-    ]
-    users = [u for u in targets["user_id"].unique() if u in profiles]
-    if len(users) > max_users:
-        users = list(rng.choice(np.array(users, dtype=object), max_users, replace=False))
-    by_user = {u: g for u, g in targets[targets["user_id"].isin(set(users))].groupby("user_id")}
     index = model.items.index
     xs, ys = [], []
-    stats = {"users": 0, "users_with_positive": 0, "rows": 0, "positives": 0}
-    for user in users:
-        group = by_user[user]
-        stats["users"] += 1
-        state = build_user_state(model, profiles[user])
-        candidates = candidate_features(model, state, first_context(group))
-        wanted = np.fromiter((index[i] for i in set(group["item_id"]) if i in index), np.int64)
+    stats = {"cases": len(cases), "cases_with_positive": 0, "rows": 0, "positives": 0}
+    for case in cases:
+        profile = profiles.get(case.user_id) if case.user_id else None
+        state = build_user_state(model, profile, case.session)
+        candidates = candidate_features(model, state, case.context)
+        wanted = np.fromiter((index[i] for i in case.relevant if i in index), np.int64)
         label = np.isin(candidates.items, wanted)
         if not label.any():
             continue
         negatives = np.flatnonzero(~label)
-        if negatives.size > negatives_per_user:
-            negatives = rng.choice(negatives, negatives_per_user, replace=False)
+        if negatives.size > negatives_per_case:
+            negatives = rng.choice(negatives, negatives_per_case, replace=False)
         rows = np.concatenate([np.flatnonzero(label), negatives])
         xs.append(candidates.features[rows])
         ys.append(label[rows])
-        stats["users_with_positive"] += 1
+        stats["cases_with_positive"] += 1
     if not xs:
         raise ValueError(
-            "no user in the label window bought (or took) any of their candidates; the ranker "
-            "cannot be trained. More history, a longer ranker.label_days or other "
+            "no visitor in the label window took any of their candidates; the ranker cannot be "
+            "trained. More history, a longer ranker.label_days or other "
             "evaluation.target_types may help"
         )
     x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int8)

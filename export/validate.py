@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from export.config import CANONICAL_EVENT_COLUMNS, CATALOG_COLUMNS, BuildConfig
+from export.config import CANONICAL_EVENT_COLUMNS, CATALOG_COLUMNS, BuildConfig, DateColumns
 
 DROP_REASONS = (
     "missing_item_id",
@@ -120,6 +120,41 @@ def _numeric(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(frame[name], errors="coerce").astype("float64")
 
 
+def _dates_from_parts(raw: pd.DataFrame, parts: DateColumns) -> pd.Series:
+    """'YYYY-MM-DD' text from year, month and day columns (invalid dates parse to NaT later)."""
+    names = {"year": parts.year, "month": parts.month, "day": parts.day}
+    missing = [f"{k}={v!r}" for k, v in names.items() if v not in raw.columns]
+    if missing:
+        raise DataQualityError(
+            f"input.date_columns names columns that are not in the file ({', '.join(missing)}); "
+            f"its columns are {list(raw.columns)}"
+        )
+    numbers = {k: pd.to_numeric(raw[v], errors="coerce") for k, v in names.items()}
+    text = (
+        numbers["year"].map("{:04.0f}".format, na_action="ignore")
+        + "-"
+        + numbers["month"].map("{:02.0f}".format, na_action="ignore")
+        + "-"
+        + numbers["day"].map("{:02.0f}".format, na_action="ignore")
+    )
+    return text.fillna("")
+
+
+def _order_as_seconds(
+    frame: pd.DataFrame, raw: pd.DataFrame, column: str, timezone: str
+) -> pd.Series:
+    if column not in raw.columns:
+        raise DataQualityError(
+            f"input.order_column {column!r} is not in the file; its columns are {list(raw.columns)}"
+        )
+    if "ts" not in frame:
+        raise DataQualityError("input.order_column needs a timestamp: map `ts` or date_columns")
+    order = pd.to_numeric(raw[column], errors="coerce")
+    ts = parse_timestamps(frame["ts"], timezone)
+    # A missing or negative position leaves the time as it is rather than dropping the row.
+    return ts + pd.to_timedelta(order.where(order >= 0, 0).fillna(0), unit="s")
+
+
 def _rename(
     raw: pd.DataFrame, mapping: dict[str, str], allowed: tuple[str, ...], role: str
 ) -> pd.DataFrame:
@@ -184,6 +219,10 @@ def normalize_events(
         if cfg.columns
         else raw[[c for c in CANONICAL_EVENT_COLUMNS if c in raw.columns]]
     )
+    if cfg.date_columns is not None:
+        frame = frame.assign(ts=_dates_from_parts(raw, cfg.date_columns))
+    if cfg.order_column is not None:
+        frame = frame.assign(ts=_order_as_seconds(frame, raw, cfg.order_column, cfg.timezone))
     if "item_id" not in frame or "ts" not in frame:
         raise DataQualityError(
             f"events need `ts` and `item_id` columns; the file has {list(raw.columns)}. Map "

@@ -85,7 +85,7 @@ def test_manifest_carries_lineage_and_metrics(bundle):
     assert lineage["rows_read"] >= lineage["rows_kept"] > 0
     assert lineage["files"][0]["sha256"]
     evaluation = bundle.manifest.metrics["evaluation"]
-    assert set(evaluation["table"]) == {"bundle", "popularity"}
+    assert set(evaluation["table"]) == {"edgeperso", "popular"}
 
 
 def test_arrays_that_do_not_fit_are_refused_naming_the_file(copy):

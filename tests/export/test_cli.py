@@ -90,3 +90,38 @@ def test_simulate_writes_files_that_export_accepts(tmp_path, capsys):
         == 0
     )
     assert main(["simulate", "--out", str(out), "--users", "0"]) == 1
+
+
+def test_evaluate_compares_with_baselines_and_writes_json(shop_files, tmp_path, capsys):
+    out = tmp_path / "evaluation.json"
+    code = main(
+        [
+            "evaluate",
+            "--events",
+            str(shop_files["events"]),
+            "--catalog",
+            str(shop_files["catalog"]),
+            "--baselines",
+            "popular",
+            "als",
+            "--max-cases",
+            "300",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "edgeperso" in printed and "als" in printed and "recall@50" in printed
+    result = json.loads(out.read_text())
+    assert set(result["table"]) == {"edgeperso", "popular", "als"}
+    assert result["cases"] <= 300 and result["validation_cases"] > 0
+    chosen = result["tuning"]["als"]["chosen"]
+    assert chosen in [t["params"] for t in result["tuning"]["als"]["validation"]]
+
+
+def test_evaluate_refuses_bad_options_clearly(shop_files, capsys):
+    events = str(shop_files["events"])
+    assert main(["evaluate", "--events", events, "--holdout-days", "-3"]) == 1
+    assert "holdout_days" in capsys.readouterr().err

@@ -19,7 +19,7 @@ def test_the_uci_sample_goes_in_without_preprocessing_and_beats_popularity(tmp_p
     assert lineage["dropped_by_reason"]["duplicate"] > 0
     assert lineage["files"][0]["sha256"] and lineage["items"] > 3000
     table = manifest["metrics"]["evaluation"]["table"]
-    assert table["bundle"]["hr@10"] > 0.3
+    assert table["edgeperso"]["hr@10"] > 0.3
     bundle = load_bundle(out)
     assert json.loads((out / "manifest.json").read_text())["build_id"] == bundle.build_id
     response = Recommender(bundle).recommend(
@@ -31,9 +31,9 @@ def test_the_uci_sample_goes_in_without_preprocessing_and_beats_popularity(tmp_p
 def test_the_simulated_shop_bundle_beats_popularity(bundle):
     evaluation = bundle.manifest.metrics["evaluation"]
     table = evaluation["table"]
-    assert evaluation["users"] > 50
-    assert table["bundle"]["ndcg@10"] > table["popularity"]["ndcg@10"]
-    assert evaluation["fallbacks"] == 0
+    assert evaluation["cases"] > 50 and evaluation["protocol"] == "users"
+    assert table["edgeperso"]["ndcg@10"] > table["popular"]["ndcg@10"]
+    assert table["edgeperso"]["fallbacks"] == 0
 
 
 def test_the_profile_store_holds_known_users_only(bundle, shop):

@@ -165,3 +165,45 @@ def test_users_attributes_are_labels_and_the_id_column_is_required():
     assert normalize_users(raw, BuildConfig()) == {"1": {"tier": "gold"}, "2": {}}
     with pytest.raises(DataQualityError, match="users file needs a `user_id` column"):
         normalize_users(pd.DataFrame({"id": ["1"]}), BuildConfig())
+
+
+def test_dates_split_over_columns_and_click_order_make_timestamps():
+    config = msgspec.convert(
+        {
+            "input": {
+                "type": "view",
+                "date_columns": {"year": "y", "month": "m", "day": "d"},
+                "order_column": "pos",
+                "columns": {"session_id": "sid", "item_id": "sku"},
+            }
+        },
+        BuildConfig,
+    )
+    raw = events(
+        y=["2008", "2008", "2008", "2008"],
+        m=["4", "4", "13", "4"],
+        d=["1", "1", "1", "2"],
+        pos=["2", "1", "1", ""],
+        sid=["s1", "s1", "s2", "s3"],
+        sku=["b", "a", "c", "d"],
+    )
+    report = QualityReport()
+    out = normalize_events(raw, config, report, now=NOW)
+    assert report.dropped["bad_timestamp"] == 1  # month 13
+    assert list(out["item_id"]) == ["a", "b", "d"]  # ordered by position within the day
+    assert str(out["ts"].iloc[1]) == "2008-04-01 00:00:02+00:00"
+    assert str(out["ts"].iloc[2]) == "2008-04-02 00:00:00+00:00"  # no position: the date
+
+
+def test_date_columns_that_are_missing_are_named():
+    config = msgspec.convert(
+        {"input": {"type": "view", "date_columns": {"year": "y", "month": "m", "day": "day"}}},
+        BuildConfig,
+    )
+    with pytest.raises(DataQualityError, match="day='day'"):
+        normalize_events(
+            events(y=["2008"], m=["4"], item_id=["a"], session_id=["s"]),
+            config,
+            QualityReport(),
+            now=NOW,
+        )
