@@ -15,7 +15,7 @@ import numpy as np
 
 from edge import arrays
 from edge.errors import BundleError
-from edge.model import CoVisitation, Embeddings, ItemTable, Model, Popularity
+from edge.model import Embeddings, ItemGraph, ItemTable, Model, Popularity
 from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
 from edge.ranker import Ranker
 from edge.schemas import SUPPORTED_FORMAT_VERSIONS, FileEntry, Manifest, manifest_decoder
@@ -24,11 +24,13 @@ MANIFEST = "manifest.json"
 ITEMS = "items.msgpack"
 EMBEDDINGS = "embeddings.msgpack"
 COVISITATION = "covisitation.msgpack"
+REGRESSION = "item_regression.msgpack"
 POPULARITY = "popularity.msgpack"
 RANKER = "ranker.onnx"
 FALLBACK = "fallback.json"
 PROFILES = "profiles.msgpack"
-REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY, RANKER, FALLBACK)
+REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, REGRESSION, POPULARITY, RANKER, FALLBACK)
+ARRAY_FILES = (ITEMS, EMBEDDINGS, COVISITATION, REGRESSION, POPULARITY)
 
 
 class FallbackContent(msgspec.Struct, frozen=True):
@@ -143,6 +145,8 @@ def items_from_tree(tree: dict[str, Any]) -> ItemTable:
         category_names=list(tree["category_names"]),
         price=tree["price"],
         in_stock=tree["in_stock"],
+        age_days=tree["age_days"],
+        repeat_rate=tree["repeat_rate"],
     )
 
 
@@ -158,8 +162,8 @@ def embeddings_from_tree(tree: dict[str, Any]) -> Embeddings:
     )
 
 
-def covisitation_from_tree(tree: dict[str, Any]) -> CoVisitation:
-    return CoVisitation(indptr=tree["indptr"], indices=tree["indices"], scores=tree["scores"])
+def graph_from_tree(tree: dict[str, Any]) -> ItemGraph:
+    return ItemGraph(indptr=tree["indptr"], indices=tree["indices"], scores=tree["scores"])
 
 
 def _dense(n_items: int, sparse: dict[str, np.ndarray]) -> np.ndarray:
@@ -199,7 +203,8 @@ def model_from_trees(
     model = Model(
         items=items,
         embeddings=part(EMBEDDINGS, embeddings_from_tree),
-        covisitation=part(COVISITATION, covisitation_from_tree),
+        covisitation=part(COVISITATION, graph_from_tree),
+        regression=part(REGRESSION, graph_from_tree),
         popularity=part(POPULARITY, popularity_from_tree, len(items)),
         event_weights=event_weights,
         ranker=ranker,
@@ -212,9 +217,13 @@ def check_consistency(model: Model) -> None:
     """Every per-item array must have one entry per item, and every index must be in range."""
     n = len(model.items)
     sizes = {
-        ITEMS: (model.items.category.size, model.items.price.size, model.items.in_stock.size),
+        ITEMS: tuple(
+            getattr(model.items, a).size
+            for a in ("category", "price", "in_stock", "age_days", "repeat_rate")
+        ),
         EMBEDDINGS: (model.embeddings.factors.shape[0],),
         COVISITATION: (model.covisitation.indptr.size - 1,),
+        REGRESSION: (model.regression.indptr.size - 1,),
         POPULARITY: (model.popularity.overall.size,),
     }
     for name, counts in sizes.items():
@@ -223,6 +232,7 @@ def check_consistency(model: Model) -> None:
     indices = [
         (EMBEDDINGS, model.embeddings.order),
         (COVISITATION, model.covisitation.indices),
+        (REGRESSION, model.regression.indices),
         (POPULARITY, model.popularity.top_overall),
         *((POPULARITY, top) for top in model.popularity.top_contexts.values()),
     ]
@@ -252,10 +262,7 @@ def load_bundle(
     """Verify, then decode. `profiles` overrides the embedded store (a key-value store, say)."""
     directory = Path(directory)
     manifest = verify(directory, signing_key)
-    trees = {
-        name: arrays.read_file(directory / name)
-        for name in (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY)
-    }
+    trees = {name: arrays.read_file(directory / name) for name in ARRAY_FILES}
     ranker_info = manifest.models.get("ranker", {})
     features = tuple(ranker_info.get("features", ())) if isinstance(ranker_info, dict) else ()
     ranker = Ranker((directory / RANKER).read_bytes(), features)

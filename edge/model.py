@@ -25,6 +25,8 @@ class ItemTable:
     category_names: list[str]
     price: np.ndarray  # float32, NaN when unknown
     in_stock: np.ndarray  # bool
+    age_days: np.ndarray  # float32: days from the item's first event to the end of training
+    repeat_rate: np.ndarray  # float32: share of the item's buyers who bought it again
     index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -100,8 +102,9 @@ class Embeddings:
 
 
 @dataclass(frozen=True)
-class CoVisitation:
-    """Top neighbours per item in CSR form: row i is indices[indptr[i]:indptr[i+1]]."""
+class ItemGraph:
+    """Scored neighbours per item in CSR form: row i is indices[indptr[i]:indptr[i+1]]
+    (co-visitation, item-to-item regression)."""
 
     indptr: np.ndarray  # int64 [n_items + 1]
     indices: np.ndarray  # int32
@@ -123,7 +126,62 @@ class Popularity:
 class Model:
     items: ItemTable
     embeddings: Embeddings
-    covisitation: CoVisitation
+    covisitation: ItemGraph
+    regression: ItemGraph
     popularity: Popularity
     event_weights: dict[str, float]
     ranker: Ranker | None = None  # attached by export once trained; always set in a bundle
+    category_lift: dict[str, np.ndarray] = field(init=False, repr=False)
+    popular_by_category: ItemGraph = field(init=False, repr=False)
+
+    CATEGORY_TOP = 50  # popular items kept per category
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "category_lift", category_lift(self.items, self.popularity))
+        object.__setattr__(
+            self,
+            "popular_by_category",
+            popular_by_category(self.items, self.popularity, self.CATEGORY_TOP),
+        )
+
+    def category_top(self, category: int) -> np.ndarray:
+        """The most popular items of a category, best first."""
+        graph = self.popular_by_category
+        return graph.indices[graph.indptr[category] : graph.indptr[category + 1]]
+
+
+def popular_by_category(items: ItemTable, popularity: Popularity, n: int) -> ItemGraph:
+    """Per category, its `n` most popular items (best first), as a category → items table."""
+    n_categories = len(items.category_names)
+    ranked = np.argsort(-popularity.overall, kind="stable")
+    ranked = ranked[(items.category[ranked] >= 0) & (popularity.overall[ranked] > 0)]
+    by_category = ranked[np.argsort(items.category[ranked], kind="stable")]
+    cats = items.category[by_category]
+    starts = np.searchsorted(cats, np.arange(n_categories))
+    keep = (np.arange(cats.size) - starts[cats]) < n
+    kept, kept_cats = by_category[keep], cats[keep]
+    indptr = np.searchsorted(kept_cats, np.arange(n_categories + 1)).astype(np.int64)
+    return ItemGraph(indptr, kept.astype(np.int32), popularity.overall[kept])
+
+
+def category_lift(items: ItemTable, popularity: Popularity) -> dict[str, np.ndarray]:
+    """Per context key and item: how much more of the item's category this context takes than
+    all traffic does (1.0 = as much). Context shifts whole categories (evening buyers, mobile
+    buyers), which item popularity alone is too sparse to show."""
+    n_categories = len(items.category_names)
+    known = items.category >= 0
+    codes = items.category[known]
+
+    def shares(scores: np.ndarray) -> np.ndarray:
+        sums = np.bincount(codes, weights=scores[known], minlength=n_categories)
+        total = sums.sum()
+        return sums / total if total > 0 else sums
+
+    overall = shares(popularity.overall)
+    lifts = {}
+    for key, scores in popularity.contexts.items():
+        ratio = np.divide(shares(scores), overall, out=np.ones(n_categories), where=overall > 0)
+        per_item = np.ones(len(items), dtype=np.float32)
+        per_item[known] = ratio[codes]
+        lifts[key] = per_item
+    return lifts

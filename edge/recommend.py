@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 
 from edge.bundle import Bundle
@@ -38,6 +39,8 @@ class Recommender:
         self.budget_ms = budget_ms
         self.unavailable_reason = unavailable_reason or "no bundle loaded"
         self.fallback_content = bundle.fallback if bundle is not None else fallback_content or {}
+        serving = bundle.manifest.models.get("serving", {}) if bundle is not None else {}
+        self.max_per_category = int(serving.get("max_per_category", 0)) if serving else 0
 
     def warm_up(self) -> None:
         """Run a cold and a personalized request once at load, so the first real visitor does not
@@ -71,7 +74,7 @@ class Recommender:
         self._check_event_types(request)
         bundle = self.bundle
         if bundle is None:
-            items = self._popular(None, context, request, set())
+            items = self._popular(None, context, request, set(), request.k)
             reason = f"bundle_unavailable: {self.unavailable_reason}"
             return self._answer(items, None, reason, False, context, started)
         deadline = Deadline(self.budget_ms)
@@ -88,24 +91,47 @@ class Recommender:
             deadline.check(step)
             candidates = candidate_features(bundle.model, state, context, deadline=deadline)
             step = "ranker"
-            top, scores = rank(bundle.model, candidates, request.k, deadline)
+            cap = request.max_per_category
+            if cap is None:
+                cap = self.max_per_category
+            top, scores = rank(bundle.model, candidates, request.k, deadline, cap)
             ids = bundle.model.items.ids
             items = [ScoredItem(ids[i], round(float(s), 6)) for i, s in zip(top, scores)]
             if len(items) < request.k:  # a tiny catalog or a long exclude list: top up
-                taken = {it.item_id for it in items}
-                # Scored 0: popularity is on another scale than the ranker's probabilities.
-                items += [
-                    ScoredItem(it.item_id, 0.0)
-                    for it in self._popular(bundle, context, request, taken)
-                ]
+                items += self._top_up(bundle, context, request, items, cap)
             return self._answer(items, bundle.build_id, None, state.has_history, context, started)
         except BudgetExceeded as exc:
             reason = f"latency_budget: {exc.message}"
         except Exception:  # any failing step: log it, answer with fallback, never a 500
             log.exception("recommend step %r failed; answering with fallback content", step)
             reason = f"error: step '{step}' failed"
-        items = self._popular(bundle, context, request, set())
+        items = self._popular(bundle, context, request, set(), request.k)
         return self._answer(items, bundle.build_id, reason, False, context, started)
+
+    def _top_up(
+        self,
+        bundle: Bundle,
+        context: ResolvedContext,
+        request: RecommendRequest,
+        items: list[ScoredItem],
+        cap: int,
+    ) -> list[ScoredItem]:
+        """Popular items after the ranked ones, under the same category cap. Scored 0:
+        popularity is on another scale than the ranker's probabilities."""
+        taken = {it.item_id for it in items}
+        pool = self._popular(bundle, context, request, taken, limit=None if cap else request.k)
+        index, category = bundle.model.items.index, bundle.model.items.category
+        counts = Counter(int(category[index[it.item_id]]) for it in items)
+        out = []
+        for it in pool:
+            code = int(category[index[it.item_id]]) if it.item_id in index else -1
+            if cap and code >= 0 and counts[code] >= cap:
+                continue
+            counts[code] += 1
+            out.append(ScoredItem(it.item_id, 0.0))
+            if len(items) + len(out) == request.k:
+                break
+        return out
 
     def _popular(
         self,
@@ -113,8 +139,10 @@ class Recommender:
         context: ResolvedContext,
         request: RecommendRequest,
         taken: set[str],
+        limit: int | None,
     ) -> list[ScoredItem]:
-        """Precomputed popular items for the most specific context there is content for."""
+        """Precomputed popular items for the most specific context there is content for:
+        enough to fill k next to `taken`, or all of them with `limit=None`."""
         blocked = set(request.exclude) | taken
         if request.context is not None and request.consent:
             blocked |= set(request.context.cart)
@@ -133,13 +161,13 @@ class Recommender:
                 break
         else:
             ranked = []
-        wanted = request.k - len(taken)
+        wanted = len(ranked) if limit is None else limit - len(taken)
         out: list[ScoredItem] = []
         for item_id, score in ranked:
+            if len(out) >= wanted:
+                break
             if item_id not in blocked:
                 out.append(ScoredItem(item_id, float(score)))
-                if len(out) == wanted:
-                    break
         return out
 
     def _answer(

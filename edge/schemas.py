@@ -8,8 +8,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+FORMAT_VERSION = 2  # 2: item regression, item age and repeat rate, 21 ranker features
+SUPPORTED_FORMAT_VERSIONS = frozenset({2})
 
 # Event types every shop has; a build config may add more (with a weight of their own).
 DEFAULT_EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
@@ -44,6 +44,9 @@ class RecommendRequest(Struct, frozen=True, forbid_unknown_fields=True):
     context: Context | None = None
     k: Annotated[int, Meta(ge=1, le=100)] = 10
     exclude: Annotated[list[Id], Meta(max_length=1000)] = []
+    # At most this many items of one category in the answer; 0 lifts the cap. None: the
+    # bundle's setting (serving.max_per_category at export).
+    max_per_category: Annotated[int, Meta(ge=0, le=100)] | None = None
     consent: bool = True
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.context import context_keys
 from edge.errors import BudgetExceeded
-from edge.model import Model, top_k
+from edge.model import ItemGraph, Model, top_k
 from edge.schemas import Profile, ResolvedContext, SessionEvent
 
 FEATURES = (
@@ -24,16 +24,36 @@ FEATURES = (
     "als_rr",  # reciprocal rank among the vector's top candidates (0 if not among them)
     "covis_score",  # co-visitation with the recent items, recency-weighted
     "covis_rr",
+    "regression_score",  # item-to-item regression (EASE) from everything the user has
+    "regression_rr",
     "history_weight",  # how much the user already interacted with this item
     "pop_overall",  # recency-weighted popularity, 1.0 = average item
     "pop_device",  # popularity in this device's traffic (overall when unknown)
     "pop_country",
     "pop_hour",
+    "category_lift_device",  # this device's traffic takes this much more of the item's category
+    "category_lift_country",
+    "category_lift_hour",
     "log_price",
     "price_ratio",  # item price / the user's usual price (1 when unknown)
-    "category_affinity",  # share of the user's recent weight in this item's category
+    "category_affinity",  # share of the user's weight (profile + session) in this category
+    "session_category_share",  # share of this session's events in this category
+    "age_days",  # since the item's first event; new items are young
+    "repeat_rate",  # share of the item's buyers who bought it again
     "log_history",  # log(1 + distinct items known for the user)
+    "session_events",  # events in this session so far
 )
+# What the visitor's context (device, country, local hour) adds; `ranker.context_features =
+# false` trains without them, to measure what they are worth.
+CONTEXT_FEATURES = (
+    "pop_device",
+    "pop_country",
+    "pop_hour",
+    "category_lift_device",
+    "category_lift_country",
+    "category_lift_hour",
+)
+COLUMN = {name: i for i, name in enumerate(FEATURES)}
 
 RECENT_ITEMS_FOR_COVIS = 10
 LONG_DWELL_MS = 30_000.0  # a view this long counts twice as much as a glance
@@ -53,7 +73,9 @@ class CandidateSizes:
     # Sized for latency: the ranker's cost grows with the candidate count (about 2 µs a row).
     als: int = 80
     covis: int = 40
+    regression: int = 40
     popular: int = 20
+    category: int = 10  # popular items of each of the user's two favourite categories
     history: int = 20
 
 
@@ -80,6 +102,7 @@ class UserState:
     recent_weights: np.ndarray
     blocked: np.ndarray  # items never to recommend: bought, in the cart, excluded
     mean_price: float
+    session: np.ndarray  # item indices of this session's events (cart included)
 
     @property
     def has_history(self) -> bool:
@@ -128,7 +151,8 @@ def build_user_state(
         prices = model.items.price[items]
         prices = prices[np.isfinite(prices)]
         mean_price = float(prices.mean()) if prices.size else math.nan
-    return UserState(items, summed, recent, recent_weights, np.unique(blocked), mean_price)
+    session = model.items.lookup([e.item_id for e in session_events] + list(cart))
+    return UserState(items, summed, recent, recent_weights, np.unique(blocked), mean_price, session)
 
 
 def fold_in(model: Model, state: UserState) -> np.ndarray | None:
@@ -175,21 +199,22 @@ def _lookup(n_items: int, keys: np.ndarray, values: np.ndarray, query: np.ndarra
     return out
 
 
-def _covisited(model: Model, state: UserState) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbours of the recent items with summed, recency-weighted scores (sorted by index)."""
-    if state.recent.size == 0:
+def _neighbour_scores(
+    graph: ItemGraph, items: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbours of `items` in `graph` with weight-summed scores (sorted by index)."""
+    if items.size == 0:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    cv = model.covisitation
-    starts, ends = cv.indptr[state.recent], cv.indptr[state.recent + 1]
+    starts, ends = graph.indptr[items], graph.indptr[items + 1]
     lengths = ends - starts
     total = int(lengths.sum())
     if total == 0:
         return np.empty(0, dtype=np.int64), np.empty(0)
     offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
-    neighbours = cv.indices[offsets]
-    scores = cv.scores[offsets] * np.repeat(state.recent_weights, lengths)
-    items, inverse = np.unique(neighbours, return_inverse=True)
-    return items.astype(np.int64), np.bincount(inverse, weights=scores)
+    neighbours = graph.indices[offsets]
+    scores = graph.scores[offsets] * np.repeat(weights, lengths)
+    found, inverse = np.unique(neighbours, return_inverse=True)
+    return found.astype(np.int64), np.bincount(inverse, weights=scores)
 
 
 def _reciprocal_ranks(ranked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +227,21 @@ class Candidates:
     features: np.ndarray  # float32 [n, len(FEATURES)]
 
 
+def _category_shares(model: Model, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Share of `weights` in each category (zeros when none is known)."""
+    n_categories = len(model.items.category_names)
+    cats = model.items.category[items]
+    known = cats >= 0
+    sums = np.bincount(cats[known], weights=weights[known], minlength=n_categories)
+    total = sums.sum()
+    return sums / total if total > 0 else sums
+
+
+def _per_candidate(model: Model, shares: np.ndarray, items: np.ndarray) -> np.ndarray:
+    cats = model.items.category[items]
+    return np.where(cats >= 0, shares[cats.clip(0)] if shares.size else 0.0, 0.0)
+
+
 def candidate_features(
     model: Model,
     state: UserState,
@@ -209,9 +249,12 @@ def candidate_features(
     sizes: CandidateSizes = CandidateSizes(),
     deadline: Deadline = NO_DEADLINE,
 ) -> Candidates:
+    """Candidates from every source, merged, filtered by the business rules (in stock, not
+    blocked), and their features in `FEATURES` order."""
     pop = model.popularity
     keys = context_keys(context)
     ctx_pop = {dim: pop.contexts.get(key, pop.overall) for dim, key in keys.items()}
+    no_lift = None
 
     sources = [pop.top_overall[: sizes.popular]]
     sources += [
@@ -220,73 +263,98 @@ def candidate_features(
 
     user_vector = fold_in(model, state)
     deadline.check("candidates")
-    als_keys = als_rr = np.empty(0, dtype=np.int64)
+    ranked: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if user_vector is not None:
         als_top, _ = model.embeddings.top(user_vector, sizes.als)
         sources.append(als_top)
-        als_keys, als_rr = _reciprocal_ranks(als_top)
-    covis_items, covis_scores = _covisited(model, state)
-    covis_keys = covis_rr = np.empty(0, dtype=np.int64)
-    if covis_items.size:
-        covis_top = covis_items[top_k(covis_scores, sizes.covis)]
-        sources.append(covis_top)
-        covis_keys, covis_rr = _reciprocal_ranks(covis_top)
-    if state.recent.size:
+        ranked["als"] = _reciprocal_ranks(als_top)
+    neighbours = {
+        "covis": _neighbour_scores(model.covisitation, state.recent, state.recent_weights),
+        # EASE is a regression on binary histories: every item the user has counts once.
+        "regression": _neighbour_scores(model.regression, state.items, np.ones(state.items.size)),
+    }
+    for name, (found, scores) in neighbours.items():
+        if found.size:
+            best = found[top_k(scores, getattr(sizes, name))]
+            sources.append(best)
+            ranked[name] = _reciprocal_ranks(best)
+    affinity = np.empty(0)
+    if state.has_history:
+        affinity = _category_shares(model, state.items, state.weights)
+        for category in top_k(affinity, 2):
+            if affinity[category] > 0:
+                sources.append(model.category_top(int(category))[: sizes.category])
         sources.append(state.recent[: sizes.history])
 
     items = np.unique(np.concatenate(sources).astype(np.int64))
-    blocked = state.blocked
-    if blocked.size:
-        n_items = len(model.items)
-        ones = np.ones(blocked.size)
-        items = items[_lookup(n_items, blocked, ones, items) == 0.0]
+    n_items = len(model.items)
+    if state.blocked.size:
+        ones = np.ones(state.blocked.size)
+        items = items[_lookup(n_items, state.blocked, ones, items) == 0.0]
     items = items[model.items.in_stock[items]]
     deadline.check("features")
 
-    n, n_items = items.size, len(model.items)
-    features = np.zeros((n, len(FEATURES)), dtype=np.float32)
+    features = np.zeros((items.size, len(FEATURES)), dtype=np.float32)
+    column = COLUMN
     if user_vector is not None:
-        features[:, 0] = model.embeddings.rows(items) @ user_vector
-        features[:, 1] = _lookup(n_items, als_keys, als_rr, items)
-    features[:, 2] = _lookup(n_items, covis_items, covis_scores, items)
-    features[:, 3] = _lookup(n_items, covis_keys, covis_rr, items)
-    features[:, 4] = _lookup(n_items, state.items, state.weights, items)
-    features[:, 5] = pop.overall[items]
-    features[:, 6] = ctx_pop["device"][items]
-    features[:, 7] = ctx_pop["country"][items]
-    features[:, 8] = ctx_pop["hour"][items]
+        features[:, column["als_score"]] = model.embeddings.rows(items) @ user_vector
+    for name, (keys_ranked, rr) in ranked.items():
+        features[:, column[f"{name}_rr"]] = _lookup(n_items, keys_ranked, rr, items)
+    for name in ("covis", "regression"):
+        found, scores = neighbours[name]
+        features[:, column[f"{name}_score"]] = _lookup(n_items, found, scores, items)
+    features[:, column["history_weight"]] = _lookup(n_items, state.items, state.weights, items)
+    features[:, column["pop_overall"]] = pop.overall[items]
+    for dim, key in keys.items():
+        features[:, column[f"pop_{dim}"]] = ctx_pop[dim][items]
+        lift = model.category_lift.get(key, no_lift)
+        features[:, column[f"category_lift_{dim}"]] = 1.0 if lift is None else lift[items]
     price = model.items.price[items]
     known_price = np.isfinite(price)
-    features[:, 9] = np.where(known_price, np.log1p(np.where(known_price, price, 0.0)), -1.0)
+    features[:, column["log_price"]] = np.where(
+        known_price, np.log1p(np.where(known_price, price, 0.0)), -1.0
+    )
+    ratio = 1.0
     if math.isfinite(state.mean_price) and state.mean_price > 0:
-        features[:, 10] = np.where(known_price, price / state.mean_price, 1.0)
-    else:
-        features[:, 10] = 1.0
-    if state.has_history:
-        categories = model.items.category
-        n_categories = len(model.items.category_names)
-        cats = categories[state.items]
-        known_cat = cats >= 0
-        affinity = np.bincount(
-            cats[known_cat], weights=state.weights[known_cat], minlength=n_categories
-        )
-        total = affinity.sum()
-        if total > 0:
-            cand_cats = categories[items]
-            features[:, 11] = np.where(cand_cats >= 0, affinity[cand_cats.clip(0)] / total, 0.0)
-    features[:, 12] = math.log1p(state.items.size)
+        ratio = np.where(known_price, price / state.mean_price, 1.0)
+    features[:, column["price_ratio"]] = ratio
+    features[:, column["category_affinity"]] = _per_candidate(model, affinity, items)
+    if state.session.size:
+        session_shares = _category_shares(model, state.session, np.ones(state.session.size))
+        features[:, column["session_category_share"]] = _per_candidate(model, session_shares, items)
+    features[:, column["age_days"]] = model.items.age_days[items]
+    features[:, column["repeat_rate"]] = model.items.repeat_rate[items]
+    features[:, column["log_history"]] = math.log1p(state.items.size)
+    features[:, column["session_events"]] = state.session.size
     return Candidates(items, features)
 
 
 def rank(
-    model: Model, candidates: Candidates, k: int, deadline: Deadline = NO_DEADLINE
+    model: Model,
+    candidates: Candidates,
+    k: int,
+    deadline: Deadline = NO_DEADLINE,
+    max_per_category: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The top k candidates by the ranker's purchase probability: (item indices, scores)."""
+    """The top k candidates by the ranker's purchase probability: (item indices, scores). With
+    `max_per_category`, no category fills more than that many of the k places (items of an
+    unknown category are not capped)."""
     if candidates.items.size == 0:
         return candidates.items, np.empty(0, dtype=np.float32)
     deadline.check("ranker")
     if model.ranker is None:
         raise RuntimeError("this model has no ranker; export attaches one before serving")
     scores = model.ranker.predict(candidates.features)
-    top = top_k(scores, k)
-    return candidates.items[top], scores[top]
+    if max_per_category <= 0:
+        top = top_k(scores, k)
+        return candidates.items[top], scores[top]
+    order = np.argsort(-scores, kind="stable")
+    categories = model.items.category[candidates.items[order]]
+    # Rank of each candidate within its category, in score order: keep the first N of each.
+    by_category = np.argsort(categories, kind="stable")
+    sorted_categories = categories[by_category]
+    starts = np.searchsorted(sorted_categories, sorted_categories)
+    within = np.empty(order.size, dtype=np.int64)
+    within[by_category] = np.arange(order.size) - starts
+    keep = order[(within < max_per_category) | (categories < 0)][:k]
+    return candidates.items[keep], scores[keep]

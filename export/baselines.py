@@ -15,10 +15,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from edge.scoring import solve_user
 from export.embeddings import ItemEmbeddings
+from export.item_regression import ease_weights
 
 
 @dataclass(frozen=True)
@@ -142,14 +142,8 @@ class EASE:
         self.regularization = regularization
 
     def fit(self, matrix: sp.csr_matrix) -> EASE:
-        binary = (matrix > 0).astype(np.float64)
-        gram = np.asarray((binary.T @ binary).todense())
-        gram[np.diag_indices_from(gram)] += self.regularization
-        with threadpool_limits(2, "blas"):
-            precision = np.linalg.inv(gram)
-        weights = precision / (-np.diag(precision))
-        weights[np.diag_indices_from(weights)] = 0.0
-        self.weights_ = weights.astype(np.float32)
+        binary = (matrix > 0).astype(np.float32).tocsr()
+        self.weights_ = ease_weights(binary, self.regularization).astype(np.float32)
         return self
 
     def scores(self, history: History) -> np.ndarray:

@@ -93,6 +93,14 @@ class CoVisitationConfig(Struct, frozen=True, forbid_unknown_fields=True):
     neighbours: PositiveInt = 40  # kept per item
 
 
+class RegressionConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Item-to-item regression (EASE), fitted on the most-taken items."""
+
+    regularization: Positive = 300.0
+    neighbours: PositiveInt = 40
+    max_items: PositiveInt = 5_000  # one dense items × items inversion: cubic in this
+
+
 class PopularityConfig(Struct, frozen=True, forbid_unknown_fields=True):
     half_life_days: Positive = 21.0
     context_top_n: PositiveInt = 500
@@ -104,12 +112,20 @@ class RankerConfig(Struct, frozen=True, forbid_unknown_fields=True):
     label_days: Positive | None = None  # label window before the cut; default: 15% of the span
     max_cases: PositiveInt = 30_000  # training cases (visitors asked a question)
     negatives_per_case: PositiveInt = 40
+    # false: train without the context features (device, country, hour), to measure them
+    context_features: bool = True
     max_iter: PositiveInt = 80
     max_leaf_nodes: PositiveInt = 15
     learning_rate: Positive = 0.1
 
 
 Protocol = Literal["auto", "users", "sessions", "leave_last_out"]
+
+
+class ServingConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Business rules the edge applies to every answer (a request may override them)."""
+
+    max_per_category: Annotated[int, Meta(ge=0, le=100)] = 0  # 0: no cap
 
 
 class EvaluationConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -130,8 +146,10 @@ class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):
     events: EventsConfig = EventsConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     covisitation: CoVisitationConfig = CoVisitationConfig()
+    regression: RegressionConfig = RegressionConfig()
     popularity: PopularityConfig = PopularityConfig()
     ranker: RankerConfig = RankerConfig()
+    serving: ServingConfig = ServingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
     @property

@@ -110,3 +110,34 @@ def user_item_matrix(
     matrix.sum_duplicates()
     np.minimum(matrix.data, MAX_CONFIDENCE_WEIGHT, out=matrix.data)
     return matrix.astype(np.float32), pd.Index(keys)
+
+
+def item_statistics(events: pd.DataFrame, universe: ItemUniverse) -> dict[str, np.ndarray]:
+    """Per item, from the events a model is fitted on (never from later ones): days from its
+    first event to the last event of the log (0 for items without events: they are new), and
+    the share of its buyers who bought it in more than one session (staples vs one-offs)."""
+    n_items = len(universe.ids)
+    codes = universe.codes(events["item_id"])
+    seconds = epoch_seconds(events["ts"])
+    first = np.full(n_items, np.inf)
+    np.minimum.at(first, codes, seconds)
+    end = seconds.max() if seconds.size else 0.0
+    age_days = np.where(np.isfinite(first), (end - first) / 86_400.0, 0.0)
+
+    bought = events["type"].to_numpy() == "purchase"
+    baskets = pd.DataFrame(
+        {
+            "item": codes[bought],
+            "user": user_keys(events)[bought].to_numpy(),
+            "session": events["session_id"][bought].to_numpy(),
+        }
+    ).drop_duplicates()
+    sessions_per_buyer = baskets.groupby(["item", "user"]).size()
+    buyers = sessions_per_buyer.groupby(level="item").size()
+    repeaters = (sessions_per_buyer > 1).groupby(level="item").sum()
+    repeat_rate = np.zeros(n_items)
+    repeat_rate[buyers.index.to_numpy()] = (repeaters / buyers).to_numpy()
+    return {
+        "age_days": age_days.astype(np.float32),
+        "repeat_rate": repeat_rate.astype(np.float32),
+    }

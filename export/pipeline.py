@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import pandas as pd
 
 from edge.bundle import (
@@ -18,20 +19,27 @@ from edge.bundle import (
     EMBEDDINGS,
     ITEMS,
     POPULARITY,
+    REGRESSION,
     load_bundle,
     model_from_trees,
     sha256_file,
 )
 from edge.schemas import Profile
-from edge.scoring import FEATURES
+from edge.scoring import CONTEXT_FEATURES, FEATURES
 from export.baselines import BASELINES
 from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
 from export.config import BuildConfig
 from export.covisitation import CoVisitation
 from export.embeddings import ItemEmbeddings
 from export.evaluate import evaluate_models, format_table
-from export.interactions import ItemUniverse, build_universe, interaction_matrix
+from export.interactions import (
+    ItemUniverse,
+    build_universe,
+    interaction_matrix,
+    item_statistics,
+)
 from export.io import read_table
+from export.item_regression import ItemRegression
 from export.popularity import Popularity
 from export.profiles import build_profiles
 from export.ranker import fit_ranker, ranker_to_onnx, training_rows
@@ -102,9 +110,12 @@ def fit_candidate_models(
 ) -> tuple[dict[str, dict[str, Any]], Popularity]:
     weights = config.events.weights
     emb = config.embeddings
+    matrix = interaction_matrix(events, universe, weights)
     embeddings = ItemEmbeddings(
         emb.factors, emb.regularization, emb.alpha, emb.iterations, config.seed
-    ).fit(interaction_matrix(events, universe, weights))
+    ).fit(matrix)
+    rc = config.regression
+    regression = ItemRegression(rc.regularization, rc.neighbours, rc.max_items).fit(matrix)
     cv = config.covisitation
     covisitation = CoVisitation(cv.window, cv.neighbours).fit(events, universe, weights)
     pc = config.popularity
@@ -112,9 +123,10 @@ def fit_candidate_models(
         pc.half_life_days, pc.context_top_n, pc.min_context_events, pc.fallback_items
     ).fit(events, universe, weights)
     trees = {
-        ITEMS: universe.to_tree(),
+        ITEMS: universe.to_tree() | item_statistics(events, universe),
         EMBEDDINGS: embeddings.to_tree(),
         COVISITATION: covisitation.to_tree(),
+        REGRESSION: regression.to_tree(),
         POPULARITY: popularity.to_tree(),
     }
     return trees, popularity
@@ -153,6 +165,8 @@ def train(
     protocol = config.evaluation.protocol.replace("leave_last_out", "users")
     protocol, cases = cases_for(protocol, history, labels, profiles, config, rc.max_cases)
     x, y, stats = training_rows(model, profiles, cases, rc.negatives_per_case, config.seed)
+    if not rc.context_features:
+        x[:, [FEATURES.index(f) for f in CONTEXT_FEATURES]] = np.nan
     ranker = fit_ranker(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)
     stats |= {
         "protocol": protocol,
@@ -266,6 +280,7 @@ def _write(
             "training": trained.ranker_training,
         },
         "embeddings": {"method": "implicit ALS", "factors": config.embeddings.factors},
+        "serving": msgspec.to_builtins(config.serving),
         "contexts": sorted(trained.trees[POPULARITY]["contexts"]),
     }
     return write_bundle(

@@ -16,14 +16,12 @@ import onnx
 
 from edge import arrays
 from edge.bundle import (
-    COVISITATION,
-    EMBEDDINGS,
+    ARRAY_FILES,
     FALLBACK,
-    ITEMS,
     MANIFEST,
-    POPULARITY,
     PROFILES,
     RANKER,
+    REQUIRED_FILES,
     manifest_signature,
     sha256_file,
 )
@@ -51,7 +49,7 @@ def write_bundle(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        for name in (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY):
+        for name in ARRAY_FILES:
             arrays.write_file(staging / name, trees[name])
         (staging / RANKER).write_bytes(ranker_onnx)
         (staging / FALLBACK).write_text(json.dumps({"contexts": fallback}, ensure_ascii=False))
@@ -61,10 +59,7 @@ def write_bundle(
             path = staging / name
             return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
-        files = {
-            name: entry(name)
-            for name in (ITEMS, EMBEDDINGS, COVISITATION, POPULARITY, RANKER, FALLBACK)
-        }
+        files = {name: entry(name) for name in REQUIRED_FILES}
         created = datetime.now(UTC)
         digest = sha256_of_entries(files)
         manifest: dict[str, Any] = {

@@ -12,6 +12,7 @@ from edge.bundle import (
     verify,
 )
 from edge.errors import BundleError
+from edge.schemas import FORMAT_VERSION
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def copy(bundle_dir, tmp_path):
 
 
 def test_a_good_bundle_verifies_and_loads(bundle):
-    assert bundle.manifest.format_version == 1
+    assert bundle.manifest.format_version == FORMAT_VERSION
     assert len(bundle.model.items) == bundle.model.embeddings.factors.shape[0]
     assert bundle.model.ranker is not None
     assert "all" in bundle.fallback
@@ -48,7 +49,7 @@ def test_an_unknown_format_version_is_refused(copy):
     manifest = json.loads((copy / MANIFEST).read_text())
     manifest["format_version"] = 99
     (copy / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="format_version 99; this edge reads \\[1\\]"):
+    with pytest.raises(BundleError, match="format_version 99; this edge reads \\[2\\]"):
         verify(copy)
 
 

@@ -43,7 +43,6 @@ def test_rows_follow_item_indices_not_storage_order():
 
 
 def test_item_table_lookup_skips_unknown_ids():
-    table = ItemTable(
-        ["a", "b"], np.zeros(2, np.int32), ["c"], np.ones(2, np.float32), np.ones(2, bool)
-    )
+    ones = np.ones(2, np.float32)
+    table = ItemTable(["a", "b"], np.zeros(2, np.int32), ["c"], ones, np.ones(2, bool), ones, ones)
     assert table.lookup(["b", "zzz", "a"]).tolist() == [1, 0]

@@ -140,3 +140,34 @@ def test_too_few_candidates_are_topped_up_with_unranked_popular_items(recommende
     first_zero = scores.index(0.0)
     assert first_zero > 0 and all(s > 0 for s in scores[:first_zero])
     assert all(s == 0.0 for s in scores[first_zero:])
+
+
+def test_a_category_cap_spreads_the_answer_over_categories(bundle, recommender):
+    from collections import Counter
+
+    user = regular_customer(bundle)
+    items = bundle.model.items
+
+    def per_category(response):
+        return Counter(int(items.category[items.index[i]]) for i in ids(response))
+
+    uncapped = recommender.recommend(RecommendRequest(user_id=user, k=20))
+    assert max(per_category(uncapped).values()) > 2, "the fixture should favour a category"
+    capped = recommender.recommend(RecommendRequest(user_id=user, k=20, max_per_category=2))
+    assert len(capped.items) == 20 and max(per_category(capped).values()) <= 2
+    # The cap keeps the ranker's order among what it keeps.
+    kept = [i for i in ids(uncapped) if i in set(ids(capped))]
+    assert kept == [i for i in ids(capped) if i in set(kept)]
+
+
+def test_the_bundle_sets_the_default_cap_and_a_request_can_lift_it(bundle):
+    capped = Recommender(bundle, budget_ms=math.inf)
+    capped.max_per_category = 1
+    user = regular_customer(bundle)
+    response = capped.recommend(RecommendRequest(user_id=user, k=10))
+    categories = [
+        int(bundle.model.items.category[bundle.model.items.index[i]]) for i in ids(response)
+    ]
+    assert len(categories) == len(set(categories))
+    lifted = capped.recommend(RecommendRequest(user_id=user, k=10, max_per_category=0))
+    assert len(lifted.items) == 10

@@ -56,21 +56,13 @@ def test_candidates_exclude_blocked_items_and_carry_every_feature(bundle):
     assert candidates.features[row, FEATURES.index("als_rr")] == np.float32(1 / (rank + 1))
 
 
-def test_covisitation_gathers_the_neighbours_of_recent_items(bundle):
-    from edge.scoring import UserState, _covisited
+def test_neighbour_scores_sum_weighted_neighbours_of_the_given_items(bundle):
+    from edge.scoring import _neighbour_scores
 
     cv = bundle.model.covisitation
     item = int(np.argmax(np.diff(cv.indptr)))
     neighbours = cv.indices[cv.indptr[item] : cv.indptr[item + 1]]
-    state = UserState(
-        np.array([item]),
-        np.array([1.0]),
-        np.array([item]),
-        np.array([2.0]),
-        np.empty(0, np.int64),
-        float("nan"),
-    )
-    items, scores = _covisited(bundle.model, state)
+    items, scores = _neighbour_scores(cv, np.array([item]), np.array([2.0]))
     assert set(items.tolist()) == set(neighbours.tolist())
     expected = dict(
         zip(neighbours.tolist(), (2.0 * cv.scores[cv.indptr[item] : cv.indptr[item + 1]]).tolist())

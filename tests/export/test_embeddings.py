@@ -4,8 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from edge.bundle import embeddings_from_tree
-from edge.model import CoVisitation, ItemTable, Model, Popularity
-from edge.scoring import build_user_state, fold_in
+from edge.scoring import solve_user
 from export.embeddings import ItemEmbeddings
 
 
@@ -17,38 +16,12 @@ def test_edge_fold_in_matches_implicit_recalculate_user(seed):
     emb = ItemEmbeddings(factors=16, regularization=0.1, alpha=2.0, iterations=5, seed=seed).fit(
         user_items
     )
-    ids = [f"i{i}" for i in range(n_items)]
-    model = Model(
-        items=ItemTable(
-            ids,
-            np.zeros(n_items, np.int32),
-            ["c"],
-            np.ones(n_items, np.float32),
-            np.ones(n_items, bool),
-        ),
-        embeddings=embeddings_from_tree(emb.to_tree()),
-        covisitation=CoVisitation(
-            np.zeros(n_items + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
-        ),
-        popularity=Popularity(np.ones(n_items, np.float32), {}, np.arange(5), {}),
-        event_weights={"view": 1.0},
-    )
-    from edge.schemas import Profile
-
+    tree = emb.to_tree()
+    embeddings = embeddings_from_tree(tree)
     for user in range(10):
         row = user_items[user]
         if row.nnz == 0:
             continue
         expected = emb.model_.recalculate_user(user, row)
-        profile = Profile(
-            [ids[i] for i in row.indices],
-            [float(v) for v in row.data],
-            [],
-            0,
-            0,
-            0.0,
-            0.0,
-            float("nan"),
-        )
-        got = fold_in(model, build_user_state(model, profile))
+        got = solve_user(embeddings.rows(row.indices), row.data, embeddings.gram, embeddings.alpha)
         np.testing.assert_allclose(got, np.asarray(expected).ravel(), rtol=1e-3, atol=1e-4)

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from edge.bundle import verify
+from edge.bundle import ARRAY_FILES, verify
 from export import writer
 
 
@@ -12,15 +12,7 @@ def test_rewriting_a_bundle_replaces_it_whole_and_leaves_no_staging(bundle_dir, 
     shutil.copytree(bundle_dir, out)
     from edge import arrays
 
-    trees = {
-        name: arrays.read_file(out / name)
-        for name in (
-            "items.msgpack",
-            "embeddings.msgpack",
-            "covisitation.msgpack",
-            "popularity.msgpack",
-        )
-    }
+    trees = {name: arrays.read_file(out / name) for name in ARRAY_FILES}
     fallback = json.loads((out / "fallback.json").read_text())["contexts"]
     manifest = writer.write_bundle(
         out,
