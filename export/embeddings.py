@@ -7,9 +7,12 @@ grow with the number of users."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
+
+from export.interactions import ItemUniverse
 
 
 class NotFittedError(RuntimeError):
@@ -31,7 +34,11 @@ class ItemEmbeddings:
         self.iterations = iterations
         self.seed = seed
 
-    def fit(self, user_items: sp.csr_matrix) -> ItemEmbeddings:
+    def fit(
+        self, user_items: sp.csr_matrix, metadata: sp.csr_matrix | None = None
+    ) -> ItemEmbeddings:
+        """Factor `user_items`; with `metadata` (one row per item), items without interactions
+        get factors from it (`cold_start_factors`) instead of zeros."""
         if not sp.isspmatrix_csr(user_items) or user_items.shape[1] == 0:
             raise ValueError(f"user_items must be a non-empty CSR matrix, got {type(user_items)}")
         # implicit parallelizes itself; BLAS threads on top of it only contend (and it warns).
@@ -47,6 +54,10 @@ class ItemEmbeddings:
             model.fit(user_items, show_progress=False)
         self.model_ = model
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        warm = np.asarray(user_items.getnnz(axis=0)) > 0
+        self.cold_items_ = int((~warm).sum())
+        if metadata is not None:
+            self.item_factors_ = cold_start_factors(self.item_factors_, metadata, warm)
         y = self.item_factors_.astype(np.float64)
         self.gram_ = y.T @ y + self.regularization * np.eye(self.factors)
         return self
@@ -64,3 +75,50 @@ class ItemEmbeddings:
             "gram": self.gram_,
             "alpha": self.alpha,
         }
+
+
+PRICE_BANDS = 5
+
+
+def item_metadata(universe: ItemUniverse, max_brands: int = 2_000) -> sp.csr_matrix:
+    """One-hot item metadata: category, brand (the most common `max_brands`) and price band
+    (quintiles of the known prices; unknown prices are a band of their own)."""
+    n = len(universe.ids)
+    blocks = []
+    category = universe.category
+    known = category >= 0
+    blocks.append(_one_hot(np.flatnonzero(known), category[known], len(universe.category_names), n))
+    if universe.brand is not None:
+        brands = pd.Series(universe.brand)
+        common = brands[brands != ""].value_counts().index[:max_brands]
+        codes = pd.Index(common).get_indexer(brands)
+        blocks.append(_one_hot(np.flatnonzero(codes >= 0), codes[codes >= 0], len(common), n))
+    price = universe.price.astype(np.float64)
+    has_price = np.isfinite(price)
+    band = np.full(n, PRICE_BANDS)
+    if has_price.any():
+        edges = np.quantile(price[has_price], np.linspace(0, 1, PRICE_BANDS + 1)[1:-1])
+        band[has_price] = np.searchsorted(edges, price[has_price], side="right")
+    blocks.append(_one_hot(np.arange(n), band, PRICE_BANDS + 1, n))
+    return sp.hstack(blocks, format="csr", dtype=np.float64)
+
+
+def _one_hot(rows: np.ndarray, codes: np.ndarray, width: int, n: int) -> sp.csr_matrix:
+    return sp.csr_matrix((np.ones(rows.size), (rows, codes)), shape=(n, max(width, 0)))
+
+
+def cold_start_factors(
+    factors: np.ndarray, metadata: sp.csr_matrix, warm: np.ndarray, regularization: float = 1.0
+) -> np.ndarray:
+    """Factors for the items no one interacted with (`~warm`): a ridge regression from item
+    metadata to the learned factors of the warm items, applied to the cold ones. A new item
+    then sits next to the items it resembles, so it can be recommended from its first day."""
+    out = factors.copy()
+    cold = ~warm
+    if not cold.any() or warm.sum() < 2 or metadata.shape[1] == 0:
+        return out
+    m_warm = metadata[warm]
+    gram = (m_warm.T @ m_warm).toarray() + regularization * np.eye(metadata.shape[1])
+    weights = np.linalg.solve(gram, m_warm.T @ factors[warm].astype(np.float64))
+    out[cold] = (metadata[cold] @ weights).astype(factors.dtype)
+    return out

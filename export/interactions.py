@@ -27,6 +27,7 @@ class ItemUniverse:
     category_names: list[str]
     price: np.ndarray  # float32, NaN unknown
     in_stock: np.ndarray  # bool
+    brand: np.ndarray | None = None  # object: label per item, "" unknown (export only: cold start)
 
     def codes(self, item_ids: pd.Series) -> np.ndarray:
         """Index of each id in this universe (-1 for ids it does not hold)."""
@@ -45,16 +46,14 @@ class ItemUniverse:
 def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUniverse:
     """Catalog items plus any item seen in events; catalog facts win over what events say."""
     seen = events.groupby("item_id", sort=True).agg(price=("price", "median"))
-    labelled = events.loc[events["category"] != "", ["item_id", "category"]]
-    # The category events name most often for an item (ties: the first in label order).
-    counts = labelled.groupby(["item_id", "category"]).size().reset_index(name="n")
-    mode = counts.sort_values(["item_id", "n"], ascending=[True, False], kind="stable")
-    mode = mode.drop_duplicates("item_id").set_index("item_id")["category"]
-    seen["category"] = mode.reindex(seen.index).fillna("").astype(object)
+    seen["category"] = _most_named(events, "category").reindex(seen.index).fillna("").astype(object)
+    seen["brand"] = _most_named(events, "brand").reindex(seen.index).fillna("").astype(object)
     if catalog is not None and len(catalog):
-        table = catalog.set_index("item_id")[["price", "category", "in_stock"]]
-        # An empty catalog category is unknown: what the events say fills it.
-        table["category"] = table["category"].replace("", np.nan)
+        table = catalog.reindex(columns=["item_id", "price", "category", "brand", "in_stock"])
+        table = table.set_index("item_id")
+        table["brand"] = table["brand"].astype(object).fillna("")
+        # An empty catalog label is unknown: what the events say fills it.
+        table[["category", "brand"]] = table[["category", "brand"]].replace("", np.nan)
         table = table.combine_first(seen.assign(in_stock=True))
         table["price"] = table["price"].fillna(seen["price"].reindex(table.index))
         table["in_stock"] = table["in_stock"].fillna(True).astype(bool)
@@ -70,7 +69,18 @@ def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUn
         category_names=names,
         price=table["price"].to_numpy(dtype=np.float32, na_value=np.nan),
         in_stock=table["in_stock"].to_numpy(dtype=bool),
+        brand=table["brand"].fillna("").astype(str).to_numpy(dtype=object),
     )
+
+
+def _most_named(events: pd.DataFrame, column: str) -> pd.Series:
+    """Per item, the `column` label events name most often (ties: the first in label order)."""
+    if column not in events:
+        return pd.Series(dtype=object)
+    labelled = events.loc[events[column] != "", ["item_id", column]]
+    counts = labelled.groupby(["item_id", column]).size().reset_index(name="n")
+    mode = counts.sort_values(["item_id", "n"], ascending=[True, False], kind="stable")
+    return mode.drop_duplicates("item_id").set_index("item_id")[column]
 
 
 def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:

@@ -30,7 +30,7 @@ from export.baselines import BASELINES
 from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
 from export.config import BuildConfig
 from export.covisitation import CoVisitation
-from export.embeddings import ItemEmbeddings
+from export.embeddings import ItemEmbeddings, item_metadata
 from export.evaluate import evaluate_models, format_table
 from export.interactions import (
     ItemUniverse,
@@ -113,7 +113,7 @@ def fit_candidate_models(
     matrix = interaction_matrix(events, universe, weights)
     embeddings = ItemEmbeddings(
         emb.factors, emb.regularization, emb.alpha, emb.iterations, config.seed
-    ).fit(matrix)
+    ).fit(matrix, item_metadata(universe))
     rc = config.regression
     regression = ItemRegression(rc.regularization, rc.neighbours, rc.max_items).fit(matrix)
     cv = config.covisitation

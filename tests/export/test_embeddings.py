@@ -25,3 +25,43 @@ def test_edge_fold_in_matches_implicit_recalculate_user(seed):
         expected = emb.model_.recalculate_user(user, row)
         got = solve_user(embeddings.rows(row.indices), row.data, embeddings.gram, embeddings.alpha)
         np.testing.assert_allclose(got, np.asarray(expected).ravel(), rtol=1e-3, atol=1e-4)
+
+
+def test_an_item_without_interactions_gets_factors_from_its_metadata(seed):
+    """Two categories bought by two groups of users; a new item of category B (no events)
+    must land next to the B items, not at zero and not among the A items."""
+    import pandas as pd
+
+    from export.embeddings import cold_start_factors, item_metadata
+    from export.interactions import ItemUniverse
+
+    rng = np.random.default_rng(seed)
+    n_users, per_category = 200, 10
+    n_items = 2 * per_category + 1  # the last item is new
+    dense = np.zeros((n_users, n_items), np.float32)
+    for user in range(n_users):
+        group = user % 2
+        chosen = rng.choice(per_category, 4, replace=False) + group * per_category
+        dense[user, chosen] = 1.0
+    category = np.array([0] * per_category + [1] * per_category + [1], np.int32)
+    universe = ItemUniverse(
+        [f"i{i}" for i in range(n_items)],
+        category,
+        ["a", "b"],
+        np.full(n_items, 10.0, np.float32),
+        np.ones(n_items, bool),
+        pd.Series(["x"] * n_items).to_numpy(dtype=object),
+    )
+    metadata = item_metadata(universe)
+    emb = ItemEmbeddings(factors=8, regularization=0.1, alpha=2.0, iterations=10, seed=seed)
+    emb.fit(sp.csr_matrix(dense), metadata)
+    y = emb.item_factors_
+    assert emb.cold_items_ == 1 and np.linalg.norm(y[-1]) > 0
+    def cosine(u, v):
+        return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+    centre_a, centre_b = y[:per_category].mean(axis=0), y[per_category:-1].mean(axis=0)
+    assert cosine(y[-1], centre_b) > 0.9 and cosine(y[-1], centre_a) < 0.3
+    # Without metadata, or with every item warm, nothing changes.
+    warm = np.ones(n_items, bool)
+    np.testing.assert_array_equal(cold_start_factors(y, metadata, warm), y)
