@@ -57,6 +57,7 @@ def test_an_item_without_interactions_gets_factors_from_its_metadata(seed):
     emb.fit(sp.csr_matrix(dense), metadata)
     y = emb.item_factors_
     assert emb.cold_items_ == 1 and np.linalg.norm(y[-1]) > 0
+
     def cosine(u, v):
         return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
 
