@@ -28,11 +28,14 @@ from edge.app import _request_decoder  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.context import resolve_context  # noqa: E402
 from edge.recommend import Recommender  # noqa: E402
+from edge.schemas import FORMAT_VERSION  # noqa: E402
 
 
 def build(items: int, events: int, users: int, seed: int) -> Path:
     out = ROOT / "build" / "bench" / f"sim-{items}-{events}-{seed}"
-    if (out / "manifest.json").exists():
+    manifest = out / "manifest.json"
+    # A bundle of an older format is rebuilt rather than refused.
+    if manifest.exists() and json.loads(manifest.read_text())["format_version"] == FORMAT_VERSION:
         return out
     from export.config import BuildConfig
     from export.pipeline import export_bundle
@@ -130,7 +133,7 @@ def stage_breakdown(bundle, bodies: list[bytes]) -> dict[str, float]:
             "user state",
             "fold-in",
             "exact top-k",
-            "co-visitation",
+            "co-visitation + regression",
             "other features",
             "ranker",
         )
@@ -150,13 +153,14 @@ def stage_breakdown(bundle, bodies: list[bytes]) -> dict[str, float]:
             continue
         model.embeddings.top(user, sizes.als)
         t4 = time.perf_counter()
-        scoring._covisited(model, state)
+        scoring._neighbour_scores(model.covisitation, state.recent, state.recent_weights)
+        scoring._neighbour_scores(model.regression, state.items, np.ones(state.items.size))
         t5 = time.perf_counter()
         found = scoring.candidate_features(model, state, context)
         t6 = time.perf_counter()
         model.ranker.predict(found.features)
         t7 = time.perf_counter()
-        # candidate_features repeats fold-in, top-k and co-visitation: subtract them.
+        # candidate_features repeats fold-in, top-k and the neighbour lookups: subtract them.
         others = (t6 - t5) - (t5 - t2)
         for name, seconds in zip(
             steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, max(others, 0.0), t7 - t6)
