@@ -165,8 +165,8 @@ def train(
     protocol = config.evaluation.protocol.replace("leave_last_out", "users")
     protocol, cases = cases_for(protocol, history, labels, profiles, config, rc.max_cases)
     x, y, stats = training_rows(model, profiles, cases, rc.negatives_per_case, config.seed)
-    if not rc.context_features:
-        x[:, [FEATURES.index(f) for f in CONTEXT_FEATURES]] = np.nan
+    if not rc.context_features:  # a constant column is one no tree can split on
+        x[:, [FEATURES.index(f) for f in CONTEXT_FEATURES]] = 0.0
     ranker = fit_ranker(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)
     stats |= {
         "protocol": protocol,

@@ -60,3 +60,23 @@ def test_users_file_attributes_ride_along_in_profiles(bundle, shop):
         pytest.skip("first simulated user has no events")
     assert profile.attributes["loyalty_tier"] == str(row["loyalty_tier"]).lower()
     assert bundle.manifest.lineage["users_with_attributes"] == len(shop.users)
+
+
+def test_a_ranker_trained_without_context_ignores_the_context_features(shop, seed):
+    import msgspec
+    import numpy as np
+
+    from edge.ranker import Ranker
+    from edge.scoring import CONTEXT_FEATURES, FEATURES
+    from export.interactions import build_universe
+    from export.pipeline import train
+    from export.validate import QualityReport, normalize_events
+
+    config = msgspec.convert({"seed": seed, "ranker": {"context_features": False}}, BuildConfig)
+    events = normalize_events(shop.events, config, QualityReport())
+    trained = train(events, build_universe(events, None), config)
+    ranker = Ranker(trained.ranker_onnx, FEATURES)
+    rows = np.random.default_rng(seed).random((200, len(FEATURES))).astype(np.float32)
+    shifted = rows.copy()
+    shifted[:, [FEATURES.index(f) for f in CONTEXT_FEATURES]] *= 7.0
+    np.testing.assert_array_equal(ranker.predict(rows), ranker.predict(shifted))
