@@ -125,7 +125,7 @@ def stage_breakdown(bundle, bodies: list[bytes]) -> dict[str, float]:
     """Median ms of each step of a personalized request, timed one step at a time, and the
     median share of item-matrix rows the exact top-k had to read."""
     model = bundle.model
-    sizes = scoring.CandidateSizes()
+    sizes = scoring.CandidateSizes.from_manifest(bundle.manifest.models.get("serving", {}))
     steps: dict[str, list[float]] = {
         name: []
         for name in (
@@ -156,7 +156,7 @@ def stage_breakdown(bundle, bodies: list[bytes]) -> dict[str, float]:
         scoring._neighbour_scores(model.covisitation, state.recent, state.recent_weights)
         scoring._neighbour_scores(model.regression, state.items, np.ones(state.items.size))
         t5 = time.perf_counter()
-        found = scoring.candidate_features(model, state, context)
+        found = scoring.candidate_features(model, state, context, sizes)
         t6 = time.perf_counter()
         model.ranker.predict(found.features)
         t7 = time.perf_counter()

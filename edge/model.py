@@ -80,7 +80,10 @@ class Embeddings:
         user_norm = float(np.sqrt(user @ user))
         if threshold <= 0 or user_norm == 0:
             return n
-        end = int(np.searchsorted(self._negative_norms, -threshold / user_norm))
+        # A float32 needle (a Python float makes numpy convert all n norms on every call),
+        # rounded up so that rounding can only make the scan longer, never drop a row.
+        bound = np.nextafter(np.float32(-threshold / user_norm), np.float32(np.inf))
+        end = int(np.searchsorted(self._negative_norms, bound))
         return max(end, first)
 
     def _first_block(self, user: np.ndarray, k: int) -> np.ndarray:
@@ -133,16 +136,19 @@ class Model:
     ranker: Ranker | None = None  # attached by export once trained; always set in a bundle
     category_lift: dict[str, np.ndarray] = field(init=False, repr=False)
     popular_by_category: ItemGraph = field(init=False, repr=False)
+    # Per item: popularity, log price (-1 unknown), age in days, repeat rate (float32 [n, 4]).
+    static_features: np.ndarray = field(init=False, repr=False)
 
     CATEGORY_TOP = 50  # popular items kept per category
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "category_lift", category_lift(self.items, self.popularity))
-        object.__setattr__(
-            self,
-            "popular_by_category",
-            popular_by_category(self.items, self.popularity, self.CATEGORY_TOP),
-        )
+        top = popular_by_category(self.items, self.popularity, self.CATEGORY_TOP)
+        object.__setattr__(self, "popular_by_category", top)
+        price = self.items.price.astype(np.float64)
+        log_price = np.where(np.isfinite(price), np.log1p(np.nan_to_num(price)), -1.0)
+        static = [self.popularity.overall, log_price, self.items.age_days, self.items.repeat_rate]
+        object.__setattr__(self, "static_features", np.column_stack(static).astype(np.float32))
 
     def category_top(self, category: int) -> np.ndarray:
         """The most popular items of a category, best first."""

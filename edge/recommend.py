@@ -19,7 +19,7 @@ from edge.schemas import (
     Session,
     SessionEvent,
 )
-from edge.scoring import Deadline, build_user_state, candidate_features, rank
+from edge.scoring import CandidateSizes, Deadline, build_user_state, candidate_features, rank
 
 log = logging.getLogger("edgeperso.recommend")
 
@@ -40,7 +40,9 @@ class Recommender:
         self.unavailable_reason = unavailable_reason or "no bundle loaded"
         self.fallback_content = bundle.fallback if bundle is not None else fallback_content or {}
         serving = bundle.manifest.models.get("serving", {}) if bundle is not None else {}
-        self.max_per_category = int(serving.get("max_per_category", 0)) if serving else 0
+        serving = serving if isinstance(serving, dict) else {}
+        self.max_per_category = int(serving.get("max_per_category", 0))
+        self.sizes = CandidateSizes.from_manifest(serving)
 
     def warm_up(self) -> None:
         """Run a cold and a personalized request once at load, so the first real visitor does not
@@ -89,7 +91,7 @@ class Recommender:
             state = build_user_state(bundle.model, profile, events, cart, request.exclude)
             step = "candidates"
             deadline.check(step)
-            candidates = candidate_features(bundle.model, state, context, deadline=deadline)
+            candidates = candidate_features(bundle.model, state, context, self.sizes, deadline)
             step = "ranker"
             cap = request.max_per_category
             if cap is None:

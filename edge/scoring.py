@@ -54,6 +54,8 @@ CONTEXT_FEATURES = (
     "category_lift_hour",
 )
 COLUMN = {name: i for i, name in enumerate(FEATURES)}
+# Features of the item alone, gathered in one step from `Model.static_features`.
+STATIC_COLUMNS = [COLUMN[name] for name in ("pop_overall", "log_price", "age_days", "repeat_rate")]
 
 RECENT_ITEMS_FOR_COVIS = 10
 LONG_DWELL_MS = 30_000.0  # a view this long counts twice as much as a glance
@@ -70,13 +72,21 @@ def dwell_factor(dwell_ms: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CandidateSizes:
-    # Sized for latency: the ranker's cost grows with the candidate count (about 2 µs a row).
+    """Candidates per source; a bundle sets them (export's `serving.candidates`), since the
+    ranker is trained with the sizes it serves with."""
+
     als: int = 80
     covis: int = 40
     regression: int = 40
     popular: int = 20
     category: int = 10  # popular items of each of the user's two favourite categories
     history: int = 20
+
+    @classmethod
+    def from_manifest(cls, serving: object) -> CandidateSizes:
+        sizes = serving.get("candidates", {}) if isinstance(serving, dict) else {}
+        known = {k: int(v) for k, v in sizes.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
 
 
 class Deadline:
@@ -96,7 +106,7 @@ NO_DEADLINE = Deadline(float("inf"))
 
 @dataclass(frozen=True)
 class UserState:
-    items: np.ndarray  # sorted unique item indices the user interacted with
+    items: np.ndarray  # distinct item indices the user interacted with, most recent first
     weights: np.ndarray  # summed event weight per item in `items`
     recent: np.ndarray  # distinct item indices, most recent first
     recent_weights: np.ndarray
@@ -121,7 +131,8 @@ def build_user_state(
     weights = model.event_weights
     ids: list[str] = [e.item_id for e in reversed(session_events)] + list(reversed(cart))
     w: list[float] = [
-        weights.get(e.type, 0.0) * (float(dwell_factor(e.dwell_ms)) if e.dwell_ms else 1.0)
+        weights.get(e.type, 0.0)
+        * (1.0 + min(e.dwell_ms / LONG_DWELL_MS, 1.0) if e.dwell_ms else 1.0)
         for e in reversed(session_events)
     ]
     w += [weights.get("add_to_cart", 1.0)] * len(cart)
@@ -137,12 +148,12 @@ def build_user_state(
     if known:
         idx = np.fromiter((i for i, _ in known), dtype=np.int64, count=len(known))
         wts = np.fromiter((wt for _, wt in known), dtype=np.float64, count=len(known))
-        items, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
-        summed = np.bincount(inverse, weights=wts)
         # Distinct items in first-seen order = most recent first.
-        order = np.sort(first)[:RECENT_ITEMS_FOR_COVIS]
-        recent = idx[order]
-        recent_weights = wts[order] * RECENCY_DECAY ** np.arange(order.size)
+        items, first, summed = _sum_by_item(len(model.items), idx, wts)
+        recent = items[:RECENT_ITEMS_FOR_COVIS]
+        recent_weights = wts[first[:RECENT_ITEMS_FOR_COVIS]] * RECENCY_DECAY ** np.arange(
+            recent.size
+        )
     else:
         items = recent = np.empty(0, dtype=np.int64)
         summed = recent_weights = np.empty(0, dtype=np.float64)
@@ -177,10 +188,17 @@ def solve_user(
 
 
 class _Scratch(threading.local):
-    """One zeroed buffer per thread and catalog size, so sparse lookups are a scatter, a gather
-    and a reset instead of a sort or a search (and no request allocates n_items floats)."""
+    """Zeroed buffers per thread and catalog size, so sparse lookups and sums are a scatter, a
+    gather and a reset instead of a sort or a search (and no request allocates n_items)."""
 
-    buffer: np.ndarray = np.zeros(0)
+    buffer: np.ndarray = np.zeros(0)  # float64, all zeros between uses
+    marks: np.ndarray = np.zeros(0, dtype=np.int64)  # any values; only read where just written
+
+    def get(self, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.buffer.size != n_items:
+            self.buffer = np.zeros(n_items, dtype=np.float64)
+            self.marks = np.zeros(n_items, dtype=np.int64)
+        return self.buffer, self.marks
 
 
 _scratch = _Scratch()
@@ -190,19 +208,33 @@ def _lookup(n_items: int, keys: np.ndarray, values: np.ndarray, query: np.ndarra
     """values[j] where keys[j] == query[i], else 0. `keys` must be unique item indices."""
     if keys.size == 0:
         return np.zeros(query.size, dtype=np.float64)
-    if _scratch.buffer.size != n_items:
-        _scratch.buffer = np.zeros(n_items, dtype=np.float64)
-    buffer = _scratch.buffer
+    buffer, _ = _scratch.get(n_items)
     buffer[keys] = values
     out = buffer[query]
     buffer[keys] = 0.0
     return out
 
 
+def _sum_by_item(
+    n_items: int, items: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct items in order of first appearance, the position of that first appearance,
+    the sum of their values): linear, no sort."""
+    buffer, marks = _scratch.get(n_items)
+    np.add.at(buffer, items, values)
+    positions = np.arange(items.size)
+    marks[items[::-1]] = positions[::-1]  # the last write per item is its first position
+    first = np.flatnonzero(marks[items] == positions)
+    distinct = items[first].astype(np.int64)
+    sums = buffer[distinct]
+    buffer[distinct] = 0.0
+    return distinct, first, sums
+
+
 def _neighbour_scores(
     graph: ItemGraph, items: np.ndarray, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbours of `items` in `graph` with weight-summed scores (sorted by index)."""
+    """Neighbours of `items` in `graph` with weight-summed scores."""
     if items.size == 0:
         return np.empty(0, dtype=np.int64), np.empty(0)
     starts, ends = graph.indptr[items], graph.indptr[items + 1]
@@ -213,8 +245,8 @@ def _neighbour_scores(
     offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
     neighbours = graph.indices[offsets]
     scores = graph.scores[offsets] * np.repeat(weights, lengths)
-    found, inverse = np.unique(neighbours, return_inverse=True)
-    return found.astype(np.int64), np.bincount(inverse, weights=scores)
+    distinct, _, sums = _sum_by_item(len(graph.indptr) - 1, neighbours, scores)
+    return distinct, sums
 
 
 def _reciprocal_ranks(ranked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -304,26 +336,21 @@ def candidate_features(
         found, scores = neighbours[name]
         features[:, column[f"{name}_score"]] = _lookup(n_items, found, scores, items)
     features[:, column["history_weight"]] = _lookup(n_items, state.items, state.weights, items)
-    features[:, column["pop_overall"]] = pop.overall[items]
+    features[:, STATIC_COLUMNS] = model.static_features[items]
     for dim, key in keys.items():
         features[:, column[f"pop_{dim}"]] = ctx_pop[dim][items]
         lift = model.category_lift.get(key, no_lift)
         features[:, column[f"category_lift_{dim}"]] = 1.0 if lift is None else lift[items]
-    price = model.items.price[items]
-    known_price = np.isfinite(price)
-    features[:, column["log_price"]] = np.where(
-        known_price, np.log1p(np.where(known_price, price, 0.0)), -1.0
-    )
-    ratio = 1.0
     if math.isfinite(state.mean_price) and state.mean_price > 0:
-        ratio = np.where(known_price, price / state.mean_price, 1.0)
-    features[:, column["price_ratio"]] = ratio
+        price = model.items.price[items]
+        ratio = price / state.mean_price
+        features[:, column["price_ratio"]] = np.where(np.isfinite(ratio), ratio, 1.0)
+    else:
+        features[:, column["price_ratio"]] = 1.0
     features[:, column["category_affinity"]] = _per_candidate(model, affinity, items)
     if state.session.size:
         session_shares = _category_shares(model, state.session, np.ones(state.session.size))
         features[:, column["session_category_share"]] = _per_candidate(model, session_shares, items)
-    features[:, column["age_days"]] = model.items.age_days[items]
-    features[:, column["repeat_rate"]] = model.items.repeat_rate[items]
     features[:, column["log_history"]] = math.log1p(state.items.size)
     features[:, column["session_events"]] = state.session.size
     return Candidates(items, features)

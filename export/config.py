@@ -122,10 +122,23 @@ class RankerConfig(Struct, frozen=True, forbid_unknown_fields=True):
 Protocol = Literal["auto", "users", "sessions", "leave_last_out"]
 
 
+class CandidatesConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """How many candidates each source gives the ranker. The ranker's cost grows with their
+    sum (a few µs a row), and it is trained with the same sizes it serves with."""
+
+    als: Annotated[int, Meta(ge=0, le=1000)] = 80
+    covis: Annotated[int, Meta(ge=0, le=1000)] = 40
+    regression: Annotated[int, Meta(ge=0, le=1000)] = 40
+    popular: Annotated[int, Meta(ge=0, le=1000)] = 20
+    category: Annotated[int, Meta(ge=0, le=50)] = 10
+    history: Annotated[int, Meta(ge=0, le=1000)] = 20
+
+
 class ServingConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """Business rules the edge applies to every answer (a request may override them)."""
+    """What the edge does with every answer (a request may override the category cap)."""
 
     max_per_category: Annotated[int, Meta(ge=0, le=100)] = 0  # 0: no cap
+    candidates: CandidatesConfig = CandidatesConfig()
 
 
 class EvaluationConfig(Struct, frozen=True, forbid_unknown_fields=True):

@@ -24,7 +24,7 @@ from edge.bundle import (
     sha256_file,
 )
 from edge.schemas import Profile
-from edge.scoring import CONTEXT_FEATURES, FEATURES
+from edge.scoring import CONTEXT_FEATURES, FEATURES, CandidateSizes
 from export.baselines import BASELINES
 from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
 from export.config import BuildConfig
@@ -163,7 +163,8 @@ def train(
     # Leave-last-out is an evaluation split; inside the training part, the window is a time one.
     protocol = config.evaluation.protocol.replace("leave_last_out", "users")
     protocol, cases = cases_for(protocol, history, labels, profiles, config, rc.max_cases)
-    x, y, stats = training_rows(model, profiles, cases, rc.negatives_per_case, config.seed)
+    sizes = CandidateSizes(**msgspec.to_builtins(config.serving.candidates))
+    x, y, stats = training_rows(model, profiles, cases, rc.negatives_per_case, config.seed, sizes)
     if not rc.context_features:  # a constant column is one no tree can split on
         x[:, [FEATURES.index(f) for f in CONTEXT_FEATURES]] = 0.0
     ranker = fit_ranker(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from edge.model import Model
 from edge.schemas import Profile
-from edge.scoring import FEATURES, build_user_state, candidate_features
+from edge.scoring import FEATURES, CandidateSizes, build_user_state, candidate_features
 from export.cases import Case
 
 ONNX_TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
@@ -48,6 +48,7 @@ def training_rows(
     cases: list[Case],
     negatives_per_case: int,
     seed: int,
+    sizes: CandidateSizes = CandidateSizes(),
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """One row per (case, candidate): features, and whether the visitor took that item.
     Negatives are subsampled per case; cases without a positive among their candidates are
@@ -59,7 +60,7 @@ def training_rows(
     for case in cases:
         profile = profiles.get(case.user_id) if case.user_id else None
         state = build_user_state(model, profile, case.session)
-        candidates = candidate_features(model, state, case.context)
+        candidates = candidate_features(model, state, case.context, sizes)
         wanted = np.fromiter((index[i] for i in case.relevant if i in index), np.int64)
         label = np.isin(candidates.items, wanted)
         if not label.any():
