@@ -220,15 +220,27 @@ def _sum_by_item(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(distinct items in order of first appearance, the position of that first appearance,
     the sum of their values): linear, no sort."""
-    buffer, marks = _scratch.get(n_items)
+    buffer, _ = _scratch.get(n_items)
     np.add.at(buffer, items, values)
-    positions = np.arange(items.size)
-    marks[items[::-1]] = positions[::-1]  # the last write per item is its first position
-    first = np.flatnonzero(marks[items] == positions)
+    first = _first_positions(n_items, items)
     distinct = items[first].astype(np.int64)
     sums = buffer[distinct]
     buffer[distinct] = 0.0
     return distinct, first, sums
+
+
+def _distinct(n_items: int, items: np.ndarray) -> np.ndarray:
+    """The distinct items, in order of first appearance (linear; `np.unique` sorts)."""
+    return items[_first_positions(n_items, items)].astype(np.int64)
+
+
+def _first_positions(n_items: int, items: np.ndarray) -> np.ndarray:
+    """Where each distinct item first appears in `items`, in order (linear, no sort)."""
+    _, marks = _scratch.get(n_items)
+    positions = np.arange(items.size)
+    marks[items] = items.size
+    np.minimum.at(marks, items, positions)  # ufunc.at, unlike `=`, defines repeated indices
+    return np.flatnonzero(marks[items] == positions)
 
 
 def _neighbour_scores(
@@ -318,8 +330,8 @@ def candidate_features(
                 sources.append(model.category_top(int(category))[: sizes.category])
         sources.append(state.recent[: sizes.history])
 
-    items = np.unique(np.concatenate(sources).astype(np.int64))
     n_items = len(model.items)
+    items = _distinct(n_items, np.concatenate(sources))
     if state.blocked.size:
         ones = np.ones(state.blocked.size)
         items = items[_lookup(n_items, state.blocked, ones, items) == 0.0]

@@ -69,3 +69,15 @@ def test_neighbour_scores_sum_weighted_neighbours_of_the_given_items(bundle):
     )
     for i, s in zip(items.tolist(), scores.tolist()):
         assert np.isclose(s, expected[i])
+
+
+def test_sums_by_item_keep_first_appearance_order_and_leave_the_scratch_clean():
+    from edge.scoring import _distinct, _scratch, _sum_by_item
+
+    items = np.array([7, 3, 7, 9, 3, 3])
+    values = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    distinct, first, sums = _sum_by_item(10, items, values)
+    assert distinct.tolist() == [7, 3, 9] and first.tolist() == [0, 1, 3]
+    assert sums.tolist() == [5.0, 50.0, 8.0]
+    assert not _scratch.get(10)[0].any()
+    assert _distinct(10, np.array([4, 4, 1, 4, 0, 1])).tolist() == [4, 1, 0]
