@@ -33,13 +33,17 @@ from edge.schemas import FORMAT_VERSION  # noqa: E402
 
 def build(items: int, events: int, users: int, seed: int) -> Path:
     out = ROOT / "build" / "bench" / f"sim-{items}-{events}-{seed}"
-    manifest = out / "manifest.json"
-    # A bundle of an older format is rebuilt rather than refused.
-    if manifest.exists() and json.loads(manifest.read_text())["format_version"] == FORMAT_VERSION:
-        return out
     from export.config import BuildConfig
     from export.pipeline import export_bundle
     from export.simulate import simulate_shop
+
+    manifest = out / "manifest.json"
+    # Rebuilt when the format or the default config changed since it was built.
+    if manifest.exists():
+        built = json.loads(manifest.read_text())
+        current = msgspec.to_builtins(BuildConfig(seed=seed))
+        if built["format_version"] == FORMAT_VERSION and built["lineage"]["config"] == current:
+            return out
 
     started = time.perf_counter()
     shop = simulate_shop(n_users=users, n_items=items, n_events=events, seed=seed, days=60)

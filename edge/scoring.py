@@ -75,11 +75,11 @@ class CandidateSizes:
     """Candidates per source; a bundle sets them (export's `serving.candidates`), since the
     ranker is trained with the sizes it serves with."""
 
-    als: int = 80
-    covis: int = 40
-    regression: int = 40
-    popular: int = 20
-    category: int = 10  # popular items of each of the user's two favourite categories
+    als: int = 50
+    covis: int = 25
+    regression: int = 25
+    popular: int = 10
+    category: int = 5  # popular items of each of the user's two favourite categories
     history: int = 20
 
     @classmethod
