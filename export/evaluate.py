@@ -112,7 +112,7 @@ class Histories:
             for code, event in zip(codes, case.session):
                 w = self.weights.get(event.type, 0.0)
                 if event.dwell_ms:
-                    w *= float(dwell_factor(np.array([event.dwell_ms])))
+                    w *= float(dwell_factor(event.dwell_ms))
                 if code >= 0 and w > 0:
                     items.append(int(code))
                     weights.append(w)

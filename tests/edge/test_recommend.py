@@ -171,3 +171,11 @@ def test_the_bundle_sets_the_default_cap_and_a_request_can_lift_it(bundle):
     assert len(categories) == len(set(categories))
     lifted = capped.recommend(RecommendRequest(user_id=user, k=10, max_per_category=0))
     assert len(lifted.items) == 10
+
+
+def test_one_viewed_item_is_enough_to_personalize(bundle, recommender):
+    cold = ids(recommender.recommend(RecommendRequest(k=10)))
+    item = bundle.model.items.ids[int(bundle.model.popularity.top_overall[25])]
+    session = Session(events=[SessionEvent(type="view", item_id=item)])
+    response = recommender.recommend(RecommendRequest(session=session, k=10))
+    assert response.personalized and ids(response) != cold

@@ -125,3 +125,18 @@ def test_evaluate_refuses_bad_options_clearly(shop_files, capsys):
     events = str(shop_files["events"])
     assert main(["evaluate", "--events", events, "--holdout-days", "-3"]) == 1
     assert "holdout_days" in capsys.readouterr().err
+
+
+def test_evaluate_anonymous_sessions_by_their_next_item(shop, tmp_path, capsys):
+    """A log with no user ids (the clickstream's shape): the session protocol asks for the
+    next item after part of each session."""
+    events = shop.events.assign(user_id="").head(20_000)
+    path = tmp_path / "sessions.parquet"
+    events.to_parquet(path)
+    out = tmp_path / "evaluation.json"
+    args = ["evaluate", "--events", str(path), "--baselines", "popular", "item_knn"]
+    assert main([*args, "--json", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["protocol"] == "sessions" and result["cases"] > 50
+    table = result["table"]
+    assert table["edgeperso"]["ndcg@10"] > table["popular"]["ndcg@10"]

@@ -54,6 +54,9 @@ def test_histories_merge_the_training_row_and_the_session():
     assert h.row == 0 and h.items.tolist() == [0, 2] and h.weights.tolist() == [3.0, 8.0]
     anonymous = histories.of(_case({"b"}, session=session[:1]))
     assert anonymous.row == -1 and anonymous.items.tolist() == [0]
+    # A long look weighs twice, as the edge weighs it.
+    long_look = histories.of(_case({"b"}, session=[SessionEvent("view", "b", dwell_ms=60_000)]))
+    assert long_look.weights.tolist() == [2.0]
 
 
 def test_baselines_obey_the_edge_business_rules():
