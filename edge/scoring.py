@@ -298,7 +298,6 @@ def candidate_features(
     pop = model.popularity
     keys = context_keys(context)
     ctx_pop = {dim: pop.contexts.get(key, pop.overall) for dim, key in keys.items()}
-    no_lift = None
 
     sources = [pop.top_overall[: sizes.popular]]
     sources += [
@@ -351,7 +350,7 @@ def candidate_features(
     features[:, STATIC_COLUMNS] = model.static_features[items]
     for dim, key in keys.items():
         features[:, column[f"pop_{dim}"]] = ctx_pop[dim][items]
-        lift = model.category_lift.get(key, no_lift)
+        lift = model.category_lift.get(key)  # None: a context too rare to have its own table
         features[:, column[f"category_lift_{dim}"]] = 1.0 if lift is None else lift[items]
     if math.isfinite(state.mean_price) and state.mean_price > 0:
         price = model.items.price[items]
