@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint bench sample clean
 
 $(STAMP): pyproject.toml constraints.txt
+	@# LightFM (a baseline) compiles its C extension at install: get a compiler if there is none.
+	@command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc libc6-dev)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[build,baselines,test]'
