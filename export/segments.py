@@ -1,0 +1,263 @@
+"""Micro-segments of known customers: per-user features from the event log, K-Means with k
+chosen by silhouette (or set in config), a readable label per cluster from its centre, rule
+segments that take precedence, and one ONNX graph (log, scaling, K-Means) for the edge."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pandas as pd
+from onnx import TensorProto, compose, helper
+from skl2onnx import to_onnx
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from edge.segments import LOG_FEATURES, SEGMENT_FEATURES, SegmentRule
+from export.interactions import epoch_seconds
+
+WEEK_DAYS = 7.0
+SILHOUETTE_SAMPLE = 3_000
+
+
+def user_features(events: pd.DataFrame, categories: pd.Series | None = None) -> pd.DataFrame:
+    """One row per known customer, `SEGMENT_FEATURES` in real units, plus their preferred
+    device and hour bucket (described per segment, not clustered on). `categories` maps item
+    ids to a category where events carry none."""
+    known = events[events["user_id"] != ""]
+    if known.empty:
+        return pd.DataFrame(columns=[*SEGMENT_FEATURES, "device", "hour_bucket"])
+    seconds = epoch_seconds(known["ts"])
+    end = seconds.max()
+    category = known["category"]
+    if categories is not None:
+        category = category.where(category != "", known["item_id"].map(categories).fillna(""))
+    frame = pd.DataFrame(
+        {
+            "user": known["user_id"].to_numpy(),
+            "session": known["session_id"].to_numpy(),
+            "t": seconds,
+            "spend": np.where(
+                known["type"] == "purchase", (known["qty"] * known["price"]).fillna(0.0), 0.0
+            ),
+            "category": category.to_numpy(),
+            "cart": (known["type"] == "add_to_cart").to_numpy(),
+            "bought": (known["type"] == "purchase").to_numpy(),
+            "dwell": np.where(known["type"] == "view", known["dwell_ms"] / 1000.0, np.nan),
+            "device": known["device"].to_numpy(),
+            "hour_bucket": known["local_hour"].to_numpy() // 6,
+        }
+    )
+    by_user = frame.groupby("user", sort=True)
+    sessions = frame.groupby(["user", "session"]).agg(
+        cart=("cart", "any"), bought=("bought", "any")
+    )
+    abandoned = (sessions["cart"] & ~sessions["bought"]).groupby(level="user").mean()
+    # Over their tenure (first event to the end of the log): two visits long ago are rare.
+    span_weeks = ((end - by_user["t"].min()) / 86_400 / WEEK_DAYS).clip(lower=1.0)
+    n_sessions = sessions.groupby(level="user").size()
+    out = pd.DataFrame(
+        {
+            "recency_days": (end - by_user["t"].max()) / 86_400,
+            "sessions": n_sessions.astype(float),
+            "monetary": by_user["spend"].sum().clip(lower=0.0),
+            "sessions_per_week": n_sessions / span_weeks,
+            "categories": frame[frame["category"] != ""].groupby("user")["category"].nunique(),
+            "cart_abandon_share": abandoned,
+            "avg_dwell_s": by_user["dwell"].mean(),
+            "device": _most_common(frame[frame["device"] != ""], "device"),
+            "hour_bucket": _most_common(frame, "hour_bucket"),
+        }
+    )
+    numeric = list(SEGMENT_FEATURES)
+    out[numeric] = out[numeric].fillna(0.0).astype(np.float64)
+    out["device"] = out["device"].fillna("").astype(str)
+    out.index = out.index.astype(str)
+    return out
+
+
+def _most_common(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Per user, the value of `column` they have most events with (ties: the smallest)."""
+    counts = frame.groupby(["user", column]).size().reset_index(name="n")
+    counts = counts.sort_values(["user", "n", column], ascending=[True, False, True])
+    return counts.drop_duplicates("user").set_index("user")[column]
+
+
+def log_transform(x: np.ndarray) -> np.ndarray:
+    mask = np.array([name in LOG_FEATURES for name in SEGMENT_FEATURES])
+    out = x.astype(np.float64).copy()
+    out[:, mask] = np.log1p(np.clip(out[:, mask], 0.0, None))
+    return out
+
+
+class Segmenter:
+    def __init__(self, k: int | None = None, k_range: tuple[int, int] = (3, 10), seed: int = 0):
+        self.k, self.k_range, self.seed = k, k_range, seed
+
+    def _fit_k(self, z: np.ndarray, k: int, seed: int) -> KMeans:
+        with threadpool_limits(1, "openmp"):
+            return KMeans(k, n_init=4, random_state=seed).fit(z)
+
+    def fit(self, features: pd.DataFrame) -> Segmenter:
+        x = features[list(SEGMENT_FEATURES)].to_numpy(dtype=np.float64)
+        if len(x) < 2 * self.k_range[0]:
+            raise ValueError(
+                f"{len(x)} customers are too few to learn segments (at least "
+                f"{2 * self.k_range[0]} are needed)"
+            )
+        self.scaler_ = StandardScaler().fit(log_transform(x))
+        z = self.scaler_.transform(log_transform(x))
+        rng = np.random.default_rng(self.seed)
+        sample = rng.choice(len(z), min(len(z), SILHOUETTE_SAMPLE), replace=False)
+        self.silhouettes_: dict[int, float] = {}
+        if self.k is None:
+            low, high = self.k_range[0], min(self.k_range[1], len(z) - 1)
+            for k in range(low, high + 1):
+                labels = self._fit_k(z, k, self.seed).predict(z[sample])
+                if len(set(labels)) > 1:
+                    self.silhouettes_[k] = round(float(silhouette_score(z[sample], labels)), 4)
+            self.k_ = max(self.silhouettes_, key=lambda k: (self.silhouettes_[k], -k))
+        else:
+            self.k_ = self.k
+        self.kmeans_ = self._fit_k(z, self.k_, self.seed)
+        self.labels_ = self.kmeans_.labels_
+        # Stability: the same k from another seed, and from each half of the customers.
+        other = self._fit_k(z, self.k_, self.seed + 1).predict(z)
+        half = rng.permutation(len(z))[: len(z) // 2]
+        from_half = self._fit_k(z[half], self.k_, self.seed).predict(z)
+        self.stability_ = {
+            "ari_other_seed": round(float(adjusted_rand_score(self.labels_, other)), 4),
+            "ari_half_of_customers": round(float(adjusted_rand_score(self.labels_, from_half)), 4),
+        }
+        self.names_ = cluster_names(self.kmeans_.cluster_centers_)
+        self.table_ = self._describe(features)
+        return self
+
+    def _describe(self, features: pd.DataFrame) -> list[dict[str, object]]:
+        """Each cluster: its name, size and centre in real units (the members' medians)."""
+        rows = []
+        for cluster, name in enumerate(self.names_):
+            members = features[self.labels_ == cluster]
+            centre = {f: round(float(members[f].median()), 2) for f in SEGMENT_FEATURES}
+            devices = members["device"][members["device"] != ""]
+            rows.append(
+                {
+                    "segment": name,
+                    "size": int(len(members)),
+                    "centre": centre,
+                    "top_device": str(devices.mode().iat[0]) if len(devices) else "",
+                }
+            )
+        return rows
+
+    def to_onnx(self) -> bytes:
+        """log1p on the skewed columns, then StandardScaler and KMeans: real units in, label
+        and distances out."""
+        pipeline = Pipeline([("scale", self.scaler_), ("kmeans", self.kmeans_)])
+        sample = np.zeros((1, len(SEGMENT_FEATURES)), dtype=np.float32)
+        main = to_onnx(pipeline, sample, target_opset={"": 17, "ai.onnx.ml": 3})
+        log = _log_graph()
+        log.ir_version = main.ir_version
+        del log.opset_import[:]
+        log.opset_import.extend(main.opset_import)
+        model = compose.merge_models(log, main, io_map=[("logged", main.graph.input[0].name)])
+        model.doc_string = "edgeperso segments; input float32 [n, 7]: " + ",".join(SEGMENT_FEATURES)
+        onnx.checker.check_model(model)
+        return model.SerializeToString()
+
+
+def _log_graph() -> onnx.ModelProto:
+    """features → where(mask, log(1 + max(x, 0)), x), named so it feeds the scaler."""
+    n = len(SEGMENT_FEATURES)
+    mask = [1.0 if name in LOG_FEATURES else 0.0 for name in SEGMENT_FEATURES]
+    constants = [
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+        helper.make_tensor("mask", TensorProto.FLOAT, [n], mask),
+        helper.make_tensor("keep", TensorProto.FLOAT, [n], [1.0 - m for m in mask]),
+    ]
+    nodes = [
+        helper.make_node("Max", ["features", "zero"], ["positive"]),
+        helper.make_node("Add", ["positive", "one"], ["shifted"]),
+        helper.make_node("Log", ["shifted"], ["log"]),
+        helper.make_node("Mul", ["log", "mask"], ["log_part"]),
+        helper.make_node("Mul", ["features", "keep"], ["raw_part"]),
+        helper.make_node("Add", ["log_part", "raw_part"], ["logged"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "log_features",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n])],
+        [helper.make_tensor_value_info("logged", TensorProto.FLOAT, [None, n])],
+        initializer=constants,
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+    )
+
+
+# What a centre far from the average says, per feature and direction of its z-score:
+# (feature, sign, adjective, noun).
+TRAITS = (
+    ("monetary", +1, "big-spending", "big spenders"),
+    ("cart_abandon_share", +1, "cart-abandoning", "cart abandoners"),
+    ("recency_days", +1, "lapsed", "lapsed customers"),
+    ("sessions", +1, "loyal", "loyal customers"),
+    ("sessions_per_week", +1, "frequent", "frequent visitors"),
+    ("categories", +1, "exploring", "explorers"),
+    ("avg_dwell_s", +1, "careful", "careful readers"),
+    ("recency_days", -1, "recent", "recent customers"),
+    ("sessions", -1, "one-time", "one-time buyers"),
+    ("monetary", -1, "low-spending", "low spenders"),
+)
+TRAIT_THRESHOLD = 0.3
+
+
+def _candidates(centre: np.ndarray) -> list[tuple[float, str]]:
+    """Names a cluster could take, best first, each with how strongly the centre says it."""
+    index = {name: i for i, name in enumerate(SEGMENT_FEATURES)}
+
+    def z(feature: str) -> float:
+        return float(centre[index[feature]])
+
+    out = []
+    if z("monetary") > TRAIT_THRESHOLD and z("sessions") > 0 and z("recency_days") < 0:
+        out.append((z("monetary") + z("sessions") - z("recency_days"), "high-value loyal"))
+    if z("monetary") > TRAIT_THRESHOLD and z("recency_days") > TRAIT_THRESHOLD:
+        out.append((z("monetary") + z("recency_days"), "lapsed big spenders"))
+    traits = sorted(
+        ((sign * z(f), adjective, noun) for f, sign, adjective, noun in TRAITS),
+        key=lambda t: -t[0],
+    )
+    strong = [t for t in traits if t[0] > TRAIT_THRESHOLD]
+    for first in strong:
+        for second in strong:
+            if second is not first:
+                out.append((first[0] + second[0], f"{second[1]} {first[2]}"))
+    out += [(t[0], t[2]) for t in strong]
+    return out + [(0.0, "average")]
+
+
+def cluster_names(centres: np.ndarray) -> list[str]:
+    """A readable, unique name per cluster from its standardized centre: the clusters that
+    say something most strongly choose first (named combinations shops know, then the adjective
+    of one strong trait with the noun of another, then one trait)."""
+    options = [_candidates(c) for c in centres]
+    order = sorted(range(len(centres)), key=lambda i: -options[i][0][0])
+    names: dict[int, str] = {}
+    for i in order:
+        taken = set(names.values())
+        free = [name for _, name in options[i] if name not in taken]
+        names[i] = free[0] if free else f"segment {i + 1}"
+    return [names[i] for i in range(len(centres))]
+
+
+def apply_rules(features: pd.DataFrame, rules: list[SegmentRule], clusters: list[str]) -> list[str]:
+    """The segment of each customer: the first rule that matches, else their cluster."""
+    records = features[list(SEGMENT_FEATURES)].to_dict("records")
+    out = []
+    for record, cluster in zip(records, clusters):
+        out.append(next((r.name for r in rules if r.matches(record)), cluster))
+    return out

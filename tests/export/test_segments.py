@@ -1,0 +1,128 @@
+import msgspec
+import numpy as np
+import pandas as pd
+import pytest
+
+from edge.schemas import SessionEvent
+from edge.segments import (
+    SEGMENT_FEATURES,
+    SegmentAssigner,
+    SegmentRule,
+    rule_errors,
+    session_segment_features,
+)
+from export.config import BuildConfig
+from export.segments import Segmenter, apply_rules, cluster_names, log_transform, user_features
+from export.validate import QualityReport, normalize_events
+
+
+def log(rows):
+    """rows: (day, user, session, item, type, price, dwell_ms, category)"""
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "day",
+            "user_id",
+            "session_id",
+            "item_id",
+            "type",
+            "price",
+            "dwell_ms",
+            "category",
+        ],
+    )
+    frame["ts"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(frame.pop("day"), "D")
+    frame["qty"], frame["device"], frame["local_hour"] = 1.0, "mobile", 20
+    return frame
+
+
+def test_user_features_are_in_real_units():
+    events = log(
+        [
+            (0, "u1", "s1", "a", "view", 10.0, 30_000, "hats"),
+            (0, "u1", "s1", "a", "purchase", 10.0, np.nan, "hats"),
+            (14, "u1", "s2", "b", "add_to_cart", 5.0, np.nan, "shoes"),
+            (20, "u2", "s3", "c", "view", 7.0, 10_000, "hats"),
+            (20, "", "s4", "c", "view", 7.0, 10_000, "hats"),
+        ]
+    )
+    f = user_features(events)
+    assert list(f.index) == ["u1", "u2"]  # anonymous rows have no segment
+    u1 = f.loc["u1"]
+    assert u1["recency_days"] == 6.0 and u1["sessions"] == 2 and u1["monetary"] == 10.0
+    assert u1["categories"] == 2 and u1["cart_abandon_share"] == 0.5 and u1["avg_dwell_s"] == 30.0
+    assert u1["sessions_per_week"] == pytest.approx(2 / (20 / 7))
+    assert f.loc["u2", "sessions_per_week"] == 1.0  # under a week of tenure counts as one
+    assert f.loc["u2", "device"] == "mobile" and f.loc["u2", "hour_bucket"] == 3
+
+
+@pytest.fixture(scope="module")
+def fitted(shop):
+    events = normalize_events(shop.events, BuildConfig(), QualityReport())
+    categories = shop.catalog.set_index("item_id")["category"].astype(str).str.lower()
+    features = user_features(events, categories)
+    return features, Segmenter(seed=0).fit(features)
+
+
+def test_segments_are_described_stable_and_uniquely_named(fitted):
+    features, segmenter = fitted
+    assert 3 <= segmenter.k_ <= 10 and segmenter.k_ in segmenter.silhouettes_
+    table = segmenter.table_
+    assert sum(row["size"] for row in table) == len(features)
+    assert len({row["segment"] for row in table}) == len(table)
+    assert segmenter.stability_["ari_other_seed"] > 0.8
+
+
+def test_the_onnx_graph_assigns_the_clusters_sklearn_does(fitted):
+    """Parity: log, scaling and K-Means in one graph, real units in."""
+    features, segmenter = fitted
+    assigner = SegmentAssigner(segmenter.to_onnx(), segmenter.names_, [])
+    x = features[list(SEGMENT_FEATURES)].to_numpy(np.float32)
+    expected = segmenter.kmeans_.predict(segmenter.scaler_.transform(log_transform(x)))
+    assert (assigner.clusters(x) == expected).mean() > 0.999  # float32 ties at most
+    row = dict(zip(SEGMENT_FEATURES, x[0].tolist()))
+    assert assigner.assign(row) == segmenter.names_[expected[0]]
+
+
+def test_rules_take_precedence_over_clusters(fitted):
+    features, segmenter = fitted
+    busy = SegmentRule("busy explorers", {"sessions_per_week": {"gt": 2}, "categories": {"ge": 3}})
+    clusters = [segmenter.names_[c] for c in segmenter.labels_]
+    segments = apply_rules(features, [busy], clusters)
+    matched = (features["sessions_per_week"] > 2) & (features["categories"] >= 3)
+    assert matched.any() and not matched.all()
+    assert all((s == "busy explorers") == m for s, m in zip(segments, matched))
+    assigner = SegmentAssigner(segmenter.to_onnx(), segmenter.names_, [busy])
+    row = features[matched].iloc[0]
+    assert assigner.assign({f: row[f] for f in SEGMENT_FEATURES}) == "busy explorers"
+
+
+def test_rule_errors_name_the_rule_field_and_what_is_allowed():
+    errors = rule_errors("vip", {"visits": {"gt": 5}, "monetary": {"above": 1}})
+    assert "segment rule 'vip': unknown feature 'visits'; allowed: recency_days" in errors[0]
+    assert "segment rule 'vip', monetary: unknown operator 'above'; allowed: gt, ge" in errors[1]
+    assert rule_errors("x", {}) == ["segment rule 'x' has no conditions"]
+
+
+def test_names_say_what_the_centre_says():
+    index = {f: i for i, f in enumerate(SEGMENT_FEATURES)}
+    centres = np.zeros((3, len(SEGMENT_FEATURES)))
+    centres[0, [index["monetary"], index["sessions"]]] = 2.0
+    centres[0, index["recency_days"]] = -1.0
+    centres[1, index["cart_abandon_share"]] = 2.0
+    names = cluster_names(centres)
+    assert names[0] == "high-value loyal" and "cart abandoners" in names[1]
+    assert names[2] == "average"
+
+
+def test_a_live_session_has_features_too():
+    events = [
+        SessionEvent("view", "a", dwell_ms=20_000),
+        SessionEvent("view", "b", dwell_ms=40_000),
+        SessionEvent("add_to_cart", "b"),
+    ]
+    features = session_segment_features(events, {"a": 0, "b": 1}, {"b": 9.0})
+    assert features["categories"] == 2 and features["avg_dwell_s"] == 30.0
+    assert features["cart_abandon_share"] == 1.0 and features["monetary"] == 0.0
+    assert set(features) == set(SEGMENT_FEATURES)
+    msgspec.json.encode(features)  # plain numbers
