@@ -19,6 +19,7 @@ from edge.model import Embeddings, ItemGraph, ItemTable, Model, Popularity
 from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
 from edge.ranker import Ranker
 from edge.schemas import SUPPORTED_FORMAT_VERSIONS, FileEntry, Manifest, manifest_decoder
+from edge.segments import SegmentAssigner, SegmentRule
 
 MANIFEST = "manifest.json"
 ITEMS = "items.msgpack"
@@ -27,6 +28,7 @@ COVISITATION = "covisitation.msgpack"
 REGRESSION = "item_regression.msgpack"
 POPULARITY = "popularity.msgpack"
 RANKER = "ranker.onnx"
+SEGMENTS = "segments.onnx"  # optional: absent when there were too few known customers
 FALLBACK = "fallback.json"
 PROFILES = "profiles.msgpack"
 REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, REGRESSION, POPULARITY, RANKER, FALLBACK)
@@ -49,6 +51,7 @@ class Bundle:
     model: Model
     profiles: ProfileStore
     fallback: dict[str, list[tuple[str, float]]]  # context key -> (item id, popularity), best first
+    segments: SegmentAssigner | None = None  # when export learned segments
 
     @property
     def build_id(self) -> str:
@@ -279,4 +282,17 @@ def load_bundle(
         fallback = _fallback_decoder.decode((directory / FALLBACK).read_bytes()).contexts
     except (msgspec.DecodeError, OSError) as exc:
         raise BundleError(f"{FALLBACK} is malformed: {exc}", file=FALLBACK) from exc
-    return Bundle(directory, manifest, model, profiles, fallback)
+    segments = _segments(directory, manifest) if SEGMENTS in manifest.files else None
+    return Bundle(directory, manifest, model, profiles, fallback, segments)
+
+
+def _segments(directory: Path, manifest: Manifest) -> SegmentAssigner:
+    info = manifest.models.get("segments")
+    try:
+        names = [str(n) for n in info["clusters"]]  # type: ignore[index]
+        rules = [SegmentRule(str(r["name"]), r["when"]) for r in info["rules"]]  # type: ignore[index]
+    except (KeyError, TypeError) as exc:
+        raise BundleError(
+            f"{MANIFEST} lists {SEGMENTS} but models.segments lacks {exc}", file=MANIFEST
+        ) from exc
+    return SegmentAssigner((directory / SEGMENTS).read_bytes(), names, rules)

@@ -4,6 +4,7 @@ the bundle is missing, a step fails or the latency budget runs out: the page alw
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
 from edge.schemas import (
+    Profile,
     RecommendRequest,
     RecommendResponse,
     ResolvedContext,
@@ -20,6 +22,7 @@ from edge.schemas import (
     SessionEvent,
 )
 from edge.scoring import CandidateSizes, Deadline, build_user_state, candidate_features, rank
+from edge.segments import session_segment_features
 
 log = logging.getLogger("edgeperso.recommend")
 
@@ -89,6 +92,8 @@ class Recommender:
             else:  # not consented: only the context, nothing about the visitor
                 profile, events, cart = None, [], []
             state = build_user_state(bundle.model, profile, events, cart, request.exclude)
+            step = "segment"
+            segment = self._segment(bundle, profile, events) if request.consent else None
             step = "candidates"
             deadline.check(step)
             candidates = candidate_features(bundle.model, state, context, self.sizes, deadline)
@@ -101,7 +106,9 @@ class Recommender:
             items = [ScoredItem(ids[i], round(float(s), 6)) for i, s in zip(top, scores)]
             if len(items) < request.k:  # a tiny catalog or a long exclude list: top up
                 items += self._top_up(bundle, context, request, items, cap)
-            return self._answer(items, bundle.build_id, None, state.has_history, context, started)
+            return self._answer(
+                items, bundle.build_id, None, state.has_history, context, started, segment
+            )
         except BudgetExceeded as exc:
             reason = f"latency_budget: {exc.message}"
         except Exception:  # any failing step: log it, answer with fallback, never a 500
@@ -109,6 +116,25 @@ class Recommender:
             reason = f"error: step '{step}' failed"
         items = self._popular(bundle, context, request, set(), request.k)
         return self._answer(items, bundle.build_id, reason, False, context, started)
+
+    @staticmethod
+    def _segment(bundle: Bundle, profile: Profile | None, events: list[SessionEvent]) -> str | None:
+        """A known customer's stored segment; anyone else's from this session's features."""
+        if bundle.segments is None:
+            return None
+        if profile is not None and profile.segment:
+            return profile.segment
+        items = bundle.model.items
+        index, category, price = items.index, items.category, items.price
+
+        def category_of(item_id: str) -> int:
+            return int(category[index[item_id]]) if item_id in index else -1
+
+        def price_of(item_id: str) -> float:
+            value = float(price[index[item_id]]) if item_id in index else 0.0
+            return value if math.isfinite(value) else 0.0
+
+        return bundle.segments.assign(session_segment_features(events, category_of, price_of))
 
     def _top_up(
         self,
@@ -180,6 +206,7 @@ class Recommender:
         personalized: bool,
         context: ResolvedContext,
         started: float,
+        segment: str | None = None,
     ) -> RecommendResponse:
         took_ms = round((time.perf_counter() - started) * 1000.0, 3)
-        return RecommendResponse(items, build_id, fallback, personalized, context, took_ms)
+        return RecommendResponse(items, build_id, fallback, personalized, context, took_ms, segment)

@@ -70,6 +70,7 @@ class RecommendResponse(Struct, frozen=True):
     personalized: bool
     context: ResolvedContext
     took_ms: float
+    segment: str | None = None  # the visitor's micro-segment, when the bundle has segments
 
 
 # ---------------------------------------------------------------- bundle
@@ -105,6 +106,7 @@ class Profile(Struct, frozen=True, array_like=True):
     monetary: float
     mean_price: float
     attributes: dict[str, str] = {}  # from the shop's users file (loyalty tier, age band, ...)
+    segment: str = ""  # the micro-segment export assigned ("" when segments were not learned)
 
 
 manifest_decoder = msgspec.json.Decoder(Manifest)

@@ -6,6 +6,7 @@ computes them from a live session for visitors without a profile."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,20 +74,18 @@ def rule_errors(name: str, conditions: dict[str, dict[str, float]]) -> list[str]
 
 
 def session_segment_features(
-    events: list, categories: dict[str, int], purchase_values: dict[str, float]
+    events: list, category_of: Callable[[str], int], price_of: Callable[[str], float]
 ) -> dict[str, float]:
-    """The features of a visitor known only from this session (oldest event first):
-    `categories` maps item ids to category codes, `purchase_values` item ids to prices."""
+    """The features of a visitor known only from this session (oldest event first), with the
+    bundle's item table behind `category_of` (-1 unknown) and `price_of` (0 unknown)."""
     kinds = [e.type for e in events]
     carted, bought = "add_to_cart" in kinds, "purchase" in kinds
     dwells = [e.dwell_ms / 1000.0 for e in events if e.type == "view" and e.dwell_ms]
-    touched = {categories[e.item_id] for e in events if categories.get(e.item_id, -1) >= 0}
+    touched = {category_of(e.item_id) for e in events} - {-1}
     return {
         "recency_days": 0.0,
         "sessions": 1.0,
-        "monetary": sum(
-            purchase_values.get(e.item_id, 0.0) for e in events if e.type == "purchase"
-        ),
+        "monetary": sum(price_of(e.item_id) for e in events if e.type == "purchase"),
         "sessions_per_week": 1.0,
         "categories": float(len(touched)),
         "cart_abandon_share": 1.0 if carted and not bought else 0.0,

@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from edge.schemas import DEFAULT_EVENT_TYPES
+from edge.segments import rule_errors
 
 CANONICAL_EVENT_COLUMNS = (
     "ts",
@@ -136,6 +137,21 @@ class CandidatesConfig(Struct, frozen=True, forbid_unknown_fields=True):
     history: Annotated[int, Meta(ge=0, le=1000)] = 20
 
 
+class SegmentRuleConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """A named segment that wins over the clusters where every condition holds, e.g.
+    name = "busy explorers", when = { sessions_per_week = { gt = 5 }, categories = { ge = 3 } }."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    when: dict[str, dict[str, float]]
+
+
+class SegmentsConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    k: Annotated[int, Meta(ge=2, le=50)] | None = None  # None: the best silhouette in k_min..k_max
+    k_min: Annotated[int, Meta(ge=2, le=50)] = 3
+    k_max: Annotated[int, Meta(ge=2, le=50)] = 10
+    rules: list[SegmentRuleConfig] = []
+
+
 class ServingConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """What the edge does with every answer (a request may override the category cap)."""
 
@@ -165,6 +181,7 @@ class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):
     popularity: PopularityConfig = PopularityConfig()
     ranker: RankerConfig = RankerConfig()
     serving: ServingConfig = ServingConfig()
+    segments: SegmentsConfig = SegmentsConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
     @property
@@ -195,6 +212,11 @@ def load_config(path: str | Path | None, column_map: dict[str, str] | None = Non
         config = msgspec.structs.replace(
             config, input=msgspec.structs.replace(config.input, columns=columns)
         )
+    errors = [e for r in config.segments.rules for e in rule_errors(r.name, r.when)]
+    if config.segments.k_min > config.segments.k_max:
+        errors.append(f"segments.k_min ({config.segments.k_min}) is over k_max")
+    if errors:
+        raise ConfigError(f"config {path}: " + "; ".join(errors))
     for name in config.evaluation.target_types:
         if name not in config.event_types:
             raise ConfigError(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import pandas as pd
 
 from edge.bundle import (
@@ -19,12 +20,14 @@ from edge.bundle import (
     ITEMS,
     POPULARITY,
     REGRESSION,
+    SEGMENTS,
     load_bundle,
     model_from_trees,
     sha256_file,
 )
 from edge.schemas import Profile
 from edge.scoring import CONTEXT_FEATURES, FEATURES, CandidateSizes
+from edge.segments import SEGMENT_FEATURES, SegmentRule
 from export.baselines import BASELINES
 from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
 from export.config import BuildConfig
@@ -42,6 +45,7 @@ from export.item_regression import ItemRegression
 from export.popularity import Popularity
 from export.profiles import build_profiles
 from export.ranker import fit_ranker, ranker_to_onnx, training_rows
+from export.segments import Segmenter, apply_rules, user_features
 from export.validate import (
     QualityReport,
     check_drop_share,
@@ -93,6 +97,39 @@ class Trained:
     fallback: dict[str, Any]
     profiles: dict[str, Profile]
     ranker_training: dict[str, Any]
+    segments_onnx: bytes | None = None
+    segments: dict[str, Any] | None = None  # what the manifest says of them
+
+
+def fit_segments(
+    events: pd.DataFrame, universe: ItemUniverse, config: BuildConfig
+) -> tuple[bytes | None, dict[str, Any] | None, dict[str, str]]:
+    """(segments.onnx, their description, each known customer's segment). No segments when
+    there are too few known customers to cluster (a log of anonymous sessions)."""
+    sc = config.segments
+    names = np.array([*universe.category_names, ""], dtype=object)
+    categories = pd.Series(names[universe.category], index=universe.ids)
+    features = user_features(events, categories)
+    if len(features) < max(50, 2 * sc.k_max):
+        return None, None, {}
+    segmenter = Segmenter(sc.k, (sc.k_min, sc.k_max), config.seed).fit(features)
+    rules = [SegmentRule(r.name, r.when) for r in sc.rules]
+    clusters = [segmenter.names_[c] for c in segmenter.labels_]
+    assigned = apply_rules(features, rules, clusters)
+    sizes = pd.Series(assigned).value_counts()
+    description = {
+        "file": SEGMENTS,
+        "features": list(SEGMENT_FEATURES),
+        "clusters": segmenter.names_,
+        "k": segmenter.k_,
+        "k_chosen_by": "config" if sc.k else "silhouette",
+        "silhouette": segmenter.silhouettes_,
+        "stability": segmenter.stability_,
+        "table": segmenter.table_,
+        "rules": [{"name": r.name, "when": r.when} for r in sc.rules],
+        "rule_sizes": {r.name: int(sizes.get(r.name, 0)) for r in sc.rules},
+    }
+    return segmenter.to_onnx(), description, dict(zip(features.index, assigned))
 
 
 def present_target_types(events: pd.DataFrame, config: BuildConfig) -> list[str]:
@@ -175,12 +212,19 @@ def train(
         "trees": int(ranker.n_iter_),
     }
     trees, popularity = fit_candidate_models(events, universe, config)
+    segments_onnx, segments, segment_of = fit_segments(events, universe, config)
+    profiles = {
+        user: msgspec.structs.replace(profile, segment=segment_of.get(user, ""))
+        for user, profile in build_profiles(events, weights, users or {}).items()
+    }
     return Trained(
         trees,
         ranker_to_onnx(ranker),
         popularity.fallback(universe),
-        build_profiles(events, weights, users or {}),
+        profiles,
         stats,
+        segments_onnx,
+        segments,
     )
 
 
@@ -281,6 +325,7 @@ def _write(
         },
         "embeddings": {"method": "implicit ALS", "factors": config.embeddings.factors},
         "serving": msgspec.to_builtins(config.serving),
+        **({"segments": trained.segments} if trained.segments else {}),
         "contexts": sorted(trained.trees[POPULARITY]["contexts"]),
     }
     return write_bundle(
@@ -293,6 +338,7 @@ def _write(
         lineage,
         metrics,
         signing_key,
+        {SEGMENTS: trained.segments_onnx} if trained.segments_onnx else {},
     )
 
 

@@ -44,7 +44,10 @@ def write_bundle(
     lineage: dict[str, Any],
     metrics: dict[str, Any],
     signing_key: bytes | None = None,
+    optional_files: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
+    """Write to a staging directory next to `out_dir`, then swap it in whole. `optional_files`
+    (segments.onnx, ...) are listed in the manifest like the required ones."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -59,7 +62,9 @@ def write_bundle(
             path = staging / name
             return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
-        files = {name: entry(name) for name in REQUIRED_FILES}
+        for name, content in (optional_files or {}).items():
+            (staging / name).write_bytes(content)
+        files = {name: entry(name) for name in (*REQUIRED_FILES, *(optional_files or {}))}
         created = datetime.now(UTC)
         digest = sha256_of_entries(files)
         manifest: dict[str, Any] = {

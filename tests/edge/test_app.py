@@ -30,7 +30,16 @@ def test_a_valid_request_answers_with_the_documented_shape(client, bundle):
     response = post(client, {"k": 3, "context": {"device": "mobile", "local_hour": 9}})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"items", "bundle", "fallback", "personalized", "context", "took_ms"}
+    assert set(body) == {
+        "items",
+        "bundle",
+        "fallback",
+        "personalized",
+        "context",
+        "took_ms",
+        "segment",
+    }
+    assert body["segment"] in bundle.segments.names  # a cold visitor: the nearest cluster
     assert len(body["items"]) == 3 and set(body["items"][0]) == {"item_id", "score"}
     assert body["context"]["hour_bucket"] == "morning"
 

@@ -179,3 +179,17 @@ def test_one_viewed_item_is_enough_to_personalize(bundle, recommender):
     session = Session(events=[SessionEvent(type="view", item_id=item)])
     response = recommender.recommend(RecommendRequest(session=session, k=10))
     assert response.personalized and ids(response) != cold
+
+
+def test_every_answer_names_the_visitors_segment(bundle, recommender):
+    user = regular_customer(bundle)
+    stored = bundle.profiles.get(user).segment
+    assert stored and recommender.recommend(RecommendRequest(user_id=user)).segment == stored
+    viewed = [item for item, _ in bundle.fallback["all"][:3]]
+    session = Session(
+        events=[SessionEvent(type="view", item_id=i, dwell_ms=20_000) for i in viewed]
+    )
+    anonymous = recommender.recommend(RecommendRequest(session=session))
+    assert anonymous.segment in bundle.segments.names
+    hidden = recommender.recommend(RecommendRequest(user_id=user, consent=False))
+    assert hidden.segment is None  # without consent nothing about the visitor is used

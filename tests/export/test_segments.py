@@ -121,8 +121,26 @@ def test_a_live_session_has_features_too():
         SessionEvent("view", "b", dwell_ms=40_000),
         SessionEvent("add_to_cart", "b"),
     ]
-    features = session_segment_features(events, {"a": 0, "b": 1}, {"b": 9.0})
+    categories, prices = {"a": 0, "b": 1}, {"b": 9.0}
+    features = session_segment_features(events, categories.__getitem__, prices.get)
     assert features["categories"] == 2 and features["avg_dwell_s"] == 30.0
     assert features["cart_abandon_share"] == 1.0 and features["monetary"] == 0.0
     assert set(features) == set(SEGMENT_FEATURES)
     msgspec.json.encode(features)  # plain numbers
+
+
+def test_a_bad_segment_rule_stops_the_build_naming_it(tmp_path):
+    from export.config import ConfigError, load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text('[[segments.rules]]\nname = "vip"\nwhen = { visits = { gt = 5 } }\n')
+    with pytest.raises(ConfigError, match="segment rule 'vip': unknown feature 'visits'"):
+        load_config(path)
+
+
+def test_the_bundle_describes_its_segments(bundle):
+    info = bundle.manifest.models["segments"]
+    assert info["k"] == len(info["clusters"]) == len(info["table"])
+    assert set(info["stability"]) == {"ari_other_seed", "ari_half_of_customers"}
+    segments = {p.segment for p in bundle.profiles.as_dict().values()}
+    assert segments <= set(info["clusters"]) and len(segments) > 1
