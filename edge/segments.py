@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge.errors import BundleError
+from edge.ranker import session_options
 
 # Per-visitor features, in real units (what a rule's thresholds are written in).
 SEGMENT_FEATURES = (
@@ -98,7 +99,9 @@ class SegmentAssigner:
 
     def __init__(self, onnx_bytes: bytes, names: list[str], rules: list[SegmentRule]) -> None:
         try:
-            self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                onnx_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise BundleError(f"segments.onnx cannot be loaded: {exc}", file="segments.onnx")
         self.input_name = self.session.get_inputs()[0].name
