@@ -178,6 +178,23 @@ def stage_breakdown(bundle, bodies: list[bytes]) -> dict[str, float]:
     return out
 
 
+def segment_cost(recommender: Recommender, mixes: dict[str, list[bytes]]) -> float | None:
+    """Median µs to assign a segment from a live session (known customers read theirs)."""
+    bundle = recommender.bundle
+    if bundle is None or bundle.segments is None:
+        return None
+    sessions = []
+    for body in mixes["anonymous session"]:
+        request = _request_decoder.decode(body)
+        sessions.append(request.session.events if request.session else [])
+    samples = []
+    for events in sessions:
+        started = time.perf_counter()
+        recommender._segment(bundle, None, events)
+        samples.append((time.perf_counter() - started) * 1e6)
+    return round(statistics.median(samples), 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=100_000)
@@ -208,6 +225,7 @@ def main() -> int:
             for q in (50, 99, 99.9)
         }
     stages = stage_breakdown(bundle, mixes["known customer"])
+    stages["segment, no profile (µs)"] = segment_cost(recommender, mixes)
     ref = results["reference"]["p50"]
     for name in mixes:
         results[name]["p50_over_reference"] = round(results[name]["p50"] / ref, 2)
