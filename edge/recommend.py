@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
+from edge.model import ItemTable
 from edge.schemas import (
     Profile,
     RecommendRequest,
@@ -22,7 +23,7 @@ from edge.schemas import (
     SessionEvent,
 )
 from edge.scoring import CandidateSizes, Deadline, build_user_state, candidate_features, rank
-from edge.segments import session_segment_features
+from edge.segments import SegmentAssigner, session_segment_features
 
 log = logging.getLogger("edgeperso.recommend")
 
@@ -46,6 +47,7 @@ class Recommender:
         serving = serving if isinstance(serving, dict) else {}
         self.max_per_category = int(serving.get("max_per_category", 0))
         self.sizes = CandidateSizes.from_manifest(serving)
+        self._no_events_segment: str | None = None
 
     def warm_up(self) -> None:
         """Run a cold and a personalized request once at load, so the first real visitor does not
@@ -117,14 +119,24 @@ class Recommender:
         items = self._popular(bundle, context, request, set(), request.k)
         return self._answer(items, bundle.build_id, reason, False, context, started)
 
-    @staticmethod
-    def _segment(bundle: Bundle, profile: Profile | None, events: list[SessionEvent]) -> str | None:
-        """A known customer's stored segment; anyone else's from this session's features."""
-        if bundle.segments is None:
+    def _segment(
+        self, bundle: Bundle, profile: Profile | None, events: list[SessionEvent]
+    ) -> str | None:
+        """A known customer's stored segment; anyone else's from this session's features (a
+        visitor with no events has constant features: their segment is computed once)."""
+        segments = bundle.segments
+        if segments is None:
             return None
         if profile is not None and profile.segment:
             return profile.segment
-        items = bundle.model.items
+        if not events:
+            if self._no_events_segment is None:
+                self._no_events_segment = self._assign(bundle.model.items, segments, [])
+            return self._no_events_segment
+        return self._assign(bundle.model.items, segments, events)
+
+    @staticmethod
+    def _assign(items: ItemTable, segments: SegmentAssigner, events: list[SessionEvent]) -> str:
         index, category, price = items.index, items.category, items.price
 
         def category_of(item_id: str) -> int:
@@ -134,7 +146,7 @@ class Recommender:
             value = float(price[index[item_id]]) if item_id in index else 0.0
             return value if math.isfinite(value) else 0.0
 
-        return bundle.segments.assign(session_segment_features(events, category_of, price_of))
+        return segments.assign(session_segment_features(events, category_of, price_of))
 
     def _top_up(
         self,

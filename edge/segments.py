@@ -110,7 +110,7 @@ class SegmentAssigner:
 
     def clusters(self, rows: np.ndarray) -> np.ndarray:
         """Cluster index of each row of real-unit features (float32 [n, len(SEGMENT_FEATURES)])."""
-        labels, _ = self.session.run(None, {self.input_name: rows.astype(np.float32)})
+        (labels,) = self.session.run(["label"], {self.input_name: rows.astype(np.float32)})
         return labels.astype(np.int64)
 
     def assign(self, features: dict[str, float]) -> str:
