@@ -15,6 +15,7 @@ import numpy as np
 
 from edge import arrays
 from edge.errors import BundleError
+from edge.intent import IntentLabels, IntentModel
 from edge.model import Embeddings, ItemGraph, ItemTable, Model, Popularity
 from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
 from edge.ranker import Ranker
@@ -29,6 +30,7 @@ REGRESSION = "item_regression.msgpack"
 POPULARITY = "popularity.msgpack"
 RANKER = "ranker.onnx"
 SEGMENTS = "segments.onnx"  # optional: absent when there were too few known customers
+INTENT = "intent.onnx"  # optional: absent when the log has no purchases
 FALLBACK = "fallback.json"
 PROFILES = "profiles.msgpack"
 REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, REGRESSION, POPULARITY, RANKER, FALLBACK)
@@ -52,6 +54,7 @@ class Bundle:
     profiles: ProfileStore
     fallback: dict[str, list[tuple[str, float]]]  # context key -> (item id, popularity), best first
     segments: SegmentAssigner | None = None  # when export learned segments
+    intent: IntentModel | None = None  # when export learned purchase intent
 
     @property
     def build_id(self) -> str:
@@ -283,7 +286,20 @@ def load_bundle(
     except (msgspec.DecodeError, OSError) as exc:
         raise BundleError(f"{FALLBACK} is malformed: {exc}", file=FALLBACK) from exc
     segments = _segments(directory, manifest) if SEGMENTS in manifest.files else None
-    return Bundle(directory, manifest, model, profiles, fallback, segments)
+    intent = _intent(directory, manifest) if INTENT in manifest.files else None
+    return Bundle(directory, manifest, model, profiles, fallback, segments, intent)
+
+
+def _intent(directory: Path, manifest: Manifest) -> IntentModel:
+    info = manifest.models.get("intent")
+    try:
+        labels = IntentLabels(**info["labels"])  # type: ignore[index]
+    except (KeyError, TypeError) as exc:
+        raise BundleError(
+            f"{MANIFEST} lists {INTENT} but models.intent.labels is missing or malformed ({exc})",
+            file=MANIFEST,
+        ) from exc
+    return IntentModel((directory / INTENT).read_bytes(), labels)
 
 
 def _segments(directory: Path, manifest: Manifest) -> SegmentAssigner:

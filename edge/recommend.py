@@ -7,13 +7,15 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
+from edge.intent import intent_features
 from edge.model import ItemTable
 from edge.schemas import (
+    Intent,
     Profile,
     RecommendRequest,
     RecommendResponse,
@@ -96,6 +98,8 @@ class Recommender:
             state = build_user_state(bundle.model, profile, events, cart, request.exclude)
             step = "segment"
             segment = self._segment(bundle, profile, events) if request.consent else None
+            step = "intent"
+            intent = self._intent(bundle, profile, events, context) if request.consent else None
             step = "candidates"
             deadline.check(step)
             candidates = candidate_features(bundle.model, state, context, self.sizes, deadline)
@@ -109,7 +113,7 @@ class Recommender:
             if len(items) < request.k:  # a tiny catalog or a long exclude list: top up
                 items += self._top_up(bundle, context, request, items, cap)
             return self._answer(
-                items, bundle.build_id, None, state.has_history, context, started, segment
+                items, bundle.build_id, None, state.has_history, context, started, segment, intent
             )
         except BudgetExceeded as exc:
             reason = f"latency_budget: {exc.message}"
@@ -137,16 +141,38 @@ class Recommender:
 
     @staticmethod
     def _assign(items: ItemTable, segments: SegmentAssigner, events: list[SessionEvent]) -> str:
-        index, category, price = items.index, items.category, items.price
-
-        def category_of(item_id: str) -> int:
-            return int(category[index[item_id]]) if item_id in index else -1
+        index, price = items.index, items.price
 
         def price_of(item_id: str) -> float:
             value = float(price[index[item_id]]) if item_id in index else 0.0
             return value if math.isfinite(value) else 0.0
 
-        return segments.assign(session_segment_features(events, category_of, price_of))
+        features = session_segment_features(events, _category_lookup(items), price_of)
+        return segments.assign(features)
+
+    @staticmethod
+    def _intent(
+        bundle: Bundle,
+        profile: Profile | None,
+        events: list[SessionEvent],
+        context: ResolvedContext,
+    ) -> Intent | None:
+        if bundle.intent is None:
+            return None
+        hours, purchases = math.nan, None
+        if profile is not None:
+            hours = max(0.0, (time.time() - profile.last_ts) / 3600.0)
+            purchases = profile.n_purchases
+        row = intent_features(
+            events,
+            _category_lookup(bundle.model.items),
+            hours,
+            purchases,
+            context.device,
+            context.local_hour,
+        )
+        probability, label = bundle.intent.predict(row)
+        return Intent(round(probability, 4), label)
 
     def _top_up(
         self,
@@ -219,6 +245,18 @@ class Recommender:
         context: ResolvedContext,
         started: float,
         segment: str | None = None,
+        intent: Intent | None = None,
     ) -> RecommendResponse:
         took_ms = round((time.perf_counter() - started) * 1000.0, 3)
-        return RecommendResponse(items, build_id, fallback, personalized, context, took_ms, segment)
+        return RecommendResponse(
+            items, build_id, fallback, personalized, context, took_ms, segment, intent
+        )
+
+
+def _category_lookup(items: ItemTable) -> Callable[[str], int]:
+    index, category = items.index, items.category
+
+    def category_of(item_id: str) -> int:
+        return int(category[index[item_id]]) if item_id in index else -1
+
+    return category_of

@@ -63,6 +63,11 @@ class ResolvedContext(Struct, frozen=True):
     page: str | None = None
 
 
+class Intent(Struct, frozen=True):
+    probability: float  # that this session ends in a purchase
+    label: str  # "high intent", "browsing" or "lurker", by the bundle's thresholds
+
+
 class RecommendResponse(Struct, frozen=True):
     items: list[ScoredItem]
     bundle: str | None
@@ -71,6 +76,7 @@ class RecommendResponse(Struct, frozen=True):
     context: ResolvedContext
     took_ms: float
     segment: str | None = None  # the visitor's micro-segment, when the bundle has segments
+    intent: Intent | None = None  # purchase intent, when the bundle has an intent model
 
 
 # ---------------------------------------------------------------- bundle

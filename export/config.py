@@ -152,6 +152,17 @@ class SegmentsConfig(Struct, frozen=True, forbid_unknown_fields=True):
     rules: list[SegmentRuleConfig] = []
 
 
+class IntentConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Purchase intent: trained on the last `train_days` of sessions; the manifest reports it
+    trained on the window before the last `eval_days` and scored on those days."""
+
+    train_days: Positive = 28.0
+    eval_days: Positive = 7.0
+    max_sessions: PositiveInt = 50_000  # sampled per window
+    high: Fraction = 0.5  # probability at or over which a session is "high intent"
+    browsing: Fraction = 0.1  # at or over: "browsing"; below: "lurker"
+
+
 class ServingConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """What the edge does with every answer (a request may override the category cap)."""
 
@@ -182,6 +193,7 @@ class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):
     ranker: RankerConfig = RankerConfig()
     serving: ServingConfig = ServingConfig()
     segments: SegmentsConfig = SegmentsConfig()
+    intent: IntentConfig = IntentConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
     @property
@@ -215,6 +227,11 @@ def load_config(path: str | Path | None, column_map: dict[str, str] | None = Non
     errors = [e for r in config.segments.rules for e in rule_errors(r.name, r.when)]
     if config.segments.k_min > config.segments.k_max:
         errors.append(f"segments.k_min ({config.segments.k_min}) is over k_max")
+    if config.intent.browsing > config.intent.high:
+        errors.append(
+            f"intent.browsing ({config.intent.browsing}) is over intent.high "
+            f"({config.intent.high}); allowed: browsing <= high"
+        )
     if errors:
         raise ConfigError(f"config {path}: " + "; ".join(errors))
     for name in config.evaluation.target_types:

@@ -17,6 +17,7 @@ import pandas as pd
 from edge.bundle import (
     COVISITATION,
     EMBEDDINGS,
+    INTENT,
     ITEMS,
     POPULARITY,
     REGRESSION,
@@ -34,6 +35,7 @@ from export.config import BuildConfig
 from export.covisitation import CoVisitation
 from export.embeddings import ItemEmbeddings, item_metadata
 from export.evaluate import evaluate_models, format_table
+from export.intent import fit_intent
 from export.interactions import (
     ItemUniverse,
     build_universe,
@@ -99,6 +101,8 @@ class Trained:
     ranker_training: dict[str, Any]
     segments_onnx: bytes | None = None
     segments: dict[str, Any] | None = None  # what the manifest says of them
+    intent_onnx: bytes | None = None
+    intent: dict[str, Any] | None = None
 
 
 def fit_segments(
@@ -187,8 +191,10 @@ def train(
     universe: ItemUniverse,
     config: BuildConfig,
     users: dict[str, dict[str, str]] | None = None,
+    segments_and_intent: bool = True,
 ) -> Trained:
-    """Ranker on a time split inside `events`, then the candidate models on all of `events`."""
+    """Ranker on a time split inside `events`, then the candidate models on all of `events`;
+    segments and intent too unless told not to (the evaluation's bundle does not need them)."""
     weights = config.events.weights
     t_min, t_max = events["ts"].min(), events["ts"].max()
     label_days = config.ranker.label_days or max(1.0, 0.15 * (t_max - t_min) / DAY)
@@ -212,7 +218,16 @@ def train(
         "trees": int(ranker.n_iter_),
     }
     trees, popularity = fit_candidate_models(events, universe, config)
-    segments_onnx, segments, segment_of = fit_segments(events, universe, config)
+    segments_onnx, segments, segment_of = None, None, {}
+    intent_onnx, intent = None, None
+    if segments_and_intent:
+        segments_onnx, segments, segment_of = fit_segments(events, universe, config)
+        ic = config.intent
+        intent_onnx, intent = fit_intent(
+            events, universe, ic.train_days, ic.eval_days, ic.max_sessions, config.seed
+        )
+        if intent is not None:
+            intent["labels"] = {"high": ic.high, "browsing": ic.browsing}
     profiles = {
         user: msgspec.structs.replace(profile, segment=segment_of.get(user, ""))
         for user, profile in build_profiles(events, weights, users or {}).items()
@@ -225,6 +240,8 @@ def train(
         stats,
         segments_onnx,
         segments,
+        intent_onnx,
+        intent,
     )
 
 
@@ -263,7 +280,7 @@ def evaluate_split(
         )
     weights = config.events.weights
     with progress.step(f"train on {len(train_part):,} events, hold out {len(test_part):,}"):
-        held = train(train_part, universe, config, users)
+        held = train(train_part, universe, config, users, segments_and_intent=False)
     protocol, test_cases = cases_for(
         ec.protocol, train_part, test_part, held.profiles, config, ec.max_cases
     )
@@ -326,6 +343,7 @@ def _write(
         "embeddings": {"method": "implicit ALS", "factors": config.embeddings.factors},
         "serving": msgspec.to_builtins(config.serving),
         **({"segments": trained.segments} if trained.segments else {}),
+        **({"intent": trained.intent} if trained.intent else {}),
         "contexts": sorted(trained.trees[POPULARITY]["contexts"]),
     }
     return write_bundle(
@@ -338,7 +356,11 @@ def _write(
         lineage,
         metrics,
         signing_key,
-        {SEGMENTS: trained.segments_onnx} if trained.segments_onnx else {},
+        {
+            name: content
+            for name, content in ((SEGMENTS, trained.segments_onnx), (INTENT, trained.intent_onnx))
+            if content
+        },
     )
 
 

@@ -108,14 +108,20 @@ def fit_ranker(
 
 
 def ranker_to_onnx(model: HistGradientBoostingClassifier) -> bytes:
-    sample = np.zeros((1, len(FEATURES)), dtype=np.float32)
+    return classifier_to_onnx(model, FEATURES, "edgeperso composite ranker")
+
+
+def classifier_to_onnx(
+    model: HistGradientBoostingClassifier, features: tuple[str, ...], title: str
+) -> bytes:
+    """Gradient-boosted trees to ONNX: float32 [n, len(features)] in, probabilities out."""
+    sample = np.zeros((1, len(features)), dtype=np.float32)
     with _ints_for_missing_tracks():
         graph = to_onnx(
             model, sample, options={id(model): {"zipmap": False}}, target_opset=ONNX_TARGET_OPSET
         )
-    graph.doc_string = (
-        f"edgeperso composite ranker; input: float32 [n, {len(FEATURES)}] in order "
-        + ",".join(FEATURES)
+    graph.doc_string = f"{title}; input: float32 [n, {len(features)}] in order " + ",".join(
+        features
     )
     onnx.checker.check_model(graph)
     return graph.SerializeToString()

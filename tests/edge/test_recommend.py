@@ -193,3 +193,19 @@ def test_every_answer_names_the_visitors_segment(bundle, recommender):
     assert anonymous.segment in bundle.segments.names
     hidden = recommender.recommend(RecommendRequest(user_id=user, consent=False))
     assert hidden.segment is None  # without consent nothing about the visitor is used
+
+
+def test_every_answer_carries_purchase_intent(bundle, recommender):
+    user = regular_customer(bundle)
+    item = bundle.fallback["all"][0][0]
+    events = [SessionEvent(type="view", item_id=item, dwell_ms=40_000)]
+    events += [SessionEvent(type="add_to_cart", item_id=item)]
+    for request in (
+        RecommendRequest(),
+        RecommendRequest(user_id=user, session=Session(events=events)),
+    ):
+        intent = recommender.recommend(request).intent
+        assert intent is not None and 0.0 <= intent.probability <= 1.0
+        assert intent.label == bundle.intent.labels.label(intent.probability)
+    assert recommender.recommend(RecommendRequest(consent=False)).intent is None
+    assert "auc" in bundle.manifest.models["intent"]["evaluation"]
