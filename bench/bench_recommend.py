@@ -195,6 +195,22 @@ def segment_cost(recommender: Recommender, mixes: dict[str, list[bytes]]) -> flo
     return round(statistics.median(samples), 1)
 
 
+def intent_cost(recommender: Recommender, mixes: dict[str, list[bytes]]) -> float | None:
+    """Median µs to score a session's purchase intent (features + onnxruntime)."""
+    bundle = recommender.bundle
+    if bundle is None or bundle.intent is None:
+        return None
+    samples = []
+    for body in mixes["anonymous session"]:
+        request = _request_decoder.decode(body)
+        events = request.session.events if request.session else []
+        context = resolve_context(request.context, {})
+        started = time.perf_counter()
+        recommender._intent(bundle, None, events, context)
+        samples.append((time.perf_counter() - started) * 1e6)
+    return round(statistics.median(samples), 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=100_000)
@@ -226,6 +242,7 @@ def main() -> int:
         }
     stages = stage_breakdown(bundle, mixes["known customer"])
     stages["segment, no profile (µs)"] = segment_cost(recommender, mixes)
+    stages["intent (µs)"] = intent_cost(recommender, mixes)
     ref = results["reference"]["p50"]
     for name in mixes:
         results[name]["p50_over_reference"] = round(results[name]["p50"] / ref, 2)

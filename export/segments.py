@@ -204,7 +204,7 @@ TRAITS = (
     ("categories", +1, "exploring", "explorers"),
     ("avg_dwell_s", +1, "careful", "careful readers"),
     ("recency_days", -1, "recent", "recent customers"),
-    ("sessions", -1, "one-time", "one-time buyers"),
+    ("sessions", -1, "occasional", "occasional customers"),
     ("monetary", -1, "low-spending", "low spenders"),
 )
 TRAIT_THRESHOLD = 0.3
