@@ -13,101 +13,84 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import log_loss, roc_auc_score
-from threadpoolctl import threadpool_limits
 
 from edge.intent import INTENT_FEATURES, intent_features
 from export.interactions import ItemUniverse, epoch_seconds
-from export.ranker import classifier_to_onnx
+from export.ranker import classifier_to_onnx, fit_trees
 
 Event = namedtuple("Event", "type item_id dwell_ms")
 CALIBRATION_BINS = 10
+MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE = 100, 15, 0.1
 
 
-def session_rows(
-    events: pd.DataFrame,
-    universe: ItemUniverse,
-    sessions: pd.Index,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(features, bought) for the given sessions of `events`, each cut at a random point
-    before its first purchase; a session that starts with a purchase shows nothing first and
-    is left out. Earlier events of the same customer give the visit history."""
-    rng = np.random.default_rng(seed)
-    index = {item: i for i, item in enumerate(universe.ids)}
-    category = universe.category
+class SessionLog:
+    """The event log prepared once for every window the intent model reads: events grouped by
+    session in time order, when each session started, and each known customer's visits."""
 
-    def category_of(item_id: str) -> int:
-        code = index.get(item_id, -1)
-        return int(category[code]) if code >= 0 else -1
-
-    seconds = epoch_seconds(events["ts"])
-    frame = events.assign(t=seconds, is_purchase=(events["type"] == "purchase").to_numpy())
-    # Per known customer: when each of their sessions started and ended, and purchases so far.
-    known = frame[frame["user_id"] != ""]
-    visits = known.groupby(["user_id", "session_id"], sort=False).agg(
-        start=("t", "min"), end=("t", "max"), bought=("is_purchase", "sum")
-    )
-    visits = visits.reset_index().sort_values(["user_id", "start"], kind="stable")
-    previous = visits.groupby("user_id")
-    visits["last_end"] = previous["end"].shift(1)
-    visits["purchases_before"] = previous["bought"].cumsum() - visits["bought"]
-    history = visits.set_index("session_id")[["last_end", "purchases_before"]]
-
-    last_end = dict(zip(history.index, history["last_end"]))
-    purchases_before = dict(zip(history.index, history["purchases_before"]))
-    chosen = frame[frame["session_id"].isin(sessions)].sort_values(
-        ["session_id", "t"], kind="stable"
-    )
-    session_ids = chosen["session_id"].to_numpy()
-    kinds, items = chosen["type"].to_numpy(), chosen["item_id"].to_numpy()
-    dwell, t = (
-        chosen["dwell_ms"].to_numpy(dtype=np.float64, na_value=np.nan),
-        chosen["t"].to_numpy(),
-    )
-    devices, hours_of_day = chosen["device"].to_numpy(), chosen["local_hour"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, session_ids[1:] != session_ids[:-1]])
-    ends = np.r_[starts[1:], len(chosen)]
-    xs, ys = [], []
-    for start, stop in zip(starts, ends):
-        bought = np.flatnonzero(kinds[start:stop] == "purchase")
-        seen = int(bought[0]) if bought.size else stop - start
-        if seen == 0:
-            continue
-        cut = start + int(rng.integers(1, seen + 1))
-        prefix = [
-            Event(kinds[j], items[j], None if math.isnan(dwell[j]) else dwell[j])
-            for j in range(start, cut)
-        ]
-        session_id = session_ids[start]
-        hours, purchases = math.nan, None
-        if session_id in purchases_before:
-            purchases = int(purchases_before[session_id])
-            if not math.isnan(last_end[session_id]):
-                hours = (t[start] - last_end[session_id]) / 3600.0
-        row = intent_features(
-            prefix, category_of, hours, purchases, devices[start], int(hours_of_day[start])
+    def __init__(self, events: pd.DataFrame, universe: ItemUniverse) -> None:
+        frame = events.assign(
+            t=epoch_seconds(events["ts"]), is_purchase=(events["type"] == "purchase").to_numpy()
+        ).sort_values(["session_id", "t"], kind="stable")
+        # Per known customer: when each of their sessions ended, and their purchases before it.
+        visits = (
+            frame[frame["user_id"] != ""]
+            .groupby(["user_id", "session_id"], sort=False)
+            .agg(start=("t", "min"), end=("t", "max"), bought=("is_purchase", "sum"))
+            .reset_index()
+            .sort_values(["user_id", "start"], kind="stable")
         )
-        xs.append(row)
-        ys.append(bought.size > 0)
-    x = np.array(xs, dtype=np.float32).reshape(-1, len(INTENT_FEATURES))
-    return x, np.array(ys, dtype=np.int8)
+        previous = visits.groupby("user_id")
+        self.last_end = dict(zip(visits["session_id"], previous["end"].shift(1)))
+        before = previous["bought"].cumsum() - visits["bought"]
+        self.purchases_before = dict(zip(visits["session_id"], before))
 
+        self.session_ids = frame["session_id"].to_numpy()
+        self.kinds, self.items = frame["type"].to_numpy(), frame["item_id"].to_numpy()
+        self.dwell = frame["dwell_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
+        self.t = frame["t"].to_numpy()
+        self.devices, self.hours = frame["device"].to_numpy(), frame["local_hour"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, self.session_ids[1:] != self.session_ids[:-1]])
+        self.bounds = pd.DataFrame(
+            {"start": starts, "stop": np.r_[starts[1:], len(frame)]},
+            index=pd.Index(self.session_ids[starts]),
+        )
+        self.started = pd.Series(frame["ts"].to_numpy()[starts], index=self.bounds.index)
+        index = {item: i for i, item in enumerate(universe.ids)}
+        category = universe.category
+        self.category_of = lambda item: int(category[index[item]]) if item in index else -1
 
-def fit_classifier(x: np.ndarray, y: np.ndarray, seed: int) -> HistGradientBoostingClassifier:
-    model = HistGradientBoostingClassifier(
-        max_iter=100,
-        max_leaf_nodes=15,
-        learning_rate=0.1,
-        early_stopping=y.size > 2_000,
-        validation_fraction=0.15,
-        n_iter_no_change=10,
-        l2_regularization=1.0,
-        random_state=seed,
-    )
-    with threadpool_limits(1, "openmp"):  # see export.ranker.fit_ranker
-        return model.fit(x, y)
+    def starting(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.Index:
+        """The sessions whose first event falls in [start, end)."""
+        return self.started.index[(self.started >= start) & (self.started < end)]
+
+    def rows(self, sessions: pd.Index, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(features, bought) for `sessions`, each cut at a random point before its first
+        purchase; a session that starts with a purchase shows nothing first and is left out."""
+        rng = np.random.default_rng(seed)
+        xs, ys = [], []
+        chosen = self.bounds.loc[sessions.sort_values()]
+        for session_id, start, stop in zip(chosen.index, chosen["start"], chosen["stop"]):
+            bought = np.flatnonzero(self.kinds[start:stop] == "purchase")
+            seen = int(bought[0]) if bought.size else stop - start
+            if seen == 0:
+                continue
+            cut = start + int(rng.integers(1, seen + 1))
+            prefix = [
+                Event(self.kinds[j], self.items[j], None if math.isnan(d) else d)
+                for j, d in zip(range(start, cut), self.dwell[start:cut])
+            ]
+            hours, purchases = math.nan, None
+            if session_id in self.purchases_before:
+                purchases = int(self.purchases_before[session_id])
+                last_end = self.last_end[session_id]
+                if not math.isnan(last_end):
+                    hours = (self.t[start] - last_end) / 3600.0
+            device, hour = self.devices[start], int(self.hours[start])
+            xs.append(intent_features(prefix, self.category_of, hours, purchases, device, hour))
+            ys.append(bought.size > 0)
+        x = np.array(xs, dtype=np.float32).reshape(-1, len(INTENT_FEATURES))
+        return x, np.array(ys, dtype=np.int8)
 
 
 def calibration_table(probability: np.ndarray, outcome: np.ndarray) -> list[dict[str, float]]:
@@ -127,11 +110,6 @@ def calibration_table(probability: np.ndarray, outcome: np.ndarray) -> list[dict
                 }
             )
     return rows
-
-
-def sessions_starting(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.Index:
-    starts = events.groupby("session_id")["ts"].min()
-    return starts.index[(starts >= start) & (starts < end)]
 
 
 def fit_intent(
@@ -154,18 +132,15 @@ def fit_intent(
             return sessions
         return pd.Index(rng.choice(sessions.to_numpy(), max_sessions, replace=False))
 
+    log = SessionLog(events, universe)
     end = events["ts"].max() + pd.Timedelta(seconds=1)
     eval_start = end - pd.Timedelta(days=eval_days)
     train_start = eval_start - pd.Timedelta(days=train_days)
-    x_train, y_train = session_rows(
-        events, universe, sample(sessions_starting(events, train_start, eval_start)), seed
-    )
-    x_eval, y_eval = session_rows(
-        events, universe, sample(sessions_starting(events, eval_start, end)), seed + 1
-    )
+    x_train, y_train = log.rows(sample(log.starting(train_start, eval_start)), seed)
+    x_eval, y_eval = log.rows(sample(log.starting(eval_start, end)), seed + 1)
     if len(set(y_train.tolist())) < 2 or len(set(y_eval.tolist())) < 2:
         return None, None
-    model = fit_classifier(x_train, y_train, seed)
+    model = fit_trees(x_train, y_train, MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE, seed)
     p = model.predict_proba(x_eval)[:, 1]
     evaluation = {
         "train_window": [train_start.isoformat(), eval_start.isoformat()],
@@ -180,13 +155,10 @@ def fit_intent(
         ),
         "calibration": calibration_table(p, y_eval),
     }
-    x_last, y_last = session_rows(
-        events,
-        universe,
-        sample(sessions_starting(events, end - pd.Timedelta(days=train_days), end)),
-        seed,
-    )
-    final = fit_classifier(x_last, y_last, seed) if len(set(y_last.tolist())) == 2 else model
+    x_last, y_last = log.rows(sample(log.starting(end - pd.Timedelta(days=train_days), end)), seed)
+    final = model
+    if len(set(y_last.tolist())) == 2:
+        final = fit_trees(x_last, y_last, MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE, seed)
     description = {
         "file": "intent.onnx",
         "features": list(INTENT_FEATURES),

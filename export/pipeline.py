@@ -46,7 +46,7 @@ from export.io import read_table
 from export.item_regression import ItemRegression
 from export.popularity import Popularity
 from export.profiles import build_profiles
-from export.ranker import fit_ranker, ranker_to_onnx, training_rows
+from export.ranker import fit_trees, ranker_to_onnx, training_rows
 from export.segments import Segmenter, apply_rules, user_features
 from export.validate import (
     QualityReport,
@@ -210,7 +210,7 @@ def train(
     x, y, stats = training_rows(model, profiles, cases, rc.negatives_per_case, config.seed, sizes)
     if not rc.context_features:  # a constant column is one no tree can split on
         x[:, [FEATURES.index(f) for f in CONTEXT_FEATURES]] = 0.0
-    ranker = fit_ranker(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)
+    ranker = fit_trees(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)
     stats |= {
         "protocol": protocol,
         "label_days": round(label_days, 2),

@@ -83,7 +83,7 @@ def training_rows(
     return x, y, stats
 
 
-def fit_ranker(
+def fit_trees(
     x: np.ndarray,
     y: np.ndarray,
     max_iter: int,
@@ -91,6 +91,7 @@ def fit_ranker(
     learning_rate: float,
     seed: int,
 ) -> HistGradientBoostingClassifier:
+    """Gradient-boosted trees for a binary label: the ranker, and the intent classifier."""
     model = HistGradientBoostingClassifier(
         max_iter=max_iter,
         max_leaf_nodes=max_leaf_nodes,

@@ -6,9 +6,16 @@ import pytest
 
 from edge.intent import INTENT_FEATURES, IntentLabels, IntentModel
 from export.config import BuildConfig
-from export.intent import calibration_table, fit_classifier, fit_intent, session_rows
+from export.intent import (
+    LEARNING_RATE,
+    MAX_LEAF_NODES,
+    MAX_TREES,
+    SessionLog,
+    calibration_table,
+    fit_intent,
+)
 from export.interactions import build_universe
-from export.ranker import classifier_to_onnx
+from export.ranker import classifier_to_onnx, fit_trees
 from export.validate import QualityReport, normalize_events
 
 
@@ -37,7 +44,7 @@ def test_rows_stop_before_the_first_purchase_and_know_the_visit_history():
         ]
     )
     universe = build_universe(events, None)
-    x, y = session_rows(events, universe, pd.Index(["s1", "s2", "s3"]), seed=0)
+    x, y = SessionLog(events, universe).rows(pd.Index(["s1", "s2", "s3"]), seed=0)
     assert y.tolist() == [1, 1]
     assert column(x, "events").tolist()[0] == 1.0  # s1: the view only
     assert column(x, "events")[1] in (1.0, 2.0)  # s2: cut before its purchase
@@ -68,8 +75,8 @@ def test_intent_is_learned_and_evaluated_on_the_following_window(shop_events):
 def test_the_onnx_classifier_gives_sklearns_probabilities(shop_events, seed):
     universe = build_universe(shop_events, None)
     sessions = pd.Index(shop_events["session_id"].unique())
-    x, y = session_rows(shop_events, universe, sessions, seed)
-    model = fit_classifier(x, y, seed)
+    x, y = SessionLog(shop_events, universe).rows(sessions, seed)
+    model = fit_trees(x, y, MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE, seed)
     onnx_model = IntentModel(classifier_to_onnx(model, INTENT_FEATURES, "t"), IntentLabels())
     got = onnx_model.classifier.predict(x[:500])
     np.testing.assert_allclose(got, model.predict_proba(x[:500])[:, 1], atol=1e-5)

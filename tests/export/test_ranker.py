@@ -4,7 +4,7 @@ import numpy as np
 
 from edge.ranker import Ranker
 from edge.scoring import FEATURES
-from export.ranker import fit_ranker, ranker_to_onnx
+from export.ranker import fit_trees, ranker_to_onnx
 
 
 def test_onnx_ranker_matches_sklearn_on_the_same_rows(seed):
@@ -13,7 +13,7 @@ def test_onnx_ranker_matches_sklearn_on_the_same_rows(seed):
     x[rng.random(x.shape) < 0.02] = np.nan  # missing values must route like sklearn's
     logit = np.nan_to_num(x[:, 0]) * 2 + np.nan_to_num(x[:, 2] * x[:, 5]) - 1
     y = (rng.random(6000) < 1 / (1 + np.exp(-logit))).astype(int)
-    model = fit_ranker(x, y, max_iter=60, max_leaf_nodes=15, learning_rate=0.1, seed=seed)
+    model = fit_trees(x, y, max_iter=60, max_leaf_nodes=15, learning_rate=0.1, seed=seed)
     ranker = Ranker(ranker_to_onnx(model), FEATURES)
     rows = rng.normal(size=(500, len(FEATURES))).astype(np.float32)
     rows[::7, 3] = np.nan
