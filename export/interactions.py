@@ -46,8 +46,9 @@ class ItemUniverse:
 def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUniverse:
     """Catalog items plus any item seen in events; catalog facts win over what events say."""
     seen = events.groupby("item_id", sort=True).agg(price=("price", "median"))
-    seen["category"] = _most_named(events, "category").reindex(seen.index).fillna("").astype(object)
-    seen["brand"] = _most_named(events, "brand").reindex(seen.index).fillna("").astype(object)
+    for label in ("category", "brand"):
+        named = most_frequent(events, "item_id", label).reindex(seen.index)
+        seen[label] = named.fillna("").astype(object)
     if catalog is not None and len(catalog):
         table = catalog.reindex(columns=["item_id", "price", "category", "brand", "in_stock"])
         table = table.set_index("item_id")
@@ -73,14 +74,15 @@ def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUn
     )
 
 
-def _most_named(events: pd.DataFrame, column: str) -> pd.Series:
-    """Per item, the `column` label events name most often (ties: the first in label order)."""
-    if column not in events:
+def most_frequent(frame: pd.DataFrame, key: str, column: str) -> pd.Series:
+    """Per `key`, the `column` value its rows name most often, ignoring "" (ties: the first in
+    value order): an item's category, a customer's usual device."""
+    if column not in frame:
         return pd.Series(dtype=object)
-    labelled = events.loc[events[column] != "", ["item_id", column]]
-    counts = labelled.groupby(["item_id", column]).size().reset_index(name="n")
-    mode = counts.sort_values(["item_id", "n"], ascending=[True, False], kind="stable")
-    return mode.drop_duplicates("item_id").set_index("item_id")[column]
+    labelled = frame.loc[frame[column] != "", [key, column]]
+    counts = labelled.groupby([key, column]).size().reset_index(name="n")
+    mode = counts.sort_values([key, "n"], ascending=[True, False], kind="stable")
+    return mode.drop_duplicates(key).set_index(key)[column]
 
 
 def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:

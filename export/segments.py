@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from edge.segments import LOG_FEATURES, SEGMENT_FEATURES, SegmentRule
-from export.interactions import epoch_seconds
+from export.interactions import epoch_seconds, most_frequent
 
 WEEK_DAYS = 7.0
 SILHOUETTE_SAMPLE = 3_000
@@ -65,8 +65,8 @@ def user_features(events: pd.DataFrame, categories: pd.Series | None = None) -> 
             "categories": frame[frame["category"] != ""].groupby("user")["category"].nunique(),
             "cart_abandon_share": abandoned,
             "avg_dwell_s": by_user["dwell"].mean(),
-            "device": _most_common(frame[frame["device"] != ""], "device"),
-            "hour_bucket": _most_common(frame, "hour_bucket"),
+            "device": most_frequent(frame, "user", "device"),
+            "hour_bucket": most_frequent(frame, "user", "hour_bucket"),
         }
     )
     numeric = list(SEGMENT_FEATURES)
@@ -74,13 +74,6 @@ def user_features(events: pd.DataFrame, categories: pd.Series | None = None) -> 
     out["device"] = out["device"].fillna("").astype(str)
     out.index = out.index.astype(str)
     return out
-
-
-def _most_common(frame: pd.DataFrame, column: str) -> pd.Series:
-    """Per user, the value of `column` they have most events with (ties: the smallest)."""
-    counts = frame.groupby(["user", column]).size().reset_index(name="n")
-    counts = counts.sort_values(["user", "n", column], ascending=[True, False, True])
-    return counts.drop_duplicates("user").set_index("user")[column]
 
 
 def log_transform(x: np.ndarray) -> np.ndarray:
