@@ -98,21 +98,24 @@ class Segmenter:
                 f"{len(x)} customers are too few to learn segments (at least "
                 f"{2 * self.k_range[0]} are needed)"
             )
-        self.scaler_ = StandardScaler().fit(log_transform(x))
-        z = self.scaler_.transform(log_transform(x))
+        logged = log_transform(x)
+        self.scaler_ = StandardScaler().fit(logged)
+        z = self.scaler_.transform(logged)
         rng = np.random.default_rng(self.seed)
         sample = rng.choice(len(z), min(len(z), SILHOUETTE_SAMPLE), replace=False)
         self.silhouettes_: dict[int, float] = {}
         if self.k is None:
             low, high = self.k_range[0], min(self.k_range[1], len(z) - 1)
-            for k in range(low, high + 1):
-                labels = self._fit_k(z, k, self.seed).predict(z[sample])
+            fitted = {k: self._fit_k(z, k, self.seed) for k in range(low, high + 1)}
+            for k, kmeans in fitted.items():
+                labels = kmeans.labels_[sample]
                 if len(set(labels)) > 1:
                     self.silhouettes_[k] = round(float(silhouette_score(z[sample], labels)), 4)
             self.k_ = max(self.silhouettes_, key=lambda k: (self.silhouettes_[k], -k))
+            self.kmeans_ = fitted[self.k_]
         else:
             self.k_ = self.k
-        self.kmeans_ = self._fit_k(z, self.k_, self.seed)
+            self.kmeans_ = self._fit_k(z, self.k_, self.seed)
         self.labels_ = self.kmeans_.labels_
         # Stability: the same k from another seed, and from each half of the customers.
         other = self._fit_k(z, self.k_, self.seed + 1).predict(z)
