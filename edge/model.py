@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,17 @@ class ItemTable:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def category_of(self, item_id: str) -> int:
+        """Category code of an item (-1 when unknown, or for an item this bundle lacks)."""
+        i = self.index.get(item_id)
+        return -1 if i is None else int(self.category[i])
+
+    def price_of(self, item_id: str) -> float:
+        """Price of an item (0 when unknown, or for an item this bundle lacks)."""
+        i = self.index.get(item_id)
+        price = math.nan if i is None else float(self.price[i])
+        return price if math.isfinite(price) else 0.0
 
     def lookup(self, item_ids: list[str]) -> np.ndarray:
         """Indices of the ids this bundle knows; unknown ids are skipped, not an error."""

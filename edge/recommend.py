@@ -7,13 +7,12 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
 from edge.intent import intent_features
-from edge.model import ItemTable
 from edge.schemas import (
     Intent,
     Profile,
@@ -25,7 +24,7 @@ from edge.schemas import (
     SessionEvent,
 )
 from edge.scoring import CandidateSizes, Deadline, build_user_state, candidate_features, rank
-from edge.segments import SegmentAssigner, session_segment_features
+from edge.segments import session_segment_features
 
 log = logging.getLogger("edgeperso.recommend")
 
@@ -49,7 +48,8 @@ class Recommender:
         serving = serving if isinstance(serving, dict) else {}
         self.max_per_category = int(serving.get("max_per_category", 0))
         self.sizes = CandidateSizes.from_manifest(serving)
-        self._no_events_segment: str | None = None
+        # A visitor with no events has constant segment features: assign them once, here.
+        self.no_events_segment = self._assign(bundle, []) if bundle is not None else None
 
     def warm_up(self) -> None:
         """Run a cold and a personalized request once at load, so the first real visitor does not
@@ -126,29 +126,18 @@ class Recommender:
     def _segment(
         self, bundle: Bundle, profile: Profile | None, events: list[SessionEvent]
     ) -> str | None:
-        """A known customer's stored segment; anyone else's from this session's features (a
-        visitor with no events has constant features: their segment is computed once)."""
-        segments = bundle.segments
-        if segments is None:
-            return None
-        if profile is not None and profile.segment:
+        """A known customer's stored segment; anyone else's from this session's features."""
+        if profile is not None and profile.segment and bundle.segments is not None:
             return profile.segment
-        if not events:
-            if self._no_events_segment is None:
-                self._no_events_segment = self._assign(bundle.model.items, segments, [])
-            return self._no_events_segment
-        return self._assign(bundle.model.items, segments, events)
+        return self._assign(bundle, events) if events else self.no_events_segment
 
     @staticmethod
-    def _assign(items: ItemTable, segments: SegmentAssigner, events: list[SessionEvent]) -> str:
-        index, price = items.index, items.price
-
-        def price_of(item_id: str) -> float:
-            value = float(price[index[item_id]]) if item_id in index else 0.0
-            return value if math.isfinite(value) else 0.0
-
-        features = session_segment_features(events, _category_lookup(items), price_of)
-        return segments.assign(features)
+    def _assign(bundle: Bundle, events: list[SessionEvent]) -> str | None:
+        if bundle.segments is None:
+            return None
+        items = bundle.model.items
+        features = session_segment_features(events, items.category_of, items.price_of)
+        return bundle.segments.assign(features)
 
     @staticmethod
     def _intent(
@@ -165,7 +154,7 @@ class Recommender:
             purchases = profile.n_purchases
         row = intent_features(
             events,
-            _category_lookup(bundle.model.items),
+            bundle.model.items.category_of,
             hours,
             purchases,
             context.device,
@@ -251,12 +240,3 @@ class Recommender:
         return RecommendResponse(
             items, build_id, fallback, personalized, context, took_ms, segment, intent
         )
-
-
-def _category_lookup(items: ItemTable) -> Callable[[str], int]:
-    index, category = items.index, items.category
-
-    def category_of(item_id: str) -> int:
-        return int(category[index[item_id]]) if item_id in index else -1
-
-    return category_of

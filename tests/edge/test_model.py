@@ -46,3 +46,11 @@ def test_item_table_lookup_skips_unknown_ids():
     ones = np.ones(2, np.float32)
     table = ItemTable(["a", "b"], np.zeros(2, np.int32), ["c"], ones, np.ones(2, bool), ones, ones)
     assert table.lookup(["b", "zzz", "a"]).tolist() == [1, 0]
+
+
+def test_item_table_answers_category_and_price_by_id():
+    ones = np.ones(2, np.float32)
+    price = np.array([2.5, np.nan], np.float32)
+    table = ItemTable(["a", "b"], np.array([0, -1], np.int32), ["c"], price, ones > 0, ones, ones)
+    assert [table.category_of(i) for i in ("a", "b", "zzz")] == [0, -1, -1]
+    assert [table.price_of(i) for i in ("a", "b", "zzz")] == [2.5, 0.0, 0.0]
