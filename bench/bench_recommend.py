@@ -178,37 +178,37 @@ def stage_breakdown(bundle, bodies: list[bytes]) -> dict[str, float]:
     return out
 
 
-def segment_cost(recommender: Recommender, mixes: dict[str, list[bytes]]) -> float | None:
-    """Median µs to assign a segment from a live session (known customers read theirs)."""
+def session_step_costs(recommender: Recommender, bodies: list[bytes]) -> dict[str, float]:
+    """Median µs per anonymous session to assign its segment and to score its intent (the two
+    steps every answer adds for a visitor without a profile); absent when the bundle lacks them."""
     bundle = recommender.bundle
-    if bundle is None or bundle.segments is None:
-        return None
-    sessions = []
-    for body in mixes["anonymous session"]:
-        request = _request_decoder.decode(body)
-        sessions.append(request.session.events if request.session else [])
-    samples = []
-    for events in sessions:
-        started = time.perf_counter()
-        recommender._segment(bundle, None, events)
-        samples.append((time.perf_counter() - started) * 1e6)
-    return round(statistics.median(samples), 1)
-
-
-def intent_cost(recommender: Recommender, mixes: dict[str, list[bytes]]) -> float | None:
-    """Median µs to score a session's purchase intent (features + onnxruntime)."""
-    bundle = recommender.bundle
-    if bundle is None or bundle.intent is None:
-        return None
-    samples = []
-    for body in mixes["anonymous session"]:
-        request = _request_decoder.decode(body)
-        events = request.session.events if request.session else []
-        context = resolve_context(request.context, {})
-        started = time.perf_counter()
-        recommender._intent(bundle, None, events, context)
-        samples.append((time.perf_counter() - started) * 1e6)
-    return round(statistics.median(samples), 1)
+    if bundle is None:
+        return {}
+    requests = [_request_decoder.decode(body) for body in bodies]
+    sessions = [
+        (r.session.events if r.session else [], resolve_context(r.context, {})) for r in requests
+    ]
+    steps = {
+        "segment, no profile (µs)": (
+            bundle.segments,
+            lambda events, context: recommender._segment(bundle, None, events),
+        ),
+        "intent (µs)": (
+            bundle.intent,
+            lambda events, context: recommender._intent(bundle, None, events, context),
+        ),
+    }
+    out = {}
+    for name, (model, step) in steps.items():
+        if model is None:
+            continue
+        samples = []
+        for events, context in sessions:
+            started = time.perf_counter()
+            step(events, context)
+            samples.append((time.perf_counter() - started) * 1e6)
+        out[name] = round(statistics.median(samples), 1)
+    return out
 
 
 def main() -> int:
@@ -241,8 +241,7 @@ def main() -> int:
             for q in (50, 99, 99.9)
         }
     stages = stage_breakdown(bundle, mixes["known customer"])
-    stages["segment, no profile (µs)"] = segment_cost(recommender, mixes)
-    stages["intent (µs)"] = intent_cost(recommender, mixes)
+    stages |= session_step_costs(recommender, mixes["anonymous session"])
     ref = results["reference"]["p50"]
     for name in mixes:
         results[name]["p50_over_reference"] = round(results[name]["p50"] / ref, 2)
