@@ -178,36 +178,27 @@ def stage_breakdown(bundle, bodies: list[bytes]) -> dict[str, float]:
     return out
 
 
-def session_step_costs(recommender: Recommender, bodies: list[bytes]) -> dict[str, float]:
-    """Median µs per anonymous session to assign its segment and to score its intent (the two
-    steps every answer adds for a visitor without a profile); absent when the bundle lacks them."""
+def visitor_step_costs(
+    recommender: Recommender, anonymous: list[bytes], known: list[bytes]
+) -> dict[str, float]:
+    """Median µs to give a request its segment and intent (one pass over the session, one
+    onnxruntime call), for anonymous sessions and for known customers; absent when the bundle
+    has neither."""
     bundle = recommender.bundle
-    if bundle is None:
+    if bundle is None or bundle.visitor is None:
         return {}
-    requests = [_request_decoder.decode(body) for body in bodies]
-    sessions = [
-        (r.session.events if r.session else [], resolve_context(r.context, {})) for r in requests
-    ]
-    steps = {
-        "segment, no profile (µs)": (
-            bundle.segments,
-            lambda events, context: recommender._segment(bundle, None, events),
-        ),
-        "intent (µs)": (
-            bundle.intent,
-            lambda events, context: recommender._intent(bundle, None, events, context),
-        ),
-    }
     out = {}
-    for name, (model, step) in steps.items():
-        if model is None:
-            continue
+    for name, bodies in (("anonymous session", anonymous), ("known customer", known)):
         samples = []
-        for events, context in sessions:
+        for body in bodies:
+            request = _request_decoder.decode(body)
+            events = request.session.events if request.session else []
+            profile = bundle.profiles.get(request.user_id) if request.user_id else None
+            context = resolve_context(request.context, {})
             started = time.perf_counter()
-            step(events, context)
+            recommender._visitor(bundle, profile, events, context)
             samples.append((time.perf_counter() - started) * 1e6)
-        out[name] = round(statistics.median(samples), 1)
+        out[f"segment + intent, {name} (µs)"] = round(statistics.median(samples), 1)
     return out
 
 
@@ -241,7 +232,7 @@ def main() -> int:
             for q in (50, 99, 99.9)
         }
     stages = stage_breakdown(bundle, mixes["known customer"])
-    stages |= session_step_costs(recommender, mixes["anonymous session"])
+    stages |= visitor_step_costs(recommender, mixes["anonymous session"], mixes["known customer"])
     ref = results["reference"]["p50"]
     for name in mixes:
         results[name]["p50_over_reference"] = round(results[name]["p50"] / ref, 2)

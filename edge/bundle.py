@@ -15,12 +15,13 @@ import numpy as np
 
 from edge import arrays
 from edge.errors import BundleError
-from edge.intent import IntentLabels, IntentModel
+from edge.intent import IntentLabels
 from edge.model import Embeddings, ItemGraph, ItemTable, Model, Popularity
 from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
 from edge.ranker import Ranker
 from edge.schemas import SUPPORTED_FORMAT_VERSIONS, FileEntry, Manifest, manifest_decoder
-from edge.segments import SegmentAssigner, SegmentRule
+from edge.segments import SegmentRule
+from edge.visitor import SegmentHead, VisitorModel
 
 MANIFEST = "manifest.json"
 ITEMS = "items.msgpack"
@@ -29,8 +30,9 @@ COVISITATION = "covisitation.msgpack"
 REGRESSION = "item_regression.msgpack"
 POPULARITY = "popularity.msgpack"
 RANKER = "ranker.onnx"
-SEGMENTS = "segments.onnx"  # optional: absent when there were too few known customers
-INTENT = "intent.onnx"  # optional: absent when the log has no purchases
+# Optional: segments and intent, when export could learn either (enough known customers; some
+# purchases to learn from).
+VISITOR = "visitor.onnx"
 FALLBACK = "fallback.json"
 PROFILES = "profiles.msgpack"
 REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, REGRESSION, POPULARITY, RANKER, FALLBACK)
@@ -53,8 +55,7 @@ class Bundle:
     model: Model
     profiles: ProfileStore
     fallback: dict[str, list[tuple[str, float]]]  # context key -> (item id, popularity), best first
-    segments: SegmentAssigner | None = None  # when export learned segments
-    intent: IntentModel | None = None  # when export learned purchase intent
+    visitor: VisitorModel | None = None  # when export learned segments or intent
 
     @property
     def build_id(self) -> str:
@@ -285,30 +286,25 @@ def load_bundle(
         fallback = _fallback_decoder.decode((directory / FALLBACK).read_bytes()).contexts
     except (msgspec.DecodeError, OSError) as exc:
         raise BundleError(f"{FALLBACK} is malformed: {exc}", file=FALLBACK) from exc
-    segments = _segments(directory, manifest) if SEGMENTS in manifest.files else None
-    intent = _intent(directory, manifest) if INTENT in manifest.files else None
-    return Bundle(directory, manifest, model, profiles, fallback, segments, intent)
+    visitor = _visitor(directory, manifest) if VISITOR in manifest.files else None
+    return Bundle(directory, manifest, model, profiles, fallback, visitor)
 
 
-def _intent(directory: Path, manifest: Manifest) -> IntentModel:
-    info = manifest.models.get("intent")
+def _visitor(directory: Path, manifest: Manifest) -> VisitorModel:
+    """The heads the manifest describes: models.segments (cluster names and rules) and
+    models.intent (label thresholds)."""
+    segments, labels = manifest.models.get("segments"), manifest.models.get("intent")
     try:
-        labels = IntentLabels(**info["labels"])  # type: ignore[index]
+        head = None
+        if segments is not None:
+            names = [str(n) for n in segments["clusters"]]  # type: ignore[index]
+            rules = [SegmentRule(str(r["name"]), r["when"]) for r in segments["rules"]]  # type: ignore[index]
+            head = SegmentHead(names, rules)
+        thresholds = None if labels is None else IntentLabels(**labels["labels"])  # type: ignore[index]
     except (KeyError, TypeError) as exc:
         raise BundleError(
-            f"{MANIFEST} lists {INTENT} but models.intent.labels is missing or malformed ({exc})",
+            f"{MANIFEST} lists {VISITOR} but models.segments or models.intent is malformed "
+            f"({exc!r})",
             file=MANIFEST,
         ) from exc
-    return IntentModel((directory / INTENT).read_bytes(), labels)
-
-
-def _segments(directory: Path, manifest: Manifest) -> SegmentAssigner:
-    info = manifest.models.get("segments")
-    try:
-        names = [str(n) for n in info["clusters"]]  # type: ignore[index]
-        rules = [SegmentRule(str(r["name"]), r["when"]) for r in info["rules"]]  # type: ignore[index]
-    except (KeyError, TypeError) as exc:
-        raise BundleError(
-            f"{MANIFEST} lists {SEGMENTS} but models.segments lacks {exc}", file=MANIFEST
-        ) from exc
-    return SegmentAssigner((directory / SEGMENTS).read_bytes(), names, rules)
+    return VisitorModel((directory / VISITOR).read_bytes(), head, thresholds)

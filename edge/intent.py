@@ -1,16 +1,13 @@
-"""Purchase intent: the session signals a visitor shows before buying, and the ONNX classifier
-that turns them into the probability that this session ends in a purchase. `export` builds
-training rows with `intent_features`, from the same code, so training and serving agree."""
+"""Purchase intent: the session signals a visitor shows before buying, which a classifier (run
+by `edge.visitor`) turns into the probability that this session ends in a purchase, and the
+labels that probability is given. `export` builds training rows with `intent_features`, from
+the same code, so training and serving agree."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from edge.ranker import Ranker
+from edge.signals import SessionSignals
 
 INTENT_FEATURES = (
     "events",  # events so far in this session
@@ -29,25 +26,20 @@ INTENT_FEATURES = (
 
 
 def intent_features(
-    events: Sequence,
-    category_of: Callable[[str], int],
+    signals: SessionSignals,
     hours_since_last_visit: float,
     past_purchases: int | None,
     device: str,
     local_hour: int,
 ) -> list[float]:
-    """One row of `INTENT_FEATURES` from this session's events so far (oldest first)."""
-    kinds = [e.type for e in events]
-    items = {e.item_id for e in events}
-    categories = {category_of(i) for i in items} - {-1}
-    dwell = sum(e.dwell_ms for e in events if e.type == "view" and e.dwell_ms) / 1000.0
+    """One row of `INTENT_FEATURES` from this session's signals so far."""
     return [
-        float(len(events)),
-        float(len(items)),
-        float(len(categories)),
-        dwell,
-        float(kinds.count("add_to_cart")),
-        float(kinds.count("remove_from_cart")),
+        float(signals.events),
+        float(signals.items),
+        float(signals.categories),
+        signals.dwell_s,
+        float(signals.cart_adds),
+        float(signals.cart_removes),
         hours_since_last_visit,
         0.0 if past_purchases is None else 1.0,
         float(past_purchases or 0),
@@ -69,15 +61,3 @@ class IntentLabels:
         if probability >= self.high:
             return "high intent"
         return "browsing" if probability >= self.browsing else "lurker"
-
-
-class IntentModel:
-    def __init__(self, onnx_bytes: bytes, labels: IntentLabels) -> None:
-        self.classifier = Ranker(onnx_bytes, INTENT_FEATURES, name="intent")
-        self.labels = labels
-
-    def predict(self, row: list[float]) -> tuple[float, str]:
-        probability = float(self.classifier.predict(np.array([row], dtype=np.float32))[0])
-        if not math.isfinite(probability):
-            probability = 0.0
-        return probability, self.labels.label(probability)

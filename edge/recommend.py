@@ -13,6 +13,8 @@ from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
 from edge.intent import intent_features
+from edge.segments import session_segment_features
+from edge.signals import session_signals
 from edge.schemas import (
     Intent,
     Profile,
@@ -24,7 +26,6 @@ from edge.schemas import (
     SessionEvent,
 )
 from edge.scoring import CandidateSizes, Deadline, build_user_state, candidate_features, rank
-from edge.segments import session_segment_features
 
 log = logging.getLogger("edgeperso.recommend")
 
@@ -48,8 +49,6 @@ class Recommender:
         serving = serving if isinstance(serving, dict) else {}
         self.max_per_category = int(serving.get("max_per_category", 0))
         self.sizes = CandidateSizes.from_manifest(serving)
-        # A visitor with no events has constant segment features: assign them once, here.
-        self.no_events_segment = self._assign(bundle, []) if bundle is not None else None
 
     def warm_up(self) -> None:
         """Run a cold and a personalized request once at load, so the first real visitor does not
@@ -96,10 +95,10 @@ class Recommender:
             else:  # not consented: only the context, nothing about the visitor
                 profile, events, cart = None, [], []
             state = build_user_state(bundle.model, profile, events, cart, request.exclude)
-            step = "segment"
-            segment = self._segment(bundle, profile, events) if request.consent else None
-            step = "intent"
-            intent = self._intent(bundle, profile, events, context) if request.consent else None
+            step = "segment and intent"
+            segment, intent = None, None
+            if request.consent:
+                segment, intent = self._visitor(bundle, profile, events, context)
             step = "candidates"
             deadline.check(step)
             candidates = candidate_features(bundle.model, state, context, self.sizes, deadline)
@@ -123,45 +122,28 @@ class Recommender:
         items = self._popular(bundle, context, request, set(), request.k)
         return self._answer(items, bundle.build_id, reason, False, context, started)
 
-    def _segment(
-        self, bundle: Bundle, profile: Profile | None, events: list[SessionEvent]
-    ) -> str | None:
-        """A known customer's stored segment; anyone else's from this session's features."""
-        if profile is not None and profile.segment and bundle.segments is not None:
-            return profile.segment
-        return self._assign(bundle, events) if events else self.no_events_segment
-
     @staticmethod
-    def _assign(bundle: Bundle, events: list[SessionEvent]) -> str | None:
-        if bundle.segments is None:
-            return None
-        items = bundle.model.items
-        features = session_segment_features(events, items.category_of, items.price_of)
-        return bundle.segments.assign(features)
-
-    @staticmethod
-    def _intent(
+    def _visitor(
         bundle: Bundle,
         profile: Profile | None,
         events: list[SessionEvent],
         context: ResolvedContext,
-    ) -> Intent | None:
-        if bundle.intent is None:
-            return None
+    ) -> tuple[str | None, Intent | None]:
+        """The visitor's segment (a known customer's stored one, else from this session) and
+        purchase intent, from one pass over the session and one onnxruntime call."""
+        if bundle.visitor is None:
+            return None, None
+        items = bundle.model.items
+        signals = session_signals(events, items.category_of, items.price_of)
         hours, purchases = math.nan, None
         if profile is not None:
             hours = max(0.0, (time.time() - profile.last_ts) / 3600.0)
             purchases = profile.n_purchases
-        row = intent_features(
-            events,
-            bundle.model.items.category_of,
-            hours,
-            purchases,
-            context.device,
-            context.local_hour,
+        return bundle.visitor.describe(
+            profile.segment if profile is not None else None,
+            session_segment_features(signals),
+            intent_features(signals, hours, purchases, context.device, context.local_hour),
         )
-        probability, label = bundle.intent.predict(row)
-        return Intent(round(probability, 4), label)
 
     def _top_up(
         self,

@@ -8,8 +8,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
-FORMAT_VERSION = 2  # 2: item regression, item age and repeat rate, 21 ranker features
-SUPPORTED_FORMAT_VERSIONS = frozenset({2})
+FORMAT_VERSION = 3  # 3: segments and intent as one visitor.onnx
+SUPPORTED_FORMAT_VERSIONS = frozenset({3})
 
 # Event types every shop has; a build config may add more (with a weight of their own).
 DEFAULT_EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")

@@ -1,19 +1,14 @@
-"""Micro-segments: the per-visitor features they are learned from, the rules a shop writes over
-those features, and the ONNX graph (log transform, scaling and K-Means in one) that assigns a
-cluster. `export` computes the same features from the event log and fits the graph; the edge
-computes them from a live session for visitors without a profile."""
+"""Micro-segments: the per-visitor features they are learned from and the rules a shop writes
+over those features. `export` computes the features from the event log and fits the graph that
+assigns a cluster (see `edge.visitor`); the edge computes them from a live session for visitors
+without a profile."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-import onnxruntime as ort
-
-from edge.errors import BundleError
-from edge.ranker import session_options
+from edge.signals import SessionSignals
 
 # Per-visitor features, in real units (what a rule's thresholds are written in).
 SEGMENT_FEATURES = (
@@ -74,48 +69,19 @@ def rule_errors(name: str, conditions: dict[str, dict[str, float]]) -> list[str]
     return errors
 
 
-def session_segment_features(
-    events: list, category_of: Callable[[str], int], price_of: Callable[[str], float]
-) -> dict[str, float]:
-    """The features of a visitor known only from this session (oldest event first), with the
-    bundle's item table behind `category_of` (-1 unknown) and `price_of` (0 unknown)."""
-    kinds = [e.type for e in events]
-    carted, bought = "add_to_cart" in kinds, "purchase" in kinds
-    dwells = [e.dwell_ms / 1000.0 for e in events if e.type == "view" and e.dwell_ms]
-    touched = {category_of(e.item_id) for e in events} - {-1}
+def session_segment_features(signals: SessionSignals) -> dict[str, float]:
+    """The features of a visitor known only from this session."""
     return {
         "recency_days": 0.0,
         "sessions": 1.0,
-        "monetary": sum(price_of(e.item_id) for e in events if e.type == "purchase"),
+        "monetary": signals.spent,
         "sessions_per_week": 1.0,
-        "categories": float(len(touched)),
-        "cart_abandon_share": 1.0 if carted and not bought else 0.0,
-        "avg_dwell_s": sum(dwells) / len(dwells) if dwells else 0.0,
+        "categories": float(signals.categories),
+        "cart_abandon_share": 1.0 if signals.cart_adds and not signals.purchases else 0.0,
+        "avg_dwell_s": signals.dwell_s / signals.dwelled_views if signals.dwelled_views else 0.0,
     }
 
 
-class SegmentAssigner:
-    """Rules first (in their order), then the nearest K-Means centre."""
-
-    def __init__(self, onnx_bytes: bytes, names: list[str], rules: list[SegmentRule]) -> None:
-        try:
-            self.session = ort.InferenceSession(
-                onnx_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise BundleError(f"segments.onnx cannot be loaded: {exc}", file="segments.onnx")
-        self.input_name = self.session.get_inputs()[0].name
-        self.names = names
-        self.rules = rules
-
-    def clusters(self, rows: np.ndarray) -> np.ndarray:
-        """Cluster index of each row of real-unit features (float32 [n, len(SEGMENT_FEATURES)])."""
-        (labels,) = self.session.run(["label"], {self.input_name: rows.astype(np.float32)})
-        return labels.astype(np.int64)
-
-    def assign(self, features: dict[str, float]) -> str:
-        for rule in self.rules:
-            if rule.matches(features):
-                return rule.name
-        row = np.array([[features[name] for name in SEGMENT_FEATURES]], dtype=np.float32)
-        return self.names[int(self.clusters(row)[0])]
+def matching_rule(rules: list[SegmentRule], features: dict[str, float]) -> str | None:
+    """The name of the first rule that matches: rules take precedence over clusters."""
+    return next((rule.name for rule in rules if rule.matches(features)), None)

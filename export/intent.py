@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
 from edge.intent import INTENT_FEATURES, intent_features
+from edge.signals import session_signals
 from export.interactions import ItemUniverse, epoch_seconds
 from export.ranker import classifier_to_onnx, fit_trees
 
@@ -87,7 +88,8 @@ class SessionLog:
                 if not math.isnan(last_end):
                     hours = (self.t[start] - last_end) / 3600.0
             device, hour = self.devices[start], int(self.hours[start])
-            xs.append(intent_features(prefix, self.category_of, hours, purchases, device, hour))
+            signals = session_signals(prefix, self.category_of)
+            xs.append(intent_features(signals, hours, purchases, device, hour))
             ys.append(bought.size > 0)
         x = np.array(xs, dtype=np.float32).reshape(-1, len(INTENT_FEATURES))
         return x, np.array(ys, dtype=np.int8)
@@ -120,7 +122,7 @@ def fit_intent(
     max_sessions: int,
     seed: int,
 ) -> tuple[bytes | None, dict[str, Any] | None]:
-    """(intent.onnx, what the manifest says of it). Evaluated on the last `eval_days` with a
+    """(the intent graph, what the manifest says of it). Evaluated on the last `eval_days` with a
     model trained on the `train_days` before them; the shipped model is trained on the last
     `train_days`. None when the log has no purchase to learn from."""
     if not (events["type"] == "purchase").any():
@@ -160,7 +162,7 @@ def fit_intent(
     if len(set(y_last.tolist())) == 2:
         final = fit_trees(x_last, y_last, MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE, seed)
     description = {
-        "file": "intent.onnx",
+        "file": "visitor.onnx",
         "features": list(INTENT_FEATURES),
         "estimator": "HistGradientBoostingClassifier",
         "train_days": train_days,

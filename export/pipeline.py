@@ -17,11 +17,10 @@ import pandas as pd
 from edge.bundle import (
     COVISITATION,
     EMBEDDINGS,
-    INTENT,
     ITEMS,
     POPULARITY,
     REGRESSION,
-    SEGMENTS,
+    VISITOR,
     load_bundle,
     model_from_trees,
     sha256_file,
@@ -48,6 +47,7 @@ from export.popularity import Popularity
 from export.profiles import build_profiles
 from export.ranker import fit_trees, ranker_to_onnx, training_rows
 from export.segments import Segmenter, apply_rules, user_features
+from export.visitor import visitor_graph
 from export.validate import (
     QualityReport,
     check_drop_share,
@@ -99,16 +99,15 @@ class Trained:
     fallback: dict[str, Any]
     profiles: dict[str, Profile]
     ranker_training: dict[str, Any]
-    segments_onnx: bytes | None = None
+    visitor_onnx: bytes | None = None  # the segment and intent heads, when either was learned
     segments: dict[str, Any] | None = None  # what the manifest says of them
-    intent_onnx: bytes | None = None
     intent: dict[str, Any] | None = None
 
 
 def fit_segments(
     events: pd.DataFrame, universe: ItemUniverse, config: BuildConfig
 ) -> tuple[bytes | None, dict[str, Any] | None, dict[str, str]]:
-    """(segments.onnx, their description, each known customer's segment). No segments when
+    """(the segment graph, their description, each known customer's segment). No segments when
     there are too few known customers to cluster (a log of anonymous sessions)."""
     sc = config.segments
     names = np.array([*universe.category_names, ""], dtype=object)
@@ -122,7 +121,7 @@ def fit_segments(
     assigned = apply_rules(features, rules, clusters)
     sizes = pd.Series(assigned).value_counts()
     description = {
-        "file": SEGMENTS,
+        "file": VISITOR,
         "features": list(SEGMENT_FEATURES),
         "clusters": segmenter.names_,
         "k": segmenter.k_,
@@ -238,9 +237,8 @@ def train(
         popularity.fallback(universe),
         profiles,
         stats,
-        segments_onnx,
+        visitor_graph(segments_onnx, intent_onnx),
         segments,
-        intent_onnx,
         intent,
     )
 
@@ -356,11 +354,7 @@ def _write(
         lineage,
         metrics,
         signing_key,
-        {
-            name: content
-            for name, content in ((SEGMENTS, trained.segments_onnx), (INTENT, trained.intent_onnx))
-            if content
-        },
+        {VISITOR: trained.visitor_onnx} if trained.visitor_onnx else {},
     )
 
 

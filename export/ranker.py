@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import skl2onnx.common.tree_ensemble as tree_ensemble
 from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
@@ -115,11 +116,15 @@ def ranker_to_onnx(model: HistGradientBoostingClassifier) -> bytes:
 def classifier_to_onnx(
     model: HistGradientBoostingClassifier, features: tuple[str, ...], title: str
 ) -> bytes:
-    """Gradient-boosted trees to ONNX: float32 [n, len(features)] in, probabilities out."""
-    sample = np.zeros((1, len(features)), dtype=np.float32)
+    """Gradient-boosted trees to ONNX: float32 `features` [n, len(features)] in, `label` and
+    `probabilities` out."""
+    inputs = [("features", FloatTensorType([None, len(features)]))]
     with _ints_for_missing_tracks():
         graph = to_onnx(
-            model, sample, options={id(model): {"zipmap": False}}, target_opset=ONNX_TARGET_OPSET
+            model,
+            initial_types=inputs,
+            options={id(model): {"zipmap": False}},
+            target_opset=ONNX_TARGET_OPSET,
         )
     graph.doc_string = f"{title}; input: float32 [n, {len(features)}] in order " + ",".join(
         features

@@ -1,6 +1,7 @@
 """Micro-segments of known customers: per-user features from the event log, K-Means with k
 chosen by silhouette (or set in config), a readable label per cluster from its centre, rule
-segments that take precedence, and one ONNX graph (log, scaling and K-Means) for the edge."""
+segments that take precedence, and one ONNX graph (log, scaling and K-Means) that becomes the
+segment head of the edge's visitor graph."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from edge.segments import LOG_FEATURES, SEGMENT_FEATURES, SegmentRule
+from edge.segments import LOG_FEATURES, SEGMENT_FEATURES, SegmentRule, matching_rule
 from export.interactions import epoch_seconds, most_frequent
 
 WEEK_DAYS = 7.0
@@ -248,7 +249,4 @@ def cluster_names(centres: np.ndarray) -> list[str]:
 def apply_rules(features: pd.DataFrame, rules: list[SegmentRule], clusters: list[str]) -> list[str]:
     """The segment of each customer: the first rule that matches, else their cluster."""
     records = features[list(SEGMENT_FEATURES)].to_dict("records")
-    out = []
-    for record, cluster in zip(records, clusters):
-        out.append(next((r.name for r in rules if r.matches(record)), cluster))
-    return out
+    return [matching_rule(rules, r) or cluster for r, cluster in zip(records, clusters)]

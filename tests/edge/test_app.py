@@ -40,7 +40,7 @@ def test_a_valid_request_answers_with_the_documented_shape(client, bundle):
         "segment",
         "intent",
     }
-    assert body["segment"] in bundle.segments.names  # a cold visitor: the nearest cluster
+    assert body["segment"] in bundle.visitor.segments.names  # a cold visitor: the nearest cluster
     assert 0.0 <= body["intent"]["probability"] <= 1.0
     assert body["intent"]["label"] in ("high intent", "browsing", "lurker")
     assert len(body["items"]) == 3 and set(body["items"][0]) == {"item_id", "score"}

@@ -190,7 +190,7 @@ def test_every_answer_names_the_visitors_segment(bundle, recommender):
         events=[SessionEvent(type="view", item_id=i, dwell_ms=20_000) for i in viewed]
     )
     anonymous = recommender.recommend(RecommendRequest(session=session))
-    assert anonymous.segment in bundle.segments.names
+    assert anonymous.segment in bundle.visitor.segments.names
     hidden = recommender.recommend(RecommendRequest(user_id=user, consent=False))
     assert hidden.segment is None  # without consent nothing about the visitor is used
 
@@ -206,6 +206,6 @@ def test_every_answer_carries_purchase_intent(bundle, recommender):
     ):
         intent = recommender.recommend(request).intent
         assert intent is not None and 0.0 <= intent.probability <= 1.0
-        assert intent.label == bundle.intent.labels.label(intent.probability)
+        assert intent.label == bundle.visitor.labels.label(intent.probability)
     assert recommender.recommend(RecommendRequest(consent=False)).intent is None
     assert "auc" in bundle.manifest.models["intent"]["evaluation"]

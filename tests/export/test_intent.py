@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edge.intent import INTENT_FEATURES, IntentLabels, IntentModel
+from edge.intent import INTENT_FEATURES, IntentLabels
+from edge.visitor import VisitorModel
 from export.config import BuildConfig
 from export.intent import (
     LEARNING_RATE,
@@ -17,6 +18,7 @@ from export.intent import (
 from export.interactions import build_universe
 from export.ranker import classifier_to_onnx, fit_trees
 from export.validate import QualityReport, normalize_events
+from export.visitor import visitor_graph
 
 
 def log(rows):
@@ -67,9 +69,10 @@ def test_intent_is_learned_and_evaluated_on_the_following_window(shop_events):
     assert evaluation["auc"] > 0.6
     assert evaluation["log_loss"] < evaluation["log_loss_of_base_rate"]
     assert sum(row["sessions"] for row in evaluation["calibration"]) == evaluation["eval_sessions"]
-    model = IntentModel(onnx_bytes, IntentLabels())
-    probability, label = model.predict([1.0] * len(INTENT_FEATURES))
-    assert 0.0 <= probability <= 1.0 and label in ("high intent", "browsing", "lurker")
+    model = VisitorModel(visitor_graph(None, onnx_bytes), None, IntentLabels())
+    segment, intent = model.describe(None, {}, [1.0] * len(INTENT_FEATURES))
+    assert segment is None and 0.0 <= intent.probability <= 1.0
+    assert intent.label in ("high intent", "browsing", "lurker")
 
 
 def test_the_onnx_classifier_gives_sklearns_probabilities(shop_events, seed):
@@ -77,8 +80,8 @@ def test_the_onnx_classifier_gives_sklearns_probabilities(shop_events, seed):
     sessions = pd.Index(shop_events["session_id"].unique())
     x, y = SessionLog(shop_events, universe).rows(sessions, seed)
     model = fit_trees(x, y, MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE, seed)
-    onnx_model = IntentModel(classifier_to_onnx(model, INTENT_FEATURES, "t"), IntentLabels())
-    got = onnx_model.classifier.predict(x[:500])
+    graph = visitor_graph(None, classifier_to_onnx(model, INTENT_FEATURES, "t"))
+    _, got = VisitorModel(graph, None, IntentLabels()).run(None, x[:500])
     np.testing.assert_allclose(got, model.predict_proba(x[:500])[:, 1], atol=1e-5)
 
 

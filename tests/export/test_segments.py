@@ -4,16 +4,13 @@ import pandas as pd
 import pytest
 
 from edge.schemas import SessionEvent
-from edge.segments import (
-    SEGMENT_FEATURES,
-    SegmentAssigner,
-    SegmentRule,
-    rule_errors,
-    session_segment_features,
-)
+from edge.segments import SEGMENT_FEATURES, SegmentRule, rule_errors, session_segment_features
+from edge.signals import session_signals
+from edge.visitor import SegmentHead, VisitorModel
 from export.config import BuildConfig
 from export.segments import Segmenter, apply_rules, cluster_names, log_transform, user_features
 from export.validate import QualityReport, normalize_events
+from export.visitor import visitor_graph
 
 
 def log(rows):
@@ -64,6 +61,12 @@ def fitted(shop):
     return features, Segmenter(seed=0).fit(features)
 
 
+def segment_head_only(segmenter: Segmenter, rules: list[SegmentRule]) -> VisitorModel:
+    return VisitorModel(
+        visitor_graph(segmenter.to_onnx(), None), SegmentHead(segmenter.names_, rules), None
+    )
+
+
 def test_segments_are_described_stable_and_uniquely_named(fitted):
     features, segmenter = fitted
     assert 3 <= segmenter.k_ <= 10 and segmenter.k_ in segmenter.silhouettes_
@@ -76,12 +79,13 @@ def test_segments_are_described_stable_and_uniquely_named(fitted):
 def test_the_onnx_graph_assigns_the_clusters_sklearn_does(fitted):
     """Parity: log, scaling and K-Means in one graph, real units in."""
     features, segmenter = fitted
-    assigner = SegmentAssigner(segmenter.to_onnx(), segmenter.names_, [])
+    visitor = segment_head_only(segmenter, [])
     x = features[list(SEGMENT_FEATURES)].to_numpy(np.float32)
     expected = segmenter.kmeans_.predict(segmenter.scaler_.transform(log_transform(x)))
-    assert (assigner.clusters(x) == expected).mean() > 0.999  # float32 ties at most
+    clusters, _ = visitor.run(x, None)
+    assert (clusters == expected).mean() > 0.999  # float32 ties at most
     row = dict(zip(SEGMENT_FEATURES, x[0].tolist()))
-    assert assigner.assign(row) == segmenter.names_[expected[0]]
+    assert visitor.describe(None, row, []) == (segmenter.names_[expected[0]], None)
 
 
 def test_rules_take_precedence_over_clusters(fitted):
@@ -92,9 +96,10 @@ def test_rules_take_precedence_over_clusters(fitted):
     matched = (features["sessions_per_week"] > 2) & (features["categories"] >= 3)
     assert matched.any() and not matched.all()
     assert all((s == "busy explorers") == m for s, m in zip(segments, matched))
-    assigner = SegmentAssigner(segmenter.to_onnx(), segmenter.names_, [busy])
+    visitor = segment_head_only(segmenter, [busy])
     row = features[matched].iloc[0]
-    assert assigner.assign({f: row[f] for f in SEGMENT_FEATURES}) == "busy explorers"
+    segment, _ = visitor.describe(None, {f: row[f] for f in SEGMENT_FEATURES}, [])
+    assert segment == "busy explorers"
 
 
 def test_rule_errors_name_the_rule_field_and_what_is_allowed():
@@ -122,7 +127,8 @@ def test_a_live_session_has_features_too():
         SessionEvent("add_to_cart", "b"),
     ]
     categories, prices = {"a": 0, "b": 1}, {"b": 9.0}
-    features = session_segment_features(events, categories.__getitem__, prices.get)
+    signals = session_signals(events, categories.__getitem__, prices.get)
+    features = session_segment_features(signals)
     assert features["categories"] == 2 and features["avg_dwell_s"] == 30.0
     assert features["cart_abandon_share"] == 1.0 and features["monetary"] == 0.0
     assert set(features) == set(SEGMENT_FEATURES)

@@ -1,0 +1,98 @@
+"""Who a visitor is and how likely they are to buy: the segment graph and the intent classifier
+as two heads of one ONNX graph (`visitor.onnx`), so a request pays for one onnxruntime call
+instead of two. Either head is absent when export could not learn it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from edge.errors import BundleError
+from edge.intent import INTENT_FEATURES, IntentLabels
+from edge.ranker import session_options
+from edge.schemas import Intent
+from edge.segments import SEGMENT_FEATURES, SegmentRule, matching_rule
+
+# The graph's contract; export names the heads' inputs and outputs so.
+SEGMENT_INPUT, SEGMENT_OUTPUT = "segment_features", "segment_label"
+INTENT_INPUT, INTENT_OUTPUT = "intent_features", "intent_probabilities"
+
+
+@dataclass(frozen=True)
+class SegmentHead:
+    names: list[str]  # the segment name of each cluster index
+    rules: list[SegmentRule]  # checked before the clusters, in order
+
+
+class VisitorModel:
+    def __init__(
+        self,
+        onnx_bytes: bytes,
+        segments: SegmentHead | None,
+        labels: IntentLabels | None,
+        file: str = "visitor.onnx",
+    ) -> None:
+        try:
+            self.session = ort.InferenceSession(
+                onnx_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise BundleError(f"{file} cannot be loaded by onnxruntime: {exc}", file=file)
+        inputs = {i.name: i.shape[-1] for i in self.session.get_inputs()}
+        wanted = {}
+        if segments is not None:
+            wanted[SEGMENT_INPUT] = len(SEGMENT_FEATURES)
+        if labels is not None:
+            wanted[INTENT_INPUT] = len(INTENT_FEATURES)
+        if inputs != wanted:
+            raise BundleError(
+                f"{file} takes inputs {inputs}, but the manifest describes {wanted}", file=file
+            )
+        self.segments, self.labels = segments, labels
+        self.outputs = [SEGMENT_OUTPUT] if segments else []
+        self.outputs += [INTENT_OUTPUT] if labels else []
+        # Zeros for a head whose answer is not wanted (a known customer's stored segment).
+        self.idle_segment_row = np.zeros((1, len(SEGMENT_FEATURES)), np.float32)
+
+    def run(
+        self, segment_rows: np.ndarray | None, intent_rows: np.ndarray | None
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(cluster index, purchase probability) per row, each None when this bundle lacks the
+        head. Rows are float32 in `SEGMENT_FEATURES` and `INTENT_FEATURES` order."""
+        feeds = {}
+        if self.segments is not None:
+            feeds[SEGMENT_INPUT] = self.idle_segment_row if segment_rows is None else segment_rows
+        if self.labels is not None:
+            feeds[INTENT_INPUT] = intent_rows
+        results = iter(self.session.run(self.outputs, feeds))
+        clusters = next(results) if self.segments is not None else None
+        probabilities = next(results)[:, 1] if self.labels is not None else None
+        return clusters, probabilities
+
+    def describe(
+        self,
+        stored_segment: str | None,
+        segment_features: dict[str, float],
+        intent_row: list[float],
+    ) -> tuple[str | None, Intent | None]:
+        """One visitor's segment (the stored one, else the first matching rule, else the
+        nearest cluster) and (purchase probability, its label)."""
+        segment, row = None, None
+        if self.segments is not None:
+            segment = stored_segment or matching_rule(self.segments.rules, segment_features)
+            if segment is None:
+                row = np.array([[segment_features[f] for f in SEGMENT_FEATURES]], np.float32)
+        intent_rows = np.array([intent_row], np.float32) if self.labels is not None else None
+        clusters, probabilities = self.run(row, intent_rows)
+        if clusters is not None and row is not None:
+            segment = self.segments.names[int(clusters[0])]
+        intent = None
+        if probabilities is not None:
+            probability = float(probabilities[0])
+            if not math.isfinite(probability):
+                probability = 0.0
+            intent = Intent(round(probability, 4), self.labels.label(probability))
+        return segment, intent
