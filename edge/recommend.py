@@ -13,8 +13,6 @@ from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
 from edge.intent import intent_features
-from edge.segments import session_segment_features
-from edge.signals import session_signals
 from edge.schemas import (
     Intent,
     Profile,
@@ -26,6 +24,8 @@ from edge.schemas import (
     SessionEvent,
 )
 from edge.scoring import CandidateSizes, Deadline, build_user_state, candidate_features, rank
+from edge.segments import session_segment_features
+from edge.signals import session_signals
 
 log = logging.getLogger("edgeperso.recommend")
 

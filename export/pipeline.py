@@ -47,7 +47,6 @@ from export.popularity import Popularity
 from export.profiles import build_profiles
 from export.ranker import fit_trees, ranker_to_onnx, training_rows
 from export.segments import Segmenter, apply_rules, user_features
-from export.visitor import visitor_graph
 from export.validate import (
     QualityReport,
     check_drop_share,
@@ -55,6 +54,7 @@ from export.validate import (
     normalize_events,
     normalize_users,
 )
+from export.visitor import visitor_graph
 from export.writer import write_bundle
 
 DAY = pd.Timedelta(days=1)

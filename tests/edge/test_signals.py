@@ -14,9 +14,7 @@ def test_one_pass_counts_what_the_segment_and_intent_features_need():
     ]
     categories = {"a": 0, "b": 1}
     prices = {"a": 12.5}
-    signals = session_signals(
-        events, lambda i: categories.get(i, -1), lambda i: prices.get(i, 0.0)
-    )
+    signals = session_signals(events, lambda i: categories.get(i, -1), lambda i: prices.get(i, 0.0))
     assert signals == SessionSignals(
         events=7,
         items=3,
