@@ -12,10 +12,8 @@ from collections.abc import Mapping
 from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
-from edge.intent import intent_features
 from edge.schemas import (
     Intent,
-    Profile,
     RecommendRequest,
     RecommendResponse,
     ResolvedContext,
@@ -24,8 +22,7 @@ from edge.schemas import (
     SessionEvent,
 )
 from edge.scoring import CandidateSizes, Deadline, build_user_state, candidate_features, rank
-from edge.segments import session_segment_features
-from edge.signals import session_signals
+from edge.visitor import describe_visitor
 
 log = logging.getLogger("edgeperso.recommend")
 
@@ -97,11 +94,20 @@ class Recommender:
             state = build_user_state(bundle.model, profile, events, cart, request.exclude)
             step = "segment and intent"
             segment, intent = None, None
-            if request.consent:
-                segment, intent = self._visitor(bundle, profile, events, context)
+            if request.consent and bundle.visitor is not None:
+                segment, intent = describe_visitor(
+                    bundle.visitor, bundle.model.items, profile, events, context, time.time()
+                )
             step = "candidates"
             deadline.check(step)
-            candidates = candidate_features(bundle.model, state, context, self.sizes, deadline)
+            candidates = candidate_features(
+                bundle.model,
+                state,
+                context,
+                self.sizes,
+                deadline,
+                intent.probability if intent is not None else math.nan,
+            )
             step = "ranker"
             cap = request.max_per_category
             if cap is None:
@@ -121,29 +127,6 @@ class Recommender:
             reason = f"error: step '{step}' failed"
         items = self._popular(bundle, context, request, set(), request.k)
         return self._answer(items, bundle.build_id, reason, False, context, started)
-
-    @staticmethod
-    def _visitor(
-        bundle: Bundle,
-        profile: Profile | None,
-        events: list[SessionEvent],
-        context: ResolvedContext,
-    ) -> tuple[str | None, Intent | None]:
-        """The visitor's segment (a known customer's stored one, else from this session) and
-        purchase intent, from one pass over the session and one onnxruntime call."""
-        if bundle.visitor is None:
-            return None, None
-        items = bundle.model.items
-        signals = session_signals(events, items.category_of, items.price_of)
-        hours, purchases = math.nan, None
-        if profile is not None:
-            hours = max(0.0, (time.time() - profile.last_ts) / 3600.0)
-            purchases = profile.n_purchases
-        return bundle.visitor.describe(
-            profile.segment if profile is not None else None,
-            session_segment_features(signals),
-            intent_features(signals, hours, purchases, context.device, context.local_hour),
-        )
 
     def _top_up(
         self,

@@ -42,6 +42,7 @@ FEATURES = (
     "repeat_rate",  # share of the item's buyers who bought it again
     "log_history",  # log(1 + distinct items known for the user)
     "session_events",  # events in this session so far
+    "purchase_intent",  # the intent model's probability for this visit (NaN: none, no consent)
 )
 # What the visitor's context (device, country, local hour) adds; `ranker.context_features =
 # false` trains without them, to measure what they are worth.
@@ -292,6 +293,7 @@ def candidate_features(
     context: ResolvedContext,
     sizes: CandidateSizes = CandidateSizes(),
     deadline: Deadline = NO_DEADLINE,
+    purchase_intent: float = math.nan,
 ) -> Candidates:
     """Candidates from every source, merged, filtered by the business rules (in stock, not
     blocked), and their features in `FEATURES` order."""
@@ -364,6 +366,7 @@ def candidate_features(
         features[:, column["session_category_share"]] = _per_candidate(model, session_shares, items)
     features[:, column["log_history"]] = math.log1p(state.items.size)
     features[:, column["session_events"]] = state.session.size
+    features[:, column["purchase_intent"]] = purchase_intent
     return Candidates(items, features)
 
 

@@ -5,16 +5,19 @@ instead of two. Either head is absent when export could not learn it."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 
 from edge.errors import BundleError
-from edge.intent import INTENT_FEATURES, IntentLabels
+from edge.intent import INTENT_FEATURES, IntentLabels, intent_features
+from edge.model import ItemTable
 from edge.ranker import session_options
-from edge.schemas import Intent
-from edge.segments import SEGMENT_FEATURES, SegmentRule, matching_rule
+from edge.schemas import Intent, Profile, ResolvedContext, SessionEvent
+from edge.segments import SEGMENT_FEATURES, SegmentRule, matching_rule, session_segment_features
+from edge.signals import session_signals
 
 # The graph's contract; export names the heads' inputs and outputs so.
 SEGMENT_INPUT, SEGMENT_OUTPUT = "segment_features", "segment_label"
@@ -96,3 +99,26 @@ class VisitorModel:
                 probability = 0.0
             intent = Intent(round(probability, 4), self.labels.label(probability))
         return segment, intent
+
+
+def describe_visitor(
+    visitor: VisitorModel,
+    items: ItemTable,
+    profile: Profile | None,
+    events: Sequence[SessionEvent],
+    context: ResolvedContext,
+    now: float,
+) -> tuple[str | None, Intent | None]:
+    """A visitor's segment (a known customer's stored one, else from this session) and purchase
+    intent at time `now` (epoch seconds), from one pass over the session and one onnxruntime
+    call. The edge asks at the request's time; export, at each training case's."""
+    signals = session_signals(events, items.category_of, items.price_of)
+    hours, purchases = math.nan, None
+    if profile is not None:
+        hours = max(0.0, (now - profile.last_ts) / 3600.0)
+        purchases = profile.n_purchases
+    return visitor.describe(
+        profile.segment if profile is not None else None,
+        session_segment_features(signals),
+        intent_features(signals, hours, purchases, context.device, context.local_hour),
+    )

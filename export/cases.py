@@ -32,6 +32,7 @@ class Case:
     context: ResolvedContext
     relevant: frozenset[str]  # what counts as a hit
     blocked: frozenset[str]  # what the edge would never show this visitor (already bought)
+    ts: float = 0.0  # when the question is asked, epoch seconds
 
 
 def context_of(row: pd.Series) -> ResolvedContext:
@@ -63,7 +64,10 @@ def user_cases(
         bought = frozenset(profiles[user].bought_items)
         relevant = frozenset(group["item_id"]) - bought
         if relevant:
-            cases.append(Case(user, (), context_of(group.iloc[0]), relevant, bought))
+            first = group.iloc[0]
+            cases.append(
+                Case(user, (), context_of(first), relevant, bought, first["ts"].timestamp())
+            )
     return _sample(cases, limit, np.random.default_rng(seed))
 
 
@@ -110,8 +114,17 @@ def session_cases(
             bought |= set(profiles[user].bought_items)
         if items[cut] in bought:
             continue
-        context = context_of(events.iloc[cut])
-        cases.append(Case(user, session, context, frozenset([items[cut]]), frozenset(bought)))
+        row = events.iloc[cut]
+        cases.append(
+            Case(
+                user,
+                session,
+                context_of(row),
+                frozenset([items[cut]]),
+                frozenset(bought),
+                row["ts"].timestamp(),
+            )
+        )
     return cases
 
 

@@ -51,6 +51,7 @@ def export(args: argparse.Namespace) -> int:
             signing_key=key.encode() if key else None,
             evaluate=not args.no_evaluate,
             quiet=args.quiet,
+            truth_path=args.truth,
         )
     except (ConfigError, InputError, DataQualityError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
@@ -149,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_arguments(p)
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--no-evaluate", action="store_true", help="skip the holdout evaluation")
+    p.add_argument(
+        "--truth",
+        help="a simulated shop's truth file (from `edgeperso simulate`): measure the intent "
+        "model against each session's true purchase probability",
+    )
     p.add_argument("--quiet", action="store_true")
     e = sub.add_parser(
         "evaluate", help="train on a split and compare the bundle with public baselines"
@@ -165,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--json", help="also write the full result (tuning included) here")
     e.add_argument("--quiet", action="store_true")
-    s = sub.add_parser("simulate", help="write a seeded simulated shop (events, catalog, users)")
+    s = sub.add_parser(
+        "simulate", help="write a seeded simulated shop (events, catalog, users, truth)"
+    )
     s.add_argument("--out", required=True, help="directory for the files")
     s.add_argument("--users", type=int, default=2_000)
     s.add_argument("--items", type=int, default=1_000)

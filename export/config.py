@@ -117,6 +117,9 @@ class RankerConfig(Struct, frozen=True, forbid_unknown_fields=True):
     negatives_per_case: PositiveInt = 40
     # false: train without the context features (device, country, hour), to measure them
     context_features: bool = True
+    # false: train without the visit's purchase intent (from an intent model fitted on the part
+    # before the label window), to measure what it is worth
+    intent_feature: bool = True
     max_iter: PositiveInt = 80
     max_leaf_nodes: PositiveInt = 15
     learning_rate: Positive = 0.1

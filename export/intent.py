@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 from sklearn.metrics import log_loss, roc_auc_score
 
 from edge.intent import INTENT_FEATURES, intent_features
@@ -65,11 +66,12 @@ class SessionLog:
         """The sessions whose first event falls in [start, end)."""
         return self.started.index[(self.started >= start) & (self.started < end)]
 
-    def rows(self, sessions: pd.Index, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """(features, bought) for `sessions`, each cut at a random point before its first
-        purchase; a session that starts with a purchase shows nothing first and is left out."""
+    def rows(self, sessions: pd.Index, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(features, bought, session ids) for `sessions`, each cut at a random point before its
+        first purchase; a session that starts with a purchase shows nothing first and is left
+        out."""
         rng = np.random.default_rng(seed)
-        xs, ys = [], []
+        xs, ys, ids = [], [], []
         chosen = self.bounds.loc[sessions.sort_values()]
         for session_id, start, stop in zip(chosen.index, chosen["start"], chosen["stop"]):
             bought = np.flatnonzero(self.kinds[start:stop] == "purchase")
@@ -91,8 +93,9 @@ class SessionLog:
             signals = session_signals(prefix, self.category_of)
             xs.append(intent_features(signals, hours, purchases, device, hour))
             ys.append(bought.size > 0)
+            ids.append(session_id)
         x = np.array(xs, dtype=np.float32).reshape(-1, len(INTENT_FEATURES))
-        return x, np.array(ys, dtype=np.int8)
+        return x, np.array(ys, dtype=np.int8), ids
 
 
 def calibration_table(probability: np.ndarray, outcome: np.ndarray) -> list[dict[str, float]]:
@@ -114,6 +117,24 @@ def calibration_table(probability: np.ndarray, outcome: np.ndarray) -> list[dict
     return rows
 
 
+def against_truth(
+    p: np.ndarray, bought: np.ndarray, session_ids: list[str], truth: pd.Series
+) -> dict[str, float]:
+    """How the predictions compare with each session's true purchase probability: the rank
+    correlation with it, and the AUC the truth itself reaches on the same purchases (the
+    ceiling for any model: purchases are draws from it)."""
+    true = truth.reindex(pd.Index(session_ids).astype(str)).to_numpy(dtype=np.float64)
+    known = ~np.isnan(true)
+    if known.sum() < 2 or len(set(bought[known].tolist())) < 2:
+        return {"sessions": int(known.sum())}
+    return {
+        "sessions": int(known.sum()),
+        "auc_of_true_intent": round(float(roc_auc_score(bought[known], true[known])), 4),
+        "auc_of_model": round(float(roc_auc_score(bought[known], p[known])), 4),
+        "spearman_with_true_intent": round(float(spearmanr(p[known], true[known]).statistic), 4),
+    }
+
+
 def fit_intent(
     events: pd.DataFrame,
     universe: ItemUniverse,
@@ -121,10 +142,12 @@ def fit_intent(
     eval_days: float,
     max_sessions: int,
     seed: int,
+    truth: pd.Series | None = None,
 ) -> tuple[bytes | None, dict[str, Any] | None]:
     """(the intent graph, what the manifest says of it). Evaluated on the last `eval_days` with a
     model trained on the `train_days` before them; the shipped model is trained on the last
-    `train_days`. None when the log has no purchase to learn from."""
+    `train_days`. None when the log has no purchase to learn from. `truth`, each session's true
+    purchase probability (a simulated shop knows it), adds a comparison with it."""
     if not (events["type"] == "purchase").any():
         return None, None
     rng = np.random.default_rng(seed)
@@ -138,8 +161,8 @@ def fit_intent(
     end = events["ts"].max() + pd.Timedelta(seconds=1)
     eval_start = end - pd.Timedelta(days=eval_days)
     train_start = eval_start - pd.Timedelta(days=train_days)
-    x_train, y_train = log.rows(sample(log.starting(train_start, eval_start)), seed)
-    x_eval, y_eval = log.rows(sample(log.starting(eval_start, end)), seed + 1)
+    x_train, y_train, _ = log.rows(sample(log.starting(train_start, eval_start)), seed)
+    x_eval, y_eval, eval_ids = log.rows(sample(log.starting(eval_start, end)), seed + 1)
     if len(set(y_train.tolist())) < 2 or len(set(y_eval.tolist())) < 2:
         return None, None
     model = fit_trees(x_train, y_train, MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE, seed)
@@ -157,7 +180,11 @@ def fit_intent(
         ),
         "calibration": calibration_table(p, y_eval),
     }
-    x_last, y_last = log.rows(sample(log.starting(end - pd.Timedelta(days=train_days), end)), seed)
+    if truth is not None:
+        evaluation["against_truth"] = against_truth(p, y_eval, eval_ids, truth)
+    x_last, y_last, _ = log.rows(
+        sample(log.starting(end - pd.Timedelta(days=train_days), end)), seed
+    )
     final = model
     if len(set(y_last.tolist())) == 2:
         final = fit_trees(x_last, y_last, MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE, seed)

@@ -25,9 +25,11 @@ from edge.bundle import (
     model_from_trees,
     sha256_file,
 )
+from edge.intent import IntentLabels
 from edge.schemas import Profile
 from edge.scoring import CONTEXT_FEATURES, FEATURES, CandidateSizes
 from edge.segments import SEGMENT_FEATURES, SegmentRule
+from edge.visitor import VisitorModel
 from export.baselines import BASELINES
 from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
 from export.config import BuildConfig
@@ -41,7 +43,7 @@ from export.interactions import (
     interaction_matrix,
     item_statistics,
 )
-from export.io import read_table
+from export.io import InputError, read_table
 from export.item_regression import ItemRegression
 from export.popularity import Popularity
 from export.profiles import build_profiles
@@ -191,22 +193,38 @@ def train(
     config: BuildConfig,
     users: dict[str, dict[str, str]] | None = None,
     segments_and_intent: bool = True,
+    intent_truth: pd.Series | None = None,
 ) -> Trained:
     """Ranker on a time split inside `events`, then the candidate models on all of `events`;
-    segments and intent too unless told not to (the evaluation's bundle does not need them)."""
+    segments and intent too unless told not to (the evaluation's bundle does not need them; it
+    keeps the intent model the ranker was trained with).
+    `intent_truth` (true purchase probability by session id, from a simulated shop) adds a
+    comparison with the truth to the intent model's evaluation."""
     weights = config.events.weights
     t_min, t_max = events["ts"].min(), events["ts"].max()
     label_days = config.ranker.label_days or max(1.0, 0.15 * (t_max - t_min) / DAY)
     history, labels = time_split(events, label_days)
     trees, _ = fit_candidate_models(history, universe, config)
     model = model_from_trees(trees, weights, ranker=None)
-    rc = config.ranker
+    rc, ic = config.ranker, config.intent
     profiles = build_profiles(history, weights)
     # Leave-last-out is an evaluation split; inside the training part, the window is a time one.
     protocol = config.evaluation.protocol.replace("leave_last_out", "users")
     protocol, cases = cases_for(protocol, history, labels, profiles, config, rc.max_cases)
     sizes = CandidateSizes(**msgspec.to_builtins(config.serving.candidates))
-    x, y, stats = training_rows(model, profiles, cases, rc.negatives_per_case, config.seed, sizes)
+    # Purchase intent as a ranker feature: from a model that saw only the history part.
+    intent_onnx, intent = None, None
+    if rc.intent_feature:
+        intent_onnx, intent = fit_intent(
+            history, universe, ic.train_days, ic.eval_days, ic.max_sessions, config.seed
+        )
+    visitor = None
+    if intent_onnx:
+        labelled = IntentLabels(ic.high, ic.browsing)
+        visitor = VisitorModel(visitor_graph(None, intent_onnx), None, labelled)
+    x, y, stats = training_rows(
+        model, profiles, cases, rc.negatives_per_case, config.seed, sizes, visitor
+    )
     if not rc.context_features:  # a constant column is one no tree can split on
         x[:, [FEATURES.index(f) for f in CONTEXT_FEATURES]] = 0.0
     ranker = fit_trees(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)
@@ -215,18 +233,24 @@ def train(
         "label_days": round(label_days, 2),
         "label_cut": labels["ts"].min().isoformat(),
         "trees": int(ranker.n_iter_),
+        "intent_feature": visitor is not None,
     }
     trees, popularity = fit_candidate_models(events, universe, config)
     segments_onnx, segments, segment_of = None, None, {}
-    intent_onnx, intent = None, None
     if segments_and_intent:
         segments_onnx, segments, segment_of = fit_segments(events, universe, config)
-        ic = config.intent
         intent_onnx, intent = fit_intent(
-            events, universe, ic.train_days, ic.eval_days, ic.max_sessions, config.seed
+            events,
+            universe,
+            ic.train_days,
+            ic.eval_days,
+            ic.max_sessions,
+            config.seed,
+            intent_truth,
         )
-        if intent is not None:
-            intent["labels"] = {"high": ic.high, "browsing": ic.browsing}
+    # Otherwise (the evaluation's bundle) the history part's intent model serves the ranker.
+    if intent is not None:
+        intent["labels"] = {"high": ic.high, "browsing": ic.browsing}
     profiles = {
         user: msgspec.structs.replace(profile, segment=segment_of.get(user, ""))
         for user, profile in build_profiles(events, weights, users or {}).items()
@@ -406,6 +430,21 @@ def read_inputs(
     return events, universe, users, lineage
 
 
+def read_intent_truth(path: str | Path) -> pd.Series:
+    """A simulated shop's true purchase probability per session (session_id, true_intent)."""
+    frame = read_table(path)
+    missing = {"session_id", "true_intent"} - set(frame.columns)
+    if missing:
+        raise InputError(
+            f"{path}: the truth file lacks {sorted(missing)}; it needs session_id and "
+            "true_intent (as `edgeperso simulate` writes it)"
+        )
+    probability = pd.to_numeric(frame["true_intent"], errors="coerce")
+    if probability.isna().any() or not probability.between(0.0, 1.0).all():
+        raise InputError(f"{path}: true_intent must be a probability between 0 and 1 everywhere")
+    return pd.Series(probability.to_numpy(), index=frame["session_id"].astype(str))
+
+
 def export_bundle(
     events_paths: list[str | Path],
     out_dir: str | Path,
@@ -415,7 +454,10 @@ def export_bundle(
     signing_key: bytes | None = None,
     evaluate: bool = True,
     quiet: bool = False,
+    truth_path: str | Path | None = None,
 ) -> dict[str, Any]:
+    """Read, validate, evaluate (unless told not to), train and write a bundle. `truth_path`:
+    a simulated shop's `truth` file, to measure the intent model against the true intent."""
     progress = Progress(5 if evaluate else 3, quiet=quiet)
     events, universe, users, lineage = read_inputs(
         events_paths, config, catalog_path, users_path, progress
@@ -426,8 +468,9 @@ def export_bundle(
             events, universe, users, config, list(config.evaluation.baselines), lineage, progress
         )
         progress.say(format_table(metrics["evaluation"]))
+    truth = None if truth_path is None else read_intent_truth(truth_path)
     with progress.step("train on all events"):
-        trained = train(events, universe, config, users)
+        trained = train(events, universe, config, users, intent_truth=truth)
     with progress.step(f"write the bundle to {out_dir}"):
         manifest = _write(Path(out_dir), trained, config, lineage, metrics, signing_key)
     total = time.perf_counter() - progress.started

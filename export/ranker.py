@@ -7,6 +7,7 @@ label window, so the ranker learns from exactly the features it will be served."
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from edge.model import Model
 from edge.schemas import Profile
 from edge.scoring import FEATURES, CandidateSizes, build_user_state, candidate_features
+from edge.visitor import VisitorModel, describe_visitor
 from export.cases import Case
 
 ONNX_TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
@@ -50,10 +52,12 @@ def training_rows(
     negatives_per_case: int,
     seed: int,
     sizes: CandidateSizes = CandidateSizes(),
+    visitor: VisitorModel | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """One row per (case, candidate): features, and whether the visitor took that item.
     Negatives are subsampled per case; cases without a positive among their candidates are
-    skipped (the ranker cannot fix what the candidate sources missed)."""
+    skipped (the ranker cannot fix what the candidate sources missed). With `visitor` (an
+    intent model fitted before the cases), each case's purchase intent is a feature."""
     rng = np.random.default_rng(seed)
     index = model.items.index
     xs, ys = [], []
@@ -61,7 +65,15 @@ def training_rows(
     for case in cases:
         profile = profiles.get(case.user_id) if case.user_id else None
         state = build_user_state(model, profile, case.session)
-        candidates = candidate_features(model, state, case.context, sizes)
+        intent = None
+        if visitor is not None:
+            _, intent = describe_visitor(
+                visitor, model.items, profile, case.session, case.context, case.ts
+            )
+        probability = intent.probability if intent is not None else math.nan
+        candidates = candidate_features(
+            model, state, case.context, sizes, purchase_intent=probability
+        )
         wanted = np.fromiter((index[i] for i in case.relevant if i in index), np.int64)
         label = np.isin(candidates.items, wanted)
         if not label.any():
@@ -103,6 +115,12 @@ def fit_trees(
         l2_regularization=1.0,
         random_state=seed,
     )
+    # scikit-learn cannot bin a column without a single value (no intent model, or hours since
+    # the last visit in a log of anonymous sessions); such a column says nothing: make it 0.
+    empty = np.isnan(x).all(axis=0)
+    if empty.any():
+        x = x.copy()
+        x[:, empty] = 0.0
     # One OpenMP thread: after implicit's own OpenMP runtime has run in this process, a second
     # runtime's spinning workers contend on 2 cores (fit times went from 0.5 s to 17 s).
     with threadpool_limits(1, "openmp"):

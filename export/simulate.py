@@ -108,14 +108,19 @@ class SimulatedShop:
     sessions: pd.DataFrame  # ground truth, never an input of the product
 
     def write(self, directory: str | Path, fmt: str = "parquet") -> dict[str, Path]:
-        """Write events, catalog and users as `<name>.parquet` or `<name>.csv`."""
+        """Write events, catalog and users as `<name>.parquet` or `<name>.csv`, and the
+        sessions' ground truth (true purchase intent) as `truth.<fmt>`, to measure against."""
         if fmt not in ("parquet", "csv"):
             raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
-        for name in ("events", "catalog", "users"):
-            frame: pd.DataFrame = getattr(self, name)
+        for name, frame in (
+            ("events", self.events),
+            ("catalog", self.catalog),
+            ("users", self.users),
+            ("truth", self.sessions),
+        ):
             path = out / f"{name}.{fmt}"
             if fmt == "parquet":
                 frame.to_parquet(path, index=False)

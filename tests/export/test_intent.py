@@ -46,8 +46,8 @@ def test_rows_stop_before_the_first_purchase_and_know_the_visit_history():
         ]
     )
     universe = build_universe(events, None)
-    x, y = SessionLog(events, universe).rows(pd.Index(["s1", "s2", "s3"]), seed=0)
-    assert y.tolist() == [1, 1]
+    x, y, ids = SessionLog(events, universe).rows(pd.Index(["s1", "s2", "s3"]), seed=0)
+    assert y.tolist() == [1, 1] and ids == ["s1", "s2"]
     assert column(x, "events").tolist()[0] == 1.0  # s1: the view only
     assert column(x, "events")[1] in (1.0, 2.0)  # s2: cut before its purchase
     assert math.isnan(column(x, "hours_since_last_visit")[0])
@@ -78,7 +78,7 @@ def test_intent_is_learned_and_evaluated_on_the_following_window(shop_events):
 def test_the_onnx_classifier_gives_sklearns_probabilities(shop_events, seed):
     universe = build_universe(shop_events, None)
     sessions = pd.Index(shop_events["session_id"].unique())
-    x, y = SessionLog(shop_events, universe).rows(sessions, seed)
+    x, y, _ = SessionLog(shop_events, universe).rows(sessions, seed)
     model = fit_trees(x, y, MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE, seed)
     graph = visitor_graph(None, classifier_to_onnx(model, INTENT_FEATURES, "t"))
     _, got = VisitorModel(graph, None, IntentLabels()).run(None, x[:500])
@@ -107,3 +107,30 @@ def test_thresholds_out_of_order_stop_the_build(tmp_path):
     path.write_text("[intent]\nhigh = 0.2\nbrowsing = 0.4\n")
     with pytest.raises(ConfigError, match="intent.browsing .* is over intent.high"):
         load_config(path)
+
+
+def test_on_a_simulated_shop_the_model_is_measured_against_the_true_intent(shop, shop_events):
+    universe = build_universe(shop_events, None)
+    truth = shop.sessions.set_index("session_id")["true_intent"]
+    _, info = fit_intent(shop_events, universe, 21, 7, 20_000, seed=0, truth=truth)
+    measured = info["evaluation"]["against_truth"]
+    assert measured["sessions"] == info["evaluation"]["eval_sessions"]
+    assert measured["auc_of_model"] == info["evaluation"]["auc"]
+    # Purchases are draws from the true intent: it ranks them better than any model can.
+    assert measured["auc_of_true_intent"] > measured["auc_of_model"] > 0.6
+    assert measured["spearman_with_true_intent"] > 0.3
+
+
+def test_a_truth_file_must_hold_probabilities_per_session(tmp_path):
+    from export.io import InputError
+    from export.pipeline import read_intent_truth
+
+    path = tmp_path / "truth.csv"
+    path.write_text("session_id,true_intent\ns1,0.2\ns2,1.5\n")
+    with pytest.raises(InputError, match="true_intent must be a probability between 0 and 1"):
+        read_intent_truth(path)
+    path.write_text("session_id,p\ns1,0.2\n")
+    with pytest.raises(InputError, match="lacks \\['true_intent'\\]"):
+        read_intent_truth(path)
+    path.write_text("session_id,true_intent\ns1,0.25\n")
+    assert read_intent_truth(path).to_dict() == {"s1": 0.25}

@@ -187,10 +187,11 @@ def test_same_seed_same_frames_and_other_seed_differs() -> None:
 
 def test_write_parquet_and_csv(tmp_path, shop: SimulatedShop) -> None:
     paths = shop.write(tmp_path / "pq")
-    assert set(paths) == {"events", "catalog", "users"}
+    assert set(paths) == {"events", "catalog", "users", "truth"}
     assert all(p.suffix == ".parquet" and p.exists() for p in paths.values())
     pd.testing.assert_frame_equal(pd.read_parquet(paths["events"]), shop.events)
     pd.testing.assert_frame_equal(pd.read_parquet(paths["catalog"]), shop.catalog)
+    pd.testing.assert_frame_equal(pd.read_parquet(paths["truth"]), shop.sessions)
     csv = shop.write(tmp_path / "csv", fmt="csv")
     assert csv["users"].name == "users.csv"
     events = pd.read_csv(csv["events"])
