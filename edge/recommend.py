@@ -4,7 +4,6 @@ the bundle is missing, a step fails or the latency budget runs out: the page alw
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from edge.schemas import (
     SessionEvent,
 )
 from edge.scoring import CandidateSizes, Deadline, build_user_state, candidate_features, rank
-from edge.visitor import describe_visitor
+from edge.visitor import describe_visitor, visitor_features
 
 log = logging.getLogger("edgeperso.recommend")
 
@@ -106,7 +105,7 @@ class Recommender:
                 context,
                 self.sizes,
                 deadline,
-                intent.probability if intent is not None else math.nan,
+                *visitor_features(bundle.visitor, segment, intent),
             )
             step = "ranker"
             cap = request.max_per_category

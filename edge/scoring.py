@@ -43,6 +43,7 @@ FEATURES = (
     "log_history",  # log(1 + distinct items known for the user)
     "session_events",  # events in this session so far
     "purchase_intent",  # the intent model's probability for this visit (NaN: none, no consent)
+    "segment",  # the visitor's segment code (`SegmentHead.code`; NaN: none, no consent)
 )
 # What the visitor's context (device, country, local hour) adds; `ranker.context_features =
 # false` trains without them, to measure what they are worth.
@@ -294,6 +295,7 @@ def candidate_features(
     sizes: CandidateSizes = CandidateSizes(),
     deadline: Deadline = NO_DEADLINE,
     purchase_intent: float = math.nan,
+    segment: float = math.nan,
 ) -> Candidates:
     """Candidates from every source, merged, filtered by the business rules (in stock, not
     blocked), and their features in `FEATURES` order."""
@@ -367,6 +369,7 @@ def candidate_features(
     features[:, column["log_history"]] = math.log1p(state.items.size)
     features[:, column["session_events"]] = state.session.size
     features[:, column["purchase_intent"]] = purchase_intent
+    features[:, column["segment"]] = segment
     return Candidates(items, features)
 
 

@@ -29,6 +29,18 @@ class SegmentHead:
     names: list[str]  # the segment name of each cluster index
     rules: list[SegmentRule]  # checked before the clusters, in order
 
+    def code(self, segment: str | None) -> float:
+        """The segment as a number for the ranker: its cluster index, or after the clusters the
+        index of the rule that named it; NaN for none (or one this bundle does not know)."""
+        if segment is None:
+            return math.nan
+        if segment in self.names:
+            return float(self.names.index(segment))
+        for i, rule in enumerate(self.rules):
+            if rule.name == segment:
+                return float(len(self.names) + i)
+        return math.nan
+
 
 class VisitorModel:
     def __init__(
@@ -122,3 +134,12 @@ def describe_visitor(
         session_segment_features(signals),
         intent_features(signals, hours, purchases, context.device, context.local_hour),
     )
+
+
+def visitor_features(
+    visitor: VisitorModel | None, segment: str | None, intent: Intent | None
+) -> tuple[float, float]:
+    """(purchase_intent, segment): the ranker's visitor features, NaN where unknown."""
+    probability = intent.probability if intent is not None else math.nan
+    segments = visitor.segments if visitor is not None else None
+    return probability, segments.code(segment) if segments is not None else math.nan

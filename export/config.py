@@ -117,9 +117,10 @@ class RankerConfig(Struct, frozen=True, forbid_unknown_fields=True):
     negatives_per_case: PositiveInt = 40
     # false: train without the context features (device, country, hour), to measure them
     context_features: bool = True
-    # false: train without the visit's purchase intent (from an intent model fitted on the part
-    # before the label window), to measure what it is worth
+    # false: train without the visit's purchase intent, or without the visitor's segment, to
+    # measure what each is worth
     intent_feature: bool = True
+    segment_feature: bool = True
     max_iter: PositiveInt = 80
     max_leaf_nodes: PositiveInt = 15
     learning_rate: Positive = 0.1
@@ -154,6 +155,11 @@ class SegmentsConfig(Struct, frozen=True, forbid_unknown_fields=True):
     k: Annotated[int, Meta(ge=2, le=50)] | None = None  # None: the best silhouette in k_min..k_max
     k_min: Annotated[int, Meta(ge=2, le=50)] = 3
     k_max: Annotated[int, Meta(ge=2, le=50)] = 10
+    # "dbscan": clusters of dense regions, their number found by density (k is then unused);
+    # customers in no dense region form one more segment, "other customers".
+    method: Literal["kmeans", "dbscan"] = "kmeans"
+    eps: Positive = 0.5  # DBSCAN neighbourhood radius, in standardized (log) units
+    min_samples: PositiveInt = 10  # DBSCAN: neighbours that make a customer a core point
     rules: list[SegmentRuleConfig] = []
 
 

@@ -29,7 +29,7 @@ from edge.intent import IntentLabels
 from edge.schemas import Profile
 from edge.scoring import CONTEXT_FEATURES, FEATURES, CandidateSizes
 from edge.segments import SEGMENT_FEATURES, SegmentRule
-from edge.visitor import VisitorModel
+from edge.visitor import SegmentHead, VisitorModel
 from export.baselines import BASELINES
 from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
 from export.config import BuildConfig
@@ -106,35 +106,56 @@ class Trained:
     intent: dict[str, Any] | None = None
 
 
+@dataclass
+class LearnedSegments:
+    onnx: bytes  # the segment graph (log, scaling, nearest reference point)
+    description: dict[str, Any]  # what the manifest says of them
+    segmenter: Segmenter
+    rules: list[SegmentRule]
+    categories: pd.Series  # item id -> category name, for the customers' features
+
+    def of(self, events: pd.DataFrame) -> dict[str, str]:
+        """Each known customer's segment from their events in `events` (rules first), as the
+        edge's graph assigns it."""
+        features = user_features(events, self.categories)
+        if features.empty:
+            return {}
+        found = self.segmenter.assign(features[list(SEGMENT_FEATURES)].to_numpy())
+        clusters = [self.segmenter.names_[c] for c in found]
+        return dict(zip(features.index, apply_rules(features, self.rules, clusters)))
+
+
 def fit_segments(
     events: pd.DataFrame, universe: ItemUniverse, config: BuildConfig
-) -> tuple[bytes | None, dict[str, Any] | None, dict[str, str]]:
-    """(the segment graph, their description, each known customer's segment). No segments when
-    there are too few known customers to cluster (a log of anonymous sessions)."""
+) -> LearnedSegments | None:
+    """Segments of the known customers in `events`; None when there are too few of them to
+    cluster (a log of anonymous sessions)."""
     sc = config.segments
     names = np.array([*universe.category_names, ""], dtype=object)
     categories = pd.Series(names[universe.category], index=universe.ids)
     features = user_features(events, categories)
     if len(features) < max(50, 2 * sc.k_max):
-        return None, None, {}
-    segmenter = Segmenter(sc.k, (sc.k_min, sc.k_max), config.seed).fit(features)
+        return None
+    segmenter = Segmenter(
+        sc.k, (sc.k_min, sc.k_max), config.seed, sc.method, sc.eps, sc.min_samples
+    ).fit(features)
     rules = [SegmentRule(r.name, r.when) for r in sc.rules]
     clusters = [segmenter.names_[c] for c in segmenter.labels_]
-    assigned = apply_rules(features, rules, clusters)
-    sizes = pd.Series(assigned).value_counts()
+    sizes = pd.Series(apply_rules(features, rules, clusters)).value_counts()
     description = {
         "file": VISITOR,
         "features": list(SEGMENT_FEATURES),
         "clusters": segmenter.names_,
+        "method": sc.method,
         "k": segmenter.k_,
-        "k_chosen_by": "config" if sc.k else "silhouette",
+        "k_chosen_by": "density" if sc.method == "dbscan" else "config" if sc.k else "silhouette",
         "silhouette": segmenter.silhouettes_,
         "stability": segmenter.stability_,
         "table": segmenter.table_,
         "rules": [{"name": r.name, "when": r.when} for r in sc.rules],
         "rule_sizes": {r.name: int(sizes.get(r.name, 0)) for r in sc.rules},
     }
-    return segmenter.to_onnx(), description, dict(zip(features.index, assigned))
+    return LearnedSegments(segmenter.to_onnx(), description, segmenter, rules, categories)
 
 
 def present_target_types(events: pd.DataFrame, config: BuildConfig) -> list[str]:
@@ -192,65 +213,69 @@ def train(
     universe: ItemUniverse,
     config: BuildConfig,
     users: dict[str, dict[str, str]] | None = None,
-    segments_and_intent: bool = True,
     intent_truth: pd.Series | None = None,
 ) -> Trained:
-    """Ranker on a time split inside `events`, then the candidate models on all of `events`;
-    segments and intent too unless told not to (the evaluation's bundle does not need them; it
-    keeps the intent model the ranker was trained with).
+    """The ranker on a time split inside `events`, then every model on all of `events`.
+
+    The ranker's visitor features come from models the label window cannot leak into: purchase
+    intent from a classifier fitted on the part before it; the segment from the segments
+    learned on all of `events` (the ones the bundle serves, so their codes mean the same in
+    training and serving), assigned from each customer's history before the window.
     `intent_truth` (true purchase probability by session id, from a simulated shop) adds a
     comparison with the truth to the intent model's evaluation."""
     weights = config.events.weights
+    rc, ic = config.ranker, config.intent
     t_min, t_max = events["ts"].min(), events["ts"].max()
-    label_days = config.ranker.label_days or max(1.0, 0.15 * (t_max - t_min) / DAY)
+    label_days = rc.label_days or max(1.0, 0.15 * (t_max - t_min) / DAY)
     history, labels = time_split(events, label_days)
     trees, _ = fit_candidate_models(history, universe, config)
     model = model_from_trees(trees, weights, ranker=None)
-    rc, ic = config.ranker, config.intent
+    segments = fit_segments(events, universe, config)
+    history_intent, _ = fit_intent(
+        history, universe, ic.train_days, ic.eval_days, ic.max_sessions, config.seed
+    )
+    intent_labels = IntentLabels(ic.high, ic.browsing)
     profiles = build_profiles(history, weights)
+    if segments is not None:
+        segment_before = segments.of(history)
+        profiles = {
+            user: msgspec.structs.replace(profile, segment=segment_before.get(user, ""))
+            for user, profile in profiles.items()
+        }
+    visitor = _visitor_model(segments, history_intent, intent_labels)
     # Leave-last-out is an evaluation split; inside the training part, the window is a time one.
     protocol = config.evaluation.protocol.replace("leave_last_out", "users")
     protocol, cases = cases_for(protocol, history, labels, profiles, config, rc.max_cases)
     sizes = CandidateSizes(**msgspec.to_builtins(config.serving.candidates))
-    # Purchase intent as a ranker feature: from a model that saw only the history part.
-    intent_onnx, intent = None, None
-    if rc.intent_feature:
-        intent_onnx, intent = fit_intent(
-            history, universe, ic.train_days, ic.eval_days, ic.max_sessions, config.seed
-        )
-    visitor = None
-    if intent_onnx:
-        labelled = IntentLabels(ic.high, ic.browsing)
-        visitor = VisitorModel(visitor_graph(None, intent_onnx), None, labelled)
     x, y, stats = training_rows(
         model, profiles, cases, rc.negatives_per_case, config.seed, sizes, visitor
     )
-    if not rc.context_features:  # a constant column is one no tree can split on
-        x[:, [FEATURES.index(f) for f in CONTEXT_FEATURES]] = 0.0
+    # A constant column is one no tree can split on: how each ablation switch works.
+    switched_off = [] if rc.context_features else list(CONTEXT_FEATURES)
+    switched_off += [] if rc.intent_feature else ["purchase_intent"]
+    switched_off += [] if rc.segment_feature else ["segment"]
+    x[:, [FEATURES.index(f) for f in switched_off]] = 0.0
     ranker = fit_trees(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)
     stats |= {
         "protocol": protocol,
         "label_days": round(label_days, 2),
         "label_cut": labels["ts"].min().isoformat(),
         "trees": int(ranker.n_iter_),
-        "intent_feature": visitor is not None,
+        "features_switched_off": switched_off,
     }
     trees, popularity = fit_candidate_models(events, universe, config)
-    segments_onnx, segments, segment_of = None, None, {}
-    if segments_and_intent:
-        segments_onnx, segments, segment_of = fit_segments(events, universe, config)
-        intent_onnx, intent = fit_intent(
-            events,
-            universe,
-            ic.train_days,
-            ic.eval_days,
-            ic.max_sessions,
-            config.seed,
-            intent_truth,
-        )
-    # Otherwise (the evaluation's bundle) the history part's intent model serves the ranker.
+    intent_onnx, intent = fit_intent(
+        events,
+        universe,
+        ic.train_days,
+        ic.eval_days,
+        ic.max_sessions,
+        config.seed,
+        intent_truth,
+    )
     if intent is not None:
         intent["labels"] = {"high": ic.high, "browsing": ic.browsing}
+    segment_of = segments.of(events) if segments is not None else {}
     profiles = {
         user: msgspec.structs.replace(profile, segment=segment_of.get(user, ""))
         for user, profile in build_profiles(events, weights, users or {}).items()
@@ -261,10 +286,23 @@ def train(
         popularity.fallback(universe),
         profiles,
         stats,
-        visitor_graph(segments_onnx, intent_onnx),
-        segments,
+        visitor_graph(segments.onnx if segments else None, intent_onnx),
+        segments.description if segments else None,
         intent,
     )
+
+
+def _visitor_model(
+    segments: LearnedSegments | None, intent_onnx: bytes | None, labels: IntentLabels
+) -> VisitorModel | None:
+    """The visitor graph the ranker's training rows are described with, as the edge runs it."""
+    graph = visitor_graph(segments.onnx if segments else None, intent_onnx)
+    if graph is None:
+        return None
+    head = None
+    if segments is not None:
+        head = SegmentHead(segments.segmenter.names_, segments.rules)
+    return VisitorModel(graph, head, labels if intent_onnx else None)
 
 
 def split_for_evaluation(
@@ -302,7 +340,7 @@ def evaluate_split(
         )
     weights = config.events.weights
     with progress.step(f"train on {len(train_part):,} events, hold out {len(test_part):,}"):
-        held = train(train_part, universe, config, users, segments_and_intent=False)
+        held = train(train_part, universe, config, users)
     protocol, test_cases = cases_for(
         ec.protocol, train_part, test_part, held.profiles, config, ec.max_cases
     )

@@ -7,7 +7,6 @@ label window, so the ranker learns from exactly the features it will be served."
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,8 +19,14 @@ from threadpoolctl import threadpool_limits
 
 from edge.model import Model
 from edge.schemas import Profile
-from edge.scoring import FEATURES, CandidateSizes, build_user_state, candidate_features
-from edge.visitor import VisitorModel, describe_visitor
+from edge.scoring import (
+    FEATURES,
+    NO_DEADLINE,
+    CandidateSizes,
+    build_user_state,
+    candidate_features,
+)
+from edge.visitor import VisitorModel, describe_visitor, visitor_features
 from export.cases import Case
 
 ONNX_TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
@@ -56,8 +61,9 @@ def training_rows(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """One row per (case, candidate): features, and whether the visitor took that item.
     Negatives are subsampled per case; cases without a positive among their candidates are
-    skipped (the ranker cannot fix what the candidate sources missed). With `visitor` (an
-    intent model fitted before the cases), each case's purchase intent is a feature."""
+    skipped (the ranker cannot fix what the candidate sources missed). With `visitor` (segments
+    and an intent model the cases cannot leak into), each case's segment and purchase intent
+    are features."""
     rng = np.random.default_rng(seed)
     index = model.items.index
     xs, ys = [], []
@@ -65,15 +71,13 @@ def training_rows(
     for case in cases:
         profile = profiles.get(case.user_id) if case.user_id else None
         state = build_user_state(model, profile, case.session)
-        intent = None
+        segment, intent = None, None
         if visitor is not None:
-            _, intent = describe_visitor(
+            segment, intent = describe_visitor(
                 visitor, model.items, profile, case.session, case.context, case.ts
             )
-        probability = intent.probability if intent is not None else math.nan
-        candidates = candidate_features(
-            model, state, case.context, sizes, purchase_intent=probability
-        )
+        found = visitor_features(visitor, segment, intent)
+        candidates = candidate_features(model, state, case.context, sizes, NO_DEADLINE, *found)
         wanted = np.fromiter((index[i] for i in case.relevant if i in index), np.int64)
         label = np.isin(candidates.items, wanted)
         if not label.any():

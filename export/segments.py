@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pandas as pd
 from onnx import TensorProto, helper, numpy_helper
-from sklearn.cluster import KMeans
+from sklearn.cluster import DBSCAN, KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
@@ -77,6 +77,20 @@ def user_features(events: pd.DataFrame, categories: pd.Series | None = None) -> 
     return out
 
 
+def nearest_core(z: np.ndarray, cores: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
+    """The cluster of each row's nearest core point, or -1 when none is within `eps`."""
+    if len(cores) == 0:
+        return np.full(len(z), -1)
+    out = np.empty(len(z), dtype=np.int64)
+    for start in range(0, len(z), 4096):  # bounded memory: 4096 rows × cores at a time
+        block = z[start : start + 4096]
+        d2 = (block**2).sum(1)[:, None] - 2 * block @ cores.T + (cores**2).sum(1)[None, :]
+        nearest = d2.argmin(axis=1)
+        within = d2[np.arange(len(block)), nearest] <= eps**2
+        out[start : start + len(block)] = np.where(within, labels[nearest], -1)
+    return out
+
+
 def log_transform(x: np.ndarray) -> np.ndarray:
     mask = np.array([name in LOG_FEATURES for name in SEGMENT_FEATURES])
     out = x.astype(np.float64).copy()
@@ -84,9 +98,26 @@ def log_transform(x: np.ndarray) -> np.ndarray:
     return out
 
 
+NOISE_NAME = "other customers"  # DBSCAN: customers in no dense region
+DBSCAN_MAX_CORE_POINTS = 5_000  # kept for the edge's nearest-core lookup
+
+
 class Segmenter:
-    def __init__(self, k: int | None = None, k_range: tuple[int, int] = (3, 10), seed: int = 0):
+    """K-Means (k by silhouette, or set), or DBSCAN with `method="dbscan"`. Either way the
+    edge assigns a visitor to the nearest reference point in standardized space: a K-Means
+    centre, or a DBSCAN core point within `eps` (else the noise segment)."""
+
+    def __init__(
+        self,
+        k: int | None = None,
+        k_range: tuple[int, int] = (3, 10),
+        seed: int = 0,
+        method: str = "kmeans",
+        eps: float = 0.5,
+        min_samples: int = 10,
+    ):
         self.k, self.k_range, self.seed = k, k_range, seed
+        self.method, self.eps, self.min_samples = method, eps, min_samples
 
     def _fit_k(self, z: np.ndarray, k: int, seed: int) -> KMeans:
         with threadpool_limits(1, "openmp"):
@@ -105,6 +136,8 @@ class Segmenter:
         rng = np.random.default_rng(self.seed)
         sample = rng.choice(len(z), min(len(z), SILHOUETTE_SAMPLE), replace=False)
         self.silhouettes_: dict[int, float] = {}
+        if self.method == "dbscan":
+            return self._fit_dbscan(features, z, rng)
         if self.k is None:
             low, high = self.k_range[0], min(self.k_range[1], len(z) - 1)
             fitted = {k: self._fit_k(z, k, self.seed) for k in range(low, high + 1)}
@@ -127,8 +160,48 @@ class Segmenter:
             "ari_half_of_customers": round(float(adjusted_rand_score(self.labels_, from_half)), 4),
         }
         self.names_ = cluster_names(self.kmeans_.cluster_centers_)
+        self.references_ = self.kmeans_.cluster_centers_
+        self.reference_labels_ = np.arange(self.k_)
         self.table_ = self._describe(features)
         return self
+
+    def _fit_dbscan(self, features: pd.DataFrame, z: np.ndarray, rng: np.random.Generator):
+        labels, cores = self._dbscan(z)
+        clusters = int(labels.max()) + 1
+        if clusters == 0:
+            raise ValueError(
+                f"DBSCAN found no dense region (eps {self.eps}, min_samples "
+                f"{self.min_samples}); raise segments.eps or lower segments.min_samples"
+            )
+        self.k_ = clusters
+        centres = np.array([z[labels == c].mean(axis=0) for c in range(clusters)])
+        # Noise is the last segment, so labels index the names directly.
+        self.labels_ = np.where(labels < 0, clusters, labels)
+        self.names_ = [*cluster_names(centres), NOISE_NAME]
+        if len(cores) > DBSCAN_MAX_CORE_POINTS:
+            cores = np.sort(rng.choice(cores, DBSCAN_MAX_CORE_POINTS, replace=False))
+        self.references_, self.reference_labels_ = z[cores], labels[cores]
+        # Stability: DBSCAN has no seed; refit on half of the customers, assign everyone.
+        half = rng.permutation(len(z))[: len(z) // 2]
+        half_labels, half_cores = self._dbscan(z[half])
+        from_half = nearest_core(z, z[half][half_cores], half_labels[half_cores], self.eps)
+        self.stability_ = {
+            "ari_half_of_customers": round(float(adjusted_rand_score(labels, from_half)), 4)
+        }
+        self.table_ = self._describe(features)
+        return self
+
+    def _dbscan(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model = DBSCAN(eps=self.eps, min_samples=self.min_samples).fit(z)
+        return model.labels_, model.core_sample_indices_
+
+    def assign(self, x: np.ndarray) -> np.ndarray:
+        """Segment index of real-unit rows, as the edge's graph computes it (for tests)."""
+        z = self.scaler_.transform(log_transform(x))
+        if self.method == "kmeans":
+            return self.kmeans_.predict(z)
+        found = nearest_core(z, self.references_, self.reference_labels_, self.eps)
+        return np.where(found < 0, self.k_, found)
 
     def _describe(self, features: pd.DataFrame) -> list[dict[str, object]]:
         """Each cluster: its name, size and centre in real units (the members' medians)."""
@@ -147,35 +220,73 @@ class Segmenter:
             )
         return rows
 
-    def to_onnx(self) -> bytes:
-        """One small graph, real units in, cluster index out: log(1 + max(x, 0)) beside the
-        raw values, one Gemm, ArgMin. The scaler is folded into the Gemm: for centre c in
-        standardized space, |z - c|² - |z|² = l·(-2c/σ) + (2 Σ μc/σ + |c|²), where l is the
-        (partly logged) row; six nodes instead of the fourteen of scaler + K-Means converters,
-        which is most of its cost at the edge (a parity test checks it against scikit-learn)."""
+    def _standardizing(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(W, b) with l·W + b = -2 z·p + |p|² for each point p in standardized space, where l
+        is the row of logged values beside the raw ones (so |z - p|² = that + |z|²)."""
         n = len(SEGMENT_FEATURES)
         logged = np.array([name in LOG_FEATURES for name in SEGMENT_FEATURES])
-        centres = self.kmeans_.cluster_centers_  # standardized space, [k, n]
         mean, scale = self.scaler_.mean_, self.scaler_.scale_
-        per_feature = (-2.0 * centres / scale).T  # [n, k]
-        weights = np.zeros((2 * n, centres.shape[0]))
+        per_feature = (-2.0 * points / scale).T  # [n, points]
+        weights = np.zeros((2 * n, points.shape[0]))
         weights[:n][logged] = per_feature[logged]  # rows 0..n-1 take the logged values
         weights[n:][~logged] = per_feature[~logged]  # rows n..2n-1 the raw ones
-        bias = (2.0 * centres * (mean / scale)).sum(axis=1) + (centres**2).sum(axis=1)
+        bias = (2.0 * points * (mean / scale)).sum(axis=1) + (points**2).sum(axis=1)
+        return weights, bias
+
+    def _noise_nodes(self, nodes: list, constants: list) -> tuple[list, list]:
+        """DBSCAN's tail: the nearest core point's cluster when it is within eps, else the
+        noise segment. |z - p|² = distances + |z|², with z itself from one more Gemm."""
+        n = len(SEGMENT_FEATURES)
+        logged = np.array([name in LOG_FEATURES for name in SEGMENT_FEATURES])
+        mean, scale = self.scaler_.mean_, self.scaler_.scale_
+        select = np.zeros((2 * n, n))
+        columns = np.arange(n)
+        select[columns[logged], columns[logged]] = 1.0 / scale[logged]
+        select[n + columns[~logged], columns[~logged]] = 1.0 / scale[~logged]
+        constants = constants + [
+            numpy_helper.from_array(select.astype(np.float32), "standardize"),
+            numpy_helper.from_array((-mean / scale).astype(np.float32), "centre"),
+            numpy_helper.from_array(self.reference_labels_.astype(np.int64), "core_cluster"),
+            helper.make_tensor("eps_squared", TensorProto.FLOAT, [], [self.eps**2]),
+            helper.make_tensor("noise", TensorProto.INT64, [], [self.k_]),
+        ]
+        nodes = nodes + [
+            helper.make_node("Gemm", ["both", "standardize", "centre"], ["z"]),
+            helper.make_node("ReduceSumSquare", ["z"], ["z_norm"], axes=[1], keepdims=0),
+            helper.make_node("ReduceMin", ["distances"], ["closest"], axes=[1], keepdims=0),
+            helper.make_node("Add", ["closest", "z_norm"], ["closest_squared"]),
+            helper.make_node("LessOrEqual", ["closest_squared", "eps_squared"], ["within"]),
+            helper.make_node("Gather", ["core_cluster", "nearest"], ["cluster"]),
+            helper.make_node("Where", ["within", "cluster", "noise"], ["label"]),
+        ]
+        return nodes, constants
+
+    def to_onnx(self) -> bytes:
+        """One small graph, real units in, segment index out: log(1 + max(x, 0)) beside the
+        raw values, one Gemm to every reference point, ArgMin. The scaler is folded into the
+        Gemm (see `_standardizing`): six nodes for K-Means instead of the fourteen of scaler +
+        K-Means converters, which is most of its cost at the edge. DBSCAN adds the core
+        points' cluster (Gather) and the noise segment past `eps` (|z|² and Where). Parity
+        tests check both against scikit-learn."""
+        n = len(SEGMENT_FEATURES)
+        weights, bias = self._standardizing(self.references_)
         constants = [
             helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
             helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
             numpy_helper.from_array(weights.astype(np.float32), "weights"),
             numpy_helper.from_array(bias.astype(np.float32), "bias"),
         ]
+        nearest = "label" if self.method == "kmeans" else "nearest"
         nodes = [
             helper.make_node("Max", ["features", "zero"], ["positive"]),
             helper.make_node("Add", ["positive", "one"], ["shifted"]),
             helper.make_node("Log", ["shifted"], ["logs"]),
             helper.make_node("Concat", ["logs", "features"], ["both"], axis=1),
             helper.make_node("Gemm", ["both", "weights", "bias"], ["distances"]),
-            helper.make_node("ArgMin", ["distances"], ["label"], axis=1, keepdims=0),
+            helper.make_node("ArgMin", ["distances"], [nearest], axis=1, keepdims=0),
         ]
+        if self.method == "dbscan":
+            nodes, constants = self._noise_nodes(nodes, constants)
         graph = helper.make_graph(
             nodes,
             "edgeperso_segments",

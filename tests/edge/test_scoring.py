@@ -37,12 +37,15 @@ def test_candidates_exclude_blocked_items_and_carry_every_feature(bundle):
     user = max(profiles, key=lambda u: len(profiles[u].recent_items))
     state = build_user_state(bundle.model, profiles[user])
     context = ResolvedContext("mobile", "de", 21, "evening")
-    candidates = candidate_features(bundle.model, state, context, purchase_intent=0.25)
+    candidates = candidate_features(bundle.model, state, context, purchase_intent=0.25, segment=2)
     assert candidates.features.shape == (candidates.items.size, len(FEATURES))
     assert candidates.items.size > 50 and np.isfinite(candidates.features).all()
     assert (candidates.features[:, FEATURES.index("purchase_intent")] == 0.25).all()
-    unknown = candidate_features(bundle.model, state, context).features  # no intent: missing
-    assert np.isnan(unknown[:, FEATURES.index("purchase_intent")]).all()
+    assert (candidates.features[:, FEATURES.index("segment")] == 2).all()
+    unknown = candidate_features(bundle.model, state, context).features  # no visitor: missing
+    assert np.isnan(
+        unknown[:, [FEATURES.index("purchase_intent"), FEATURES.index("segment")]]
+    ).all()
     assert not np.isin(candidates.items, state.blocked).any()
     assert bundle.model.items.in_stock[candidates.items].all()
     # The user vector's best allowed item is a candidate, with its reciprocal rank.

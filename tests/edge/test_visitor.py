@@ -3,8 +3,9 @@ import pytest
 
 from edge.errors import BundleError
 from edge.intent import INTENT_FEATURES, IntentLabels
+from edge.schemas import Intent
 from edge.segments import SEGMENT_FEATURES, SegmentRule
-from edge.visitor import SegmentHead, VisitorModel
+from edge.visitor import SegmentHead, VisitorModel, visitor_features
 
 
 def test_a_stored_segment_wins_then_rules_then_the_nearest_cluster(bundle):
@@ -40,3 +41,13 @@ def test_a_graph_that_disagrees_with_the_manifest_is_refused(bundle):
         VisitorModel(graph, None, IntentLabels())  # the graph has a segment head too
     with pytest.raises(BundleError, match="cannot be loaded by onnxruntime"):
         VisitorModel(b"not onnx", None, IntentLabels())
+
+
+def test_segments_and_intent_reach_the_ranker_as_numbers():
+    head = SegmentHead(["a", "b"], [SegmentRule("vip", {"monetary": {"gt": 100}})])
+    assert [head.code(s) for s in ("a", "b", "vip")] == [0.0, 1.0, 2.0]
+    assert np.isnan(head.code(None)) and np.isnan(head.code("from another bundle"))
+    visitor = type("Visitor", (), {"segments": head})()
+    assert visitor_features(visitor, "vip", Intent(0.3, "browsing")) == (0.3, 2.0)
+    intent, segment = visitor_features(None, None, None)
+    assert np.isnan(intent) and np.isnan(segment)

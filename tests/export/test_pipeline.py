@@ -5,8 +5,14 @@ import pytest
 from edge.bundle import load_bundle
 from edge.recommend import Recommender
 from edge.schemas import Context, RecommendRequest
+from edge.scoring import FEATURES, CandidateSizes
+from export.cases import make_cases
 from export.config import BuildConfig, load_config
-from export.pipeline import export_bundle
+from export.interactions import build_universe
+from export.pipeline import export_bundle, fit_segments
+from export.profiles import build_profiles
+from export.ranker import training_rows
+from export.validate import QualityReport, normalize_events
 from tests.conftest import SAMPLE, UCI_CONFIG
 
 
@@ -70,7 +76,6 @@ def test_a_ranker_trained_without_context_ignores_the_context_features(shop, see
     from edge.scoring import CONTEXT_FEATURES, FEATURES
     from export.interactions import build_universe
     from export.pipeline import train
-    from export.validate import QualityReport, normalize_events
 
     config = msgspec.convert({"seed": seed, "ranker": {"context_features": False}}, BuildConfig)
     events = normalize_events(shop.events, config, QualityReport())
@@ -80,3 +85,24 @@ def test_a_ranker_trained_without_context_ignores_the_context_features(shop, see
     shifted = rows.copy()
     shifted[:, [FEATURES.index(f) for f in CONTEXT_FEATURES]] *= 7.0
     np.testing.assert_array_equal(ranker.predict(rows), ranker.predict(shifted))
+
+
+def test_the_ranker_is_trained_with_the_visitors_segment_and_intent(bundle, shop):
+    """Segment and intent reach the ranker's training rows the way the edge computes them,
+    with segments of each customer's history before the label window."""
+    training = bundle.manifest.models["ranker"]["training"]
+    assert training["features_switched_off"] == []
+    events = normalize_events(shop.events, BuildConfig(), QualityReport())
+    cut = events["ts"].quantile(0.8)
+    history, window = events[events["ts"] < cut], events[events["ts"] >= cut]
+    segments = fit_segments(events, build_universe(events, None), BuildConfig())
+    before = segments.of(history)
+    assert set(before) <= set(history["user_id"]) and set(before.values()) <= set(
+        segments.segmenter.names_
+    )
+    profiles = build_profiles(history, BuildConfig().events.weights)
+    cases = make_cases("sessions", window, profiles, ["purchase", "add_to_cart"], 200, 0)
+    x, _, _ = training_rows(bundle.model, profiles, cases, 5, 0, CandidateSizes(), bundle.visitor)
+    intent, segment = x[:, FEATURES.index("purchase_intent")], x[:, FEATURES.index("segment")]
+    assert ((intent > 0) & (intent < 1)).all() and len(set(intent.tolist())) > 5
+    assert set(segment.tolist()) <= set(range(len(bundle.visitor.segments.names)))

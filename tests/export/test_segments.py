@@ -150,3 +150,25 @@ def test_the_bundle_describes_its_segments(bundle):
     assert set(info["stability"]) == {"ari_other_seed", "ari_half_of_customers"}
     segments = {p.segment for p in bundle.profiles.as_dict().values()}
     assert segments <= set(info["clusters"]) and len(segments) > 1
+
+
+def test_dbscan_segments_travel_as_one_graph_too(fitted):
+    """The DBSCAN option: clusters by density plus a noise segment; the graph assigns the
+    nearest core point's cluster within eps, as scikit-learn labels the fitted customers."""
+    features, _ = fitted
+    segmenter = Segmenter(seed=0, method="dbscan", eps=0.8, min_samples=5).fit(features)
+    assert segmenter.names_[-1] == "other customers" and segmenter.k_ >= 1
+    assert sum(row["size"] for row in segmenter.table_) == len(features)
+    visitor = segment_head_only(segmenter, [])
+    x = features[list(SEGMENT_FEATURES)].to_numpy(np.float32)
+    clusters, _ = visitor.run(x, None)
+    assert (clusters == segmenter.assign(x)).mean() > 0.99  # float32 ties at most
+    # Core and noise points exactly; border points may sit near two clusters.
+    assert (clusters == segmenter.labels_).mean() > 0.97
+    assert "ari_half_of_customers" in segmenter.stability_
+
+
+def test_dbscan_that_finds_nothing_says_what_to_change(fitted):
+    features, _ = fitted
+    with pytest.raises(ValueError, match="raise segments.eps or lower segments.min_samples"):
+        Segmenter(method="dbscan", eps=1e-4, min_samples=50).fit(features)
