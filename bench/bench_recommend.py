@@ -199,7 +199,30 @@ def visitor_step_costs(
             recommender._visitor(bundle, profile, events, context)
             samples.append((time.perf_counter() - started) * 1e6)
         out[f"segment + intent, {name} (µs)"] = round(statistics.median(samples), 1)
+    out["one empty onnxruntime call (µs)"] = round(empty_onnxruntime_call(len(anonymous)), 1)
     return out
+
+
+def empty_onnxruntime_call(repeats: int) -> float:
+    """Median µs of one call of a one-node (Identity) graph: the fixed cost every onnxruntime
+    call pays, a floor for the visitor step measured in the same run."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edge.ranker import session_options
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 7])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 7])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "empty", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), sess_options=session_options())
+    row = np.zeros((1, 7), np.float32)
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        session.run(["y"], {"x": row})
+        samples.append((time.perf_counter() - started) * 1e6)
+    return statistics.median(samples)
 
 
 def main() -> int:

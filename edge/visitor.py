@@ -43,6 +43,9 @@ class SegmentHead:
 
 
 class VisitorModel:
+    """`visitor.onnx` in one onnxruntime session, built once, with what the manifest says of
+    its heads: the segment names and rules, and the intent labels' thresholds."""
+
     def __init__(
         self,
         onnx_bytes: bytes,
@@ -101,7 +104,9 @@ class VisitorModel:
             if segment is None:
                 row = np.array([[segment_features[f] for f in SEGMENT_FEATURES]], np.float32)
         intent_rows = np.array([intent_row], np.float32) if self.labels is not None else None
-        clusters, probabilities = self.run(row, intent_rows)
+        clusters, probabilities = None, None
+        if row is not None or intent_rows is not None:  # else nothing is left to compute
+            clusters, probabilities = self.run(row, intent_rows)
         if clusters is not None and row is not None:
             segment = self.segments.names[int(clusters[0])]
         intent = None

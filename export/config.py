@@ -117,10 +117,11 @@ class RankerConfig(Struct, frozen=True, forbid_unknown_fields=True):
     negatives_per_case: PositiveInt = 40
     # false: train without the context features (device, country, hour), to measure them
     context_features: bool = True
-    # false: train without the visit's purchase intent, or without the visitor's segment, to
-    # measure what each is worth
-    intent_feature: bool = True
+    # The visitor's segment and purchase intent as features. The segment is on: +1.4% NDCG@10
+    # on UCI Online Retail, +0.6% on the simulator. Intent is off: -0.9% on the simulator,
+    # where intent decides whether a visitor buys, not what; true trains with it.
     segment_feature: bool = True
+    intent_feature: bool = False
     max_iter: PositiveInt = 80
     max_leaf_nodes: PositiveInt = 15
     learning_rate: Positive = 0.1

@@ -231,9 +231,11 @@ def train(
     trees, _ = fit_candidate_models(history, universe, config)
     model = model_from_trees(trees, weights, ranker=None)
     segments = fit_segments(events, universe, config)
-    history_intent, _ = fit_intent(
-        history, universe, ic.train_days, ic.eval_days, ic.max_sessions, config.seed
-    )
+    history_intent = None
+    if rc.intent_feature:
+        history_intent, _ = fit_intent(
+            history, universe, ic.train_days, ic.eval_days, ic.max_sessions, config.seed
+        )
     intent_labels = IntentLabels(ic.high, ic.browsing)
     profiles = build_profiles(history, weights)
     if segments is not None:

@@ -87,11 +87,23 @@ def test_a_ranker_trained_without_context_ignores_the_context_features(shop, see
     np.testing.assert_array_equal(ranker.predict(rows), ranker.predict(shifted))
 
 
+def test_intent_can_be_switched_on_as_a_ranker_feature(shop, seed):
+    import msgspec
+
+    from export.pipeline import train
+
+    config = msgspec.convert({"seed": seed, "ranker": {"intent_feature": True}}, BuildConfig)
+    events = normalize_events(shop.events, config, QualityReport())
+    trained = train(events, build_universe(events, None), config)
+    assert trained.ranker_training["features_switched_off"] == []
+    assert trained.intent is not None and trained.segments is not None
+
+
 def test_the_ranker_is_trained_with_the_visitors_segment_and_intent(bundle, shop):
     """Segment and intent reach the ranker's training rows the way the edge computes them,
     with segments of each customer's history before the label window."""
     training = bundle.manifest.models["ranker"]["training"]
-    assert training["features_switched_off"] == []
+    assert training["features_switched_off"] == ["purchase_intent"]  # off by default
     events = normalize_events(shop.events, BuildConfig(), QualityReport())
     cut = events["ts"].quantile(0.8)
     history, window = events[events["ts"] < cut], events[events["ts"] >= cut]
