@@ -29,6 +29,7 @@ from edge.bundle import load_bundle  # noqa: E402
 from edge.context import resolve_context  # noqa: E402
 from edge.recommend import Recommender  # noqa: E402
 from edge.schemas import FORMAT_VERSION  # noqa: E402
+from edge.visitor import describe_visitor  # noqa: E402
 
 
 def build(items: int, events: int, users: int, seed: int) -> Path:
@@ -187,7 +188,7 @@ def visitor_step_costs(
     bundle = recommender.bundle
     if bundle is None or bundle.visitor is None:
         return {}
-    out = {}
+    out, now = {}, time.time()
     for name, bodies in (("anonymous session", anonymous), ("known customer", known)):
         samples = []
         for body in bodies:
@@ -196,7 +197,7 @@ def visitor_step_costs(
             profile = bundle.profiles.get(request.user_id) if request.user_id else None
             context = resolve_context(request.context, {})
             started = time.perf_counter()
-            recommender._visitor(bundle, profile, events, context)
+            describe_visitor(bundle.visitor, bundle.model.items, profile, events, context, now)
             samples.append((time.perf_counter() - started) * 1e6)
         out[f"segment + intent, {name} (µs)"] = round(statistics.median(samples), 1)
     out["one empty onnxruntime call (µs)"] = round(empty_onnxruntime_call(len(anonymous)), 1)

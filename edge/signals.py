@@ -5,11 +5,11 @@ training rows through the same function, so training and serving count alike."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class SessionSignals:
+# A named tuple: built on every request, at a fraction of a frozen dataclass's cost.
+class SessionSignals(NamedTuple):
     events: int
     items: int  # distinct items
     categories: int  # distinct known categories of those items
