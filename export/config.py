@@ -3,10 +3,12 @@ the build with a message that names the key; every field has a default that work
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+import msgspec.inspect
 from msgspec import Meta, Struct
 
 from edge.schemas import DEFAULT_EVENT_TYPES
@@ -217,6 +219,35 @@ class ConfigError(ValueError):
     pass
 
 
+def _allowed(message: str) -> str:
+    """What is allowed where msgspec's message names an unknown field or an invalid enum value
+    (it says what was wrong, not what would be right): "; allowed: ..." or ""."""
+    match = re.search(r"- at `\$((?:\.\w+)*)`$", message)  # absent at the top level
+    path = [p for p in match.group(1).split(".") if p] if match else []
+    if message.startswith("Invalid enum value") and path:
+        path, field = path[:-1], path[-1]
+    elif message.startswith("Object contains unknown field"):
+        field = None
+    else:
+        return ""
+    info: msgspec.inspect.Type = msgspec.inspect.type_info(BuildConfig)
+    for part in [*path, field] if field else path:
+        while isinstance(info, msgspec.inspect.UnionType):  # an optional section or value
+            info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
+        if not isinstance(info, msgspec.inspect.StructType):
+            return ""
+        info = next((f.type for f in info.fields if f.name == part), None)
+        if info is None:
+            return ""
+    while isinstance(info, msgspec.inspect.UnionType):
+        info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return "; allowed: " + ", ".join(map(str, info.values))
+    if isinstance(info, msgspec.inspect.StructType):
+        return "; allowed: " + ", ".join(f.name for f in info.fields)
+    return ""
+
+
 def load_config(path: str | Path | None, column_map: dict[str, str] | None = None) -> BuildConfig:
     """Read a TOML build config (or the defaults), then apply `--map canonical=source` flags."""
     config = BuildConfig()
@@ -224,7 +255,7 @@ def load_config(path: str | Path | None, column_map: dict[str, str] | None = Non
         try:
             config = msgspec.toml.decode(Path(path).read_bytes(), type=BuildConfig)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise ConfigError(f"config {path}: {exc}") from exc
+            raise ConfigError(f"config {path}: {exc}{_allowed(str(exc))}") from exc
     if column_map:
         unknown = sorted(set(column_map) - set(CANONICAL_EVENT_COLUMNS))
         if unknown:
