@@ -83,9 +83,29 @@ def inspect(args: argparse.Namespace) -> int:
         "files": {name: e.bytes for name, e in m.files.items()},
         "metrics": m.metrics,
         "data_quality": m.lineage,
+        "segments": _segments(m.models.get("segments")),
+        "intent": _intent(m.models.get("intent")),
     }
     print(json.dumps(summary, indent=2 if args.json else None) if args.json else _human(summary))
     return 0
+
+
+def _segments(info: object) -> dict[str, int] | None:
+    """Each segment's customers, from the manifest's description (None: no segments)."""
+    if not isinstance(info, dict):
+        return None
+    sizes = {str(row["segment"]): int(row["size"]) for row in info.get("table", [])}
+    return sizes | {str(k): int(v) for k, v in info.get("rule_sizes", {}).items()}
+
+
+def _intent(info: object) -> dict[str, float] | None:
+    """The intent model's scores on its evaluation window (None: no intent model)."""
+    if not isinstance(info, dict):
+        return None
+    evaluation = info.get("evaluation", {})
+    return {
+        k: evaluation[k] for k in ("auc", "log_loss", "log_loss_of_base_rate") if k in evaluation
+    }
 
 
 def _human(summary: dict) -> str:
@@ -99,6 +119,12 @@ def _human(summary: dict) -> str:
     ]
     for name, size in summary["files"].items():
         lines.append(f"    {name:<24}{size:>12,} B")
+    if summary["segments"]:
+        lines.append(
+            "  segments: " + ", ".join(f"{k} {v:,}" for k, v in summary["segments"].items())
+        )
+    if summary["intent"]:
+        lines.append("  purchase intent: " + json.dumps(summary["intent"]))
     evaluation = summary["metrics"].get("evaluation") if summary["metrics"] else None
     if evaluation:
         lines.append("  offline evaluation: " + json.dumps(evaluation.get("table", evaluation)))

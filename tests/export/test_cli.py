@@ -8,6 +8,8 @@ def test_inspect_summarizes_a_valid_bundle_and_fails_on_a_broken_one(bundle_dir,
     assert main(["inspect", str(bundle_dir), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["valid"] and summary["items"] > 0 and summary["data_quality"]["rows_kept"]
+    assert sum(summary["segments"].values()) == summary["profiles"]
+    assert 0.5 < summary["intent"]["auc"] <= 1.0
     broken = tmp_path / "broken"
     shutil.copytree(bundle_dir, broken)
     (broken / "covisitation.msgpack").write_bytes(b"oops")
