@@ -1,4 +1,5 @@
-"""The Starlette application: `POST /v1/recommend`, `GET /healthz`, `GET /readyz`.
+"""The Starlette application: `POST /v1/recommend`, `POST /v1/events`, `GET /healthz`,
+`GET /readyz`.
 
 The bundle is loaded and verified once, in the lifespan, and handed to the routes as state.
 A bundle that fails verification is refused with its reason (shown by /readyz and logged);
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import anyio
 import msgspec
@@ -21,22 +23,27 @@ from starlette.routing import Route
 
 from edge.bundle import load_fallback_only
 from edge.config import Settings
+from edge.context import resolve_context
 from edge.errors import (
     BundleError,
     EdgepersoError,
     MalformedJSON,
     PayloadTooLarge,
     RequestError,
+    SinkUnavailable,
     UnsupportedMediaType,
     ValidationError,
 )
+from edge.feedback import feedback_records
 from edge.recommend import Recommender
 from edge.reload import load_recommender, watch_bundle
-from edge.schemas import RecommendRequest
+from edge.schemas import FEEDBACK_TYPES, FeedbackAccepted, FeedbackBatch, RecommendRequest
+from edge.sink import EventSink, JsonlSegmentSink, SinkError
 
 log = logging.getLogger("edgeperso.app")
 
 _request_decoder = msgspec.json.Decoder(RecommendRequest)
+_feedback_decoder = msgspec.json.Decoder(FeedbackBatch)
 _encoder = msgspec.json.Encoder()
 
 
@@ -85,6 +92,35 @@ async def recommend(request: Request) -> Response:
     return json_response(recommender.recommend(parsed, request.headers))
 
 
+async def events(request: Request) -> Response:
+    """Store a feedback batch durably, then say how many events were accepted."""
+    sink: EventSink | None = request.app.state.sink
+    settings: Settings = request.app.state.settings
+    if sink is None:
+        raise SinkUnavailable(
+            "this service keeps no event log; start it with EDGEPERSO_EVENTS_DIR (serve "
+            "--events-dir) set to a directory"
+        )
+    body = await read_body(request, settings.max_events_body_bytes)
+    try:
+        batch = _feedback_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise decode_error(exc) from None
+    recommender: Recommender = request.app.state.recommender
+    bundle = recommender.bundle
+    allowed = set(FEEDBACK_TYPES) | set(bundle.model.event_weights if bundle else ())
+    context = resolve_context(None, request.headers)
+    received = datetime.now(UTC)
+    build = bundle.build_id if bundle else None
+    records = feedback_records(batch, allowed, context, received, build)
+    try:
+        await anyio.to_thread.run_sync(sink.write, records)
+    except SinkError as exc:
+        log.error("%s", exc)
+        raise SinkUnavailable(f"{exc}; nothing of this batch was kept: send it again") from None
+    return json_response(FeedbackAccepted(len(records)))
+
+
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
@@ -123,22 +159,32 @@ def initial_recommender(settings: Settings) -> Recommender:
         return Recommender(None, settings.budget_ms, reason, content)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, sink: EventSink | None = None) -> Starlette:
+    """The app; feedback goes to `sink`, else to segment files in `settings.events_dir`."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.recommender = initial_recommender(settings)
         app.state.reload_error = None
-        async with anyio.create_task_group() as tasks:
-            if settings.reload_seconds > 0:
-                tasks.start_soon(watch_bundle, app, settings)
-            yield
-            tasks.cancel_scope.cancel()
+        app.state.sink = sink
+        if sink is None and settings.events_dir:
+            app.state.sink = JsonlSegmentSink(settings.events_dir)
+        try:
+            async with anyio.create_task_group() as tasks:
+                if settings.reload_seconds > 0:
+                    tasks.start_soon(watch_bundle, app, settings)
+                yield
+                tasks.cancel_scope.cancel()
+        finally:
+            # Server shutdown (SIGTERM included) comes here after the last request is answered.
+            if app.state.sink is not None:
+                app.state.sink.close()
 
     app = Starlette(
         routes=[
             Route("/v1/recommend", recommend, methods=["POST"]),
+            Route("/v1/events", events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

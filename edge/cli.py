@@ -27,6 +27,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="server processes (each loads the bundle once)"
     )
+    parser.add_argument(
+        "--events-dir",
+        default=None,
+        help="directory for the POST /v1/events log (default: EDGEPERSO_EVENTS_DIR; unset: "
+        "feedback is refused with 503)",
+    )
     parser.add_argument("--log-level", default="info")
 
 
@@ -39,6 +45,8 @@ def serve(args: argparse.Namespace) -> int:
     os.environ["EDGEPERSO_BUNDLE"] = str(args.bundle)
     if args.budget_ms is not None:
         os.environ["EDGEPERSO_BUDGET_MS"] = str(args.budget_ms)
+    if args.events_dir is not None:
+        os.environ["EDGEPERSO_EVENTS_DIR"] = str(args.events_dir)
     Settings.from_env()  # fail here, loudly, rather than in each worker
     if args.workers < 1:
         raise SystemExit(f"--workers must be at least 1, got {args.workers}")

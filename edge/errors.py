@@ -59,6 +59,14 @@ class BundleError(EdgepersoError):
         self.file = file
 
 
+class SinkUnavailable(EdgepersoError):
+    """Feedback could not be stored: no sink is configured, or it failed. Nothing of the batch
+    was kept, so the client may send it again."""
+
+    status_code = 503
+    code = "event_sink_unavailable"
+
+
 class BudgetExceeded(EdgepersoError):
     """The per-request latency budget ran out; the caller answers with fallback content."""
 

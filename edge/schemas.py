@@ -3,6 +3,7 @@ manifests and profiles with them, and `export` imports them to write what the ed
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -77,6 +78,39 @@ class RecommendResponse(Struct, frozen=True):
     took_ms: float
     segment: str | None = None  # the visitor's micro-segment, when the bundle has segments
     intent: Intent | None = None  # purchase intent, when the bundle has an intent model
+
+
+# ---------------------------------------------------------------- POST /v1/events
+# What a page reports back: impressions and clicks of what it showed, and the shop events that
+# follow. Experiment, variant, slot and propensity say which decision an event answers.
+FEEDBACK_TYPES = ("impression", "click", *DEFAULT_EVENT_TYPES)
+
+
+class FeedbackEvent(Struct, frozen=True, forbid_unknown_fields=True):
+    type: Label
+    item_id: Id
+    user_id: Id | None = None  # at least one of user_id and session_id
+    session_id: Id | None = None
+    ts: Annotated[datetime, Meta(tz=True)] | None = None  # RFC 3339 with offset; default: now
+    event_id: Id | None = None  # the client's id, so a retried batch can be de-duplicated
+    slot: Label | None = None  # where on the page (a strip, a banner)
+    experiment: Label | None = None
+    variant: Label | None = None
+    propensity: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None  # P(what was shown)
+    price: Annotated[float, Meta(ge=0.0)] | None = None
+    qty: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+    dwell_ms: Annotated[int, Meta(ge=0, le=86_400_000)] | None = None
+    device: Label | None = None  # default: from the request's headers, as for /v1/recommend
+    country: Label | None = None
+    local_hour: Annotated[int, Meta(ge=0, le=23)] | None = None
+
+
+class FeedbackBatch(Struct, frozen=True, forbid_unknown_fields=True):
+    events: Annotated[list[FeedbackEvent], Meta(min_length=1, max_length=1000)]
+
+
+class FeedbackAccepted(Struct, frozen=True):
+    accepted: int  # events stored durably before this answer was sent
 
 
 # ---------------------------------------------------------------- bundle

@@ -80,6 +80,10 @@ class EventsConfig(Struct, frozen=True, forbid_unknown_fields=True):
             "add_to_cart": 4.0,
             "remove_from_cart": 0.0,
             "purchase": 8.0,
+            # What POST /v1/events logs besides: a click on a shown item says as much as a view;
+            # being shown says nothing of taste (its rows are kept for the experiment report).
+            "click": 1.0,
+            "impression": 0.0,
         }
     )
     max_drop_share: Fraction = 0.5

@@ -210,3 +210,40 @@ def test_a_refused_bundle_still_serves_its_verified_fallback_content(bundle_dir,
     (copy / "fallback.json").write_text('{"contexts": {"all": [["forged", 1.0]]}}')
     with TestClient(create_app(Settings(bundle_dir=str(copy), reload_seconds=0))) as client:
         assert post(client, {"k": 4}).json()["items"] == []  # unverified content is not served
+
+
+def send_events(client, body, headers=None):
+    data = json.dumps(body).encode()
+    return client.post(
+        "/v1/events", content=data, headers={"content-type": "application/json", **(headers or {})}
+    )
+
+
+def test_feedback_is_stored_before_it_is_acknowledged(bundle_dir, tmp_path, bundle):
+    events_dir = tmp_path / "events"
+    app = create_app(Settings(bundle_dir=str(bundle_dir), events_dir=str(events_dir)))
+    item = bundle.fallback["all"][0][0]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        shown = {"type": "impression", "item_id": item, "session_id": "s1", "slot": "home"}
+        response = send_events(
+            client,
+            {"events": [shown, {**shown, "type": "click"}]},
+            {"cf-ipcountry": "DE", "user-agent": "Mozilla/5.0 (iPhone)"},
+        )
+        assert response.status_code == 200 and response.json() == {"accepted": 2}
+        [open_segment] = events_dir.glob("*.jsonl.open")
+        assert open_segment.read_text().count("\n") == 2  # fsynced before the answer
+        bad = send_events(client, {"events": [{**shown, "type": "like"}]})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "$.events[0].type"
+        assert "allowed" in bad.json()["error"]["message"]
+    [segment] = events_dir.glob("*.jsonl")  # closed at shutdown
+    records = [json.loads(line) for line in segment.read_text().splitlines()]
+    assert [r["type"] for r in records] == ["impression", "click"]
+    assert records[0]["country"] == "de" and records[0]["device"] == "mobile"
+    assert records[0]["bundle"] == bundle.build_id
+
+
+def test_without_an_event_log_feedback_is_refused_saying_how_to_get_one(client):
+    response = send_events(client, {"events": [{"type": "click", "item_id": "a", "user_id": "u"}]})
+    assert response.status_code == 503
+    assert "EDGEPERSO_EVENTS_DIR" in response.json()["error"]["message"]
