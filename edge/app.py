@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import anyio
 import msgspec
@@ -34,6 +35,7 @@ from edge.errors import (
     UnsupportedMediaType,
     ValidationError,
 )
+from edge.exposures import ExposureLog
 from edge.feedback import feedback_records
 from edge.recommend import Recommender
 from edge.reload import load_recommender, watch_bundle
@@ -89,7 +91,11 @@ async def recommend(request: Request) -> Response:
         parsed = _request_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise decode_error(exc) from None
-    return json_response(recommender.recommend(parsed, request.headers))
+    response = recommender.recommend(parsed, request.headers)
+    exposures: ExposureLog | None = request.app.state.exposures
+    if exposures is not None:
+        exposures.add(parsed, response)
+    return json_response(response)
 
 
 async def events(request: Request) -> Response:
@@ -159,25 +165,38 @@ def initial_recommender(settings: Settings) -> Recommender:
         return Recommender(None, settings.budget_ms, reason, content)
 
 
-def create_app(settings: Settings | None = None, sink: EventSink | None = None) -> Starlette:
-    """The app; feedback goes to `sink`, else to segment files in `settings.events_dir`."""
+def create_app(
+    settings: Settings | None = None,
+    sink: EventSink | None = None,
+    exposure_sink: EventSink | None = None,
+) -> Starlette:
+    """The app. Feedback goes to `sink`, else to segment files in `settings.events_dir`;
+    exposures to `exposure_sink`, else to its `exposures/` folder (kept apart, so the feedback
+    log stays the next build's input as it is)."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.recommender = initial_recommender(settings)
         app.state.reload_error = None
-        app.state.sink = sink
-        if sink is None and settings.events_dir:
-            app.state.sink = JsonlSegmentSink(settings.events_dir)
+        app.state.sink, exposures_to = sink, exposure_sink
+        if settings.events_dir:
+            root = Path(settings.events_dir)
+            app.state.sink = app.state.sink or JsonlSegmentSink(root)
+            exposures_to = exposures_to or JsonlSegmentSink(root / "exposures")
+        app.state.exposures = ExposureLog(exposures_to) if exposures_to else None
         try:
             async with anyio.create_task_group() as tasks:
                 if settings.reload_seconds > 0:
                     tasks.start_soon(watch_bundle, app, settings)
+                if app.state.exposures is not None:
+                    tasks.start_soon(app.state.exposures.run)
                 yield
                 tasks.cancel_scope.cancel()
         finally:
             # Server shutdown (SIGTERM included) comes here after the last request is answered.
+            if app.state.exposures is not None:
+                app.state.exposures.close()
             if app.state.sink is not None:
                 app.state.sink.close()
 

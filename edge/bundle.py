@@ -15,6 +15,7 @@ import numpy as np
 
 from edge import arrays
 from edge.errors import BundleError
+from edge.experiments import Experiment, experiment_table_decoder
 from edge.intent import IntentLabels
 from edge.model import Embeddings, ItemGraph, ItemTable, Model, Popularity
 from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
@@ -33,6 +34,7 @@ RANKER = "ranker.onnx"
 # Optional: segments and intent, when export could learn either (enough known customers; some
 # purchases to learn from).
 VISITOR = "visitor.onnx"
+EXPERIMENTS = "experiments.msgpack"  # optional: when the build config defines experiments
 FALLBACK = "fallback.json"
 PROFILES = "profiles.msgpack"
 REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, REGRESSION, POPULARITY, RANKER, FALLBACK)
@@ -56,6 +58,7 @@ class Bundle:
     profiles: ProfileStore
     fallback: dict[str, list[tuple[str, float]]]  # context key -> (item id, popularity), best first
     visitor: VisitorModel | None = None  # when export learned segments or intent
+    experiments: tuple[Experiment, ...] = ()  # in the order they apply
 
     @property
     def build_id(self) -> str:
@@ -287,7 +290,14 @@ def load_bundle(
     except (msgspec.DecodeError, OSError) as exc:
         raise BundleError(f"{FALLBACK} is malformed: {exc}", file=FALLBACK) from exc
     visitor = _visitor(directory, manifest) if VISITOR in manifest.files else None
-    return Bundle(directory, manifest, model, profiles, fallback, visitor)
+    experiments = ()
+    if EXPERIMENTS in manifest.files:
+        try:
+            table = experiment_table_decoder.decode((directory / EXPERIMENTS).read_bytes())
+        except msgspec.DecodeError as exc:
+            raise BundleError(f"{EXPERIMENTS} is malformed: {exc}", file=EXPERIMENTS) from exc
+        experiments = tuple(table.experiments)
+    return Bundle(directory, manifest, model, profiles, fallback, visitor, experiments)
 
 
 def _visitor(directory: Path, manifest: Manifest) -> VisitorModel:

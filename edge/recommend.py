@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
+from edge.experiments import NO_TREATMENT, Treatment, treatment
 from edge.schemas import (
     Intent,
     RecommendRequest,
@@ -20,7 +21,14 @@ from edge.schemas import (
     Session,
     SessionEvent,
 )
-from edge.scoring import CandidateSizes, Deadline, build_user_state, candidate_features, rank
+from edge.scoring import (
+    Candidates,
+    CandidateSizes,
+    Deadline,
+    build_user_state,
+    candidate_features,
+    rank,
+)
 from edge.visitor import describe_visitor, visitor_features
 
 log = logging.getLogger("edgeperso.recommend")
@@ -97,27 +105,37 @@ class Recommender:
                 segment, intent = describe_visitor(
                     bundle.visitor, bundle.model.items, profile, events, context, time.time()
                 )
+            step = "experiments"
+            chosen = NO_TREATMENT
+            if request.consent and bundle.experiments:
+                chosen = treatment(bundle.experiments, request.user_id, request.session_id)
             step = "candidates"
             deadline.check(step)
-            candidates = candidate_features(
-                bundle.model,
-                state,
-                context,
-                self.sizes,
-                deadline,
-                *visitor_features(bundle.visitor, segment, intent),
-            )
-            step = "ranker"
-            cap = request.max_per_category
-            if cap is None:
-                cap = self.max_per_category
-            top, scores = rank(bundle.model, candidates, request.k, deadline, cap)
-            ids = bundle.model.items.ids
-            items = [ScoredItem(ids[i], round(float(s), 6)) for i, s in zip(top, scores)]
-            if len(items) < request.k:  # a tiny catalog or a long exclude list: top up
-                items += self._top_up(bundle, context, request, items, cap)
+            if chosen.ranker == "popularity":  # a variant that holds personalization out
+                items = self._popular(bundle, context, request, set(), request.k)
+                personalized = False
+            else:
+                candidates = candidate_features(
+                    bundle.model,
+                    state,
+                    context,
+                    self.sizes,
+                    deadline,
+                    *visitor_features(bundle.visitor, segment, intent),
+                )
+                step = "ranker"
+                items = self._ranked(bundle, request, candidates, context, deadline)
+                personalized = state.has_history
             return self._answer(
-                items, bundle.build_id, None, state.has_history, context, started, segment, intent
+                items,
+                bundle.build_id,
+                None,
+                personalized,
+                context,
+                started,
+                segment,
+                intent,
+                chosen,
             )
         except BudgetExceeded as exc:
             reason = f"latency_budget: {exc.message}"
@@ -126,6 +144,25 @@ class Recommender:
             reason = f"error: step '{step}' failed"
         items = self._popular(bundle, context, request, set(), request.k)
         return self._answer(items, bundle.build_id, reason, False, context, started)
+
+    def _ranked(
+        self,
+        bundle: Bundle,
+        request: RecommendRequest,
+        candidates: Candidates,
+        context: ResolvedContext,
+        deadline: Deadline,
+    ) -> list[ScoredItem]:
+        """The candidates scored by the composite ranker, topped up when short."""
+        cap = request.max_per_category
+        if cap is None:
+            cap = self.max_per_category
+        top, scores = rank(bundle.model, candidates, request.k, deadline, cap)
+        ids = bundle.model.items.ids
+        items = [ScoredItem(ids[i], round(float(s), 6)) for i, s in zip(top, scores)]
+        if len(items) < request.k:  # a tiny catalog or a long exclude list: top up
+            items += self._top_up(bundle, context, request, items, cap)
+        return items
 
     def _top_up(
         self,
@@ -199,8 +236,18 @@ class Recommender:
         started: float,
         segment: str | None = None,
         intent: Intent | None = None,
+        chosen: Treatment = NO_TREATMENT,
     ) -> RecommendResponse:
         took_ms = round((time.perf_counter() - started) * 1000.0, 3)
         return RecommendResponse(
-            items, build_id, fallback, personalized, context, took_ms, segment, intent
+            items,
+            build_id,
+            fallback,
+            personalized,
+            context,
+            took_ms,
+            segment,
+            intent,
+            chosen.variants,
+            chosen.content,
         )

@@ -41,6 +41,7 @@ class Context(Struct, frozen=True, forbid_unknown_fields=True):
 
 class RecommendRequest(Struct, frozen=True, forbid_unknown_fields=True):
     user_id: Id | None = None
+    session_id: Id | None = None  # the unit of session experiments, and of anonymous visitors
     session: Session | None = None
     context: Context | None = None
     k: Annotated[int, Meta(ge=1, le=100)] = 10
@@ -78,6 +79,8 @@ class RecommendResponse(Struct, frozen=True):
     took_ms: float
     segment: str | None = None  # the visitor's micro-segment, when the bundle has segments
     intent: Intent | None = None  # purchase intent, when the bundle has an intent model
+    variants: dict[str, str] = {}  # experiment key -> the variant this answer used
+    content: dict[str, str] = {}  # what the variants hand to the page (banner ids, copy...)
 
 
 # ---------------------------------------------------------------- POST /v1/events

@@ -11,6 +11,7 @@ import msgspec
 import msgspec.inspect
 from msgspec import Meta, Struct
 
+from edge.experiments import Experiment, experiment_errors
 from edge.schemas import DEFAULT_EVENT_TYPES
 from edge.scoring import CandidateSizes
 from edge.segments import rule_errors
@@ -213,6 +214,9 @@ class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):
     segments: SegmentsConfig = SegmentsConfig()
     intent: IntentConfig = IntentConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    # [[experiments]]: key, unit ("user" or "session") and variants (name, weight, ranker =
+    # "composite" or "popularity", content = {...}); shipped in the bundle in this order.
+    experiments: list[Experiment] = []
 
     @property
     def event_types(self) -> tuple[str, ...]:
@@ -226,30 +230,36 @@ class ConfigError(ValueError):
 def _allowed(message: str) -> str:
     """What is allowed where msgspec's message names an unknown field or an invalid enum value
     (it says what was wrong, not what would be right): "; allowed: ..." or ""."""
-    match = re.search(r"- at `\$((?:\.\w+)*)`$", message)  # absent at the top level
-    path = [p for p in match.group(1).split(".") if p] if match else []
-    if message.startswith("Invalid enum value") and path:
-        path, field = path[:-1], path[-1]
+    match = re.search(r"- at `\$([^`]*)`$", message)  # absent at the top level
+    steps = re.findall(r"\.(\w+)|\[\d+\]", match.group(1)) if match else []
+    if message.startswith("Invalid enum value") and steps:
+        steps, field = steps[:-1], steps[-1]
     elif message.startswith("Object contains unknown field"):
         field = None
     else:
         return ""
-    info: msgspec.inspect.Type = msgspec.inspect.type_info(BuildConfig)
-    for part in [*path, field] if field else path:
-        while isinstance(info, msgspec.inspect.UnionType):  # an optional section or value
-            info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
-        if not isinstance(info, msgspec.inspect.StructType):
+    info: msgspec.inspect.Type | None = msgspec.inspect.type_info(BuildConfig)
+    for step in [*steps, field] if field else steps:
+        info = _unwrapped(info)
+        if step == "" and isinstance(info, msgspec.inspect.ListType):  # a [n] index
+            info = info.item_type
+        elif isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.name == step), None)
+        else:
             return ""
-        info = next((f.type for f in info.fields if f.name == part), None)
-        if info is None:
-            return ""
-    while isinstance(info, msgspec.inspect.UnionType):
-        info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
+    info = _unwrapped(info)
     if isinstance(info, msgspec.inspect.LiteralType):
         return "; allowed: " + ", ".join(map(str, info.values))
     if isinstance(info, msgspec.inspect.StructType):
         return "; allowed: " + ", ".join(f.name for f in info.fields)
     return ""
+
+
+def _unwrapped(info: msgspec.inspect.Type | None) -> msgspec.inspect.Type | None:
+    """An optional value's own type."""
+    while isinstance(info, msgspec.inspect.UnionType):
+        info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
+    return info
 
 
 def load_config(path: str | Path | None, column_map: dict[str, str] | None = None) -> BuildConfig:
@@ -274,6 +284,7 @@ def load_config(path: str | Path | None, column_map: dict[str, str] | None = Non
     errors = [e for r in config.segments.rules for e in rule_errors(r.name, r.when)]
     if config.segments.k_min > config.segments.k_max:
         errors.append(f"segments.k_min ({config.segments.k_min}) is over k_max")
+    errors += experiment_errors(config.experiments)
     if config.intent.browsing > config.intent.high:
         errors.append(
             f"intent.browsing ({config.intent.browsing}) is over intent.high "

@@ -17,6 +17,7 @@ import pandas as pd
 from edge.bundle import (
     COVISITATION,
     EMBEDDINGS,
+    EXPERIMENTS,
     ITEMS,
     POPULARITY,
     REGRESSION,
@@ -25,6 +26,7 @@ from edge.bundle import (
     model_from_trees,
     sha256_file,
 )
+from edge.experiments import ExperimentTable
 from edge.intent import IntentLabels
 from edge.schemas import Profile
 from edge.scoring import CONTEXT_FEATURES, FEATURES, CandidateSizes
@@ -408,6 +410,15 @@ def _write(
         **({"intent": trained.intent} if trained.intent else {}),
         "contexts": sorted(trained.trees[POPULARITY]["contexts"]),
     }
+    optional = {VISITOR: trained.visitor_onnx} if trained.visitor_onnx else {}
+    if config.experiments:
+        table = ExperimentTable(list(config.experiments))
+        optional[EXPERIMENTS] = msgspec.msgpack.encode(table)
+        models["experiments"] = {
+            "file": EXPERIMENTS,
+            "keys": [e.key for e in config.experiments],
+            "hash": "sha256('<key>:<unit id>')[:4] big-endian / 2**32, by cumulative weight",
+        }
     return write_bundle(
         out_dir,
         trained.trees,
@@ -418,7 +429,7 @@ def _write(
         lineage,
         metrics,
         signing_key,
-        {VISITOR: trained.visitor_onnx} if trained.visitor_onnx else {},
+        optional,
     )
 
 

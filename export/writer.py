@@ -47,7 +47,7 @@ def write_bundle(
     optional_files: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Write to a staging directory next to `out_dir`, then swap it in whole. `optional_files`
-    (visitor.onnx) are listed in the manifest like the required ones."""
+    (visitor.onnx, experiments.msgpack) are listed in the manifest like the required ones."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

@@ -39,7 +39,10 @@ def test_a_valid_request_answers_with_the_documented_shape(client, bundle):
         "took_ms",
         "segment",
         "intent",
+        "variants",
+        "content",
     }
+    assert body["variants"] == {} and body["content"] == {}  # this bundle runs no experiment
     assert body["segment"] in bundle.visitor.segments.names  # a cold visitor: the nearest cluster
     assert 0.0 <= body["intent"]["probability"] <= 1.0
     assert body["intent"]["label"] in ("high intent", "browsing", "lurker")

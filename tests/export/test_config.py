@@ -16,6 +16,15 @@ from export.config import BuildConfig, ConfigError, load_config
         ),
         ("colour = 1\n", "unknown field `colour`; allowed: seed, input, events,"),
         ('[segments]\nk = "x"\n', "Expected `int | null`, got `str` - at `$.segments.k`"),
+        (
+            '[[experiments]]\nkey = "e"\nvariants = [{ name = "a" }, { name = "a" }]\n',
+            "experiment 'e': variant 'a' is defined twice",
+        ),
+        (
+            '[[experiments]]\nkey = "e"\n'
+            'variants = [{ name = "a", ranker = "x" }, { name = "b" }]\n',
+            "`$.experiments[0].variants[0].ranker`; allowed: composite, popularity",
+        ),
     ],
 )
 def test_a_bad_config_says_what_is_wrong_and_what_is_allowed(tmp_path, toml, message):

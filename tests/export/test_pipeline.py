@@ -160,3 +160,23 @@ def test_the_feedback_log_is_input_to_the_next_build(shop, tmp_path):
     assert lineage["rows_read"] == 20_000 + 23 * 100
     assert lineage["rows_kept"] == lineage["rows_read"]  # impressions kept, with weight 0
     assert load_bundle(tmp_path / "bundle").build_id == manifest["build_id"]
+
+
+def test_experiments_in_the_config_travel_in_the_bundle(shop, tmp_path):
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(
+        '[[experiments]]\nkey = "strip"\nunit = "session"\n'
+        'variants = [{ name = "control", ranker = "popularity" }, '
+        '{ name = "new", weight = 3, content = { banner = "spring" } }]\n'
+    )
+    events = tmp_path / "events.csv"
+    shop.events.head(5_000).to_csv(events, index=False)
+    manifest = export_bundle(
+        [events], tmp_path / "b", load_config(config_path), quiet=True, evaluate=False
+    )
+    assert manifest["models"]["experiments"]["keys"] == ["strip"]
+    bundle = load_bundle(tmp_path / "b")
+    [experiment] = bundle.experiments
+    assert [v.name for v in experiment.variants] == ["control", "new"]
+    answer = Recommender(bundle).recommend(RecommendRequest(session_id="s-1", k=3))
+    assert answer.variants["strip"] in ("control", "new")

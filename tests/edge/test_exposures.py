@@ -1,0 +1,85 @@
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from edge.app import create_app
+from edge.config import Settings
+from edge.exposures import ExposureLog
+from edge.schemas import RecommendRequest, RecommendResponse, ResolvedContext
+from edge.sink import SinkError
+from export.config import load_config
+from export.pipeline import export_bundle
+
+
+class ListSink:
+    def __init__(self, failing: bool = False) -> None:
+        self.records: list[dict] = []
+        self.failing, self.closed = failing, False
+
+    def write(self, records):
+        if self.failing:
+            raise SinkError("disk full")
+        self.records += records
+
+    def close(self):
+        self.closed = True
+
+
+def answer(variants: dict[str, str]) -> RecommendResponse:
+    context = ResolvedContext("", "", 0, "night")
+    return RecommendResponse([], "b1", None, False, context, 0.1, variants=variants)
+
+
+def test_exposures_are_buffered_then_flushed_and_kept_when_the_sink_fails():
+    sink = ListSink(failing=True)
+    exposures = ExposureLog(sink)
+    exposures.add(RecommendRequest(user_id="u1"), answer({"strip": "b", "banner": "on"}))
+    exposures.add(RecommendRequest(user_id="u2"), answer({}))  # no experiment: nothing
+    exposures.flush()
+    assert sink.records == []
+    sink.failing = False
+    exposures.close()
+    assert [(r["experiment"], r["variant"], r["user_id"]) for r in sink.records] == [
+        ("strip", "b", "u1"),
+        ("banner", "on", "u1"),
+    ]
+    assert sink.closed and sink.records[0]["type"] == "exposure"
+
+
+@pytest.fixture(scope="module")
+def experiment_bundle(shop, tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiments")
+    (root / "config.toml").write_text(
+        '[[experiments]]\nkey = "strip"\nunit = "session"\n'
+        'variants = [{ name = "a" }, { name = "b", content = { banner = "spring" } }]\n'
+    )
+    shop.events.head(5_000).to_csv(root / "events.csv", index=False)
+    export_bundle(
+        [root / "events.csv"],
+        root / "bundle",
+        load_config(root / "config.toml"),
+        quiet=True,
+        evaluate=False,
+    )
+    return root / "bundle"
+
+
+def test_the_server_logs_an_exposure_for_every_answer_with_a_variant(experiment_bundle, tmp_path):
+    events_dir = tmp_path / "events"
+    app = create_app(Settings(bundle_dir=str(experiment_bundle), events_dir=str(events_dir)))
+    with TestClient(app) as client:
+        for i in range(20):
+            body = json.dumps({"session_id": f"s{i}", "k": 3}).encode()
+            response = client.post(
+                "/v1/recommend", content=body, headers={"content-type": "application/json"}
+            )
+            assert response.json()["variants"]["strip"] in ("a", "b")
+        client.post("/v1/recommend", content=b"{}", headers={"content-type": "application/json"})
+    logged = [
+        json.loads(line)
+        for path in (events_dir / "exposures").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert sorted(r["session_id"] for r in logged) == sorted(f"s{i}" for i in range(20))
+    assert not list(events_dir.glob("*.jsonl"))  # the feedback log holds no exposure
