@@ -20,6 +20,7 @@ from edge.intent import IntentLabels
 from edge.model import Embeddings, ItemGraph, ItemTable, Model, Popularity
 from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
 from edge.ranker import Ranker
+from edge.rules import RuleBook, rule_book_decoder
 from edge.schemas import SUPPORTED_FORMAT_VERSIONS, FileEntry, Manifest, manifest_decoder
 from edge.segments import SegmentRule
 from edge.visitor import SegmentHead, VisitorModel
@@ -35,6 +36,7 @@ RANKER = "ranker.onnx"
 # purchases to learn from).
 VISITOR = "visitor.onnx"
 EXPERIMENTS = "experiments.msgpack"  # optional: when the build config defines experiments
+RULES = "rules.msgpack"  # triggered offers and their guardrails (export writes the defaults)
 FALLBACK = "fallback.json"
 PROFILES = "profiles.msgpack"
 REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, REGRESSION, POPULARITY, RANKER, FALLBACK)
@@ -59,6 +61,7 @@ class Bundle:
     fallback: dict[str, list[tuple[str, float]]]  # context key -> (item id, popularity), best first
     visitor: VisitorModel | None = None  # when export learned segments or intent
     experiments: tuple[Experiment, ...] = ()  # in the order they apply
+    rules: RuleBook | None = None
 
     @property
     def build_id(self) -> str:
@@ -297,7 +300,13 @@ def load_bundle(
         except msgspec.DecodeError as exc:
             raise BundleError(f"{EXPERIMENTS} is malformed: {exc}", file=EXPERIMENTS) from exc
         experiments = tuple(table.experiments)
-    return Bundle(directory, manifest, model, profiles, fallback, visitor, experiments)
+    rules = None
+    if RULES in manifest.files:
+        try:
+            rules = rule_book_decoder.decode((directory / RULES).read_bytes())
+        except msgspec.DecodeError as exc:
+            raise BundleError(f"{RULES} is malformed: {exc}", file=RULES) from exc
+    return Bundle(directory, manifest, model, profiles, fallback, visitor, experiments, rules)
 
 
 def _visitor(directory: Path, manifest: Manifest) -> VisitorModel:

@@ -12,8 +12,10 @@ from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
 from edge.experiments import NO_TREATMENT, Treatment, treatment
+from edge.rules import NO_RULES, RuleOutcome, evaluate, visit_signals
 from edge.schemas import (
     Intent,
+    Profile,
     RecommendRequest,
     RecommendResponse,
     ResolvedContext,
@@ -25,6 +27,8 @@ from edge.scoring import (
     Candidates,
     CandidateSizes,
     Deadline,
+    UserState,
+    accessories,
     build_user_state,
     candidate_features,
     rank,
@@ -109,6 +113,10 @@ class Recommender:
             chosen = NO_TREATMENT
             if request.consent and bundle.experiments:
                 chosen = treatment(bundle.experiments, request.user_id, request.session_id)
+            step = "rules"
+            outcome = NO_RULES
+            if request.consent and bundle.rules is not None:
+                outcome = self._rules(bundle, request, profile, state, context, segment, intent)
             step = "candidates"
             deadline.check(step)
             if chosen.ranker == "popularity":  # a variant that holds personalization out
@@ -136,6 +144,7 @@ class Recommender:
                 segment,
                 intent,
                 chosen,
+                outcome,
             )
         except BudgetExceeded as exc:
             reason = f"latency_budget: {exc.message}"
@@ -144,6 +153,35 @@ class Recommender:
             reason = f"error: step '{step}' failed"
         items = self._popular(bundle, context, request, set(), request.k)
         return self._answer(items, bundle.build_id, reason, False, context, started)
+
+    @staticmethod
+    def _rules(
+        bundle: Bundle,
+        request: RecommendRequest,
+        profile: Profile | None,
+        state: UserState,
+        context: ResolvedContext,
+        segment: str | None,
+        intent: Intent | None,
+    ) -> RuleOutcome:
+        book = bundle.rules
+        if book is None:
+            return NO_RULES
+        signals = visit_signals(
+            request.session.events if request.session else [],
+            request.context.cart if request.context else [],
+            profile,
+            context,
+            request.context.visits if request.context else None,
+            segment,
+            intent,
+            request.session.rules_shown if request.session else [],
+            bundle.model.items.price_of,
+            time.time(),
+            book.guardrails.quiet_after_purchase_hours,
+        )
+        model = bundle.model
+        return evaluate(book, signals, lambda item, k: accessories(model, item, k, state.blocked))
 
     def _ranked(
         self,
@@ -237,6 +275,7 @@ class Recommender:
         segment: str | None = None,
         intent: Intent | None = None,
         chosen: Treatment = NO_TREATMENT,
+        outcome: RuleOutcome = NO_RULES,
     ) -> RecommendResponse:
         took_ms = round((time.perf_counter() - started) * 1000.0, 3)
         return RecommendResponse(
@@ -250,4 +289,6 @@ class Recommender:
             intent,
             chosen.variants,
             chosen.content,
+            outcome.fired,
+            outcome.held_back,
         )

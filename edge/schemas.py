@@ -29,6 +29,9 @@ class SessionEvent(Struct, frozen=True, forbid_unknown_fields=True):
 
 class Session(Struct, frozen=True, forbid_unknown_fields=True):
     events: Annotated[list[SessionEvent], Meta(max_length=200)] = []
+    # Rules whose action the page already showed in this session, once per showing (the page
+    # keeps this; the edge keeps no state between requests). Guardrails count it.
+    rules_shown: Annotated[list[Label], Meta(max_length=100)] = []
 
 
 class Context(Struct, frozen=True, forbid_unknown_fields=True):
@@ -37,6 +40,9 @@ class Context(Struct, frozen=True, forbid_unknown_fields=True):
     local_hour: Annotated[int, Meta(ge=0, le=23)] | None = None
     page: Annotated[str, Meta(max_length=256)] | None = None
     cart: Annotated[list[Id], Meta(max_length=200)] = []
+    # Visits by this visitor so far, this one included, as the page counts them (a first-party
+    # cookie); for a known customer the profile's count is used when it is higher.
+    visits: Annotated[int, Meta(ge=1, le=100_000)] | None = None
 
 
 class RecommendRequest(Struct, frozen=True, forbid_unknown_fields=True):
@@ -70,6 +76,23 @@ class Intent(Struct, frozen=True):
     label: str  # "high intent", "browsing" or "lurker", by the bundle's thresholds
 
 
+# ---------------------------------------------------------------- triggered offers (edge/rules.py)
+class Offer(Struct, frozen=True, forbid_unknown_fields=True):
+    discount_percent: Annotated[float, Meta(gt=0.0, le=100.0)]
+    code: Annotated[str, Meta(min_length=1, max_length=64)]
+    with_cart_items: bool = False  # list the cart's items with the offer (a cart reminder)
+
+
+class Fired(Struct, frozen=True):
+    """A rule that acted (or, in `held_back`, one that matched but a guardrail stopped)."""
+
+    rule: str
+    why: str
+    offer: Offer | None = None
+    items: list[str] = []  # the cart's items for an offer, or the accessories
+    content: dict[str, str] | None = None
+
+
 class RecommendResponse(Struct, frozen=True):
     items: list[ScoredItem]
     bundle: str | None
@@ -81,6 +104,8 @@ class RecommendResponse(Struct, frozen=True):
     intent: Intent | None = None  # purchase intent, when the bundle has an intent model
     variants: dict[str, str] = {}  # experiment key -> the variant this answer used
     content: dict[str, str] = {}  # what the variants hand to the page (banner ids, copy...)
+    rules_fired: list[Fired] = []  # offers, accessories and content blocks, each with why
+    rules_held_back: list[Fired] = []  # rules that matched but a guardrail stopped, with why
 
 
 # ---------------------------------------------------------------- POST /v1/events
@@ -150,6 +175,8 @@ class Profile(Struct, frozen=True, array_like=True):
     mean_price: float
     attributes: dict[str, str] = {}  # from the shop's users file (loyalty tier, age band, ...)
     segment: str = ""  # the micro-segment export assigned ("" when segments were not learned)
+    visits_since_purchase: int = 0  # visits (sessions) after the last purchase, or all of them
+    last_purchase_ts: float = 0.0  # epoch seconds of the last purchase; 0: never bought
 
 
 manifest_decoder = msgspec.json.Decoder(Manifest)

@@ -402,3 +402,23 @@ def rank(
     within[by_category] = np.arange(order.size) - starts
     keep = order[(within < max_per_category) | (categories < 0)][:k]
     return candidates.items[keep], scores[keep]
+
+
+def accessories(model: Model, item_id: str, k: int, blocked: np.ndarray) -> list[str]:
+    """What goes with an item, best first: its item-to-item regression neighbours (bought
+    together), then its co-visitation neighbours; never the item itself, a blocked item or one
+    out of stock."""
+    i = model.items.index.get(item_id)
+    if i is None:
+        return []
+    skip = {i, *blocked.tolist()}
+    out: list[int] = []
+    for graph in (model.regression, model.covisitation):
+        lo, hi = int(graph.indptr[i]), int(graph.indptr[i + 1])
+        for j in graph.indices[lo:hi][np.argsort(-graph.scores[lo:hi], kind="stable")].tolist():
+            if j not in skip and model.items.in_stock[j]:
+                out.append(j)
+                skip.add(j)
+                if len(out) == k:
+                    return [model.items.ids[j] for j in out]
+    return [model.items.ids[j] for j in out]

@@ -52,6 +52,7 @@ def export(args: argparse.Namespace) -> int:
             evaluate=not args.no_evaluate,
             quiet=args.quiet,
             truth_path=args.truth,
+            rules_path=args.rules,
         )
     except (ConfigError, InputError, DataQualityError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
@@ -150,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_arguments(p)
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--no-evaluate", action="store_true", help="skip the holdout evaluation")
+    p.add_argument(
+        "--rules",
+        help="triggered-offer rules (TOML: [[rules]], [guardrails]); default: the three "
+        "built-in ones (abandoned cart, loyalty, long dwell)",
+    )
     p.add_argument(
         "--truth",
         help="a simulated shop's truth file (from `edgeperso simulate`): measure the intent "

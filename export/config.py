@@ -12,6 +12,7 @@ import msgspec.inspect
 from msgspec import Meta, Struct
 
 from edge.experiments import Experiment, experiment_errors
+from edge.rules import DEFAULT_RULES, RuleBook, rule_book_errors
 from edge.schemas import DEFAULT_EVENT_TYPES
 from edge.scoring import CandidateSizes
 from edge.segments import rule_errors
@@ -227,7 +228,23 @@ class ConfigError(ValueError):
     pass
 
 
-def _allowed(message: str) -> str:
+def load_rules(path: str | Path | None) -> RuleBook:
+    """A rules file (TOML: [[rules]] and [guardrails]), or the default rules without one."""
+    if path is None:
+        return DEFAULT_RULES
+    try:
+        book = msgspec.toml.decode(Path(path).read_bytes(), type=RuleBook)
+    except OSError as exc:
+        raise ConfigError(f"rules {path}: cannot be read ({exc.strerror})") from exc
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"rules {path}: {exc}{_allowed(str(exc), RuleBook)}") from exc
+    errors = rule_book_errors(book)
+    if errors:
+        raise ConfigError(f"rules {path}: " + "; ".join(errors))
+    return book
+
+
+def _allowed(message: str, root: type = BuildConfig) -> str:
     """What is allowed where msgspec's message names an unknown field or an invalid enum value
     (it says what was wrong, not what would be right): "; allowed: ..." or ""."""
     match = re.search(r"- at `\$([^`]*)`$", message)  # absent at the top level
@@ -238,7 +255,7 @@ def _allowed(message: str) -> str:
         field = None
     else:
         return ""
-    info: msgspec.inspect.Type | None = msgspec.inspect.type_info(BuildConfig)
+    info: msgspec.inspect.Type | None = msgspec.inspect.type_info(root)
     for step in [*steps, field] if field else steps:
         info = _unwrapped(info)
         if step == "" and isinstance(info, msgspec.inspect.ListType):  # a [n] index

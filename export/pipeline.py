@@ -21,6 +21,7 @@ from edge.bundle import (
     ITEMS,
     POPULARITY,
     REGRESSION,
+    RULES,
     VISITOR,
     load_bundle,
     model_from_trees,
@@ -28,13 +29,14 @@ from edge.bundle import (
 )
 from edge.experiments import ExperimentTable
 from edge.intent import IntentLabels
+from edge.rules import DEFAULT_RULES, RuleBook
 from edge.schemas import Profile
 from edge.scoring import CONTEXT_FEATURES, FEATURES, CandidateSizes
 from edge.segments import SEGMENT_FEATURES, SegmentRule
 from edge.visitor import SegmentHead, VisitorModel
 from export.baselines import BASELINES
 from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
-from export.config import BuildConfig
+from export.config import BuildConfig, load_rules
 from export.covisitation import CoVisitation
 from export.embeddings import ItemEmbeddings, item_metadata
 from export.evaluate import evaluate_models, format_table
@@ -395,6 +397,7 @@ def _write(
     lineage: dict[str, Any],
     metrics: dict[str, Any],
     signing_key: bytes | None,
+    rules: RuleBook = DEFAULT_RULES,
 ) -> dict[str, Any]:
     models = {
         "event_weights": dict(config.events.weights),
@@ -411,6 +414,12 @@ def _write(
         "contexts": sorted(trained.trees[POPULARITY]["contexts"]),
     }
     optional = {VISITOR: trained.visitor_onnx} if trained.visitor_onnx else {}
+    optional[RULES] = msgspec.msgpack.encode(rules)
+    models["rules"] = {
+        "file": RULES,
+        "rules": [r.name for r in sorted(rules.rules, key=lambda r: r.priority)],
+        "guardrails": msgspec.to_builtins(rules.guardrails),
+    }
     if config.experiments:
         table = ExperimentTable(list(config.experiments))
         optional[EXPERIMENTS] = msgspec.msgpack.encode(table)
@@ -506,9 +515,12 @@ def export_bundle(
     evaluate: bool = True,
     quiet: bool = False,
     truth_path: str | Path | None = None,
+    rules_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Read, validate, evaluate (unless told not to), train and write a bundle. `truth_path`:
-    a simulated shop's `truth` file, to measure the intent model against the true intent."""
+    a simulated shop's `truth` file, to measure the intent model against the true intent.
+    `rules_path`: the triggered-offer rules (TOML), else the defaults."""
+    load_rules(rules_path)  # a bad rules file stops the build before any work
     progress = Progress(5 if evaluate else 3, quiet=quiet)
     events, universe, users, lineage = read_inputs(
         events_paths, config, catalog_path, users_path, progress
@@ -523,7 +535,9 @@ def export_bundle(
     with progress.step("train on all events"):
         trained = train(events, universe, config, users, intent_truth=truth)
     with progress.step(f"write the bundle to {out_dir}"):
-        manifest = _write(Path(out_dir), trained, config, lineage, metrics, signing_key)
+        manifest = _write(
+            Path(out_dir), trained, config, lineage, metrics, signing_key, load_rules(rules_path)
+        )
     total = time.perf_counter() - progress.started
     progress.say(
         f"bundle {manifest['build_id']} written to {out_dir} in {total:.1f}s "

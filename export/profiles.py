@@ -31,6 +31,7 @@ def build_profiles(
             "item": known["item_id"].to_numpy(),
             "w": w,
             "t": epoch_seconds(known["ts"]),
+            "session": known["session_id"].to_numpy(),
             "purchase": (known["type"] == "purchase").to_numpy(),
             "spend": (known["qty"] * known["price"]).to_numpy(),
             "price": known["price"].where(w > 0).to_numpy(),
@@ -44,6 +45,12 @@ def build_profiles(
     )
     stats["monetary"] = frame[frame["purchase"]].groupby("user")["spend"].sum()
     stats["monetary"] = stats["monetary"].fillna(0.0)
+    # For the rules: when each user last bought, and how many visits they made since.
+    last_purchase = frame[frame["purchase"]].groupby("user")["t"].max()
+    stats["last_purchase_ts"] = last_purchase.reindex(stats.index).fillna(0.0)
+    visits = frame.groupby(["user", "session"], sort=False)["t"].min().reset_index()
+    since = visits["t"] > visits["user"].map(last_purchase).fillna(-math.inf).to_numpy()
+    stats["visits_since_purchase"] = since.groupby(visits["user"]).sum()
     recent = frame[frame["w"] > 0].sort_values(
         ["user", "t"], ascending=[True, False], kind="stable"
     )
@@ -56,11 +63,10 @@ def build_profiles(
     bought_items = _lists_by_user(bought["user"], bought["item"])
 
     profiles: dict[str, Profile] = {}
-    columns = [
-        stats[c].to_numpy()
-        for c in ("n_events", "n_purchases", "last_ts", "monetary", "mean_price")
-    ]
-    for user, n_events, n_purchases, last_ts, monetary, mean_price in zip(stats.index, *columns):
+    names = ("n_events", "n_purchases", "last_ts", "monetary", "mean_price")
+    names += ("visits_since_purchase", "last_purchase_ts")
+    for user, row in zip(stats.index, zip(*(stats[c].to_numpy() for c in names))):
+        n_events, n_purchases, last_ts, monetary, mean_price, visits_since, last_bought = row
         user = str(user)
         profiles[user] = Profile(
             recent_items=recent_items.get(user, []),
@@ -72,6 +78,8 @@ def build_profiles(
             monetary=round(float(monetary), 2) if math.isfinite(monetary) else 0.0,
             mean_price=float(mean_price) if math.isfinite(mean_price) else math.nan,
             attributes=attributes.get(user, {}),
+            visits_since_purchase=int(visits_since),
+            last_purchase_ts=float(last_bought),
         )
     return profiles
 

@@ -41,6 +41,8 @@ def test_a_valid_request_answers_with_the_documented_shape(client, bundle):
         "intent",
         "variants",
         "content",
+        "rules_fired",
+        "rules_held_back",
     }
     assert body["variants"] == {} and body["content"] == {}  # this bundle runs no experiment
     assert body["segment"] in bundle.visitor.segments.names  # a cold visitor: the nearest cluster

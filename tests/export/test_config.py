@@ -40,3 +40,27 @@ def test_no_config_is_the_defaults():
     assert config == BuildConfig()
     assert config.ranker.segment_feature and not config.ranker.intent_feature
     assert config.segments.method == "kmeans"
+
+
+def test_a_rules_file_is_checked_naming_the_rule_the_field_and_what_is_allowed(tmp_path):
+    from export.config import load_rules
+
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        "[guardrails]\nmax_discount_percent = 20\n\n"
+        '[[rules]]\nname = "vip"\nwhen = { segment = { eq = "high-value loyal" } }\n'
+        'offer = { discount_percent = 25, code = "VIP25" }\n'
+    )
+    with pytest.raises(ConfigError, match="rule 'vip', offer.discount_percent: 25 is over"):
+        load_rules(path)
+    path.write_text('[[rules]]\nname = "x"\nwhen = {}\nbanner = "b"\n')
+    with pytest.raises(
+        ConfigError, match="unknown field `banner` - at `\\$.rules\\[0\\]`; allowed"
+    ):
+        load_rules(path)
+    path.write_text(
+        '[[rules]]\nname = "late"\nwhen = { local_hour = { ge = 22 } }\n'
+        'content = { banner = "night-owl" }\n'
+    )
+    assert [r.name for r in load_rules(path).rules] == ["late"]
+    assert [r.name for r in load_rules(None).rules] == ["abandoned-cart", "loyalty", "long-dwell"]
