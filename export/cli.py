@@ -7,6 +7,7 @@ where only the edge runtime is installed."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -130,6 +131,30 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def experiment_report(args: argparse.Namespace) -> int:
+    try:
+        from export.experiment_report import (
+            bundle_experiments,
+            experiment_report,
+            format_report,
+            read_log,
+        )
+    except ImportError as exc:
+        print(f"edgeperso experiment-report needs the build extra ({exc})", file=sys.stderr)
+        return 2
+    try:
+        log = read_log([Path(p) for p in args.log])
+        experiments = bundle_experiments(Path(args.bundle)) if args.bundle else None
+        report = experiment_report(log, args.target, experiments)
+    except (ValueError, OSError) as exc:
+        print(f"experiment-report failed: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", required=True, nargs="+", help="CSV, JSONL or Parquet (.gz ok)")
     p.add_argument("--catalog", help="item_id, title, category, price, brand, in_stock")
@@ -187,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=int, default=60)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    r = sub.add_parser(
+        "experiment-report",
+        help="conversion per experiment variant, with intervals and a sample-ratio check",
+    )
+    r.add_argument(
+        "--log", nargs="+", required=True, help="the events dir (exposures/ inside) or files"
+    )
+    r.add_argument("--bundle", help="the bundle that ran the experiments (for their weights)")
+    r.add_argument("--target", default="purchase", help="the event type that counts as converting")
+    r.add_argument("--json", help="also write the report here")
     edge_cli.add_serve_arguments(sub.add_parser("serve", help="serve a bundle over HTTP"))
     edge_cli.add_inspect_arguments(sub.add_parser("inspect", help="verify and summarize a bundle"))
     return parser
@@ -201,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         return simulate(args)
     if args.command == "evaluate":
         return evaluate(args)
+    if args.command == "experiment-report":
+        return experiment_report(args)
     if args.command == "serve":
         return edge_cli.serve(args)
     return edge_cli.inspect(args)

@@ -1,0 +1,179 @@
+"""`edgeperso experiment-report`: conversion per experiment variant from the server's logs, with
+confidence intervals, the difference from the first (control) variant, and a sample-ratio
+mismatch check.
+
+A unit (the user id, else the session id, as the exposure recorded it) enters an experiment at
+its first exposure; it converts when the feedback log holds a target event of the same user or
+session at or after that moment. Units exposed to two variants of one experiment (a visitor
+who logged in mid-visit under a "user" experiment) are counted in neither and reported."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chisquare, norm
+
+from edge.experiments import ExperimentTable, experiment_table_decoder
+
+Z95 = float(norm.ppf(0.975))
+SRM_P_VALUE = 0.001  # below this, the split is not the one configured: do not trust the test
+
+
+def read_log(paths: list[Path]) -> pd.DataFrame:
+    """JSON-lines segments (closed ones: `*.jsonl`) from files or directories, as one frame."""
+    files: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise ValueError(
+                f"{path}: no such file or directory; pass the directory `serve --events-dir` "
+                "writes (its exposures/ folder is read too) or segment files"
+            )
+        files += sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    frames = [pd.read_json(f, lines=True, dtype=False) for f in files if f.stat().st_size]
+    if not frames:
+        raise ValueError(f"no log records in {', '.join(map(str, paths))} (*.jsonl files)")
+    return pd.concat(frames, ignore_index=True)
+
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson interval of a proportion (sound for small counts and rates near 0)."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+    return (centre - half, centre + half)
+
+
+def experiment_report(
+    log: pd.DataFrame,
+    target: str = "purchase",
+    experiments: ExperimentTable | None = None,
+) -> dict[str, Any]:
+    """Per experiment and variant: units, conversions, rate with its interval, and the
+    difference from the first variant; plus the sample-ratio check against the configured
+    weights (equal shares when the bundle's experiments are not given)."""
+    exposures = log[log["type"] == "exposure"].copy()
+    if exposures.empty:
+        raise ValueError("the log holds no exposure: run experiments and pass the exposures/ log")
+    exposures["unit"] = exposures["user_id"].fillna("").astype(str)
+    no_user = exposures["unit"] == ""
+    exposures.loc[no_user, "unit"] = exposures.loc[no_user, "session_id"].astype(str)
+    exposures["t"] = pd.to_datetime(exposures["ts"], utc=True, format="ISO8601")
+    conversions = _conversion_times(log, target)
+    weights = (
+        {e.key: {v.name: v.weight for v in e.variants} for e in experiments.experiments}
+        if (experiments)
+        else {}
+    )
+    report: dict[str, Any] = {"target": target, "experiments": {}}
+    for key, rows in exposures.groupby("experiment", sort=True):
+        report["experiments"][str(key)] = _one_experiment(rows, conversions, weights.get(key))
+    return report
+
+
+def _conversion_times(log: pd.DataFrame, target: str) -> pd.Series:
+    """The first target event of each user id and of each session id."""
+    hits = log[log["type"] == target]
+    if hits.empty:
+        return pd.Series(dtype="datetime64[ns, UTC]")
+    t = pd.to_datetime(hits["ts"], utc=True, format="ISO8601")
+    ids = pd.concat([hits["user_id"], hits["session_id"]]).fillna("").astype(str)
+    times = pd.concat([t, t])
+    return times[ids != ""].groupby(ids[ids != ""]).min()
+
+
+def _one_experiment(
+    rows: pd.DataFrame, conversions: pd.Series, weights: dict[str, float] | None
+) -> dict[str, Any]:
+    per_unit = rows.groupby("unit").agg(
+        variants=("variant", "nunique"), variant=("variant", "first"), first=("t", "min")
+    )
+    mixed = int((per_unit["variants"] > 1).sum())
+    per_unit = per_unit[per_unit["variants"] == 1]
+    converted_at = conversions.reindex(per_unit.index)
+    per_unit["converted"] = (converted_at >= per_unit["first"]).to_numpy()
+    names = list(weights) if weights else sorted(per_unit["variant"].unique())
+    unknown = sorted(set(per_unit["variant"]) - set(names))
+    variants: dict[str, dict[str, float]] = {}
+    for name in names:
+        members = per_unit[per_unit["variant"] == name]
+        n, k = len(members), int(members["converted"].sum())
+        low, high = wilson(k, n)
+        variants[name] = {
+            "units": n,
+            "conversions": k,
+            "rate": round(k / n, 5) if n else math.nan,
+            "rate_ci95": [round(low, 5), round(high, 5)],
+        }
+    control = names[0]
+    for name in names[1:]:
+        variants[name]["vs_" + control] = _difference(variants[control], variants[name])
+    counts = np.array([variants[n]["units"] for n in names], dtype=float)
+    shares = np.array([weights[n] for n in names] if weights else [1.0] * len(names))
+    expected = counts.sum() * shares / shares.sum()
+    p_value = float(chisquare(counts, expected).pvalue) if counts.sum() else math.nan
+    return {
+        "variants": variants,
+        "sample_ratio": {
+            "expected_shares": [round(float(s), 4) for s in shares / shares.sum()],
+            "observed_units": counts.astype(int).tolist(),
+            "p_value": round(p_value, 6),
+            "mismatch": bool(p_value < SRM_P_VALUE),
+            "weights_from": "bundle" if weights else "equal shares (no --bundle given)",
+        },
+        "units_in_two_variants": mixed,
+        "variants_not_in_bundle": unknown,
+    }
+
+
+def _difference(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """b's rate minus a's, with a 95% interval and the two-sided p-value (two-proportion z)."""
+    if not a["units"] or not b["units"]:
+        return {"difference": math.nan}
+    pa, pb = a["conversions"] / a["units"], b["conversions"] / b["units"]
+    se = math.sqrt(pa * (1 - pa) / a["units"] + pb * (1 - pb) / b["units"])
+    pooled = (a["conversions"] + b["conversions"]) / (a["units"] + b["units"])
+    se0 = math.sqrt(pooled * (1 - pooled) * (1 / a["units"] + 1 / b["units"]))
+    p_value = 2 * (1 - norm.cdf(abs(pb - pa) / se0)) if se0 > 0 else 1.0
+    return {
+        "difference": round(pb - pa, 5),
+        "ci95": [round(pb - pa - Z95 * se, 5), round(pb - pa + Z95 * se, 5)],
+        "relative": round((pb - pa) / pa, 4) if pa else math.nan,
+        "p_value": round(float(p_value), 6),
+    }
+
+
+def bundle_experiments(bundle_dir: Path) -> ExperimentTable:
+    path = bundle_dir / "experiments.msgpack"
+    if not path.is_file():
+        raise ValueError(f"{bundle_dir} has no experiments.msgpack: it runs no experiment")
+    return experiment_table_decoder.decode(path.read_bytes())
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"conversion = a {report['target']} at or after the first exposure"]
+    for key, result in report["experiments"].items():
+        srm = result["sample_ratio"]
+        flag = "MISMATCH: do not trust this test" if srm["mismatch"] else "ok"
+        lines.append(f"\nexperiment {key}  (sample ratio p = {srm['p_value']:.4g}: {flag})")
+        lines.append(
+            f"  {'variant':<16}{'units':>8}{'conv':>7}{'rate':>9}  95% CI            vs the first"
+        )
+        for name, v in result["variants"].items():
+            diff = next((d for k, d in v.items() if k.startswith("vs_")), None)
+            versus = ""
+            if diff and not math.isnan(diff.get("difference", math.nan)):
+                versus = f"{diff['difference']:+.4f} (p {diff['p_value']:.3g})"
+            low, high = v["rate_ci95"]
+            lines.append(
+                f"  {name:<16}{v['units']:>8}{v['conversions']:>7}{v['rate']:>9.4f}  "
+                f"[{low:.4f}, {high:.4f}]  {versus}"
+            )
+        if result["units_in_two_variants"]:
+            lines.append(f"  {result['units_in_two_variants']} unit(s) saw two variants: left out")
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+import json
+
+import msgspec
+import numpy as np
+import pandas as pd
+import pytest
+
+from edge.experiments import ExperimentTable
+from edge.sink import JsonlSegmentSink
+from export.cli import main
+from export.experiment_report import experiment_report, read_log, wilson
+
+T0 = pd.Timestamp("2026-11-01", tz="UTC")
+
+
+def iso(minutes: float) -> str:
+    return (T0 + pd.Timedelta(minutes=minutes)).isoformat()
+
+
+def simulated_log(seed: int, units: dict[str, int], rates: dict[str, float]) -> list[dict]:
+    """Exposures of `units[v]` sessions to variant v; each converts with `rates[v]` after."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for variant, n in units.items():
+        for i in range(n):
+            session = f"{variant}-{i}"
+            records.append(
+                {
+                    "ts": iso(i),
+                    "type": "exposure",
+                    "experiment": "strip",
+                    "variant": variant,
+                    "user_id": "",
+                    "session_id": session,
+                }
+            )
+            if rng.random() < rates[variant]:
+                records.append(
+                    {
+                        "ts": iso(i + 5),
+                        "type": "purchase",
+                        "item_id": "x",
+                        "user_id": "",
+                        "session_id": session,
+                    }
+                )
+    return records
+
+
+def test_a_real_difference_is_found_with_its_interval(seed):
+    log = pd.DataFrame(simulated_log(seed, {"a": 4000, "b": 4000}, {"a": 0.10, "b": 0.15}))
+    result = experiment_report(log)["experiments"]["strip"]
+    a, b = result["variants"]["a"], result["variants"]["b"]
+    assert a["units"] == b["units"] == 4000
+    assert a["rate_ci95"][0] < 0.10 < a["rate_ci95"][1]
+    assert b["rate_ci95"][0] < 0.15 < b["rate_ci95"][1]
+    versus = b["vs_a"]
+    assert versus["ci95"][0] < 0.05 < versus["ci95"][1] and versus["ci95"][0] > 0
+    assert versus["p_value"] < 1e-6
+    assert not result["sample_ratio"]["mismatch"]
+
+
+def test_a_split_that_is_not_the_configured_one_is_flagged(seed):
+    log = pd.DataFrame(simulated_log(seed, {"a": 2000, "b": 1700}, {"a": 0.1, "b": 0.1}))
+    assert experiment_report(log)["experiments"]["strip"]["sample_ratio"]["mismatch"]
+    table = msgspec.convert(
+        {
+            "experiments": [
+                {
+                    "key": "strip",
+                    "variants": [{"name": "a", "weight": 2000}, {"name": "b", "weight": 1700}],
+                }
+            ]
+        },
+        ExperimentTable,
+    )
+    configured = experiment_report(log, experiments=table)["experiments"]["strip"]
+    assert not configured["sample_ratio"]["mismatch"]  # that split was the configured one
+    assert configured["sample_ratio"]["weights_from"] == "bundle"
+
+
+def test_only_conversions_after_the_first_exposure_count_and_mixed_units_are_left_out():
+    log = pd.DataFrame(
+        [
+            {
+                "ts": iso(10),
+                "type": "exposure",
+                "experiment": "e",
+                "variant": "a",
+                "user_id": "u1",
+                "session_id": "s1",
+            },
+            {"ts": iso(5), "type": "purchase", "item_id": "x", "user_id": "u1", "session_id": "s0"},
+            {
+                "ts": iso(10),
+                "type": "exposure",
+                "experiment": "e",
+                "variant": "b",
+                "user_id": "",
+                "session_id": "s2",
+            },
+            {"ts": iso(11), "type": "purchase", "item_id": "x", "user_id": "", "session_id": "s2"},
+            {
+                "ts": iso(10),
+                "type": "exposure",
+                "experiment": "e",
+                "variant": "a",
+                "user_id": "u3",
+                "session_id": "s3",
+            },
+            {
+                "ts": iso(12),
+                "type": "exposure",
+                "experiment": "e",
+                "variant": "b",
+                "user_id": "u3",
+                "session_id": "s3",
+            },
+        ]
+    )
+    result = experiment_report(log)["experiments"]["e"]
+    assert result["variants"]["a"]["units"] == 1 and result["variants"]["a"]["conversions"] == 0
+    assert result["variants"]["b"]["conversions"] == 1
+    assert result["units_in_two_variants"] == 1
+
+
+def test_wilson_intervals():
+    assert wilson(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+    assert wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+
+
+def test_the_command_reads_the_servers_segments(tmp_path, seed, capsys):
+    sink = JsonlSegmentSink(tmp_path / "events" / "exposures", max_bytes=20_000)
+    records = simulated_log(seed, {"a": 300, "b": 300}, {"a": 0.2, "b": 0.2})
+    sink.write(records)
+    sink.close()
+    out = tmp_path / "report.json"
+    assert main(["experiment-report", "--log", str(tmp_path / "events"), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "experiment strip" in printed and "vs the first" in printed
+    assert read_log([tmp_path / "events"]).shape[0] == len(records)
+    assert json.loads(out.read_text())["experiments"]["strip"]["variants"]["a"]["units"] == 300
+    assert main(["experiment-report", "--log", str(tmp_path / "nothing")]) == 1
+    assert "nothing: no such file or directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["experiment-report", "--log", str(tmp_path / "empty")]) == 1
+    assert "no log records" in capsys.readouterr().err
