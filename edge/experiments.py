@@ -28,6 +28,7 @@ class Variant(Struct, frozen=True, forbid_unknown_fields=True):
     weight: Annotated[float, Meta(gt=0.0)] = 1.0
     ranker: Literal["composite", "popularity"] | None = None  # None: the bundle's (composite)
     content: dict[Label, Annotated[str, Meta(max_length=1024)]] = {}  # handed to the page as is
+    rules: Label | None = None  # a rule set of the bundle's rules, or "none"; None: "default"
 
 
 class Experiment(Struct, frozen=True, forbid_unknown_fields=True):
@@ -83,11 +84,13 @@ def unit_of(experiment: Experiment, user_id: str | None, session_id: str | None)
 @dataclass(frozen=True)
 class Treatment:
     """What a visitor's variants change in an answer. Experiments apply in the bundle's order:
-    the first variant that sets the ranker decides it, and the first to set a content key."""
+    the first variant that sets the ranker (or the rule set) decides it, and the first to set a
+    content key."""
 
     variants: dict[str, str]  # experiment key -> variant name
     content: dict[str, str]
     ranker: str = "composite"
+    rules: str = "default"  # the rule set
 
 
 NO_TREATMENT = Treatment({}, {})
@@ -96,7 +99,7 @@ NO_TREATMENT = Treatment({}, {})
 def treatment(
     experiments: Sequence[Experiment], user_id: str | None, session_id: str | None
 ) -> Treatment:
-    variants, content, ranker = {}, {}, None
+    variants, content, ranker, rules = {}, {}, None, None
     for experiment in experiments:
         unit = unit_of(experiment, user_id, session_id)
         if unit is None:
@@ -105,7 +108,8 @@ def treatment(
         variants[experiment.key] = variant.name
         content = variant.content | content
         ranker = ranker or variant.ranker
-    return Treatment(variants, content, ranker or "composite")
+        rules = rules or variant.rules
+    return Treatment(variants, content, ranker or "composite", rules or "default")
 
 
 experiment_table_decoder = msgspec.msgpack.Decoder(ExperimentTable)

@@ -116,7 +116,9 @@ class Recommender:
             step = "rules"
             outcome = NO_RULES
             if request.consent and bundle.rules is not None:
-                outcome = self._rules(bundle, request, profile, state, context, segment, intent)
+                outcome = self._rules(
+                    bundle, request, profile, state, context, segment, intent, chosen.rules
+                )
             step = "candidates"
             deadline.check(step)
             if chosen.ranker == "popularity":  # a variant that holds personalization out
@@ -163,6 +165,7 @@ class Recommender:
         context: ResolvedContext,
         segment: str | None,
         intent: Intent | None,
+        rule_set: str,
     ) -> RuleOutcome:
         book = bundle.rules
         if book is None:
@@ -181,7 +184,9 @@ class Recommender:
             book.guardrails.quiet_after_purchase_hours,
         )
         model = bundle.model
-        return evaluate(book, signals, lambda item, k: accessories(model, item, k, state.blocked))
+        return evaluate(
+            book, signals, lambda item, k: accessories(model, item, k, state.blocked), rule_set
+        )
 
     def _ranked(
         self,

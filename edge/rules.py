@@ -56,6 +56,11 @@ class Rule(Struct, frozen=True, forbid_unknown_fields=True):
     accessories: Accessories | None = None
     content: dict[str, str] | None = None  # a banner or content block, handed to the page
     cap_per_session: Annotated[int, Meta(ge=1)] = 1  # times it may show in one session
+    # The rule sets it belongs to; an experiment variant picks a set (`rules = "..."`), and
+    # without one the "default" set applies.
+    sets: list[Annotated[str, Meta(min_length=1, max_length=64)]] = msgspec.field(
+        default_factory=lambda: ["default"]
+    )
 
 
 class Guardrails(Struct, frozen=True, forbid_unknown_fields=True):
@@ -250,14 +255,26 @@ def epoch_of(ts: str | float | None) -> float | None:
     return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
+DEFAULT_SET, NO_RULES_SET = "default", "none"  # "none": a variant that holds every rule out
+
+
+def rule_sets(book: RuleBook) -> set[str]:
+    return {name for rule in book.rules for name in rule.sets} | {DEFAULT_SET, NO_RULES_SET}
+
+
 def evaluate(
-    book: RuleBook, signals: VisitSignals, accessories: Callable[[str, int], list[str]]
+    book: RuleBook,
+    signals: VisitSignals,
+    accessories: Callable[[str, int], list[str]],
+    rule_set: str = DEFAULT_SET,
 ) -> RuleOutcome:
-    """The rules in priority order. `accessories(item, k)` finds what goes with an item."""
+    """The rules of `rule_set` in priority order. `accessories(item, k)` finds what goes with
+    an item."""
     fired, held_back = [], []
     offers_shown = sum(1 for name in signals.shown if _is_offer(book, name))
     guard = book.guardrails
-    for rule in sorted(book.rules, key=lambda r: r.priority):
+    chosen = [r for r in book.rules if rule_set in r.sets]
+    for rule in sorted(chosen, key=lambda r: r.priority):
         why = _matches(rule, signals.values)
         if why is None:
             continue

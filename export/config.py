@@ -12,7 +12,7 @@ import msgspec.inspect
 from msgspec import Meta, Struct
 
 from edge.experiments import Experiment, experiment_errors
-from edge.rules import DEFAULT_RULES, RuleBook, rule_book_errors
+from edge.rules import DEFAULT_RULES, RuleBook, rule_book_errors, rule_sets
 from edge.schemas import DEFAULT_EVENT_TYPES
 from edge.scoring import CandidateSizes
 from edge.segments import rule_errors
@@ -242,6 +242,20 @@ def load_rules(path: str | Path | None) -> RuleBook:
     if errors:
         raise ConfigError(f"rules {path}: " + "; ".join(errors))
     return book
+
+
+def check_rule_sets(config: BuildConfig, book: RuleBook) -> None:
+    """Every rule set an experiment variant names must be one the rules define."""
+    known = rule_sets(book)
+    errors = [
+        f"experiment {e.key!r}, variant {v.name!r}, rules: {v.rules!r} is not a rule set; "
+        f"allowed: {', '.join(sorted(known))}"
+        for e in config.experiments
+        for v in e.variants
+        if v.rules is not None and v.rules not in known
+    ]
+    if errors:
+        raise ConfigError("; ".join(errors))
 
 
 def _allowed(message: str, root: type = BuildConfig) -> str:

@@ -36,7 +36,7 @@ from edge.segments import SEGMENT_FEATURES, SegmentRule
 from edge.visitor import SegmentHead, VisitorModel
 from export.baselines import BASELINES
 from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
-from export.config import BuildConfig, load_rules
+from export.config import BuildConfig, check_rule_sets, load_rules
 from export.covisitation import CoVisitation
 from export.embeddings import ItemEmbeddings, item_metadata
 from export.evaluate import evaluate_models, format_table
@@ -520,7 +520,7 @@ def export_bundle(
     """Read, validate, evaluate (unless told not to), train and write a bundle. `truth_path`:
     a simulated shop's `truth` file, to measure the intent model against the true intent.
     `rules_path`: the triggered-offer rules (TOML), else the defaults."""
-    load_rules(rules_path)  # a bad rules file stops the build before any work
+    check_rule_sets(config, load_rules(rules_path))  # bad rules stop the build before any work
     progress = Progress(5 if evaluate else 3, quiet=quiet)
     events, universe, users, lineage = read_inputs(
         events_paths, config, catalog_path, users_path, progress

@@ -150,3 +150,41 @@ def test_event_times_are_read_in_every_form_a_page_sends():
     assert epoch_of(1_795_000_000_000) == 1_795_000_000.0  # milliseconds
     assert epoch_of("2026-11-27T10:00:00") is None  # no offset: cannot tell when
     assert epoch_of("yesterday") is None and epoch_of(None) is None
+
+
+def test_an_experiment_variant_switches_the_rule_set(bundle, items):
+    import dataclasses
+
+    from edge.experiments import Experiment
+    from edge.recommend import Recommender
+    from edge.rules import Rule
+    from edge.schemas import RecommendRequest, Session, SessionEvent
+
+    night = Rule(
+        name="night-owl", when={"local_hour": {"ge": 0}}, content={"banner": "moon"}, sets=["night"]
+    )
+    book = msgspec.structs.replace(bundle.rules, rules=[*bundle.rules.rules, night])
+    test = msgspec.convert(
+        {
+            "key": "offers",
+            "variants": [
+                {"name": "off", "rules": "none", "weight": 1e9},
+                {"name": "on", "weight": 1e-9},
+            ],
+        },
+        Experiment,
+    )
+    look = Session(events=[SessionEvent("view", items[1], dwell_ms=45_000)])
+    request = RecommendRequest(user_id=None, session_id="s1", session=look)
+    plain = Recommender(dataclasses.replace(bundle, rules=book)).recommend(request)
+    assert [r.rule for r in plain.rules_fired] == ["long-dwell"]  # default set: not night-owl
+    held_out = Recommender(dataclasses.replace(bundle, rules=book, experiments=(test,)))
+    answer = held_out.recommend(request)
+    assert answer.variants == {"offers": "off"} and answer.rules_fired == []
+    night_test = msgspec.structs.replace(
+        test, variants=[msgspec.structs.replace(test.variants[0], rules="night"), test.variants[1]]
+    )
+    night_answer = Recommender(
+        dataclasses.replace(bundle, rules=book, experiments=(night_test,))
+    ).recommend(request)
+    assert [r.rule for r in night_answer.rules_fired] == ["night-owl"]

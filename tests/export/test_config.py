@@ -1,6 +1,6 @@
 import pytest
 
-from export.config import BuildConfig, ConfigError, load_config
+from export.config import BuildConfig, ConfigError, load_config, load_rules
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,18 @@ def test_a_rules_file_is_checked_naming_the_rule_the_field_and_what_is_allowed(t
     )
     assert [r.name for r in load_rules(path).rules] == ["late"]
     assert [r.name for r in load_rules(None).rules] == ["abandoned-cart", "loyalty", "long-dwell"]
+
+
+def test_a_variant_naming_an_unknown_rule_set_stops_the_build(tmp_path):
+    from export.config import check_rule_sets
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[[experiments]]\nkey = "e"\n'
+        'variants = [{ name = "a", rules = "agressive" }, { name = "b", rules = "none" }]\n'
+    )
+    with pytest.raises(
+        ConfigError,
+        match="variant 'a', rules: 'agressive' is not a rule set; allowed: default, none",
+    ):
+        check_rule_sets(load_config(path), load_rules(None))
