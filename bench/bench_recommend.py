@@ -1,7 +1,8 @@
-"""Benchmark of the in-process recommend path (parse → context → profile → candidates → ranker →
-answer) on a simulator bundle. Reports p50/p99/p99.9 per request mix, and the same-run reference
-of one float32 item-matrix · vector product plus top-100 (the biggest single primitive), so
-figures compare across noisy machines as ratios. Not a test: it reports, it does not assert.
+"""Benchmark of the in-process recommend path (parse → context → profile → segment and intent →
+experiments → rules → candidates → ranker → answer) on a simulator bundle. Reports p50, p99 and
+p99.9 per request mix, and the same-run reference of one float32 item-matrix · vector product
+plus top-100 (the biggest single primitive), so figures compare across noisy machines as
+ratios. Not a test: it reports, it does not assert.
 
     python bench/bench_recommend.py [--items 100000] [--events 2000000] [--requests 2000]
 """
@@ -204,6 +205,28 @@ def visitor_step_costs(
     return out
 
 
+def rules_step_costs(recommender: Recommender, mixes: dict[str, list[bytes]]) -> dict[str, float]:
+    """Median µs to evaluate the bundle's rules (signals of the visit, then every rule of the
+    default set in priority order) for each request mix."""
+    bundle = recommender.bundle
+    if bundle is None or bundle.rules is None:
+        return {}
+    out = {}
+    for name, bodies in mixes.items():
+        samples = []
+        for body in bodies:
+            request = _request_decoder.decode(body)
+            profile = bundle.profiles.get(request.user_id) if request.user_id else None
+            events = request.session.events if request.session else []
+            state = scoring.build_user_state(bundle.model, profile, events)
+            context = resolve_context(request.context, {})
+            started = time.perf_counter()
+            recommender._rules(bundle, request, profile, state, context, None, None, "default")
+            samples.append((time.perf_counter() - started) * 1e6)
+        out[f"rules, {name} (µs)"] = round(statistics.median(samples), 1)
+    return out
+
+
 def empty_onnxruntime_call(repeats: int) -> float:
     """Median µs of one call of a one-node (Identity) graph: the fixed cost every onnxruntime
     call pays, a floor for the visitor step measured in the same run."""
@@ -257,6 +280,7 @@ def main() -> int:
         }
     stages = stage_breakdown(bundle, mixes["known customer"])
     stages |= visitor_step_costs(recommender, mixes["anonymous session"], mixes["known customer"])
+    stages |= rules_step_costs(recommender, mixes)
     ref = results["reference"]["p50"]
     for name in mixes:
         results[name]["p50_over_reference"] = round(results[name]["p50"] / ref, 2)
