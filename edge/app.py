@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from edge.bundle import load_fallback_only
+from edge.bandits import BanditPolicy
+from edge.bundle import Bundle, load_fallback_only
 from edge.config import Settings
 from edge.context import resolve_context
 from edge.errors import (
@@ -46,6 +47,7 @@ log = logging.getLogger("edgeperso.app")
 
 _request_decoder = msgspec.json.Decoder(RecommendRequest)
 _feedback_decoder = msgspec.json.Decoder(FeedbackBatch)
+BANDIT_FEEDBACK = ("impression", "click")
 _encoder = msgspec.json.Encoder()
 
 
@@ -124,7 +126,19 @@ async def events(request: Request) -> Response:
     except SinkError as exc:
         log.error("%s", exc)
         raise SinkUnavailable(f"{exc}; nothing of this batch was kept: send it again") from None
+    if recommender.bandits is not None and bundle is not None:
+        learn_from(recommender.bandits, bundle, batch)
     return json_response(FeedbackAccepted(len(records)))
+
+
+def learn_from(policy: BanditPolicy, bundle: Bundle, batch: FeedbackBatch) -> None:
+    """Impressions and clicks of bandit arms (`slot` and `variant` set) update this node."""
+    for event in batch.events:
+        if event.slot is None or event.variant is None or event.type not in BANDIT_FEEDBACK:
+            continue
+        profile = bundle.profiles.get(event.user_id) if event.user_id else None
+        segment = profile.segment if profile is not None else None
+        policy.record(event.slot, event.variant, segment, clicked=event.type == "click")
 
 
 async def healthz(request: Request) -> Response:

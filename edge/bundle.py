@@ -14,6 +14,7 @@ import msgspec
 import numpy as np
 
 from edge import arrays
+from edge.bandits import Bandit, bandit_table_decoder
 from edge.errors import BundleError
 from edge.experiments import Experiment, experiment_table_decoder
 from edge.intent import IntentLabels
@@ -37,6 +38,7 @@ RANKER = "ranker.onnx"
 VISITOR = "visitor.onnx"
 EXPERIMENTS = "experiments.msgpack"  # optional: when the build config defines experiments
 RULES = "rules.msgpack"  # triggered offers and their guardrails (export writes the defaults)
+BANDITS = "bandits.msgpack"  # optional: when the build config defines bandit slots
 FALLBACK = "fallback.json"
 PROFILES = "profiles.msgpack"
 REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, REGRESSION, POPULARITY, RANKER, FALLBACK)
@@ -62,6 +64,7 @@ class Bundle:
     visitor: VisitorModel | None = None  # when export learned segments or intent
     experiments: tuple[Experiment, ...] = ()  # in the order they apply
     rules: RuleBook | None = None
+    bandits: tuple[Bandit, ...] = ()
 
     @property
     def build_id(self) -> str:
@@ -306,7 +309,15 @@ def load_bundle(
             rules = rule_book_decoder.decode((directory / RULES).read_bytes())
         except msgspec.DecodeError as exc:
             raise BundleError(f"{RULES} is malformed: {exc}", file=RULES) from exc
-    return Bundle(directory, manifest, model, profiles, fallback, visitor, experiments, rules)
+    bandits = ()
+    if BANDITS in manifest.files:
+        try:
+            bandits = tuple(bandit_table_decoder.decode((directory / BANDITS).read_bytes()).bandits)
+        except msgspec.DecodeError as exc:
+            raise BundleError(f"{BANDITS} is malformed: {exc}", file=BANDITS) from exc
+    return Bundle(
+        directory, manifest, model, profiles, fallback, visitor, experiments, rules, bandits
+    )
 
 
 def _visitor(directory: Path, manifest: Manifest) -> VisitorModel:

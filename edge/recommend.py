@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 
+from edge.bandits import BanditPolicy
 from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
@@ -22,6 +23,7 @@ from edge.schemas import (
     ScoredItem,
     Session,
     SessionEvent,
+    SlotChoice,
 )
 from edge.scoring import (
     Candidates,
@@ -57,6 +59,8 @@ class Recommender:
         serving = serving if isinstance(serving, dict) else {}
         self.max_per_category = int(serving.get("max_per_category", 0))
         self.sizes = CandidateSizes.from_manifest(serving)
+        # Thompson sampling per slot; what this node learns lives as long as the bundle does.
+        self.bandits = BanditPolicy(list(bundle.bandits)) if bundle and bundle.bandits else None
 
     def warm_up(self) -> None:
         """Run a cold and a personalized request once at load, so the first real visitor does not
@@ -69,6 +73,16 @@ class Recommender:
         session = Session(events=[SessionEvent(type=kind, item_id=i) for i in seen])
         for request in (RecommendRequest(), RecommendRequest(session=session)):
             self.recommend(request)
+
+    def _check_slots(self, request: RecommendRequest) -> None:
+        running = self.bandits.bandits if self.bandits is not None else {}
+        for i, slot in enumerate(request.slots):
+            if slot not in running:
+                raise ValidationError(
+                    f"slot {slot!r} is not one this bundle's bandits fill; allowed: "
+                    f"{sorted(running)}",
+                    field=f"$.slots[{i}]",
+                )
 
     def _check_event_types(self, request: RecommendRequest) -> None:
         if request.session is None or self.bundle is None:
@@ -88,6 +102,7 @@ class Recommender:
         started = time.perf_counter()
         context = resolve_context(request.context, headers or {})
         self._check_event_types(request)
+        self._check_slots(request)
         bundle = self.bundle
         if bundle is None:
             items = self._popular(None, context, request, set(), request.k)
@@ -119,6 +134,10 @@ class Recommender:
                 outcome = self._rules(
                     bundle, request, profile, state, context, segment, intent, chosen.rules
                 )
+            step = "slots"
+            slots = {}
+            if self.bandits is not None:
+                slots = {slot: self.bandits.choose(slot, segment) for slot in request.slots}
             step = "candidates"
             deadline.check(step)
             if chosen.ranker == "popularity":  # a variant that holds personalization out
@@ -147,6 +166,7 @@ class Recommender:
                 intent,
                 chosen,
                 outcome,
+                slots,
             )
         except BudgetExceeded as exc:
             reason = f"latency_budget: {exc.message}"
@@ -281,6 +301,7 @@ class Recommender:
         intent: Intent | None = None,
         chosen: Treatment = NO_TREATMENT,
         outcome: RuleOutcome = NO_RULES,
+        slots: dict[str, SlotChoice] | None = None,
     ) -> RecommendResponse:
         took_ms = round((time.perf_counter() - started) * 1000.0, 3)
         return RecommendResponse(
@@ -296,4 +317,5 @@ class Recommender:
             chosen.content,
             outcome.fired,
             outcome.held_back,
+            slots or {},
         )

@@ -56,6 +56,7 @@ class RecommendRequest(Struct, frozen=True, forbid_unknown_fields=True):
     # bundle's setting (serving.max_per_category at export).
     max_per_category: Annotated[int, Meta(ge=0, le=100)] | None = None
     consent: bool = True
+    slots: Annotated[list[Label], Meta(max_length=20)] = []  # bandit slots to fill (banners...)
 
 
 class ScoredItem(Struct, frozen=True):
@@ -93,6 +94,14 @@ class Fired(Struct, frozen=True):
     content: dict[str, str] | None = None
 
 
+class SlotChoice(Struct, frozen=True):
+    """A bandit's choice for a slot; log `propensity` with the slot's impression."""
+
+    arm: str
+    content: dict[str, str]
+    propensity: float  # the probability this arm was chosen, for off-policy evaluation
+
+
 class RecommendResponse(Struct, frozen=True):
     items: list[ScoredItem]
     bundle: str | None
@@ -106,6 +115,7 @@ class RecommendResponse(Struct, frozen=True):
     content: dict[str, str] = {}  # what the variants hand to the page (banner ids, copy...)
     rules_fired: list[Fired] = []  # offers, accessories and content blocks, each with why
     rules_held_back: list[Fired] = []  # rules that matched but a guardrail stopped, with why
+    slots: dict[str, SlotChoice] = {}  # slot -> the bandit's choice, for the slots asked for
 
 
 # ---------------------------------------------------------------- POST /v1/events

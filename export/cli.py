@@ -54,6 +54,7 @@ def export(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             truth_path=args.truth,
             rules_path=args.rules,
+            bandit_log=args.bandit_log,
         )
     except (ConfigError, InputError, DataQualityError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
@@ -180,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--rules",
         help="triggered-offer rules (TOML: [[rules]], [guardrails]); default: the three "
         "built-in ones (abandoned cart, loyalty, long dwell)",
+    )
+    p.add_argument(
+        "--bandit-log",
+        nargs="+",
+        help="the feedback log (events dir or segment files) the [[bandits]] priors come from",
     )
     p.add_argument(
         "--truth",

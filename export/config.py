@@ -16,6 +16,7 @@ from edge.rules import DEFAULT_RULES, RuleBook, rule_book_errors, rule_sets
 from edge.schemas import DEFAULT_EVENT_TYPES
 from edge.scoring import CandidateSizes
 from edge.segments import rule_errors
+from export.bandits import BanditConfig, bandit_errors
 
 CANONICAL_EVENT_COLUMNS = (
     "ts",
@@ -218,6 +219,9 @@ class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # [[experiments]]: key, unit ("user" or "session") and variants (name, weight, ranker =
     # "composite" or "popularity", content = {...}); shipped in the bundle in this order.
     experiments: list[Experiment] = []
+    # [[bandits]]: slot, arms (name, content = {...}), by_segment, prior_weight; priors come
+    # from the feedback log given to export with --bandit-log.
+    bandits: list[BanditConfig] = []
 
     @property
     def event_types(self) -> tuple[str, ...]:
@@ -316,6 +320,7 @@ def load_config(path: str | Path | None, column_map: dict[str, str] | None = Non
     if config.segments.k_min > config.segments.k_max:
         errors.append(f"segments.k_min ({config.segments.k_min}) is over k_max")
     errors += experiment_errors(config.experiments)
+    errors += bandit_errors(config.bandits)
     if config.intent.browsing > config.intent.high:
         errors.append(
             f"intent.browsing ({config.intent.browsing}) is over intent.high "

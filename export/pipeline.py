@@ -14,7 +14,9 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from edge.bandits import Bandit, BanditTable
 from edge.bundle import (
+    BANDITS,
     COVISITATION,
     EMBEDDINGS,
     EXPERIMENTS,
@@ -34,12 +36,14 @@ from edge.schemas import Profile
 from edge.scoring import CONTEXT_FEATURES, FEATURES, CandidateSizes
 from edge.segments import SEGMENT_FEATURES, SegmentRule
 from edge.visitor import SegmentHead, VisitorModel
+from export.bandits import bandit_priors
 from export.baselines import BASELINES
 from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
 from export.config import BuildConfig, check_rule_sets, load_rules
 from export.covisitation import CoVisitation
 from export.embeddings import ItemEmbeddings, item_metadata
 from export.evaluate import evaluate_models, format_table
+from export.experiment_report import read_log
 from export.intent import fit_intent
 from export.interactions import (
     ItemUniverse,
@@ -398,6 +402,7 @@ def _write(
     metrics: dict[str, Any],
     signing_key: bytes | None,
     rules: RuleBook = DEFAULT_RULES,
+    bandits: list[Bandit] | None = None,
 ) -> dict[str, Any]:
     models = {
         "event_weights": dict(config.events.weights),
@@ -420,6 +425,15 @@ def _write(
         "rules": [r.name for r in sorted(rules.rules, key=lambda r: r.priority)],
         "guardrails": msgspec.to_builtins(rules.guardrails),
     }
+    if bandits:
+        optional[BANDITS] = msgspec.msgpack.encode(BanditTable(bandits))
+        models["bandits"] = {
+            "file": BANDITS,
+            "slots": {
+                b.slot: {"arms": [a.name for a in b.arms], "segments": sorted(b.priors)}
+                for b in bandits
+            },
+        }
     if config.experiments:
         table = ExperimentTable(list(config.experiments))
         optional[EXPERIMENTS] = msgspec.msgpack.encode(table)
@@ -516,10 +530,12 @@ def export_bundle(
     quiet: bool = False,
     truth_path: str | Path | None = None,
     rules_path: str | Path | None = None,
+    bandit_log: list[str | Path] | None = None,
 ) -> dict[str, Any]:
     """Read, validate, evaluate (unless told not to), train and write a bundle. `truth_path`:
     a simulated shop's `truth` file, to measure the intent model against the true intent.
-    `rules_path`: the triggered-offer rules (TOML), else the defaults."""
+    `rules_path`: the triggered-offer rules (TOML), else the defaults. `bandit_log`: the
+    feedback log (directories or segment files) the bandits' priors come from."""
     check_rule_sets(config, load_rules(rules_path))  # bad rules stop the build before any work
     progress = Progress(5 if evaluate else 3, quiet=quiet)
     events, universe, users, lineage = read_inputs(
@@ -535,8 +551,18 @@ def export_bundle(
     with progress.step("train on all events"):
         trained = train(events, universe, config, users, intent_truth=truth)
     with progress.step(f"write the bundle to {out_dir}"):
+        log = read_log([Path(p) for p in bandit_log]) if bandit_log else None
+        segment_of = {user: p.segment for user, p in trained.profiles.items() if p.segment}
+        bandits = bandit_priors(list(config.bandits), log, segment_of)
         manifest = _write(
-            Path(out_dir), trained, config, lineage, metrics, signing_key, load_rules(rules_path)
+            Path(out_dir),
+            trained,
+            config,
+            lineage,
+            metrics,
+            signing_key,
+            load_rules(rules_path),
+            bandits,
         )
     total = time.perf_counter() - progress.started
     progress.say(

@@ -43,6 +43,7 @@ def test_a_valid_request_answers_with_the_documented_shape(client, bundle):
         "content",
         "rules_fired",
         "rules_held_back",
+        "slots",
     }
     assert body["variants"] == {} and body["content"] == {}  # this bundle runs no experiment
     assert body["segment"] in bundle.visitor.segments.names  # a cold visitor: the nearest cluster

@@ -1,0 +1,88 @@
+"""Bandit priors from logged feedback: per slot, segment and arm, the impressions and clicks the
+feedback log holds (events that name the slot and the arm as `variant`) become a Beta prior,
+shrunk to at most `prior_weight` observations so that each node can still learn quickly."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+from msgspec import Meta, Struct
+
+from edge.bandits import ALL_SEGMENTS, Arm, Bandit
+
+
+class BanditConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    slot: Annotated[str, Meta(min_length=1, max_length=64)]
+    arms: Annotated[list[Arm], Meta(min_length=2, max_length=50)]
+    by_segment: bool = True
+    prior_weight: Annotated[float, Meta(gt=0.0)] = 100.0  # most observations a prior is worth
+
+
+def bandit_errors(bandits: list[BanditConfig]) -> list[str]:
+    errors, slots = [], set()
+    for bandit in bandits:
+        if bandit.slot in slots:
+            errors.append(f"bandit slot {bandit.slot!r} is defined twice; slots must be unique")
+        slots.add(bandit.slot)
+        names = [a.name for a in bandit.arms]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            errors.append(f"bandit {bandit.slot!r}: arm {name!r} is defined twice")
+    return errors
+
+
+def bandit_priors(
+    bandits: list[BanditConfig], log: pd.DataFrame | None, segment_of: dict[str, str]
+) -> list[Bandit]:
+    """The bandits with their priors: Beta(1, 1) where the log says nothing."""
+    out = []
+    for config in bandits:
+        names = [a.name for a in config.arms]
+        counts = _counts(config.slot, names, log, segment_of, config.by_segment)
+        priors = {
+            segment: [
+                _beta(*counts.get((segment, arm), (0, 0)), config.prior_weight) for arm in names
+            ]
+            for segment in {ALL_SEGMENTS, *(s for s, _ in counts)}
+        }
+        out.append(Bandit(config.slot, list(config.arms), config.by_segment, priors))
+    return out
+
+
+def _counts(
+    slot: str,
+    arms: list[str],
+    log: pd.DataFrame | None,
+    segment_of: dict[str, str],
+    by_segment: bool,
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """(segment, arm) -> (impressions, clicks); segment "" pools everyone."""
+    if log is None or "slot" not in log or "variant" not in log:
+        return {}
+    rows = log[(log["slot"] == slot) & log["variant"].isin(arms)]
+    rows = rows[rows["type"].isin(["impression", "click"])]
+    if rows.empty:
+        return {}
+    users = rows["user_id"].fillna("").astype(str) if "user_id" in rows else ""
+    frame = pd.DataFrame(
+        {
+            "arm": rows["variant"].to_numpy(),
+            "click": (rows["type"] == "click").to_numpy(),
+            "segment": pd.Series(users).map(segment_of).fillna(ALL_SEGMENTS).to_numpy(),
+        }
+    )
+    groups = [frame.assign(segment=ALL_SEGMENTS)]
+    if by_segment:
+        groups.append(frame[frame["segment"] != ALL_SEGMENTS])
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    for (segment, arm), part in pd.concat(groups).groupby(["segment", "arm"]):
+        clicks = int(part["click"].sum())
+        counts[(str(segment), str(arm))] = (int((~part["click"]).sum()), clicks)
+    return counts
+
+
+def _beta(impressions: int, clicks: int, weight: float) -> tuple[float, float]:
+    """Beta(1 + clicks, 1 + impressions - clicks), scaled down to at most `weight` of them."""
+    clicks = min(clicks, impressions)
+    scale = min(1.0, weight / impressions) if impressions else 1.0
+    return (1.0 + clicks * scale, 1.0 + (impressions - clicks) * scale)
