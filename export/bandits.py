@@ -63,12 +63,12 @@ def _counts(
     rows = rows[rows["type"].isin(["impression", "click"])]
     if rows.empty:
         return {}
-    users = rows["user_id"].fillna("").astype(str) if "user_id" in rows else ""
+    users = rows["user_id"].fillna("").astype(str) if "user_id" in rows else [""] * len(rows)
     frame = pd.DataFrame(
         {
             "arm": rows["variant"].to_numpy(),
             "click": (rows["type"] == "click").to_numpy(),
-            "segment": pd.Series(users).map(segment_of).fillna(ALL_SEGMENTS).to_numpy(),
+            "segment": [segment_of.get(u, ALL_SEGMENTS) for u in users],
         }
     )
     groups = [frame.assign(segment=ALL_SEGMENTS)]

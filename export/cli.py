@@ -134,10 +134,12 @@ def simulate(args: argparse.Namespace) -> int:
 
 def experiment_report(args: argparse.Namespace) -> int:
     try:
+        from edge.bundle import load_bundle
         from export.experiment_report import (
             bundle_experiments,
             experiment_report,
             format_report,
+            ips_estimate,
             read_log,
         )
     except ImportError as exc:
@@ -146,11 +148,24 @@ def experiment_report(args: argparse.Namespace) -> int:
     try:
         log = read_log([Path(p) for p in args.log])
         experiments = bundle_experiments(Path(args.bundle)) if args.bundle else None
-        report = experiment_report(log, args.target, experiments)
-    except (ValueError, OSError) as exc:
-        print(f"experiment-report failed: {exc}", file=sys.stderr)
+        report = experiment_report(log, args.target, experiments) if not args.policy else {}
+        if args.policy:
+            candidate = json.loads(Path(args.policy).read_text())
+            segment_of = {}
+            if args.bundle:
+                profiles = load_bundle(Path(args.bundle)).profiles.as_dict()
+                segment_of = {user: p.segment for user, p in profiles.items() if p.segment}
+            report["policy"] = candidate
+            report["ips"] = ips_estimate(log, candidate["slot"], candidate["arms"], segment_of)
+    except (ValueError, OSError, KeyError, json.JSONDecodeError) as exc:
+        print(f"experiment-report failed: {exc!s}", file=sys.stderr)
         return 1
-    print(format_report(report))
+    if "ips" in report:
+        print(
+            f"candidate policy for slot {report['policy']['slot']!r}: " + json.dumps(report["ips"])
+        )
+    else:
+        print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
@@ -227,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--bundle", help="the bundle that ran the experiments (for their weights)")
     r.add_argument("--target", default="purchase", help="the event type that counts as converting")
+    r.add_argument(
+        "--policy",
+        help='JSON {"slot": ..., "arms": {segment: arm, "": arm for the rest}}: estimate the '
+        "click rate this candidate bandit policy would have had (inverse propensity scoring)",
+    )
     r.add_argument("--json", help="also write the report here")
     edge_cli.add_serve_arguments(sub.add_parser("serve", help="serve a bundle over HTTP"))
     edge_cli.add_inspect_arguments(sub.add_parser("inspect", help="verify and summarize a bundle"))

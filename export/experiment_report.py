@@ -148,6 +148,44 @@ def _difference(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     }
 
 
+def ips_estimate(
+    log: pd.DataFrame, slot: str, policy: dict[str, str], segment_of: dict[str, str]
+) -> dict[str, float]:
+    """Off-policy value of a candidate policy for a bandit slot, from logged impressions that
+    carry their selection probability: the click rate it would have had, by inverse propensity
+    scoring (and self-normalized), next to the logging policy's own click rate.
+
+    `policy` maps a segment to the arm the candidate shows ("" for visitors of any other
+    segment). An impression's reward is a click on the same slot and arm in its session."""
+    if "slot" not in log or "propensity" not in log:
+        raise ValueError("the log has no slot or propensity: log bandit impressions with both")
+    rows = log[log["slot"] == slot]
+    shown = rows[(rows["type"] == "impression") & rows["propensity"].notna()]
+    if shown.empty:
+        raise ValueError(f"no impression of slot {slot!r} with a propensity in the log")
+    clicks = rows[rows["type"] == "click"]
+    clicked = set(zip(clicks["session_id"].astype(str), clicks["variant"].astype(str)))
+    reward = np.array(
+        [(s, v) in clicked for s, v in zip(shown["session_id"].astype(str), shown["variant"])],
+        dtype=float,
+    )
+    users = shown["user_id"].fillna("").astype(str)
+    segments = users.map(lambda user: segment_of.get(user, ""))
+    wanted = segments.map(lambda seg: policy.get(seg, policy.get("", ""))).to_numpy()
+    match = (wanted == shown["variant"].to_numpy()).astype(float)
+    weights = match / shown["propensity"].to_numpy(dtype=float)
+    ips = float(np.mean(weights * reward))
+    snips = float(np.sum(weights * reward) / np.sum(weights)) if weights.sum() else math.nan
+    effective = float(weights.sum() ** 2 / np.sum(weights**2)) if weights.sum() else 0.0
+    return {
+        "impressions": int(len(shown)),
+        "logged_click_rate": round(float(reward.mean()), 5),
+        "ips_click_rate": round(ips, 5),
+        "snips_click_rate": round(snips, 5),
+        "effective_sample_size": round(effective, 1),
+    }
+
+
 def bundle_experiments(bundle_dir: Path) -> ExperimentTable:
     path = bundle_dir / "experiments.msgpack"
     if not path.is_file():
