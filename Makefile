@@ -26,6 +26,7 @@ test: lint
 bench: $(STAMP)
 	$(PY) bench/bench_recommend.py
 	$(PY) bench/bench_retrieval.py
+	$(PY) bench/bench_bandit.py
 
 # Remake the shipped sample from the full UCI file (not needed to run anything).
 sample: $(STAMP)
