@@ -43,19 +43,23 @@ class ExperimentTable(Struct, frozen=True):
     experiments: list[Experiment]
 
 
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted (what a config must not have)."""
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 def experiment_errors(experiments: list[Experiment]) -> list[str]:
     """What the schema cannot say: keys and variant names must be unique."""
-    errors, keys = [], set()
+    errors = [
+        f"experiment {key!r} is defined twice; keys must be unique"
+        for key in repeated([e.key for e in experiments])
+    ]
     for experiment in experiments:
-        if experiment.key in keys:
-            errors.append(f"experiment {experiment.key!r} is defined twice; keys must be unique")
-        keys.add(experiment.key)
-        names = [v.name for v in experiment.variants]
-        for name in sorted({n for n in names if names.count(n) > 1}):
-            errors.append(
-                f"experiment {experiment.key!r}: variant {name!r} is defined twice; variant "
-                "names must be unique within an experiment"
-            )
+        errors += [
+            f"experiment {experiment.key!r}: variant {name!r} is defined twice; variant names "
+            "must be unique within an experiment"
+            for name in repeated([v.name for v in experiment.variants])
+        ]
     return errors
 
 

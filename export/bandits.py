@@ -10,6 +10,7 @@ import pandas as pd
 from msgspec import Meta, Struct
 
 from edge.bandits import ALL_SEGMENTS, Arm, Bandit
+from edge.experiments import repeated
 
 
 class BanditConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -20,14 +21,15 @@ class BanditConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def bandit_errors(bandits: list[BanditConfig]) -> list[str]:
-    errors, slots = [], set()
+    errors = [
+        f"bandit slot {slot!r} is defined twice; slots must be unique"
+        for slot in repeated([b.slot for b in bandits])
+    ]
     for bandit in bandits:
-        if bandit.slot in slots:
-            errors.append(f"bandit slot {bandit.slot!r} is defined twice; slots must be unique")
-        slots.add(bandit.slot)
         names = [a.name for a in bandit.arms]
-        for name in sorted({n for n in names if names.count(n) > 1}):
-            errors.append(f"bandit {bandit.slot!r}: arm {name!r} is defined twice")
+        errors += [
+            f"bandit {bandit.slot!r}: arm {name!r} is defined twice" for name in repeated(names)
+        ]
     return errors
 
 
