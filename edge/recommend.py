@@ -75,6 +75,8 @@ class Recommender:
             self.recommend(request)
 
     def _check_slots(self, request: RecommendRequest) -> None:
+        if self.bundle is None:  # no bundle: a fallback answer, without slots, not an error
+            return
         running = self.bandits.bandits if self.bandits is not None else {}
         for i, slot in enumerate(request.slots):
             if slot not in running:

@@ -94,8 +94,9 @@ def test_a_failing_step_answers_with_fallback_not_an_exception(bundle, monkeypat
 
 def test_without_a_bundle_every_request_still_gets_an_answer():
     response = Recommender(None, unavailable_reason="bundle refused: x").recommend(
-        RecommendRequest(k=3)
+        RecommendRequest(k=3, slots=["home-banner"])  # slots it cannot fill: still an answer
     )
+    assert response.slots == {}
     assert response.items == [] and response.fallback.startswith("bundle_unavailable")
 
 
