@@ -28,6 +28,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=1, help="server processes (each loads the bundle once)"
     )
     parser.add_argument(
+        "--bundle-url",
+        default=os.environ.get("EDGEPERSO_BUNDLE_URL"),
+        help="fetch the bundle from this object-store URL (its directory) into --bundle before "
+        "serving (default: EDGEPERSO_BUNDLE_URL)",
+    )
+    parser.add_argument(
         "--events-dir",
         default=None,
         help="directory for the POST /v1/events log (default: EDGEPERSO_EVENTS_DIR; unset: "
@@ -41,6 +47,13 @@ def serve(args: argparse.Namespace) -> int:
 
     from edge.app import create_app
 
+    if args.bundle_url:
+        from edge.fetch import fetch_bundle
+
+        try:
+            fetch_bundle(args.bundle_url, args.bundle)
+        except BundleError as exc:  # serve anyway: fallback answers and /readyz say why
+            print(f"bundle fetch failed: {exc}", file=sys.stderr)
     # Settings travel in the environment so that every worker process reads the same ones.
     os.environ["EDGEPERSO_BUNDLE"] = str(args.bundle)
     if args.budget_ms is not None:
