@@ -40,7 +40,7 @@ from edge.exposures import ExposureLog
 from edge.feedback import feedback_records
 from edge.recommend import Recommender
 from edge.reload import load_recommender, watch_bundle
-from edge.schemas import FEEDBACK_TYPES, FeedbackAccepted, FeedbackBatch, RecommendRequest
+from edge.schemas import FeedbackAccepted, FeedbackBatch, RecommendRequest
 from edge.sink import EventSink, JsonlSegmentSink, SinkError
 
 log = logging.getLogger("edgeperso.app")
@@ -116,11 +116,9 @@ async def events(request: Request) -> Response:
         raise decode_error(exc) from None
     recommender: Recommender = request.app.state.recommender
     bundle = recommender.bundle
-    allowed = set(FEEDBACK_TYPES) | set(bundle.model.event_weights if bundle else ())
     context = resolve_context(None, request.headers)
-    received = datetime.now(UTC)
     build = bundle.build_id if bundle else None
-    records = feedback_records(batch, allowed, context, received, build)
+    records = feedback_records(batch, recommender.feedback_types, context, datetime.now(UTC), build)
     try:
         await anyio.to_thread.run_sync(sink.write, records)
     except SinkError as exc:

@@ -13,8 +13,9 @@ from edge.bundle import Bundle
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
 from edge.experiments import NO_TREATMENT, Treatment, treatment
-from edge.rules import NO_RULES, RuleOutcome, evaluate, visit_signals
+from edge.rules import NO_RULES, RuleOutcome, RulePlan, visit_signals
 from edge.schemas import (
+    FEEDBACK_TYPES,
     Intent,
     Profile,
     RecommendRequest,
@@ -61,6 +62,10 @@ class Recommender:
         self.sizes = CandidateSizes.from_manifest(serving)
         # Thompson sampling per slot; what this node learns lives as long as the bundle does.
         self.bandits = BanditPolicy(list(bundle.bandits)) if bundle and bundle.bandits else None
+        self.rules = RulePlan(bundle.rules) if bundle and bundle.rules else None
+        # What POST /v1/events may log: the feedback types and any this bundle weighs.
+        weighed = bundle.model.event_weights if bundle is not None else {}
+        self.feedback_types = frozenset(FEEDBACK_TYPES) | frozenset(weighed)
 
     def warm_up(self) -> None:
         """Run a cold and a personalized request once at load, so the first real visitor does not
@@ -132,7 +137,7 @@ class Recommender:
                 chosen = treatment(bundle.experiments, request.user_id, request.session_id)
             step = "rules"
             outcome = NO_RULES
-            if request.consent and bundle.rules is not None:
+            if request.consent and self.rules is not None:
                 outcome = self._rules(
                     bundle, request, profile, state, context, segment, intent, chosen.rules
                 )
@@ -178,8 +183,8 @@ class Recommender:
         items = self._popular(bundle, context, request, set(), request.k)
         return self._answer(items, bundle.build_id, reason, False, context, started)
 
-    @staticmethod
     def _rules(
+        self,
         bundle: Bundle,
         request: RecommendRequest,
         profile: Profile | None,
@@ -189,8 +194,8 @@ class Recommender:
         intent: Intent | None,
         rule_set: str,
     ) -> RuleOutcome:
-        book = bundle.rules
-        if book is None:
+        plan = self.rules
+        if plan is None:
             return NO_RULES
         signals = visit_signals(
             request.session.events if request.session else [],
@@ -203,11 +208,11 @@ class Recommender:
             request.session.rules_shown if request.session else [],
             bundle.model.items.price_of,
             time.time(),
-            book.guardrails.quiet_after_purchase_hours,
+            plan.guardrails.quiet_after_purchase_hours,
         )
         model = bundle.model
-        return evaluate(
-            book, signals, lambda item, k: accessories(model, item, k, state.blocked), rule_set
+        return plan.evaluate(
+            signals, lambda item, k: accessories(model, item, k, state.blocked), rule_set
         )
 
     def _ranked(

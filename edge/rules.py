@@ -262,41 +262,51 @@ def rule_sets(book: RuleBook) -> set[str]:
     return {name for rule in book.rules for name in rule.sets} | {DEFAULT_SET, NO_RULES_SET}
 
 
-def evaluate(
-    book: RuleBook,
-    signals: VisitSignals,
-    accessories: Callable[[str, int], list[str]],
-    rule_set: str = DEFAULT_SET,
-) -> RuleOutcome:
-    """The rules of `rule_set` in priority order. `accessories(item, k)` finds what goes with
-    an item."""
-    fired, held_back = [], []
-    offers_shown = sum(1 for name in signals.shown if _is_offer(book, name))
-    guard = book.guardrails
-    chosen = [r for r in book.rules if rule_set in r.sets]
-    for rule in sorted(chosen, key=lambda r: r.priority):
-        why = _matches(rule, signals.values)
-        if why is None:
-            continue
-        held = _held_back(rule, signals, offers_shown, guard)
-        if held:
-            held_back.append(Fired(rule.name, f"{why}; held back: {held}"))
-            continue
-        if rule.offer is not None:
-            offers_shown += 1
-            items = signals.cart if rule.offer.with_cart_items else []
-            fired.append(Fired(rule.name, why, offer=rule.offer, items=items))
-        elif rule.accessories is not None:
-            of = rule.accessories.of
-            anchor = signals.dwelled_item if of == "dwelled_item" else _last(signals.cart)
-            if anchor is None:
-                held_back.append(Fired(rule.name, f"{why}; held back: no {of.replace('_', ' ')}"))
+class RulePlan:
+    """A rule book prepared once, when the bundle loads: each rule set's rules in priority
+    order, and which rule names are offers (the guardrails count those)."""
+
+    def __init__(self, book: RuleBook) -> None:
+        self.guardrails = book.guardrails
+        by_priority = sorted(book.rules, key=lambda r: r.priority)
+        self.by_set = {name: [r for r in by_priority if name in r.sets] for name in rule_sets(book)}
+        self.offers = frozenset(r.name for r in book.rules if r.offer is not None)
+
+    def evaluate(
+        self,
+        signals: VisitSignals,
+        accessories: Callable[[str, int], list[str]],
+        rule_set: str = DEFAULT_SET,
+    ) -> RuleOutcome:
+        """The rules of `rule_set` in priority order. `accessories(item, k)` finds what goes
+        with an item."""
+        fired, held_back = [], []
+        offers_shown = sum(1 for name in signals.shown if name in self.offers)
+        for rule in self.by_set.get(rule_set, []):
+            why = _matches(rule, signals.values)
+            if why is None:
                 continue
-            found = accessories(anchor, rule.accessories.k)
-            fired.append(Fired(rule.name, f"{why}; accessories of {anchor}", items=found))
-        else:
-            fired.append(Fired(rule.name, why, content=rule.content))
-    return RuleOutcome(fired, held_back)
+            held = _held_back(rule, signals, offers_shown, self.guardrails)
+            if held:
+                held_back.append(Fired(rule.name, f"{why}; held back: {held}"))
+                continue
+            if rule.offer is not None:
+                offers_shown += 1
+                items = signals.cart if rule.offer.with_cart_items else []
+                fired.append(Fired(rule.name, why, offer=rule.offer, items=items))
+            elif rule.accessories is not None:
+                of = rule.accessories.of
+                anchor = signals.dwelled_item if of == "dwelled_item" else _last(signals.cart)
+                if anchor is None:
+                    held_back.append(
+                        Fired(rule.name, f"{why}; held back: no {of.replace('_', ' ')}")
+                    )
+                    continue
+                found = accessories(anchor, rule.accessories.k)
+                fired.append(Fired(rule.name, f"{why}; accessories of {anchor}", items=found))
+            else:
+                fired.append(Fired(rule.name, why, content=rule.content))
+        return RuleOutcome(fired, held_back)
 
 
 def _matches(rule: Rule, values: dict[str, float | str | None]) -> str | None:
@@ -332,10 +342,6 @@ def _held_back(rule: Rule, signals: VisitSignals, offers_shown: int, guard: Guar
     if offers_shown >= guard.max_offers_per_session:
         return f"{offers_shown} offer(s) this session already (max_offers_per_session)"
     return ""
-
-
-def _is_offer(book: RuleBook, name: str) -> bool:
-    return any(r.name == name and r.offer is not None for r in book.rules)
 
 
 def _last(items: Sequence[str]) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
@@ -28,18 +28,20 @@ INTENT_INPUT, INTENT_OUTPUT = "intent_features", "intent_probabilities"
 class SegmentHead:
     names: list[str]  # the segment name of each cluster index
     rules: list[SegmentRule]  # checked before the clusters, in order
+    codes: dict[str, float] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # The ranker's number for each segment, built once: the cluster index, or after the
+        # clusters the index of the rule that names it (the first wins, as in assignment).
+        codes: dict[str, float] = {}
+        for i, name in enumerate([*self.names, *(r.name for r in self.rules)]):
+            codes.setdefault(name, float(i))
+        object.__setattr__(self, "codes", codes)
 
     def code(self, segment: str | None) -> float:
-        """The segment as a number for the ranker: its cluster index, or after the clusters the
-        index of the rule that named it; NaN for none (or one this bundle does not know)."""
-        if segment is None:
-            return math.nan
-        if segment in self.names:
-            return float(self.names.index(segment))
-        for i, rule in enumerate(self.rules):
-            if rule.name == segment:
-                return float(len(self.names) + i)
-        return math.nan
+        """The segment as a number for the ranker; NaN for none (or one this bundle does not
+        know)."""
+        return self.codes.get(segment, math.nan) if segment is not None else math.nan
 
 
 class VisitorModel:

@@ -121,16 +121,22 @@ class LearnedSegments:
     segmenter: Segmenter
     rules: list[SegmentRule]
     categories: pd.Series  # item id -> category name, for the customers' features
+    fitted: dict[str, str]  # the segment of each customer they were learned from
 
     def of(self, events: pd.DataFrame) -> dict[str, str]:
         """Each known customer's segment from their events in `events` (rules first), as the
         edge's graph assigns it."""
-        features = user_features(events, self.categories)
-        if features.empty:
-            return {}
-        found = self.segmenter.assign(features[list(SEGMENT_FEATURES)].to_numpy())
-        clusters = [self.segmenter.names_[c] for c in found]
-        return dict(zip(features.index, apply_rules(features, self.rules, clusters)))
+        return _assigned(user_features(events, self.categories), self.segmenter, self.rules)
+
+
+def _assigned(
+    features: pd.DataFrame, segmenter: Segmenter, rules: list[SegmentRule]
+) -> dict[str, str]:
+    if features.empty:
+        return {}
+    found = segmenter.assign(features[list(SEGMENT_FEATURES)].to_numpy())
+    clusters = [segmenter.names_[c] for c in found]
+    return dict(zip(features.index, apply_rules(features, rules, clusters)))
 
 
 def fit_segments(
@@ -148,8 +154,8 @@ def fit_segments(
         sc.k, (sc.k_min, sc.k_max), config.seed, sc.method, sc.eps, sc.min_samples
     ).fit(features)
     rules = [SegmentRule(r.name, r.when) for r in sc.rules]
-    clusters = [segmenter.names_[c] for c in segmenter.labels_]
-    sizes = pd.Series(apply_rules(features, rules, clusters)).value_counts()
+    fitted = _assigned(features, segmenter, rules)
+    sizes = pd.Series(list(fitted.values())).value_counts()
     description = {
         "file": VISITOR,
         "features": list(SEGMENT_FEATURES),
@@ -163,7 +169,7 @@ def fit_segments(
         "rules": [{"name": r.name, "when": r.when} for r in sc.rules],
         "rule_sizes": {r.name: int(sizes.get(r.name, 0)) for r in sc.rules},
     }
-    return LearnedSegments(segmenter.to_onnx(), description, segmenter, rules, categories)
+    return LearnedSegments(segmenter.to_onnx(), description, segmenter, rules, categories, fitted)
 
 
 def present_target_types(events: pd.DataFrame, config: BuildConfig) -> list[str]:
@@ -285,7 +291,7 @@ def train(
     )
     if intent is not None:
         intent["labels"] = {"high": ic.high, "browsing": ic.browsing}
-    segment_of = segments.of(events) if segments is not None else {}
+    segment_of = segments.fitted if segments is not None else {}
     profiles = {
         user: msgspec.structs.replace(profile, segment=segment_of.get(user, ""))
         for user, profile in build_profiles(events, weights, users or {}).items()
@@ -536,7 +542,8 @@ def export_bundle(
     a simulated shop's `truth` file, to measure the intent model against the true intent.
     `rules_path`: the triggered-offer rules (TOML), else the defaults. `bandit_log`: the
     feedback log (directories or segment files) the bandits' priors come from."""
-    check_rule_sets(config, load_rules(rules_path))  # bad rules stop the build before any work
+    rules = load_rules(rules_path)  # a bad rules file stops the build before any work
+    check_rule_sets(config, rules)
     progress = Progress(5 if evaluate else 3, quiet=quiet)
     events, universe, users, lineage = read_inputs(
         events_paths, config, catalog_path, users_path, progress
@@ -561,7 +568,7 @@ def export_bundle(
             lineage,
             metrics,
             signing_key,
-            load_rules(rules_path),
+            rules,
             bandits,
         )
     total = time.perf_counter() - progress.started
