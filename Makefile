@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+NODE_STAMP := node_modules/.installed
+
 .PHONY: demo test lint bench sample clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -17,10 +19,19 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-lint: $(STAMP)
+lint: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check edge export tests scripts bench
+	npm run lint --silent
 
-test: lint
+# The gateway Worker's tools (wrangler, pinned by package-lock.json). wrangler 4.86 needs Node 20+.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make test needs Node.js 20 or newer with npm (the gateway Worker's tests run wrangler)" >&2; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || { echo "Node.js $$(node --version) is too old: wrangler 4.86 needs 20 or newer" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+test: lint $(NODE_STAMP)
+	npm test --silent
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -34,4 +45,4 @@ sample: $(STAMP)
 		examples/online_retail_sample.csv.gz
 
 clean:
-	rm -rf build .pytest_cache .ruff_cache
+	rm -rf build .pytest_cache .ruff_cache .wrangler

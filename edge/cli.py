@@ -1,5 +1,6 @@
-"""`serve` and `inspect`: the commands an edge node needs, with nothing from the build pipeline.
-`python -m edge serve --bundle DIR` works where only the edge runtime is installed."""
+"""`serve`, `inspect` and `gateway-content`: the commands an edge node needs, with nothing from
+the build pipeline. `python -m edge serve --bundle DIR` works where only the edge runtime is
+installed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from edge.bundle import PROFILES, load_bundle
 from edge.config import Settings
+from edge.context import HOUR_BUCKETS
 from edge.errors import BundleError
 
 
@@ -152,6 +154,34 @@ def _human(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def gateway_content(args: argparse.Namespace) -> int:
+    """Write the fallback content the gateway Worker serves (its FALLBACK KV entry) from a
+    bundle that passes verification, so the gateway never serves what the edge would refuse."""
+    key = os.environ.get("EDGEPERSO_SIGNING_KEY")
+    try:
+        bundle = load_bundle(Path(args.directory), signing_key=key.encode() if key else None)
+    except (BundleError, OSError) as exc:
+        print(f"INVALID bundle {args.directory}: {exc}", file=sys.stderr)
+        return 1
+    content = {
+        "bundle": bundle.build_id,
+        "hour_buckets": list(HOUR_BUCKETS),  # the gateway checks it buckets hours the same way
+        "contexts": bundle.fallback,
+    }
+    Path(args.out).write_text(json.dumps(content, ensure_ascii=False, separators=(",", ":")))
+    items = len({item for ranked in bundle.fallback.values() for item, _ in ranked})
+    print(
+        f"{args.out}: fallback content of bundle {bundle.build_id}: "
+        f"{len(bundle.fallback)} contexts, {items} items"
+    )
+    return 0
+
+
+def add_gateway_content_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", help="bundle directory")
+    parser.add_argument("--out", required=True, help="JSON file to put in the gateway's KV")
+
+
 def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", help="bundle directory")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -162,5 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_serve_arguments(sub.add_parser("serve", help="serve a bundle over HTTP"))
     add_inspect_arguments(sub.add_parser("inspect", help="verify and summarize a bundle"))
+    add_gateway_content_arguments(sub.add_parser("gateway-content", help=GATEWAY_CONTENT_HELP))
     args = parser.parse_args(argv)
-    return serve(args) if args.command == "serve" else inspect(args)
+    return COMMANDS[args.command](args)
+
+
+GATEWAY_CONTENT_HELP = "write the gateway Worker's fallback content from a verified bundle"
+COMMANDS = {"serve": serve, "inspect": inspect, "gateway-content": gateway_content}

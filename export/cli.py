@@ -1,5 +1,5 @@
 """The `edgeperso` command: export (build a bundle), evaluate (against public baselines),
-simulate (a seeded shop), serve and inspect (edge only).
+simulate (a seeded shop), serve, inspect and gateway-content (edge only).
 
 The build pipeline's libraries are imported only by `export`, so `serve` and `inspect` work
 where only the edge runtime is installed."""
@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", help="also write the report here")
     edge_cli.add_serve_arguments(sub.add_parser("serve", help="serve a bundle over HTTP"))
     edge_cli.add_inspect_arguments(sub.add_parser("inspect", help="verify and summarize a bundle"))
+    edge_cli.add_gateway_content_arguments(
+        sub.add_parser("gateway-content", help=edge_cli.GATEWAY_CONTENT_HELP)
+    )
     return parser
 
 
@@ -264,9 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate(args)
     if args.command == "experiment-report":
         return experiment_report(args)
-    if args.command == "serve":
-        return edge_cli.serve(args)
-    return edge_cli.inspect(args)
+    return edge_cli.COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

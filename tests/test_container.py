@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 from edge.cli import add_serve_arguments
+from tests.servers import edge_app_command
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -68,6 +69,8 @@ def test_the_start_command_is_the_one_the_tests_run():
         8080,
         "/srv/events",
     )
-    sigterm_test = (ROOT / "tests" / "edge" / "test_sink.py").read_text()
-    for flag in ("--bundle", "--host", "--port", "--events-dir"):
-        assert f'"{flag}"' in sigterm_test  # the tests start the server with the same flags
+    # The tests that run the server (the SIGTERM burst, the gateway) start it with these flags.
+    tested = edge_app_command(Path("/b"), Path("/e"), 8000)
+    assert tested[1:4] == argv[1:4]
+    flags = [a for a in argv[4:] if a.startswith("--")]
+    assert flags == [a for a in tested[4:] if a.startswith("--")]

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from edge.context import (
@@ -62,3 +65,23 @@ def test_body_wins_over_headers_and_headers_fill_the_rest():
     )
     ctx = resolve_context(None, headers | {"x-edgeperso-country": "FR"})
     assert ctx.device == "mobile" and ctx.country == "fr"
+
+
+# The same vectors the gateway Worker's worker/context.js is checked against.
+CASES = json.loads((Path(__file__).parent.parent / "cases" / "context.json").read_text())
+
+
+@pytest.mark.parametrize("case", CASES["user_agents"], ids=lambda c: c["user_agent"][:40])
+def test_devices_agree_with_the_shared_vectors(case):
+    assert device_from_user_agent(case["user_agent"]) == case["device"]
+
+
+@pytest.mark.parametrize("case", CASES["timezones"], ids=lambda c: c["timezone"])
+def test_local_hours_agree_with_the_shared_vectors(case):
+    assert local_hour_from_timezone(case["timezone"], now=case["epoch"]) == case["local_hour"]
+
+
+def test_hour_buckets_agree_with_the_shared_vectors():
+    assert [hour_bucket(c["hour"]) for c in CASES["hour_buckets"]] == [
+        c["bucket"] for c in CASES["hour_buckets"]
+    ]

@@ -2,15 +2,13 @@ import http.client
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from edge.sink import JsonlSegmentSink, SinkError, recover_segments
+from tests.servers import free_port, start_edge_app
 
 
 def lines(directory, pattern="*.jsonl"):
@@ -69,12 +67,6 @@ def test_a_segment_left_open_by_a_dead_process_is_closed_without_its_torn_line(t
     assert live.exists()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post_batch(port: int, body: bytes) -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -89,23 +81,8 @@ def test_a_sigterm_during_a_burst_of_events_loses_no_accepted_event(bundle_dir, 
     """The server is stopped while four clients send batches; every event it acknowledged must
     be in the log afterwards (a test that counts them, by id)."""
     port, events_dir = free_port(), tmp_path / "events"
-    command = [sys.executable, "-m", "edge", "serve", "--bundle", str(bundle_dir)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--events-dir", str(events_dir)]
-    server = subprocess.Popen([*command, "--log-level", "warning"])
+    server = start_edge_app(bundle_dir, events_dir, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            try:
-                connection.request("GET", "/readyz")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            finally:
-                connection.close()
-            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.1)
         acknowledged: list[str] = []
         lock = threading.Lock()
 

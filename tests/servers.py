@@ -1,0 +1,57 @@
+"""Real servers for tests, on 127.0.0.1 only: the edge app under uvicorn, started as the
+container starts it, and helpers to wait for them."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(port: int, path: str, timeout: float = 1.0) -> int | None:
+    """The status of GET `path`, or None when nothing answers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
+def wait_for(port: int, path: str, process: subprocess.Popen, want=(200,), seconds=60.0) -> None:
+    """Until GET `path` answers one of `want`; fails early when the process has exited."""
+    deadline = time.monotonic() + seconds
+    while answers(port, path) not in want:
+        assert process.poll() is None, f"{process.args[:4]} exited with {process.returncode}"
+        assert time.monotonic() < deadline, f"nothing answered {path} on {port} in {seconds} s"
+        time.sleep(0.1)
+
+
+def edge_app_command(bundle_dir: Path, events_dir: Path, port: int) -> list[str]:
+    """The container's start command (Dockerfile CMD), on 127.0.0.1 (tests/test_container.py
+    checks the two have the same flags)."""
+    command = [sys.executable, "-m", "edge", "serve", "--bundle", str(bundle_dir)]
+    return command + ["--host", "127.0.0.1", "--port", str(port), "--events-dir", str(events_dir)]
+
+
+def start_edge_app(bundle_dir: Path, events_dir: Path, port: int) -> subprocess.Popen:
+    """The edge app as the container runs it, ready once /readyz is green."""
+    command = edge_app_command(bundle_dir, events_dir, port)
+    server = subprocess.Popen([*command, "--log-level", "warning"])
+    try:
+        wait_for(port, "/readyz", server, seconds=30)
+    except BaseException:
+        server.kill()
+        raise
+    return server
