@@ -34,10 +34,15 @@ test: lint $(NODE_STAMP)
 	npm test --silent
 	$(PY) -m pytest
 
+# Benchmarks report figures to bench/results/; they assert nothing. The HTTP one drives the
+# server with wrk (Debian's package), each pinned to its own core with taskset.
 bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/bench_recommend.py
 	$(PY) bench/bench_retrieval.py
 	$(PY) bench/bench_bandit.py
+	$(PY) bench/bench_bundle.py
+	$(PY) bench/bench_http.py
 
 # Remake the shipped sample from the full UCI file (not needed to run anything).
 sample: $(STAMP)

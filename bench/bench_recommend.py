@@ -24,41 +24,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bundles import build  # noqa: E402
+
 from edge import scoring  # noqa: E402
 from edge.app import _request_decoder  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.context import resolve_context  # noqa: E402
 from edge.recommend import Recommender  # noqa: E402
-from edge.schemas import FORMAT_VERSION  # noqa: E402
 from edge.visitor import describe_visitor  # noqa: E402
-
-
-def build(items: int, events: int, users: int, seed: int) -> Path:
-    out = ROOT / "build" / "bench" / f"sim-{items}-{events}-{seed}"
-    from export.config import BuildConfig
-    from export.pipeline import export_bundle
-    from export.simulate import simulate_shop
-
-    manifest = out / "manifest.json"
-    # Rebuilt when the format or the default config changed since it was built.
-    if manifest.exists():
-        built = json.loads(manifest.read_text())
-        current = msgspec.to_builtins(BuildConfig(seed=seed))
-        if built["format_version"] == FORMAT_VERSION and built["lineage"]["config"] == current:
-            return out
-
-    started = time.perf_counter()
-    shop = simulate_shop(n_users=users, n_items=items, n_events=events, seed=seed, days=60)
-    files = shop.write(out.parent / f"{out.name}-input")
-    export_bundle(
-        [files["events"]],
-        out,
-        BuildConfig(seed=seed),
-        catalog_path=files["catalog"],
-        evaluate=False,
-    )
-    print(f"built {out} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-    return out
 
 
 def request_bodies(bundle, n: int, seed: int) -> dict[str, list[bytes]]:

@@ -1,8 +1,15 @@
 """Arrays and tables in msgpack, without pickle: an array travels as raw bytes + dtype + shape and
-comes back through `np.frombuffer` (no copy, read-only), so decoding never runs code."""
+comes back through `np.frombuffer` (no copy, read-only), so decoding never runs code.
+
+A bundle file is memory-mapped and its arrays view the mapping: loading a 100,000-item bundle
+reads no array data until a request touches it, and the page cache shares it between worker
+processes. Maps are walked as `msgspec.Raw` pieces (views of the file) down to each array's raw
+bytes; lists and scalars are decoded as they are."""
 
 from __future__ import annotations
 
+import mmap
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +18,22 @@ import numpy as np
 
 from edge.errors import BundleError
 
-# Plain numeric and boolean dtypes only: an object dtype would need pickle to round-trip.
+# Plain numeric, boolean and fixed-width byte-string dtypes only: an object dtype would need
+# pickle to round-trip. Byte strings ("|S12") hold ids, sorted so they can be searched.
 ALLOWED_DTYPES = frozenset(
     ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8"]
 )
+_BYTE_STRING = re.compile(r"\|S([1-9][0-9]{0,3})")  # |S1 .. |S9999
 ARRAY_TAG = "__ndarray__"
 
 _decoder = msgspec.msgpack.Decoder()
+_map_of_pieces = msgspec.msgpack.Decoder(dict[str, msgspec.Raw])
+_bytes_view = msgspec.msgpack.Decoder(memoryview)
+_MAP_FIRST_BYTES = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])  # fixmap, map 16, map 32
+
+
+def allowed_dtype(dtype: str) -> bool:
+    return dtype in ALLOWED_DTYPES or _BYTE_STRING.fullmatch(dtype) is not None
 
 
 def encode_array(array: np.ndarray) -> dict[str, Any]:
@@ -25,9 +41,10 @@ def encode_array(array: np.ndarray) -> dict[str, Any]:
     array = np.ascontiguousarray(array)
     dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
     array = array.astype(dtype, copy=False)
-    if dtype.str not in ALLOWED_DTYPES:
+    if not allowed_dtype(dtype.str):
         raise TypeError(
-            f"dtype {dtype.str!r} cannot go in a bundle; allowed: {sorted(ALLOWED_DTYPES)}"
+            f"dtype {dtype.str!r} cannot go in a bundle; allowed: {sorted(ALLOWED_DTYPES)} "
+            "and byte strings |S1..|S9999"
         )
     return {ARRAY_TAG: 1, "dtype": dtype.str, "shape": list(array.shape), "data": array.tobytes()}
 
@@ -56,9 +73,10 @@ def _from_msgpack_tree(value: Any, where: str) -> Any:
 
 def decode_array(payload: dict[str, Any], where: str = "$") -> np.ndarray:
     dtype, shape, data = payload.get("dtype"), payload.get("shape"), payload.get("data")
-    if dtype not in ALLOWED_DTYPES:
+    if not isinstance(dtype, str) or not allowed_dtype(dtype):
         raise BundleError(
-            f"array at {where} has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}"
+            f"array at {where} has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)} and byte "
+            "strings |S1..|S9999"
         )
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise BundleError(f"array at {where} has an invalid shape {shape!r}")
@@ -78,13 +96,24 @@ def dumps(tree: Any) -> bytes:
     return msgspec.msgpack.encode(_to_msgpack_tree(tree))
 
 
-def loads(data: bytes, where: str = "$") -> Any:
-    """Decode what `dumps` wrote; arrays come back read-only, viewing the input bytes."""
+def loads(data: bytes | memoryview | mmap.mmap, where: str = "$") -> Any:
+    """Decode what `dumps` wrote; arrays come back read-only, viewing `data` (no copy)."""
     try:
-        tree = _decoder.decode(data)
+        return _decode_piece(data, where)
     except msgspec.DecodeError as exc:
         raise BundleError(f"{where} is not valid msgpack: {exc}") from exc
-    return _from_msgpack_tree(tree, where)
+
+
+def _decode_piece(piece: Any, where: str) -> Any:
+    if len(piece) == 0 or memoryview(piece)[0] not in _MAP_FIRST_BYTES:
+        return _from_msgpack_tree(_decoder.decode(piece), where)  # a list or a scalar
+    fields = _map_of_pieces.decode(piece)
+    if ARRAY_TAG in fields and _decoder.decode(fields[ARRAY_TAG]) == 1:
+        payload = {key: _decoder.decode(fields[key]) for key in ("dtype", "shape") if key in fields}
+        if "data" in fields:
+            payload["data"] = _bytes_view.decode(fields["data"])
+        return decode_array(payload, where)
+    return {key: _decode_piece(value, f"{where}.{key}") for key, value in fields.items()}
 
 
 def write_file(path: Path, tree: Any) -> None:
@@ -92,4 +121,10 @@ def write_file(path: Path, tree: Any) -> None:
 
 
 def read_file(path: Path) -> Any:
-    return loads(path.read_bytes(), where=path.name)
+    """A bundle file, memory-mapped: its arrays stay valid as long as they are referenced, even
+    after the file is replaced (a bundle swap renames directories; the mapping keeps the inode)."""
+    with path.open("rb") as f:
+        if path.stat().st_size == 0:
+            raise BundleError(f"{path.name} is empty", file=path.name)
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return loads(mapped, where=path.name)

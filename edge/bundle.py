@@ -17,6 +17,7 @@ from edge import arrays
 from edge.bandits import Bandit, bandit_table_decoder
 from edge.errors import BundleError
 from edge.experiments import Experiment, experiment_table_decoder
+from edge.ids import is_sorted_and_unique
 from edge.intent import IntentLabels
 from edge.model import Embeddings, ItemGraph, ItemTable, Model, Popularity
 from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
@@ -155,8 +156,13 @@ def verify(directory: Path, signing_key: bytes | None = None) -> Manifest:
 
 # ------------------------------------------------------------------ trees -> model
 def items_from_tree(tree: dict[str, Any]) -> ItemTable:
+    ids = tree["ids"]
+    if not isinstance(ids, np.ndarray) or ids.dtype.kind != "S":
+        raise ValueError("ids must be a byte-string array (format 4 and later)")
+    if not is_sorted_and_unique(ids):
+        raise ValueError("ids must be unique and sorted")
     return ItemTable(
-        ids=list(tree["ids"]),
+        id_bytes=ids,
         category=tree["category"],
         category_names=list(tree["category_names"]),
         price=tree["price"],
@@ -167,14 +173,21 @@ def items_from_tree(tree: dict[str, Any]) -> ItemTable:
 
 
 def embeddings_from_tree(tree: dict[str, Any]) -> Embeddings:
-    factors, order, norms = tree["factors"], tree["order"], tree["norms"]
-    if not (factors.shape[0] == order.size == norms.size):
+    factors, scale, order, norms = tree["factors"], tree["scale"], tree["order"], tree["norms"]
+    if factors.dtype not in (np.int8, np.float32) or factors.ndim != 2:
+        raise ValueError(f"embeddings: factors must be int8 or float32 rows, got {factors.dtype}")
+    if not (factors.shape[0] == scale.size == order.size == norms.size):
         raise ValueError(
-            f"embeddings: {factors.shape[0]} rows, {order.size} order entries and "
-            f"{norms.size} norms should be equal"
+            f"embeddings: {factors.shape[0]} rows, {scale.size} scales, {order.size} order "
+            f"entries and {norms.size} norms should be equal"
         )
     return Embeddings(
-        factors=factors, order=order, norms=norms, gram=tree["gram"], alpha=float(tree["alpha"])
+        factors=factors,
+        scale=scale,
+        order=order,
+        norms=norms,
+        gram=tree["gram"],
+        alpha=float(tree["alpha"]),
     )
 
 

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.ids import find_ids
 from edge.ranker import Ranker
 
 
@@ -21,37 +22,51 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ItemTable:
-    ids: list[str]
+    """Per-item facts. Item i is the i-th id in UTF-8 byte order; ids are found by binary
+    search in the id array, so a table of any size is ready as soon as its arrays are mapped."""
+
+    id_bytes: np.ndarray  # |S<width>: UTF-8 ids, sorted and unique
     category: np.ndarray  # int32 code per item, -1 when unknown
     category_names: list[str]
     price: np.ndarray  # float32, NaN when unknown
     in_stock: np.ndarray  # bool
     age_days: np.ndarray  # float32: days from the item's first event to the end of training
     repeat_rate: np.ndarray  # float32: share of the item's buyers who bought it again
-    index: dict[str, int] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "index", {item_id: i for i, item_id in enumerate(self.ids)})
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.id_bytes.size
 
-    def category_of(self, item_id: str) -> int:
-        """Category code of an item (-1 when unknown, or for an item this bundle lacks)."""
-        i = self.index.get(item_id)
-        return -1 if i is None else int(self.category[i])
+    @property
+    def ids(self) -> list[str]:
+        """Every id, decoded (for tools, tests and benchmarks; requests use `positions`)."""
+        return [b.decode() for b in self.id_bytes.tolist()]
 
-    def price_of(self, item_id: str) -> float:
-        """Price of an item (0 when unknown, or for an item this bundle lacks)."""
-        i = self.index.get(item_id)
-        price = math.nan if i is None else float(self.price[i])
-        return price if math.isfinite(price) else 0.0
+    def id_of(self, i: int) -> str:
+        return self.id_bytes[i].decode()
 
-    def lookup(self, item_ids: list[str]) -> np.ndarray:
+    def ids_of(self, indices: Iterable[int]) -> list[str]:
+        ids = self.id_bytes
+        return [ids[i].decode() for i in indices]
+
+    def positions(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Index of each id, -1 for an id this bundle does not hold (aligned with the input)."""
+        return find_ids(self.id_bytes, item_ids)
+
+    def lookup(self, item_ids: Sequence[str]) -> np.ndarray:
         """Indices of the ids this bundle knows; unknown ids are skipped, not an error."""
-        get = self.index.get
-        found = np.array([get(i, -1) for i in item_ids], dtype=np.int64)
+        found = self.positions(item_ids)
         return found[found >= 0]
+
+    def categories(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Category code of each id (-1 when unknown, or for an item this bundle lacks)."""
+        found = self.positions(item_ids)
+        return np.where(found >= 0, self.category[found], -1)
+
+    def prices(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Price of each id (0 when unknown, or for an item this bundle lacks)."""
+        found = self.positions(item_ids)
+        price = np.where(found >= 0, self.price[found], np.nan)
+        return np.nan_to_num(price.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 @dataclass(frozen=True)
@@ -59,28 +74,51 @@ class Embeddings:
     """Item factors of an implicit-feedback ALS model, plus what folding a user in needs:
     the regularized Gram matrix YᵀY + λI and the confidence scale alpha.
 
-    Rows are stored by descending norm (`order[r]` is the item of row r), so the exact top-k
-    inner products can stop early: no row whose norm × |u| is below the k-th best score found
-    so far can enter the top k (Cauchy-Schwarz)."""
+    Factors are stored as int8 with a float32 scale per row (row ≈ int8 row × scale: a quarter
+    of float32's size; export checks the top-100 against float32's), or as float32 with a scale
+    of 1. Rows are stored by descending norm (`order[r]` is the item of row r), so the exact
+    top-k inner products can stop early: no row whose norm × |u| is below the k-th best score
+    found so far can enter the top k (Cauchy-Schwarz). The first rows, which every scan reads,
+    are kept dequantized in memory."""
 
-    factors: np.ndarray  # float32 [n_items, k], rows by descending norm
+    factors: np.ndarray  # int8 or float32 [n_items, k], rows by descending norm
+    scale: np.ndarray  # float32 [n_items]: a row's factors are factors[r] * scale[r]
     order: np.ndarray  # int32 [n_items]: item index of each row
-    norms: np.ndarray  # float32 [n_items], descending
+    norms: np.ndarray  # float32 [n_items], descending: norms of the dequantized rows
     gram: np.ndarray  # float64 [k, k]
     alpha: float
     row_of_item: np.ndarray = field(init=False, repr=False)
+    hot: np.ndarray = field(init=False, repr=False)  # float32: the first HOT_ROWS rows
 
     FIRST_BLOCK = 4096  # rows scored before the bound is computed
+    HOT_ROWS = 8192  # dequantized once at load: most scans end inside them
 
     def __post_init__(self) -> None:
         rows = np.empty(self.order.size, dtype=np.int64)
         rows[self.order] = np.arange(self.order.size)
         object.__setattr__(self, "row_of_item", rows)
         object.__setattr__(self, "_negative_norms", -self.norms)
+        object.__setattr__(self, "hot", self._dequantize(0, min(self.HOT_ROWS, self.order.size)))
+
+    def _dequantize(self, start: int, stop: int) -> np.ndarray:
+        block = self.factors[start:stop]
+        if block.dtype == np.float32:
+            return block
+        return block.astype(np.float32) * self.scale[start:stop, None]
+
+    def _scores(self, user: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """user · row for rows start..stop, from the hot rows where they reach."""
+        hot = self.hot.shape[0]
+        if stop <= hot:
+            return self.hot[start:stop] @ user
+        if start >= hot:
+            return (self.factors[start:stop] @ user) * self.scale[start:stop]
+        return np.concatenate([self.hot[start:] @ user, self._scores(user, hot, stop)])
 
     def rows(self, items: np.ndarray) -> np.ndarray:
-        """Factor rows of these item indices."""
-        return self.factors[self.row_of_item[items]]
+        """Factor rows of these item indices (float32)."""
+        r = self.row_of_item[items]
+        return self.factors[r].astype(np.float32, copy=False) * self.scale[r, None]
 
     def _scan_end(self, user: np.ndarray, first_scores: np.ndarray, k: int) -> int:
         """How many rows must be scored: past it, norm × |u| is below the k-th best score of the
@@ -100,7 +138,7 @@ class Embeddings:
 
     def _first_block(self, user: np.ndarray, k: int) -> np.ndarray:
         first = min(self.factors.shape[0], max(self.FIRST_BLOCK, 4 * k))
-        return self.factors[:first] @ user
+        return self._scores(user, 0, first)
 
     def scan_length(self, user: np.ndarray, k: int) -> int:
         """Rows `top(user, k)` reads (for benchmarks)."""
@@ -111,7 +149,7 @@ class Embeddings:
         scores = self._first_block(user, k)
         first, end = scores.size, self._scan_end(user, scores, k)
         if end > first:
-            scores = np.concatenate([scores, self.factors[first:end] @ user])
+            scores = np.concatenate([scores, self._scores(user, first, end)])
         best = top_k(scores, k)
         return self.order[best].astype(np.int64), scores[best]
 

@@ -1,18 +1,27 @@
 """The profile store: user id → recent items and a few counters. The embedded default is one
-msgpack file next to the bundle; a shop with many users plugs in a key-value store with the same
-`get` (the bundle itself never grows with the number of users)."""
+file next to the bundle; a shop with many users plugs in a key-value store with the same `get`
+(the bundle itself never grows with the number of users).
+
+The embedded file is memory-mapped and read one profile at a time: sorted user ids (searched in
+place), an offset per user, and each profile's msgpack record. Opening it costs the same for a
+thousand users or ten million, and only the profiles requests ask for are ever decoded."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
+import numpy as np
 
+from edge import arrays
 from edge.errors import BundleError
+from edge.ids import encode_ids, find_ids, is_sorted_and_unique
 from edge.schemas import Profile
 
-_decoder = msgspec.msgpack.Decoder(dict[str, Profile])
+_record_decoder = msgspec.msgpack.Decoder(Profile)
+_record_encoder = msgspec.msgpack.Encoder()
 
 
 class ProfileStore(Protocol):
@@ -22,31 +31,58 @@ class ProfileStore(Protocol):
 
 
 class EmbeddedProfileStore:
-    """All profiles in memory, decoded once from `profiles.msgpack`."""
+    """Profiles read from a mapped `profiles.msgpack`: {ids, offsets, records}."""
 
-    def __init__(self, profiles: dict[str, Profile]) -> None:
-        self._profiles = profiles
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, records: np.ndarray) -> None:
+        self._ids, self._offsets, self._records = ids, offsets, memoryview(records)
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str = "profiles.msgpack") -> EmbeddedProfileStore:
+    def from_tree(cls, tree: object, name: str = "profiles.msgpack") -> EmbeddedProfileStore:
         try:
-            return cls(_decoder.decode(data))
-        except msgspec.DecodeError as exc:
-            raise BundleError(f"{name} is not a valid profile store: {exc}", file=name) from exc
+            ids, offsets, records = tree["ids"], tree["offsets"], tree["records"]  # type: ignore[index]
+            ok = (
+                ids.dtype.kind == "S"
+                and offsets.dtype == np.int64
+                and offsets.shape == (ids.size + 1,)
+                and records.dtype == np.uint8
+                and offsets[0] == 0
+                and offsets[-1] == records.size
+                and bool(np.all(np.diff(offsets) > 0))
+                and is_sorted_and_unique(ids)
+            )
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise BundleError(f"{name} is not a profile store: {exc!r}", file=name) from exc
+        if not ok:
+            raise BundleError(
+                f"{name} is not a valid profile store: ids must be sorted and unique, with "
+                "one increasing offset per id into the records",
+                file=name,
+            )
+        return cls(ids, offsets, records)
 
     @classmethod
     def from_file(cls, path: Path) -> EmbeddedProfileStore:
-        return cls.from_bytes(path.read_bytes(), path.name)
+        return cls.from_tree(arrays.read_file(path), path.name)
 
     def get(self, user_id: str) -> Profile | None:
-        return self._profiles.get(user_id)
+        [i] = find_ids(self._ids, [user_id]).tolist()
+        if i < 0:
+            return None
+        start, stop = int(self._offsets[i]), int(self._offsets[i + 1])
+        try:
+            return _record_decoder.decode(self._records[start:stop])
+        except msgspec.DecodeError as exc:  # the file passed its checksum: a writer's bug
+            raise BundleError(f"the profile of {user_id!r} is malformed: {exc}") from exc
 
     def __len__(self) -> int:
-        return len(self._profiles)
+        return self._ids.size
+
+    def user_ids(self) -> Iterator[str]:
+        return (u.decode() for u in self._ids.tolist())
 
     def as_dict(self) -> dict[str, Profile]:
-        """Every profile (a read-only view for tools, demos and benchmarks)."""
-        return dict(self._profiles)
+        """Every profile, decoded (for tools, demos and benchmarks; requests use `get`)."""
+        return {user: self.get(user) for user in self.user_ids()}  # type: ignore[misc]
 
 
 class EmptyProfileStore:
@@ -58,4 +94,10 @@ class EmptyProfileStore:
 
 
 def encode_profiles(profiles: dict[str, Profile]) -> bytes:
-    return msgspec.msgpack.encode(profiles)
+    """The embedded store's file: users in id order, each profile its own msgpack record."""
+    users = sorted(profiles)
+    records = [_record_encoder.encode(profiles[u]) for u in users]
+    offsets = np.zeros(len(users) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(r) for r in records])
+    blob = np.frombuffer(b"".join(records), dtype=np.uint8)
+    return arrays.dumps({"ids": encode_ids(users), "offsets": offsets, "records": blob})

@@ -206,7 +206,7 @@ class Recommender:
             segment,
             intent,
             request.session.rules_shown if request.session else [],
-            bundle.model.items.price_of,
+            bundle.model.items.prices,
             time.time(),
             plan.guardrails.quiet_after_purchase_hours,
         )
@@ -228,8 +228,8 @@ class Recommender:
         if cap is None:
             cap = self.max_per_category
         top, scores = rank(bundle.model, candidates, request.k, deadline, cap)
-        ids = bundle.model.items.ids
-        items = [ScoredItem(ids[i], round(float(s), 6)) for i, s in zip(top, scores)]
+        ids = bundle.model.items.ids_of(top)
+        items = [ScoredItem(i, round(float(s), 6)) for i, s in zip(ids, scores)]
         if len(items) < request.k:  # a tiny catalog or a long exclude list: top up
             items += self._top_up(bundle, context, request, items, cap)
         return items
@@ -246,11 +246,10 @@ class Recommender:
         popularity is on another scale than the ranker's probabilities."""
         taken = {it.item_id for it in items}
         pool = self._popular(bundle, context, request, taken, limit=None if cap else request.k)
-        index, category = bundle.model.items.index, bundle.model.items.category
-        counts = Counter(int(category[index[it.item_id]]) for it in items)
+        table = bundle.model.items
+        counts = Counter(table.categories([it.item_id for it in items]).tolist())
         out = []
-        for it in pool:
-            code = int(category[index[it.item_id]]) if it.item_id in index else -1
+        for it, code in zip(pool, table.categories([it.item_id for it in pool]).tolist()):
             if cap and code >= 0 and counts[code] >= cap:
                 continue
             counts[code] += 1

@@ -7,7 +7,7 @@ the ones a guardrail held back, each with why, so a merchant can see what happen
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -184,7 +184,7 @@ def visit_signals(
     segment: str | None,
     intent: Intent | None,
     rules_shown: Sequence[str],
-    price_of: Callable[[str], float],
+    prices_of: Callable[[list[str]], Iterable[float]],
     now: float,
     quiet_after_purchase_hours: float,
 ) -> VisitSignals:
@@ -212,7 +212,7 @@ def visit_signals(
         "cart_idle_minutes": max(idle, 0.0) if idle is not None else None,
         "dwell_seconds": dwelled[0] / 1000.0 if dwelled else None,
         "visits_without_purchase": float(max(counted)) if counted else None,
-        "cart_value": float(sum(price_of(item) for item in dict.fromkeys(cart))),
+        "cart_value": float(sum(prices_of(list(dict.fromkeys(cart))))) if cart else 0.0,
         "intent": intent.probability if intent is not None else None,
         "local_hour": float(context.local_hour),
         "segment": segment,

@@ -9,8 +9,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
-FORMAT_VERSION = 3  # 3: segments and intent as one visitor.onnx
-SUPPORTED_FORMAT_VERSIONS = frozenset({3})
+FORMAT_VERSION = 4  # 4: memory-mapped arrays, int8 embeddings, ids searched in place
+SUPPORTED_FORMAT_VERSIONS = frozenset({4})
 
 # Event types every shop has; a build config may add more (with a weight of their own).
 DEFAULT_EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")

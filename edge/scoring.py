@@ -145,11 +145,11 @@ def build_user_state(
         w += profile.recent_weights
         bought_ids += profile.bought_items
         mean_price = profile.mean_price
-    index = model.items.index
-    known = [(index[i], wt) for i, wt in zip(ids, w) if i in index and wt > 0]
-    if known:
-        idx = np.fromiter((i for i, _ in known), dtype=np.int64, count=len(known))
-        wts = np.fromiter((wt for _, wt in known), dtype=np.float64, count=len(known))
+    found = model.items.positions(ids)
+    given = np.asarray(w, dtype=np.float64)
+    keep = (found >= 0) & (given > 0)
+    if keep.any():
+        idx, wts = found[keep], given[keep]
         # Distinct items in first-seen order = most recent first.
         items, first, summed = _sum_by_item(len(model.items), idx, wts)
         recent = items[:RECENT_ITEMS_FOR_COVIS]
@@ -408,8 +408,8 @@ def accessories(model: Model, item_id: str, k: int, blocked: np.ndarray) -> list
     """What goes with an item, best first: its item-to-item regression neighbours (bought
     together), then its co-visitation neighbours; never the item itself, a blocked item or one
     out of stock."""
-    i = model.items.index.get(item_id)
-    if i is None:
+    [i] = model.items.positions([item_id]).tolist()
+    if i < 0:
         return []
     skip = {i, *blocked.tolist()}
     out: list[int] = []
@@ -420,5 +420,5 @@ def accessories(model: Model, item_id: str, k: int, blocked: np.ndarray) -> list
                 out.append(j)
                 skip.add(j)
                 if len(out) == k:
-                    return [model.items.ids[j] for j in out]
-    return [model.items.ids[j] for j in out]
+                    return model.items.ids_of(out)
+    return model.items.ids_of(out)

@@ -23,18 +23,20 @@ class SessionSignals(NamedTuple):
 
 def session_signals(
     events: Iterable,
-    category_of: Callable[[str], int],
-    price_of: Callable[[str], float] | None = None,
+    categories_of: Callable[[list[str]], Iterable[int]],
+    prices_of: Callable[[list[str]], Iterable[float]] | None = None,
 ) -> SessionSignals:
-    """Signals of events with `type`, `item_id` and `dwell_ms`; `category_of` gives -1 for an
-    unknown category, `price_of` 0 for an unknown price (None: do not add up spend)."""
+    """Signals of events with `type`, `item_id` and `dwell_ms`. `categories_of` gives the
+    category code of each id (-1 when unknown), `prices_of` each price (0 when unknown; None:
+    do not add up spend); each is asked once, for all the ids at a time."""
     n = cart_adds = cart_removes = purchases = dwelled = 0
-    dwell_ms = spent = 0.0
-    items = set()
+    dwell_ms = 0.0
+    items: dict[str, None] = {}  # distinct, in first-seen order
+    bought: list[str] = []
     for event in events:
         n += 1
         kind, item = event.type, event.item_id
-        items.add(item)
+        items[item] = None
         if kind == "view":
             if event.dwell_ms:
                 dwell_ms += event.dwell_ms
@@ -45,9 +47,9 @@ def session_signals(
             cart_removes += 1
         elif kind == "purchase":
             purchases += 1
-            if price_of is not None:
-                spent += price_of(item)
-    categories = {category_of(item) for item in items}
+            bought.append(item)
+    spent = float(sum(prices_of(bought))) if prices_of is not None and bought else 0.0
+    categories = set(categories_of(list(items))) if items else set()
     categories.discard(-1)
     return SessionSignals(
         n,

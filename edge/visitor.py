@@ -131,7 +131,7 @@ def describe_visitor(
     """A visitor's segment (a known customer's stored one, else from this session) and purchase
     intent at time `now` (epoch seconds), from one pass over the session and one onnxruntime
     call. The edge asks at the request's time; export, at each training case's."""
-    signals = session_signals(events, items.category_of, items.price_of)
+    signals = session_signals(events, items.categories, items.prices)
     hours, purchases = math.nan, None
     if profile is not None:
         hours = max(0.0, (now - profile.last_ts) / 3600.0)

@@ -95,6 +95,9 @@ class EventsConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 class EmbeddingsConfig(Struct, frozen=True, forbid_unknown_fields=True):
     factors: PositiveInt = 64
+    # "int8": a quarter of float32's size, kept only when its top-100 keeps 99% of float32's
+    # (measured at export on the shop's own users); "none": float32.
+    quantize: Literal["int8", "none"] = "int8"
     regularization: Positive = 0.05
     alpha: Positive = 2.0
     iterations: PositiveInt = 15

@@ -62,19 +62,73 @@ class ItemEmbeddings:
         self.gram_ = y.T @ y + self.regularization * np.eye(self.factors)
         return self
 
-    def to_tree(self) -> dict[str, object]:
-        """Rows by descending norm, for the edge's early-stopping exact top-k."""
+    def to_tree(self, quantize: str = "int8") -> dict[str, object]:
+        """Rows by descending norm, for the edge's early-stopping exact top-k; int8 with a scale
+        per row when its top-100 keeps MIN_QUANTIZED_RECALL of float32's for this shop's users,
+        else float32 (the tree's "quantization" entry says which, and why)."""
         if not hasattr(self, "item_factors_"):
             raise NotFittedError("ItemEmbeddings is not fitted yet; call fit(user_items) first")
-        norms = np.linalg.norm(self.item_factors_, axis=1).astype(np.float32)
+        exact = self.item_factors_
+        factors, scale = exact, np.ones(exact.shape[0], dtype=np.float32)
+        report: dict[str, object] = {"dtype": "float32"}
+        if quantize == "int8":
+            q, q_scale = quantize_rows(exact)
+            users = sample_rows(self.model_.user_factors, RECALL_USERS, self.seed)
+            recall = top_k_recall(exact, q.astype(np.float32) * q_scale[:, None], users, 100)
+            report = {"recall_at_100": round(recall, 4), "users": int(users.shape[0])}
+            if recall >= MIN_QUANTIZED_RECALL:
+                factors, scale = q, q_scale
+                report = {"dtype": "int8", **report}
+            else:
+                report = {"dtype": "float32", "int8_refused": True, **report}
+        dequantized = factors.astype(np.float32) * scale[:, None]
+        # Rounded up: the edge's early stop may only ever read more rows, never fewer.
+        norms = np.nextafter(np.linalg.norm(dequantized, axis=1).astype(np.float32), np.inf)
         order = np.argsort(-norms, kind="stable").astype(np.int32)
+        y = dequantized.astype(np.float64)  # the fold-in's Gram of the rows the edge holds
         return {
-            "factors": np.ascontiguousarray(self.item_factors_[order]),
+            "factors": np.ascontiguousarray(factors[order]),
+            "scale": scale[order],
             "order": order,
             "norms": norms[order],
-            "gram": self.gram_,
+            "gram": y.T @ y + self.regularization * np.eye(self.factors),
             "alpha": self.alpha,
+            "quantization": report,
         }
+
+
+MIN_QUANTIZED_RECALL = 0.99  # top-100 overlap with float32's, below which int8 is refused
+RECALL_USERS = 500  # users the overlap is measured on
+
+
+def quantize_rows(factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per row: row ≈ q × scale, |q| ≤ 127, scale = max |row| / 127."""
+    peak = np.abs(factors).max(axis=1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(factors / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def sample_rows(matrix: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rows = np.asarray(matrix, dtype=np.float32)
+    if rows.shape[0] <= n:
+        return rows
+    return rows[np.random.default_rng(seed).choice(rows.shape[0], n, replace=False)]
+
+
+def top_k_recall(exact: np.ndarray, approx: np.ndarray, users: np.ndarray, k: int) -> float:
+    """Mean share of each user's exact top-k (largest user · item) that `approx` also ranks in
+    its top k."""
+    k = min(k, exact.shape[0])
+    if users.shape[0] == 0 or k == 0:
+        return 1.0
+    shares = []
+    for start in range(0, users.shape[0], 64):
+        u = users[start : start + 64]
+        truth = np.argpartition(-(u @ exact.T), k - 1, axis=1)[:, :k]
+        found = np.argpartition(-(u @ approx.T), k - 1, axis=1)[:, :k]
+        shares += [np.intersect1d(t, f).size / k for t, f in zip(truth, found)]
+    return float(np.mean(shares))
 
 
 PRICE_BANDS = 5

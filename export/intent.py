@@ -60,7 +60,9 @@ class SessionLog:
         self.started = pd.Series(frame["ts"].to_numpy()[starts], index=self.bounds.index)
         index = {item: i for i, item in enumerate(universe.ids)}
         category = universe.category
-        self.category_of = lambda item: int(category[index[item]]) if item in index else -1
+        self.categories_of = lambda items: [
+            int(category[index[item]]) if item in index else -1 for item in items
+        ]
 
     def starting(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.Index:
         """The sessions whose first event falls in [start, end)."""
@@ -90,7 +92,7 @@ class SessionLog:
                 if not math.isnan(last_end):
                     hours = (self.t[start] - last_end) / 3600.0
             device, hour = self.devices[start], int(self.hours[start])
-            signals = session_signals(prefix, self.category_of)
+            signals = session_signals(prefix, self.categories_of)
             xs.append(intent_features(signals, hours, purchases, device, hour))
             ys.append(bought.size > 0)
             ids.append(session_id)

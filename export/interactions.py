@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from edge.ids import encode_ids
 from edge.scoring import MAX_CONFIDENCE_WEIGHT, dwell_factor
 
 UNKNOWN_CATEGORY = -1
@@ -35,7 +36,7 @@ class ItemUniverse:
 
     def to_tree(self) -> dict[str, object]:
         return {
-            "ids": self.ids,
+            "ids": encode_ids(self.ids),
             "category": self.category,
             "category_names": self.category_names,
             "price": self.price,

@@ -200,7 +200,7 @@ def fit_candidate_models(
     ).fit(events, universe, weights)
     trees = {
         ITEMS: universe.to_tree() | item_statistics(events, universe),
-        EMBEDDINGS: embeddings.to_tree(),
+        EMBEDDINGS: embeddings.to_tree(emb.quantize),
         COVISITATION: covisitation.to_tree(),
         REGRESSION: regression.to_tree(),
         POPULARITY: popularity.to_tree(),
@@ -418,7 +418,11 @@ def _write(
             "estimator": "HistGradientBoostingClassifier",
             "training": trained.ranker_training,
         },
-        "embeddings": {"method": "implicit ALS", "factors": config.embeddings.factors},
+        "embeddings": {
+            "method": "implicit ALS",
+            "factors": config.embeddings.factors,
+            **trained.trees[EMBEDDINGS]["quantization"],
+        },
         "serving": msgspec.to_builtins(config.serving),
         **({"segments": trained.segments} if trained.segments else {}),
         **({"intent": trained.intent} if trained.intent else {}),

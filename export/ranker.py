@@ -65,7 +65,6 @@ def training_rows(
     and an intent model the cases cannot leak into), each case's segment and purchase intent
     are features."""
     rng = np.random.default_rng(seed)
-    index = model.items.index
     xs, ys = [], []
     stats = {"cases": len(cases), "cases_with_positive": 0, "rows": 0, "positives": 0}
     for case in cases:
@@ -78,7 +77,7 @@ def training_rows(
             )
         found = visitor_features(visitor, segment, intent)
         candidates = candidate_features(model, state, case.context, sizes, NO_DEADLINE, *found)
-        wanted = np.fromiter((index[i] for i in case.relevant if i in index), np.int64)
+        wanted = model.items.lookup(list(case.relevant))
         label = np.isin(candidates.items, wanted)
         if not label.any():
             continue

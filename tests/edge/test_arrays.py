@@ -6,7 +6,7 @@ from edge.errors import BundleError
 
 
 @pytest.mark.parametrize(
-    "dtype", ["float32", "float64", "int8", "int32", "int64", "bool", "float16", "uint8"]
+    "dtype", ["float32", "float64", "int8", "int32", "int64", "bool", "float16", "uint8", "S5"]
 )
 def test_round_trip_keeps_dtype_shape_and_values(dtype):
     values = (np.arange(24) % 7).astype(dtype).reshape(2, 3, 4)
@@ -56,3 +56,27 @@ def test_files_are_plain_msgpack_readable_by_the_reference_library(tmp_path):
 def test_garbage_is_a_bundle_error():
     with pytest.raises(BundleError, match="not valid msgpack"):
         arrays.loads(b"\xc1\xc1\xc1")
+
+
+def test_files_are_memory_mapped_and_arrays_view_them(tmp_path):
+    values = np.arange(1000, dtype=np.float32)
+    arrays.write_file(tmp_path / "x.msgpack", {"t": {"a": values, "ids": np.array([b"a", b"bc"])}})
+    back = arrays.read_file(tmp_path / "x.msgpack")
+    np.testing.assert_array_equal(back["t"]["a"], values)
+    assert not back["t"]["a"].flags.owndata and not back["t"]["a"].flags.writeable
+    assert back["t"]["ids"].dtype == np.dtype("|S2") and back["t"]["ids"][1] == b"bc"
+    (tmp_path / "x.msgpack").unlink()  # a bundle swap removes the old files: views stay valid
+    assert float(back["t"]["a"].sum()) == float(values.sum())
+
+
+def test_an_empty_file_is_a_bundle_error(tmp_path):
+    (tmp_path / "x.msgpack").write_bytes(b"")
+    with pytest.raises(BundleError, match="x.msgpack is empty"):
+        arrays.read_file(tmp_path / "x.msgpack")
+
+
+def test_a_map_with_a_tag_other_than_1_is_a_plain_map():
+    tree = {"m": {arrays.ARRAY_TAG: 2, "x": [1, 2]}}
+    import msgspec
+
+    assert arrays.loads(msgspec.msgpack.encode(tree)) == tree

@@ -1,31 +1,42 @@
 import numpy as np
 import pytest
 
+from edge.ids import encode_ids
 from edge.model import Embeddings, ItemTable
 
 
-def embeddings(factors: np.ndarray) -> Embeddings:
-    norms = np.linalg.norm(factors, axis=1).astype(np.float32)
+def embeddings(factors: np.ndarray, quantized: bool = False) -> Embeddings:
+    """Embeddings as export writes them: float32 rows, or int8 rows with a scale each."""
+    from export.embeddings import quantize_rows
+
+    stored, scale = factors, np.ones(factors.shape[0], dtype=np.float32)
+    if quantized:
+        stored, scale = quantize_rows(factors)
+    rows = stored.astype(np.float32) * scale[:, None]
+    norms = np.nextafter(np.linalg.norm(rows, axis=1).astype(np.float32), np.inf)
     order = np.argsort(-norms, kind="stable").astype(np.int32)
     k = factors.shape[1]
-    return Embeddings(factors[order], order, norms[order], np.eye(k), 1.0)
+    return Embeddings(stored[order], scale[order], order, norms[order], np.eye(k), 1.0)
 
 
+@pytest.mark.parametrize("quantized", [False, True])
 @pytest.mark.parametrize("n,k,first", [(5000, 16, 64), (300, 8, 4096), (2000, 8, 16)])
-def test_top_is_exactly_the_brute_force_top_k(seed, n, k, first, monkeypatch):
+def test_top_is_exactly_the_brute_force_top_k(seed, n, k, first, quantized, monkeypatch):
     rng = np.random.default_rng(seed)
     # Heavy-tailed norms, like ALS factors of a long-tail catalog.
     factors = (rng.normal(size=(n, k)) * rng.pareto(2.0, size=(n, 1))).astype(np.float32)
-    emb = embeddings(factors)
     monkeypatch.setattr(Embeddings, "FIRST_BLOCK", first)
+    monkeypatch.setattr(Embeddings, "HOT_ROWS", 100)  # scans cross from hot rows into int8 ones
+    emb = embeddings(factors, quantized)
+    held = emb.rows(np.arange(n))  # what the bundle holds: exact top-k is over these rows
     for _ in range(50):
         user = rng.normal(size=k).astype(np.float32)
         for top_k in (1, 10, 100):
             items, scores = emb.top(user, top_k)
-            brute = factors @ user
+            brute = held @ user
             expected = np.sort(brute)[::-1][:top_k]
-            np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
-            np.testing.assert_allclose(brute[items], scores, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(brute[items], scores, rtol=1e-5, atol=1e-5)
 
 
 def test_top_with_more_wanted_than_items_and_a_zero_user():
@@ -38,19 +49,35 @@ def test_top_with_more_wanted_than_items_and_a_zero_user():
 
 def test_rows_follow_item_indices_not_storage_order():
     factors = np.array([[0.1, 0], [5, 0], [0, 1]], dtype=np.float32)
-    emb = embeddings(factors)
-    np.testing.assert_array_equal(emb.rows(np.array([0, 2])), factors[[0, 2]])
+    np.testing.assert_array_equal(embeddings(factors).rows(np.array([0, 2])), factors[[0, 2]])
+    quantized = embeddings(factors, quantized=True).rows(np.array([0, 2]))
+    np.testing.assert_allclose(quantized, factors[[0, 2]], atol=5 / 127 / 2)
+
+
+def table(ids, category=None, price=None) -> ItemTable:
+    n, ones = len(ids), np.ones(len(ids), np.float32)
+    category = np.zeros(n, np.int32) if category is None else np.asarray(category, np.int32)
+    price = ones if price is None else np.asarray(price, np.float32)
+    return ItemTable(encode_ids(ids), category, ["c"], price, ones > 0, ones, ones)
 
 
 def test_item_table_lookup_skips_unknown_ids():
-    ones = np.ones(2, np.float32)
-    table = ItemTable(["a", "b"], np.zeros(2, np.int32), ["c"], ones, np.ones(2, bool), ones, ones)
-    assert table.lookup(["b", "zzz", "a"]).tolist() == [1, 0]
+    items = table(["a", "b", "ü-9"])
+    assert items.lookup(["b", "zzz", "a", "ü-9"]).tolist() == [1, 0, 2]
+    # Longer than every stored id, empty, or a stored id plus a NUL: unknown, not a match.
+    assert items.positions(["a-much-longer-id", "", "a\0", "b"]).tolist() == [-1, -1, -1, 1]
+    assert items.ids == ["a", "b", "ü-9"] and items.ids_of([2, 0]) == ["ü-9", "a"]
 
 
 def test_item_table_answers_category_and_price_by_id():
-    ones = np.ones(2, np.float32)
-    price = np.array([2.5, np.nan], np.float32)
-    table = ItemTable(["a", "b"], np.array([0, -1], np.int32), ["c"], price, ones > 0, ones, ones)
-    assert [table.category_of(i) for i in ("a", "b", "zzz")] == [0, -1, -1]
-    assert [table.price_of(i) for i in ("a", "b", "zzz")] == [2.5, 0.0, 0.0]
+    items = table(["a", "b"], category=[0, -1], price=[2.5, np.nan])
+    assert items.categories(["a", "b", "zzz"]).tolist() == [0, -1, -1]
+    assert items.prices(["a", "b", "zzz"]).tolist() == [2.5, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "ids,message", [(["b", "a"], "unique and sorted"), (["a", "a"], "unique"), (["x\0"], "NUL")]
+)
+def test_ids_must_be_sorted_unique_and_free_of_trailing_nuls(ids, message):
+    with pytest.raises(ValueError, match=message):
+        encode_ids(ids)

@@ -150,7 +150,7 @@ def test_a_category_cap_spreads_the_answer_over_categories(bundle, recommender):
     items = bundle.model.items
 
     def per_category(response):
-        return Counter(int(items.category[items.index[i]]) for i in ids(response))
+        return Counter(items.categories(ids(response)).tolist())
 
     uncapped = recommender.recommend(RecommendRequest(user_id=user, k=20))
     assert max(per_category(uncapped).values()) > 2, "the fixture should favour a category"
@@ -166,9 +166,7 @@ def test_the_bundle_sets_the_default_cap_and_a_request_can_lift_it(bundle):
     capped.max_per_category = 1
     user = regular_customer(bundle)
     response = capped.recommend(RecommendRequest(user_id=user, k=10))
-    categories = [
-        int(bundle.model.items.category[bundle.model.items.index[i]]) for i in ids(response)
-    ]
+    categories = bundle.model.items.categories(ids(response)).tolist()
     assert len(categories) == len(set(categories))
     lifted = capped.recommend(RecommendRequest(user_id=user, k=10, max_per_category=0))
     assert len(lifted.items) == 10

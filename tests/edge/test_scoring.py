@@ -13,7 +13,6 @@ def test_user_state_merges_session_profile_cart_and_exclusions(bundle):
     from edge.scoring import build_user_state
 
     ids = bundle.model.items.ids
-    index = bundle.model.items.index
     profile = Profile([ids[1], ids[2]], [1.0, 8.0], [ids[2]], 2, 1, 0.0, 10.0, 5.0)
     events = [
         SessionEvent(type="view", item_id=ids[3], dwell_ms=int(LONG_DWELL_MS)),
@@ -23,9 +22,9 @@ def test_user_state_merges_session_profile_cart_and_exclusions(bundle):
     state = build_user_state(bundle.model, profile, events, cart=[ids[5]], exclude=[ids[6]])
     # most recent first: the session (newest first), then the cart, then the profile
     assert [ids[i] for i in state.recent[:5]] == [ids[4], ids[3], ids[5], ids[1], ids[2]]
-    assert set(state.blocked.tolist()) == {index[ids[i]] for i in (2, 4, 5, 6)}
+    assert set(state.blocked.tolist()) == {2, 4, 5, 6}
     weights = dict(zip(state.items.tolist(), state.weights.tolist()))
-    assert weights[index[ids[3]]] == 2 * bundle.model.event_weights["view"]
+    assert weights[3] == 2 * bundle.model.event_weights["view"]
     assert state.mean_price == 5.0
 
 

@@ -14,7 +14,11 @@ def test_one_pass_counts_what_the_segment_and_intent_features_need():
     ]
     categories = {"a": 0, "b": 1}
     prices = {"a": 12.5}
-    signals = session_signals(events, lambda i: categories.get(i, -1), lambda i: prices.get(i, 0.0))
+    signals = session_signals(
+        events,
+        lambda ids: [categories.get(i, -1) for i in ids],
+        lambda ids: [prices.get(i, 0.0) for i in ids],
+    )
     assert signals == SessionSignals(
         events=7,
         items=3,
@@ -26,9 +30,9 @@ def test_one_pass_counts_what_the_segment_and_intent_features_need():
         purchases=1,
         spent=12.5,
     )
-    assert session_signals(events, lambda i: 0).spent == 0.0  # no prices: no spend
+    assert session_signals(events, lambda ids: [0] * len(ids)).spent == 0.0  # no prices
 
 
 def test_no_events_signal_nothing():
-    signals = session_signals([], lambda i: 0, lambda i: 1.0)
+    signals = session_signals([], lambda ids: [0] * len(ids), lambda ids: [1.0] * len(ids))
     assert signals == SessionSignals(0, 0, 0, 0.0, 0, 0, 0, 0, 0.0)

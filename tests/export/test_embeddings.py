@@ -16,7 +16,8 @@ def test_edge_fold_in_matches_implicit_recalculate_user(seed):
     emb = ItemEmbeddings(factors=16, regularization=0.1, alpha=2.0, iterations=5, seed=seed).fit(
         user_items
     )
-    tree = emb.to_tree()
+    tree = emb.to_tree(quantize="none")
+    assert tree["quantization"] == {"dtype": "float32"}
     embeddings = embeddings_from_tree(tree)
     for user in range(10):
         row = user_items[user]
@@ -25,6 +26,47 @@ def test_edge_fold_in_matches_implicit_recalculate_user(seed):
         expected = emb.model_.recalculate_user(user, row)
         got = solve_user(embeddings.rows(row.indices), row.data, embeddings.gram, embeddings.alpha)
         np.testing.assert_allclose(got, np.asarray(expected).ravel(), rtol=1e-3, atol=1e-4)
+
+
+def fitted(seed: int, n_users: int = 2000, n_items: int = 600) -> ItemEmbeddings:
+    rng = np.random.default_rng(seed)
+    taste = rng.normal(size=(n_users, 8)) @ rng.normal(size=(8, n_items))
+    dense = (taste > np.quantile(taste, 0.97)) * rng.integers(1, 5, (n_users, n_items))
+    return ItemEmbeddings(factors=32, iterations=8, seed=seed).fit(
+        sp.csr_matrix(dense.astype(np.float32))
+    )
+
+
+def test_int8_rows_keep_the_float32_top_100_and_the_tree_says_so(seed):
+    emb = fitted(seed)
+    tree = emb.to_tree()  # int8 is the default
+    report = tree["quantization"]
+    assert report["dtype"] == "int8" and report["recall_at_100"] >= 0.99
+    assert tree["factors"].dtype == np.int8 and tree["scale"].dtype == np.float32
+    embeddings = embeddings_from_tree(tree)
+    # The rows the edge holds are within half a quantization step of float32's.
+    exact = emb.item_factors_
+    step = np.abs(exact).max(axis=1, keepdims=True) / 127
+    assert np.all(np.abs(embeddings.rows(np.arange(exact.shape[0])) - exact) <= step / 2 + 1e-6)
+
+
+def test_int8_is_refused_when_it_would_lose_the_top_100(seed, monkeypatch):
+    import export.embeddings as module
+
+    monkeypatch.setattr(module, "MIN_QUANTIZED_RECALL", 1.01)  # no quantization can keep it
+    tree = fitted(seed).to_tree()
+    assert tree["quantization"]["dtype"] == "float32" and tree["quantization"]["int8_refused"]
+    assert tree["factors"].dtype == np.float32
+
+
+def test_top_k_recall_counts_the_shared_share():
+    from export.embeddings import top_k_recall
+
+    exact = np.diag([4.0, 3.0, 2.0, 1.0]).astype(np.float32)
+    users = np.ones((1, 4), np.float32)
+    assert top_k_recall(exact, exact, users, 2) == 1.0
+    swapped = np.diag([1.0, 3.0, 2.0, 4.0]).astype(np.float32)  # top 2 {0, 1} becomes {3, 1}
+    assert top_k_recall(exact, swapped, users, 2) == 0.5
 
 
 def test_an_item_without_interactions_gets_factors_from_its_metadata(seed):

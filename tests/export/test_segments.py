@@ -127,7 +127,11 @@ def test_a_live_session_has_features_too():
         SessionEvent("add_to_cart", "b"),
     ]
     categories, prices = {"a": 0, "b": 1}, {"b": 9.0}
-    signals = session_signals(events, categories.__getitem__, prices.get)
+    signals = session_signals(
+        events,
+        lambda ids: [categories[i] for i in ids],
+        lambda ids: [prices.get(i) for i in ids],
+    )
     features = session_segment_features(signals)
     assert features["categories"] == 2 and features["avg_dwell_s"] == 30.0
     assert features["cart_abandon_share"] == 1.0 and features["monetary"] == 0.0

@@ -1,0 +1,158 @@
+"""Bundle figures on the simulator bundles of 10,000 and 100,000 items: size on disk (the bundle,
+and the profile store beside it), load time (verify + map + decode, in process), peak memory
+of a process that loads it, and time from process start to a green /readyz of the real server,
+against a bare Starlette app under the same uvicorn started the same way in the same run. Not a
+test: it reports, it does not assert.
+
+    python bench/bench_bundle.py [--sizes 10000 100000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bundles import SIZES, build  # noqa: E402
+
+from edge.bundle import PROFILES, load_bundle  # noqa: E402
+
+# Run in a fresh interpreter: peak resident memory after the imports, then after the load.
+PEAK_PROBE = """
+import sys
+from edge.bundle import load_bundle
+from edge.recommend import Recommender
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+before = hwm()
+bundle = load_bundle(sys.argv[1])
+Recommender(bundle, 50.0).warm_up()
+print(before, hwm())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seconds_to_ready(command: list[str], port: int, timeout: float = 60.0) -> float:
+    """From spawning `command` to its first 200 on /readyz, polled every 2 ms."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while time.perf_counter() - started < timeout:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            try:
+                connection.request("GET", "/readyz")
+                if connection.getresponse().status == 200:
+                    return time.perf_counter() - started
+            except OSError:
+                pass
+            finally:
+                connection.close()
+            if process.poll() is not None:
+                raise RuntimeError(f"{command} exited: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.002)
+        raise RuntimeError(f"{command} was not ready in {timeout} s")
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def serve_command(bundle: Path | None, port: int) -> list[str]:
+    if bundle is None:
+        app = ["uvicorn", "bench.bare_app:app", "--log-level", "warning"]
+        return [sys.executable, "-m", *app, "--host", "127.0.0.1", "--port", str(port)]
+    edge = ["edge", "serve", "--bundle", str(bundle), "--log-level", "warning"]
+    return [sys.executable, "-m", *edge, "--host", "127.0.0.1", "--port", str(port)]
+
+
+def measure(directory: Path, repeats: int) -> dict[str, float]:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    bundle_bytes = sum(e["bytes"] for e in manifest["files"].values())
+    profile_bytes = sum(e["bytes"] for e in manifest.get("profile_store", {}).values())
+    load_bundle(directory)  # the page cache holds the files from here on, as on a warm node
+    loads = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        load_bundle(directory)
+        loads.append(time.perf_counter() - started)
+    probe = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE, str(directory)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    before, after = (int(x) for x in probe.stdout.split())
+    ready, bare = [], []
+    for _ in range(repeats):  # alternated, so both see the same machine
+        ready.append(seconds_to_ready(serve_command(directory, port := free_port()), port))
+        bare.append(seconds_to_ready(serve_command(None, port := free_port()), port))
+    bundle = load_bundle(directory)
+    return {
+        "items": len(bundle.model.items),
+        "embedding_dtype": str(bundle.model.embeddings.factors.dtype),
+        "bundle_mb": round(bundle_bytes / 1e6, 2),
+        "profile_store_mb": round(profile_bytes / 1e6, 2),
+        "profiles": len(bundle.profiles),
+        "files_mb": {n: round(e["bytes"] / 1e6, 3) for n, e in manifest["files"].items()},
+        "load_ms_median": round(statistics.median(loads) * 1000, 2),
+        "peak_memory_mb_added_by_load": round((after - before) / 1e6, 1),
+        "peak_memory_mb_process": round(after / 1e6, 1),
+        "readyz_s_median": round(statistics.median(ready), 3),
+        "bare_starlette_first_answer_s_median": round(statistics.median(bare), 3),
+        "readyz_over_bare": round(statistics.median(ready) / statistics.median(bare), 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(SIZES))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bundle.json"))
+    args = parser.parse_args()
+    results = {}
+    for items in args.sizes:
+        events, users = SIZES.get(items, (20 * items, items // 2))
+        directory = build(items, events, users, args.seed)
+        results[str(items)] = measure(directory, args.repeats)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "repeats": args.repeats,
+        "bundles": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"bundles (median of {args.repeats} runs; {PROFILES} is the profile store beside them)")
+    header = f"  {'items':>8}{'dtype':>8}{'bundle MB':>11}{'profiles MB':>13}{'load ms':>9}"
+    print(header + f"{'peak MB':>9}{'readyz s':>10}{'bare s':>8}{'ratio':>7}")
+    for items, r in results.items():
+        print(
+            f"  {int(items):>8,}{r['embedding_dtype']:>8}{r['bundle_mb']:>11.2f}"
+            f"{r['profile_store_mb']:>13.2f}{r['load_ms_median']:>9.1f}"
+            f"{r['peak_memory_mb_added_by_load']:>9.1f}{r['readyz_s_median']:>10.3f}"
+            f"{r['bare_starlette_first_answer_s_median']:>8.3f}{r['readyz_over_bare']:>7.2f}"
+        )
+    print("  peak MB: resident memory a fresh process adds by loading and warming the bundle")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

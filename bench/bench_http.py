@@ -1,0 +1,180 @@
+"""The product over HTTP against a bare Starlette JSON endpoint (bench/bare_app.py), both served
+by the same uvicorn (uvloop, httptools) on one core and loaded by wrk on the other core, in the
+same run: requests/s and latency percentiles at 1, 16 and 64 connections, reported as ratios to
+the bare endpoint. The product gets a mix of known customers, anonymous sessions and cold
+visitors on the 100,000-item simulator bundle. Not a test: it reports, it does not assert.
+
+    python bench/bench_http.py [--items 100000] [--seconds 10] [--connections 1 16 64]
+
+Needs wrk (`make bench` installs Debian's package) and taskset (util-linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench_recommend import request_bodies  # noqa: E402
+from bundles import SIZES, build  # noqa: E402
+
+from edge.bundle import load_bundle  # noqa: E402
+
+# wrk's Lua: POST each body in turn (one list per thread, the same order in each run).
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+local bodies = {%s}
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format(nil, "/v1/recommend", nil, bodies[i])
+end
+"""
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lua_string(body: bytes) -> str:
+    return "[==[" + body.decode() + "]==]"
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """Requests/s, errors and latency percentiles (ms) from `wrk --latency`."""
+    out: dict[str, float] = {"errors": 0.0}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if rps is None:
+        raise RuntimeError(f"wrk printed no Requests/sec:\n{output}")
+    out["requests_per_s"] = float(rps.group(1))
+    for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M):
+        out[f"p{pct}_ms"] = round(float(value) * UNITS[unit], 3)
+    for kind in re.findall(r"(?:Non-2xx or 3xx responses|Socket errors):\s*(.*)", output):
+        out["errors"] += sum(int(n) for n in re.findall(r"\d+", kind))
+    return out
+
+
+def run_wrk(port: int, script: Path, connections: int, seconds: float) -> dict[str, float]:
+    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    command += ["--latency", "-s", str(script), f"http://127.0.0.1:{port}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed: {done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+def start(command: list[str], port: int) -> subprocess.Popen:
+    # One core for the server, the other for wrk: the server's own ceiling, not a shared one.
+    process = subprocess.Popen(["taskset", "-c", "0", *command], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while subprocess.run(
+        ["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/readyz"], check=False
+    ).returncode:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{command} did not start")
+        time.sleep(0.1)
+    return process
+
+
+def servers(bundle_dir: Path) -> dict[str, list[str]]:
+    common = ["--host", "127.0.0.1", "--log-level", "warning"]
+    return {
+        "edgeperso": [sys.executable, "-m", "edge", "serve", "--bundle", str(bundle_dir), *common],
+        "bare starlette": [sys.executable, "-m", "uvicorn", "bench.bare_app:app", *common],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "http.json"))
+    args = parser.parse_args()
+    for tool in ("wrk", "taskset", "curl"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: `make bench` installs it (Debian's {tool})")
+    events, users = SIZES.get(args.items, (20 * args.items, args.items // 2))
+    bundle_dir = build(args.items, events, users, args.seed)
+    mixes = request_bodies(load_bundle(bundle_dir), 300, args.seed)
+    bodies = [b for trio in zip(*mixes.values()) for b in trio]  # interleaved mixes
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "post.lua"
+        script.write_text(WRK_SCRIPT % ",".join(lua_string(b) for b in bodies))
+        samples: dict[str, dict[int, list[dict[str, float]]]] = {}
+        for name, command in servers(bundle_dir).items():
+            port = free_port()
+            process = start([*command, "--port", str(port)], port)
+            try:
+                run_wrk(port, script, 16, 2)  # warm up
+                per = samples.setdefault(name, {})
+                for _ in range(args.rounds):
+                    for c in args.connections:
+                        per.setdefault(c, []).append(run_wrk(port, script, c, args.seconds))
+            finally:
+                process.terminate()
+                process.wait(timeout=15)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, per in samples.items():
+        results[name] = {
+            str(c): {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
+            for c, runs in per.items()
+        }
+    for c in map(str, args.connections):
+        product, bare = results["edgeperso"][c], results["bare starlette"][c]
+        product["requests_per_s_over_bare"] = round(
+            product["requests_per_s"] / bare["requests_per_s"], 3
+        )
+        product["p99_over_bare"] = round(product["p99_ms"] / bare["p99_ms"], 2)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "items": args.items,
+        "seconds_per_run": args.seconds,
+        "rounds": args.rounds,
+        "results": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"HTTP, {args.items:,} items, server on one core, wrk on the other "
+        f"(median of {args.rounds} runs of {args.seconds:g} s)"
+    )
+    print(
+        f"  {'server':<16}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'rps ratio':>11}{'p99 ratio':>11}"
+    )
+    for name, per in results.items():
+        for c, r in per.items():
+            ratios = (
+                f"{r['requests_per_s_over_bare']:>11.3f}{r['p99_over_bare']:>11.2f}"
+                if "p99_over_bare" in r
+                else ""
+            )
+            print(
+                f"  {name:<16}{c:>6}{r['requests_per_s']:>10.0f}{r['p50_ms']:>9.3f}"
+                f"{r['p99_ms']:>9.3f}{r['errors']:>8.0f}{ratios}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
