@@ -6,21 +6,21 @@ STAMP := $(VENV)/.installed
 
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint bench sample clean
+.PHONY: demo test lint bench loadtest sample clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@# LightFM (a baseline) compiles its C extension at install: get a compiler if there is none.
 	@command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc libc6-dev)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[build,baselines,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[build,baselines,test,loadtest]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 lint: $(STAMP) $(NODE_STAMP)
-	$(PY) -m ruff check edge export tests scripts bench
+	$(PY) -m ruff check edge export tests scripts bench loadtest
 	npm run lint --silent
 
 # The gateway Worker's tools (wrangler, pinned by package-lock.json). wrangler 4.86 needs Node 20+.
@@ -43,6 +43,11 @@ bench: $(STAMP)
 	$(PY) bench/bench_bandit.py
 	$(PY) bench/bench_bundle.py
 	$(PY) bench/bench_http.py
+
+# Locust against the edge on 127.0.0.1 for 20 s (loadtest/run.py): Locust's CSV and HTML report
+# and build/loadtest/summary.json; exits 1 when a request fails unexpectedly or p99 is over budget.
+loadtest: $(STAMP)
+	$(PY) loadtest/run.py $(LOADTEST_ARGS)
 
 # Remake the shipped sample from the full UCI file (not needed to run anything).
 sample: $(STAMP)

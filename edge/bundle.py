@@ -210,6 +210,7 @@ def popularity_from_tree(tree: dict[str, Any], n_items: int) -> Popularity:
         contexts=contexts,
         top_overall=tree["top_overall"],
         top_contexts=top_contexts,
+        category_top=graph_from_tree(tree["category_top"]),
     )
 
 

@@ -159,9 +159,9 @@ class ItemGraph:
     """Scored neighbours per item in CSR form: row i is indices[indptr[i]:indptr[i+1]]
     (co-visitation, item-to-item regression)."""
 
-    indptr: np.ndarray  # int64 [n_items + 1]
+    indptr: np.ndarray  # int32 [n_items + 1]
     indices: np.ndarray  # int32
-    scores: np.ndarray  # float32
+    scores: np.ndarray  # float16 (neighbour graphs) or float32
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,7 @@ class Popularity:
     contexts: dict[str, np.ndarray]  # key -> float32 [n_items]
     top_overall: np.ndarray  # int32, best first
     top_contexts: dict[str, np.ndarray]  # key -> int32, best first
+    category_top: ItemGraph  # category -> its most popular items, best first
 
 
 @dataclass(frozen=True)
@@ -185,16 +186,11 @@ class Model:
     event_weights: dict[str, float]
     ranker: Ranker | None = None  # attached by export once trained; always set in a bundle
     category_lift: dict[str, np.ndarray] = field(init=False, repr=False)
-    popular_by_category: ItemGraph = field(init=False, repr=False)
     # Per item: popularity, log price (-1 unknown), age in days, repeat rate (float32 [n, 4]).
     static_features: np.ndarray = field(init=False, repr=False)
 
-    CATEGORY_TOP = 50  # popular items kept per category
-
     def __post_init__(self) -> None:
         object.__setattr__(self, "category_lift", category_lift(self.items, self.popularity))
-        top = popular_by_category(self.items, self.popularity, self.CATEGORY_TOP)
-        object.__setattr__(self, "popular_by_category", top)
         price = self.items.price.astype(np.float64)
         log_price = np.where(np.isfinite(price), np.log1p(np.nan_to_num(price)), -1.0)
         static = [self.popularity.overall, log_price, self.items.age_days, self.items.repeat_rate]
@@ -202,42 +198,50 @@ class Model:
 
     def category_top(self, category: int) -> np.ndarray:
         """The most popular items of a category, best first."""
-        graph = self.popular_by_category
+        graph = self.popularity.category_top
         return graph.indices[graph.indptr[category] : graph.indptr[category + 1]]
 
 
-def popular_by_category(items: ItemTable, popularity: Popularity, n: int) -> ItemGraph:
-    """Per category, its `n` most popular items (best first), as a category → items table."""
-    n_categories = len(items.category_names)
-    ranked = np.argsort(-popularity.overall, kind="stable")
-    ranked = ranked[(items.category[ranked] >= 0) & (popularity.overall[ranked] > 0)]
-    by_category = ranked[np.argsort(items.category[ranked], kind="stable")]
-    cats = items.category[by_category]
+def popular_by_category(
+    category: np.ndarray, n_categories: int, overall: np.ndarray, n: int
+) -> ItemGraph:
+    """Per category, its `n` most popular items (best first), as a category → items table.
+    Export writes it into popularity.msgpack ("category_top"), so the edge does not sort."""
+    ranked = np.argsort(-overall, kind="stable")
+    ranked = ranked[(category[ranked] >= 0) & (overall[ranked] > 0)]
+    by_category = ranked[np.argsort(category[ranked], kind="stable")]
+    cats = category[by_category]
     starts = np.searchsorted(cats, np.arange(n_categories))
     keep = (np.arange(cats.size) - starts[cats]) < n
     kept, kept_cats = by_category[keep], cats[keep]
-    indptr = np.searchsorted(kept_cats, np.arange(n_categories + 1)).astype(np.int64)
-    return ItemGraph(indptr, kept.astype(np.int32), popularity.overall[kept])
+    indptr = np.searchsorted(kept_cats, np.arange(n_categories + 1)).astype(np.int32)
+    return ItemGraph(indptr, kept.astype(np.int32), overall[kept])
 
 
 def category_lift(items: ItemTable, popularity: Popularity) -> dict[str, np.ndarray]:
-    """Per context key and item: how much more of the item's category this context takes than
-    all traffic does (1.0 = as much). Context shifts whole categories (evening buyers, mobile
-    buyers), which item popularity alone is too sparse to show."""
+    """Per context key and category: how much more of the category this context takes than all
+    traffic does (1.0 = as much). Context shifts whole categories (evening buyers, mobile
+    buyers), which item popularity alone is too sparse to show. One entry per category plus a
+    last one of 1.0, so `lift[category[items]]` gives unknown categories (-1) no lift."""
     n_categories = len(items.category_names)
     known = items.category >= 0
-    codes = items.category[known]
 
-    def shares(scores: np.ndarray) -> np.ndarray:
-        sums = np.bincount(codes, weights=scores[known], minlength=n_categories)
+    def shares(item_indices: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        codes = items.category[item_indices]
+        mask = codes >= 0
+        sums = np.bincount(codes[mask], weights=scores[mask], minlength=n_categories)
         total = sums.sum()
         return sums / total if total > 0 else sums
 
-    overall = shares(popularity.overall)
+    overall = shares(np.flatnonzero(known), popularity.overall[known])
     lifts = {}
-    for key, scores in popularity.contexts.items():
-        ratio = np.divide(shares(scores), overall, out=np.ones(n_categories), where=overall > 0)
-        per_item = np.ones(len(items), dtype=np.float32)
-        per_item[known] = ratio[codes]
-        lifts[key] = per_item
+    for key, top in popularity.top_contexts.items():  # contexts are non-zero only on their top
+        ratio = np.ones(n_categories + 1, dtype=np.float32)
+        ratio[:n_categories] = np.divide(
+            shares(top, popularity.contexts[key][top]),
+            overall,
+            out=np.ones(n_categories),
+            where=overall > 0,
+        )
+        lifts[key] = ratio
     return lifts

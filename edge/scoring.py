@@ -355,7 +355,9 @@ def candidate_features(
     for dim, key in keys.items():
         features[:, column[f"pop_{dim}"]] = ctx_pop[dim][items]
         lift = model.category_lift.get(key)  # None: a context too rare to have its own table
-        features[:, column[f"category_lift_{dim}"]] = 1.0 if lift is None else lift[items]
+        features[:, column[f"category_lift_{dim}"]] = (
+            1.0 if lift is None else lift[model.items.category[items]]
+        )
     if math.isfinite(state.mean_price) and state.mean_price > 0:
         price = model.items.price[items]
         ratio = price / state.mean_price

@@ -106,6 +106,7 @@ class EmbeddingsConfig(Struct, frozen=True, forbid_unknown_fields=True):
 class CoVisitationConfig(Struct, frozen=True, forbid_unknown_fields=True):
     window: PositiveInt = 8  # pairs within this many positions of each other in a session
     neighbours: PositiveInt = 40  # kept per item
+    min_count: PositiveInt = 1  # a pair seen in fewer places than this is dropped as noise
 
 
 class RegressionConfig(Struct, frozen=True, forbid_unknown_fields=True):

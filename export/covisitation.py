@@ -10,9 +10,10 @@ from export.interactions import ItemUniverse, epoch_seconds, event_weights
 
 
 class CoVisitation:
-    def __init__(self, window: int = 8, neighbours: int = 40) -> None:
+    def __init__(self, window: int = 8, neighbours: int = 40, min_count: int = 1) -> None:
         self.window = window
         self.neighbours = neighbours
+        self.min_count = min_count  # pairs seen fewer times are dropped as noise
 
     def fit(
         self, events: pd.DataFrame, universe: ItemUniverse, weights: dict[str, float]
@@ -34,7 +35,8 @@ class CoVisitation:
         keep[1:] = (item[1:] != item[:-1]) | (session[1:] != session[:-1])
         session, item = session[keep], item[keep]
 
-        keys, values = [], []
+        keys: list[np.ndarray] = []
+        values: list[np.ndarray] = []
         for lag in range(1, self.window + 1):
             same = session[lag:] == session[:-lag]
             a, b = item[:-lag][same], item[lag:][same]
@@ -44,8 +46,9 @@ class CoVisitation:
             values += [np.full(2 * a.size, 1.0 / lag)]
         key = np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
         value = np.concatenate(values) if values else np.empty(0)
-        unique, inverse = np.unique(key, return_inverse=True)
+        unique, inverse, seen = np.unique(key, return_inverse=True, return_counts=True)
         counts = np.bincount(inverse, weights=value)
+        unique, counts = unique[seen >= self.min_count], counts[seen >= self.min_count]
         src, dst = unique // n_items, unique % n_items
         frequency = np.bincount(item, minlength=n_items).astype(np.float64)
         scores = counts / np.sqrt(frequency[src] * frequency[dst])
@@ -56,9 +59,9 @@ class CoVisitation:
         rank = np.arange(src.size) - starts[src]
         top = rank < self.neighbours
         src, dst, scores = src[top], dst[top], scores[top]
-        self.indptr_ = np.searchsorted(src, np.arange(n_items + 1)).astype(np.int64)
+        self.indptr_ = np.searchsorted(src, np.arange(n_items + 1)).astype(np.int32)
         self.indices_ = dst.astype(np.int32)
-        self.scores_ = scores.astype(np.float32)
+        self.scores_ = scores.astype(np.float16)  # ranks and a feature: 3 digits are plenty
         return self
 
     def to_tree(self) -> dict[str, object]:

@@ -52,9 +52,9 @@ class ItemRegression:
                 dst.append(kept[columns[positive][order]])
                 scores.append(w[positive][order])
         src_all = np.concatenate(src) if src else np.empty(0, dtype=np.int64)
-        self.indptr_ = np.searchsorted(src_all, np.arange(n_items + 1)).astype(np.int64)
+        self.indptr_ = np.searchsorted(src_all, np.arange(n_items + 1)).astype(np.int32)
         self.indices_ = (np.concatenate(dst) if dst else np.empty(0)).astype(np.int32)
-        self.scores_ = (np.concatenate(scores) if scores else np.empty(0)).astype(np.float32)
+        self.scores_ = (np.concatenate(scores) if scores else np.empty(0)).astype(np.float16)
         self.items_fitted_ = int(kept.size)
         return self
 

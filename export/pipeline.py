@@ -193,7 +193,9 @@ def fit_candidate_models(
     rc = config.regression
     regression = ItemRegression(rc.regularization, rc.neighbours, rc.max_items).fit(matrix)
     cv = config.covisitation
-    covisitation = CoVisitation(cv.window, cv.neighbours).fit(events, universe, weights)
+    covisitation = CoVisitation(cv.window, cv.neighbours, cv.min_count).fit(
+        events, universe, weights
+    )
     pc = config.popularity
     popularity = Popularity(
         pc.half_life_days, pc.context_top_n, pc.min_context_events, pc.fallback_items

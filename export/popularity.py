@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from edge.context import HOUR_BUCKETS
+from edge.model import popular_by_category
 from export.interactions import ItemUniverse, epoch_seconds, event_weights
 
 CONTEXT_DIMENSIONS = ("device", "country", "hour")
@@ -31,7 +32,9 @@ class Popularity:
         context_top_n: int = 500,
         min_context_events: int = 50,
         fallback_items: int = 50,
+        category_top_n: int = 50,
     ) -> None:
+        self.category_top_n = category_top_n  # popular items kept per category
         self.half_life_days = half_life_days
         self.context_top_n = context_top_n
         self.min_context_events = min_context_events
@@ -41,6 +44,8 @@ class Popularity:
         self, events: pd.DataFrame, universe: ItemUniverse, weights: dict[str, float]
     ) -> Popularity:
         n_items = len(universe.ids)
+        self.category_ = universe.category
+        self.n_categories_ = len(universe.category_names)
         seconds = epoch_seconds(events["ts"])
         age_days = (seconds.max() - seconds) / 86_400 if seconds.size else seconds
         w = event_weights(events, weights) * 0.5 ** (age_days / self.half_life_days)
@@ -65,10 +70,14 @@ class Popularity:
         return self
 
     def to_tree(self) -> dict[str, object]:
+        top = popular_by_category(
+            self.category_, self.n_categories_, self.overall_, self.category_top_n
+        )
         return {
             "overall": self.overall_,
             "top_overall": self.top_overall_,
             "contexts": self.contexts_,
+            "category_top": {"indptr": top.indptr, "indices": top.indices, "scores": top.scores},
         }
 
     def fallback(self, universe: ItemUniverse) -> dict[str, list[list[object]]]:

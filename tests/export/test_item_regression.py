@@ -16,7 +16,8 @@ def test_the_sparse_table_keeps_each_items_best_positive_ease_weights(seed):
         expected = np.argsort(-weights[item])[:5]
         expected = expected[weights[item, expected] > 0]
         np.testing.assert_array_equal(table.indices_[row], expected)
-        np.testing.assert_allclose(table.scores_[row], weights[item, expected], rtol=1e-5)
+        # Stored as float16: three significant digits.
+        np.testing.assert_allclose(table.scores_[row], weights[item, expected], rtol=1e-3)
     assert table.indptr_[29] == table.indptr_[30] and 29 not in table.indices_
 
 
