@@ -72,11 +72,12 @@ def parse_wrk(output: str) -> dict[str, float]:
 
 
 def run_wrk(port: int, script: Path, connections: int, seconds: float) -> dict[str, float]:
-    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds
+    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", duration]
     command += ["--latency", "-s", str(script), f"http://127.0.0.1:{port}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
-        raise RuntimeError(f"wrk failed: {done.stderr}")
+        raise RuntimeError(f"wrk failed: {done.stderr or done.stdout}")
     return parse_wrk(done.stdout)
 
 
@@ -104,7 +105,7 @@ def servers(bundle_dir: Path) -> dict[str, list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,10 +1,10 @@
 """Benchmark of the in-process recommend path (parse → context → profile → segment and intent →
-experiments → rules → candidates → ranker → answer) on a simulator bundle. Reports p50, p99 and
-p99.9 per request mix, and the same-run reference of one float32 item-matrix · vector product
-plus top-100 (the biggest single primitive), so figures compare across noisy machines as
-ratios. Not a test: it reports, it does not assert.
+experiments → rules → candidates → ranker → answer) on the simulator bundles of 10,000 and
+100,000 items. Reports p50, p99 and p99.9 per request mix, and the same-run reference of one
+float32 item-matrix · vector product plus top-100 (the biggest single primitive), so figures
+compare across noisy machines as ratios. Not a test: it reports, it does not assert.
 
-    python bench/bench_recommend.py [--items 100000] [--events 2000000] [--requests 2000]
+    python bench/bench_recommend.py [--sizes 10000 100000] [--requests 2000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bundles import build  # noqa: E402
+from bundles import SIZES, build  # noqa: E402
 
 from edge import scoring  # noqa: E402
-from edge.app import _request_decoder  # noqa: E402
+from edge.app import _request_decoder, one_blas_thread  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.context import resolve_context  # noqa: E402
 from edge.recommend import Recommender  # noqa: E402
@@ -88,7 +88,8 @@ def time_requests(recommender: Recommender, bodies: list[bytes]) -> np.ndarray:
 
 
 def reference(bundle, repeats: int) -> np.ndarray:
-    factors = bundle.model.embeddings.factors
+    emb = bundle.model.embeddings
+    factors = np.ascontiguousarray(emb.rows(emb.order))  # float32, whatever the bundle stores
     rng = np.random.default_rng(0)
     out = np.empty(repeats)
     for i in range(repeats):
@@ -222,18 +223,8 @@ def empty_onnxruntime_call(repeats: int) -> float:
     return statistics.median(samples)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--events", type=int, default=2_000_000)
-    parser.add_argument("--users", type=int, default=50_000)
-    parser.add_argument("--requests", type=int, default=2_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "recommend.json"))
-    args = parser.parse_args()
-
-    directory = build(args.items, args.events, args.users, args.seed)
+def run(items: int, events: int, users: int, args: argparse.Namespace) -> dict:
+    directory = build(items, events, users, args.seed)
     bundle = load_bundle(directory)
     recommender = Recommender(bundle, budget_ms=float("inf"))
     mixes = request_bodies(bundle, args.requests, args.seed)
@@ -257,24 +248,10 @@ def main() -> int:
     ref = results["reference"]["p50"]
     for name in mixes:
         results[name]["p50_over_reference"] = round(results[name]["p50"] / ref, 2)
-    report = {
-        "bundle": {
-            "items": len(bundle.model.items),
-            "events": args.events,
-            "embedding_dim": int(bundle.model.embeddings.factors.shape[1]),
-            "build_id": bundle.build_id,
-        },
-        "requests_per_round": args.requests,
-        "rounds": args.rounds,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "latency_ms": results,
-        "known_customer_steps_ms": stages,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"in-process recommend path, {len(bundle.model.items):,} items, "
-        f"{args.rounds} rounds × {args.requests} requests (median over rounds)"
+        f"in-process recommend path, {len(bundle.model.items):,} items "
+        f"({bundle.model.embeddings.factors.dtype} factors), {args.rounds} rounds × "
+        f"{args.requests} requests (median over rounds)"
     )
     print(f"  {'mix':<20}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'p50/ref':>9}")
     for name, r in results.items():
@@ -284,6 +261,39 @@ def main() -> int:
     print("  a known customer's request, step by step (median ms):")
     for name, value in stages.items():
         print(f"    {name:<34}{value:>8}")
+    return {
+        "bundle": {
+            "items": len(bundle.model.items),
+            "events": events,
+            "embedding_dim": int(bundle.model.embeddings.factors.shape[1]),
+            "embedding_dtype": str(bundle.model.embeddings.factors.dtype),
+            "build_id": bundle.build_id,
+        },
+        "latency_ms": results,
+        "known_customer_steps_ms": stages,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(SIZES))
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "recommend.json"))
+    args = parser.parse_args()
+    one_blas_thread()  # as the server does
+    report = {
+        "requests_per_round": args.requests,
+        "rounds": args.rounds,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "bundles": {},
+    }
+    for items in args.sizes:
+        events, users = SIZES.get(items, (20 * items, items // 2))
+        report["bundles"][str(items)] = run(items, events, users, args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge import scoring  # noqa: E402
+from edge.app import one_blas_thread  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.ranker import session_options  # noqa: E402
 
@@ -112,6 +113,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "retrieval.json"))
     args = parser.parse_args()
+    one_blas_thread()  # as the server does
     bundle = load_bundle(args.bundle)
     model = bundle.model
     emb = model.embeddings

@@ -78,8 +78,9 @@ class Embeddings:
     of float32's size; export checks the top-100 against float32's), or as float32 with a scale
     of 1. Rows are stored by descending norm (`order[r]` is the item of row r), so the exact
     top-k inner products can stop early: no row whose norm × |u| is below the k-th best score
-    found so far can enter the top k (Cauchy-Schwarz). The first rows, which every scan reads,
-    are kept dequantized in memory."""
+    found so far can enter the top k (Cauchy-Schwarz). Int8 rows are dequantized a block at a
+    time, the first time a scan reaches the block, and kept: loading stays instant, and a
+    node's steady state scans float32 (numpy's int8 products are several times slower)."""
 
     factors: np.ndarray  # int8 or float32 [n_items, k], rows by descending norm
     scale: np.ndarray  # float32 [n_items]: a row's factors are factors[r] * scale[r]
@@ -88,32 +89,40 @@ class Embeddings:
     gram: np.ndarray  # float64 [k, k]
     alpha: float
     row_of_item: np.ndarray = field(init=False, repr=False)
-    hot: np.ndarray = field(init=False, repr=False)  # float32: the first HOT_ROWS rows
 
     FIRST_BLOCK = 4096  # rows scored before the bound is computed
-    HOT_ROWS = 8192  # dequantized once at load: most scans end inside them
+    BLOCK_ROWS = 8192  # rows dequantized together
 
     def __post_init__(self) -> None:
         rows = np.empty(self.order.size, dtype=np.int64)
         rows[self.order] = np.arange(self.order.size)
         object.__setattr__(self, "row_of_item", rows)
         object.__setattr__(self, "_negative_norms", -self.norms)
-        object.__setattr__(self, "hot", self._dequantize(0, min(self.HOT_ROWS, self.order.size)))
+        n_blocks = -(-self.order.size // self.BLOCK_ROWS)
+        object.__setattr__(self, "_blocks", [None] * n_blocks)
 
-    def _dequantize(self, start: int, stop: int) -> np.ndarray:
-        block = self.factors[start:stop]
-        if block.dtype == np.float32:
-            return block
-        return block.astype(np.float32) * self.scale[start:stop, None]
+    def _block(self, b: int) -> np.ndarray:
+        """Block b's rows as float32: a view of float32 factors, else dequantized once (two
+        threads may both dequantize a block; either result is the same)."""
+        block = self._blocks[b]
+        if block is None:
+            start, stop = b * self.BLOCK_ROWS, (b + 1) * self.BLOCK_ROWS
+            raw = self.factors[start:stop]
+            if raw.dtype == np.float32:
+                block = raw
+            else:
+                block = raw.astype(np.float32) * self.scale[start:stop, None]
+            self._blocks[b] = block
+        return block
 
     def _scores(self, user: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """user · row for rows start..stop, from the hot rows where they reach."""
-        hot = self.hot.shape[0]
-        if stop <= hot:
-            return self.hot[start:stop] @ user
-        if start >= hot:
-            return (self.factors[start:stop] @ user) * self.scale[start:stop]
-        return np.concatenate([self.hot[start:] @ user, self._scores(user, hot, stop)])
+        """user · row for rows start..stop."""
+        size = self.BLOCK_ROWS
+        parts = []
+        for b in range(start // size, -(-stop // size)):
+            lo, hi = max(start - b * size, 0), min(stop - b * size, size)
+            parts.append(self._block(b)[lo:hi] @ user)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def rows(self, items: np.ndarray) -> np.ndarray:
         """Factor rows of these item indices (float32)."""

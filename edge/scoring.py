@@ -145,7 +145,15 @@ def build_user_state(
         w += profile.recent_weights
         bought_ids += profile.bought_items
         mean_price = profile.mean_price
-    found = model.items.positions(ids)
+    blocked_ids = bought_ids + list(cart) + list(exclude)
+    session_ids = [e.item_id for e in session_events] + list(cart)
+    # One search for every id this request names: the history, what is blocked, the session.
+    everything = model.items.positions(ids + blocked_ids + session_ids)
+    found = everything[: len(ids)]
+    blocked = everything[len(ids) : len(ids) + len(blocked_ids)]
+    blocked = blocked[blocked >= 0]
+    session = everything[len(ids) + len(blocked_ids) :]
+    session = session[session >= 0]
     given = np.asarray(w, dtype=np.float64)
     keep = (found >= 0) & (given > 0)
     if keep.any():
@@ -159,12 +167,10 @@ def build_user_state(
     else:
         items = recent = np.empty(0, dtype=np.int64)
         summed = recent_weights = np.empty(0, dtype=np.float64)
-    blocked = model.items.lookup(bought_ids + list(cart) + list(exclude))
     if math.isnan(mean_price) and items.size:
         prices = model.items.price[items]
         prices = prices[np.isfinite(prices)]
         mean_price = float(prices.mean()) if prices.size else math.nan
-    session = model.items.lookup([e.item_id for e in session_events] + list(cart))
     return UserState(items, summed, recent, recent_weights, np.unique(blocked), mean_price, session)
 
 

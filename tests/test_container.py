@@ -38,7 +38,7 @@ def test_the_image_installs_the_edge_runtime_and_nothing_else_pinned():
         re.split(r"[=<>!~\[;]", d, maxsplit=1)[0].strip().lower() for d in project["dependencies"]
     }
     server = {"uvicorn", "uvloop", "httptools"}  # the ASGI server, with its fast loop and parser
-    assert runtime == {"numpy", "msgspec", "starlette", "onnxruntime", *server}
+    assert runtime == {"numpy", "msgspec", "starlette", "onnxruntime", "threadpoolctl", *server}
     assert runtime <= pins  # every runtime dependency is pinned
 
 

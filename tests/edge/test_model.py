@@ -26,7 +26,7 @@ def test_top_is_exactly_the_brute_force_top_k(seed, n, k, first, quantized, monk
     # Heavy-tailed norms, like ALS factors of a long-tail catalog.
     factors = (rng.normal(size=(n, k)) * rng.pareto(2.0, size=(n, 1))).astype(np.float32)
     monkeypatch.setattr(Embeddings, "FIRST_BLOCK", first)
-    monkeypatch.setattr(Embeddings, "HOT_ROWS", 100)  # scans cross from hot rows into int8 ones
+    monkeypatch.setattr(Embeddings, "BLOCK_ROWS", 100)  # scans cross many dequantized blocks
     emb = embeddings(factors, quantized)
     held = emb.rows(np.arange(n))  # what the bundle holds: exact top-k is over these rows
     for _ in range(50):
