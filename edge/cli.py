@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from edge.bundle import PROFILES, load_bundle
+from edge.bundle import PROFILES, Bundle, load_bundle
 from edge.config import Settings
 from edge.context import HOUR_BUCKETS
 from edge.errors import BundleError
@@ -78,13 +78,22 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect(args: argparse.Namespace) -> int:
+def verified_bundle(directory: str) -> Bundle | None:
+    """The bundle, verified (with EDGEPERSO_SIGNING_KEY when set); None, said on stderr, when
+    it is refused."""
     key = os.environ.get("EDGEPERSO_SIGNING_KEY")
     try:
-        bundle = load_bundle(Path(args.directory), signing_key=key.encode() if key else None)
+        return load_bundle(Path(directory), signing_key=key.encode() if key else None)
     except (BundleError, OSError) as exc:
-        print(f"INVALID bundle {args.directory}: {exc}", file=sys.stderr)
+        print(f"INVALID bundle {directory}: {exc}", file=sys.stderr)
+        return None
+
+
+def inspect(args: argparse.Namespace) -> int:
+    bundle = verified_bundle(args.directory)
+    if bundle is None:
         return 1
+    key = os.environ.get("EDGEPERSO_SIGNING_KEY")
     m = bundle.manifest
     model = bundle.model
     summary = {
@@ -157,11 +166,8 @@ def _human(summary: dict) -> str:
 def gateway_content(args: argparse.Namespace) -> int:
     """Write the fallback content the gateway Worker serves (its FALLBACK KV entry) from a
     bundle that passes verification, so the gateway never serves what the edge would refuse."""
-    key = os.environ.get("EDGEPERSO_SIGNING_KEY")
-    try:
-        bundle = load_bundle(Path(args.directory), signing_key=key.encode() if key else None)
-    except (BundleError, OSError) as exc:
-        print(f"INVALID bundle {args.directory}: {exc}", file=sys.stderr)
+    bundle = verified_bundle(args.directory)
+    if bundle is None:
         return 1
     content = {
         "bundle": bundle.build_id,

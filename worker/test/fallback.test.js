@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import {
   contentCache,
   fallbackAnswer,
@@ -33,6 +34,22 @@ const CONTEXT = {
   hour_bucket: "morning",
   page: null,
 };
+// The fields every /v1/recommend answer has, the app's and the gateway's alike.
+const RESPONSE_FIELDS = JSON.parse(
+  readFileSync(new URL("../../tests/cases/recommend_response.json", import.meta.url)),
+).fields;
+
+// A fallback answer, with defaults for what a test does not look at.
+const answerFor = (overrides) =>
+  fallbackAnswer({
+    content: CONTENT,
+    body: {},
+    context: CONTEXT,
+    reason: "r",
+    startedMs: 0,
+    nowMs: 0,
+    ...overrides,
+  });
 
 test("the most specific context with content: country, then device, then hour, then all", () => {
   assert.equal(fallbackKey(CONTEXT, CONTENT.contexts), "country=de");
@@ -43,8 +60,7 @@ test("the most specific context with content: country, then device, then hour, t
 
 test("a fallback answer has the app's shape, honours k, exclude and the cart, and says why", () => {
   const body = { k: 2, exclude: ["de1"], context: { cart: ["de2"] } };
-  const answer = fallbackAnswer({
-    content: CONTENT,
+  const answer = answerFor({
     body,
     context: { ...CONTEXT, country: "" },
     reason: "the app answered 500",
@@ -52,14 +68,7 @@ test("a fallback answer has the app's shape, honours k, exclude and the cart, an
     nowMs: 12.5,
   });
   assert.deepEqual(answer.items, [{ item_id: "m1", score: 2 }]);
-  const german = fallbackAnswer({
-    content: CONTENT,
-    body,
-    context: CONTEXT,
-    reason: "x",
-    startedMs: 0,
-    nowMs: 0,
-  });
+  const german = answerFor({ body });
   assert.deepEqual(
     german.items.map((i) => i.item_id),
     ["a"],
@@ -68,34 +77,12 @@ test("a fallback answer has the app's shape, honours k, exclude and the cart, an
   assert.equal(answer.bundle, CONTENT.bundle);
   assert.equal(answer.personalized, false);
   assert.equal(answer.took_ms, 2.5);
-  assert.deepEqual(Object.keys(answer), [
-    "items",
-    "bundle",
-    "fallback",
-    "personalized",
-    "context",
-    "took_ms",
-    "segment",
-    "intent",
-    "variants",
-    "content",
-    "rules_fired",
-    "rules_held_back",
-    "slots",
-  ]);
+  assert.deepEqual(Object.keys(answer), RESPONSE_FIELDS);
 });
 
 test("without consent the cart is not used; k is capped at 100 and defaults to 10", () => {
-  const body = { consent: false, context: { cart: ["a"] } };
   const all = { ...CONTEXT, country: "", device: "" };
-  const answer = fallbackAnswer({
-    content: CONTENT,
-    body,
-    context: all,
-    reason: "r",
-    startedMs: 0,
-    nowMs: 0,
-  });
+  const answer = answerFor({ body: { consent: false, context: { cart: ["a"] } }, context: all });
   assert.deepEqual(
     answer.items.map((i) => i.item_id),
     ["a", "b", "c", "d"],
@@ -108,27 +95,13 @@ test("without consent the cart is not used; k is capped at 100 and defaults to 1
     ["5", 10],
     [3, 3],
   ]) {
-    const got = fallbackAnswer({
-      content: many,
-      body: { k },
-      context: all,
-      reason: "r",
-      startedMs: 0,
-      nowMs: 0,
-    });
+    const got = answerFor({ content: many, body: { k }, context: all });
     assert.equal(got.items.length, expected, `k=${k}`);
   }
 });
 
 test("with no content published the answer is empty and says so, never an error", () => {
-  const answer = fallbackAnswer({
-    content: null,
-    body: {},
-    context: CONTEXT,
-    reason: "r",
-    startedMs: 0,
-    nowMs: 0,
-  });
+  const answer = answerFor({ content: null });
   assert.deepEqual(answer.items, []);
   assert.equal(answer.bundle, null);
   assert.match(answer.fallback, /no fallback content is published/);
