@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EDGEPERSO = [sys.executable, "-m", "export.cli"]
 # Events -> (users, items): a mid-size shop, and a large one with ten times its traffic.
-SHOPS = {1_000_000: (20_000, 5_000), 10_000_000: (200_000, 50_000)}
+SHOPS = {1_000_000: (20_000, 5_000), 10_000_000: (200_000, 100_000)}
 
 
 def simulated(events: int, seed: int) -> Path:
