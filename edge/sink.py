@@ -2,6 +2,12 @@
 and fsyncs every batch before the endpoint answers, so an acknowledged event is on disk even if
 the process dies right after; another store plugs in through `EventSink`.
 
+Group commit: batches that arrive while an fsync is running are appended behind it and made
+durable together by the next one, so concurrent clients share fsyncs instead of queueing one
+each. A batch's writer returns only once an fsync that began after its append has succeeded.
+When an fsync fails, everything appended since the last good one is cut off and every writer
+waiting on it gets the error, so a batch that raised is never stored.
+
 Segments: `events-<UTC start>-<pid>-<seq>.jsonl.open` while written, renamed to `.jsonl` when
 rotated (by size or age) or closed. Readers (`edgeperso export`) take the `.jsonl` files. A
 segment left `.open` by a process that died is closed at the next start: cut after its last
@@ -42,31 +48,68 @@ class JsonlSegmentSink:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes, self.max_age_s = max_bytes, max_age_s
-        self._lock = threading.Lock()  # batches come from several worker threads
+        self._lock = threading.Lock()  # the file and the counters; batches come from threads
+        self._sync_lock = threading.Lock()  # one fsync at a time
         self._encoder = msgspec.json.Encoder()
         self._file: BinaryIO | None = None
         self._path: Path | None = None
         self._opened = 0.0
         self._seq = 0
+        self._appended = 0  # batches appended so far (a batch's number is its count)
+        self._durable = 0  # batches up to this number are on disk
+        self._durable_offset = 0  # where the current segment's durable part ends
+        self._lost_through = 0  # batches up to this number were cut off by a failed fsync
         self.recovered = recover_segments(self.directory)
 
     def write(self, records: list[dict[str, object]]) -> None:
         data = b"".join(self._encoder.encode(r) + b"\n" for r in records)
-        with self._lock:
-            file = self._file
-            if file is None or self._due_for_rotation(file):
-                file = self._rotate()
-            start = file.tell()
+        while True:
+            with self._lock:
+                file = self._file
+                if file is not None and not self._due_for_rotation(file):
+                    start = file.tell()
+                    try:
+                        file.write(data)
+                        file.flush()
+                    except OSError as exc:
+                        self._undo(file, start)
+                        raise SinkError(f"the event log could not be written ({exc})") from exc
+                    self._appended += 1
+                    mine = self._appended
+                    break
+            # A new segment, with no fsync in flight on the old one (the same lock order as
+            # _make_durable: the fsync lock first).
+            with self._sync_lock, self._lock:
+                if self._file is None or self._due_for_rotation(self._file):
+                    self._rotate()
+        self._make_durable(mine)
+
+    def _make_durable(self, mine: int) -> None:
+        """Return once batch `mine` is on disk; raise SinkError if it was cut off."""
+        with self._sync_lock:
+            with self._lock:
+                if mine <= self._lost_through:
+                    raise SinkError("the event log could not be written (an fsync failed)")
+                if mine <= self._durable:
+                    return  # an fsync that began after this batch's append covered it
+                file = self._file
+                if file is None:  # the segment was given up after a failed cut: not stored
+                    raise SinkError("the event log could not be written (segment abandoned)")
+                through, end = self._appended, file.tell()
             try:
-                file.write(data)
-                file.flush()
                 os.fsync(file.fileno())
             except OSError as exc:
-                self._undo(file, start)
+                with self._lock:
+                    self._undo(file, self._durable_offset)
+                    self._lost_through = self._appended
                 raise SinkError(f"the event log could not be written ({exc})") from exc
+            with self._lock:
+                self._durable = max(self._durable, through)
+                if file is self._file:
+                    self._durable_offset = max(self._durable_offset, end)
 
     def close(self) -> None:
-        with self._lock:
+        with self._sync_lock, self._lock:
             self._close_segment()
 
     def _due_for_rotation(self, file: BinaryIO) -> bool:
@@ -74,11 +117,14 @@ class JsonlSegmentSink:
         return file.tell() >= self.max_bytes or too_old
 
     def _rotate(self) -> BinaryIO:
+        """A new segment; closing the old one fsyncs it, so every batch so far is durable."""
         self._close_segment()
+        self._durable, self._durable_offset = self._appended, 0
         self._seq += 1
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self._path = self.directory / f"events-{stamp}-{os.getpid()}-{self._seq:04d}{OPEN_SUFFIX}"
         self._file = open(self._path, "ab")  # noqa: SIM115 (kept open across batches)
+        _fsync_directory(self.directory)  # the new name survives a crash with its first batch
         self._opened = time.monotonic()
         return self._file
 

@@ -2,6 +2,7 @@ import http.client
 import json
 import os
 import signal
+import stat
 import threading
 import time
 
@@ -55,6 +56,80 @@ def test_a_failed_batch_leaves_nothing_behind(tmp_path, monkeypatch):
     sink.write([{"n": 4}])
     sink.close()
     assert [r["n"] for r in lines(tmp_path)] == [1, 4]
+
+
+def test_concurrent_batches_share_fsyncs_and_each_returns_only_once_synced(tmp_path, monkeypatch):
+    """Group commit: 8 threads × 20 batches against a slow disk take far fewer fsyncs than
+    batches, and when a write returns, its batch lies inside what an fsync began on."""
+    sink = JsonlSegmentSink(tmp_path)
+    real_fsync, synced = os.fsync, []
+
+    def slow_fsync(fd):
+        status = os.fstat(fd)
+        if not stat.S_ISDIR(status.st_mode):  # the directory's own fsyncs are not batches'
+            synced.append(status.st_size)  # what this fsync will make durable (at least)
+            time.sleep(0.005)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    late: list[str] = []
+
+    def client(name: str) -> None:
+        for batch in range(20):
+            marker = f"{name}-{batch}"
+            sink.write([{"id": marker}])
+            [segment] = tmp_path.glob("*.jsonl.open")
+            quoted = f'"{marker}"'.encode()
+            end = segment.read_bytes().index(quoted) + len(quoted)
+            if end > max(synced):
+                late.append(marker)
+
+    threads = [threading.Thread(target=client, args=(f"c{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sink.close()
+    assert late == []
+    assert len({r["id"] for r in lines(tmp_path)}) == 160
+    assert len(synced) < 160 * 3 / 4  # batches waiting behind an fsync shared the next one
+
+
+def test_a_failed_fsync_fails_every_batch_waiting_on_it_and_keeps_none(tmp_path, monkeypatch):
+    sink = JsonlSegmentSink(tmp_path)
+    sink.write([{"n": 0}])
+    real_fsync, entered, release = os.fsync, threading.Event(), threading.Event()
+
+    def failing_fsync(fd):
+        entered.set()
+        release.wait(5)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    outcomes: dict[int, str] = {}
+
+    def client(n: int) -> None:
+        try:
+            sink.write([{"n": n}])
+            outcomes[n] = "stored"
+        except SinkError as exc:
+            outcomes[n] = str(exc)
+
+    first = threading.Thread(target=client, args=(1,))
+    first.start()
+    assert entered.wait(5)  # batch 1's fsync is running; 2 and 3 append behind it
+    others = [threading.Thread(target=client, args=(n,)) for n in (2, 3)]
+    for t in others:
+        t.start()
+    time.sleep(0.05)
+    release.set()
+    for t in [first, *others]:
+        t.join()
+    assert all("could not be written" in outcomes[n] for n in (1, 2, 3)), outcomes
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    sink.write([{"n": 4}])
+    sink.close()
+    assert [r["n"] for r in lines(tmp_path)] == [0, 4]
 
 
 def test_a_segment_left_open_by_a_dead_process_is_closed_without_its_torn_line(tmp_path):
