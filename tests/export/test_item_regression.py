@@ -29,3 +29,14 @@ def test_only_the_most_taken_items_are_fitted(seed):
     assert table.items_fitted_ == 3
     assert set(table.indices_.tolist()) <= {0, 1, 2}
     assert np.all(np.diff(table.indptr_)[3:] == 0)
+
+
+def test_the_symmetric_inverse_is_the_inverse(seed):
+    from export.item_regression import symmetric_inverse
+
+    rng = np.random.default_rng(seed)
+    x = (rng.random((400, 60)) < 0.1).astype(np.float64)
+    gram = x.T @ x + 5.0 * np.eye(60)
+    np.testing.assert_allclose(symmetric_inverse(gram), np.linalg.inv(gram), rtol=1e-10, atol=1e-12)
+    indefinite = np.array([[0.0, 1.0], [1.0, 0.0]])  # not positive definite: LU's answer
+    np.testing.assert_allclose(symmetric_inverse(indefinite), np.linalg.inv(indefinite))
