@@ -10,11 +10,9 @@ test: it reports, it does not assert.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bundles import SIZES, build  # noqa: E402
+from servers import free_port, wait_ready  # noqa: E402
 
 from edge.bundle import PROFILES, load_bundle  # noqa: E402
 
@@ -44,31 +43,13 @@ print(before, hwm())
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def seconds_to_ready(command: list[str], port: int, timeout: float = 60.0) -> float:
-    """From spawning `command` to its first 200 on /readyz, polled every 2 ms."""
+def seconds_to_ready(command: list[str], port: int) -> float:
+    """From spawning `command` to its first 200 on /readyz."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
-        while time.perf_counter() - started < timeout:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            try:
-                connection.request("GET", "/readyz")
-                if connection.getresponse().status == 200:
-                    return time.perf_counter() - started
-            except OSError:
-                pass
-            finally:
-                connection.close()
-            if process.poll() is not None:
-                raise RuntimeError(f"{command} exited: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.002)
-        raise RuntimeError(f"{command} was not ready in {timeout} s")
+        wait_ready(process, port)
+        return time.perf_counter() - started
     finally:
         process.terminate()
         process.wait(timeout=15)

@@ -17,12 +17,10 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_recommend import request_bodies  # noqa: E402
 from bundles import SIZES, build  # noqa: E402
+from servers import free_port, wait_ready  # noqa: E402
 
 from edge.bundle import load_bundle  # noqa: E402
 
@@ -45,12 +44,6 @@ request = function()
 end
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def lua_string(body: bytes) -> str:
@@ -84,13 +77,11 @@ def run_wrk(port: int, script: Path, connections: int, seconds: float) -> dict[s
 def start(command: list[str], port: int) -> subprocess.Popen:
     # One core for the server, the other for wrk: the server's own ceiling, not a shared one.
     process = subprocess.Popen(["taskset", "-c", "0", *command], cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while subprocess.run(
-        ["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/readyz"], check=False
-    ).returncode:
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{command} did not start")
-        time.sleep(0.1)
+    try:
+        wait_ready(process, port)
+    except RuntimeError:
+        process.kill()
+        raise
     return process
 
 
@@ -111,7 +102,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "http.json"))
     args = parser.parse_args()
-    for tool in ("wrk", "taskset", "curl"):
+    for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: `make bench` installs it (Debian's {tool})")
     events, users = SIZES.get(args.items, (20 * args.items, args.items // 2))
