@@ -18,6 +18,7 @@ from edge.bandits import Bandit, bandit_table_decoder
 from edge.errors import BundleError
 from edge.experiments import Experiment, experiment_table_decoder
 from edge.ids import is_sorted_and_unique
+from edge.int8_scan import Int8Scan
 from edge.intent import IntentLabels
 from edge.model import Embeddings, ItemGraph, ItemTable, Model, Popularity
 from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
@@ -181,6 +182,12 @@ def embeddings_from_tree(tree: dict[str, Any]) -> Embeddings:
             f"embeddings: {factors.shape[0]} rows, {scale.size} scales, {order.size} order "
             f"entries and {norms.size} norms should be equal"
         )
+    scan = None
+    if "scan_onnx" in tree and factors.dtype == np.int8:
+        try:
+            scan = Int8Scan(bytes(tree["scan_onnx"]), factors, scale)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ValueError(f"embeddings: its int8 scan graph cannot be loaded: {exc}") from exc
     return Embeddings(
         factors=factors,
         scale=scale,
@@ -188,6 +195,7 @@ def embeddings_from_tree(tree: dict[str, Any]) -> Embeddings:
         norms=norms,
         gram=tree["gram"],
         alpha=float(tree["alpha"]),
+        scan=scan,
     )
 
 

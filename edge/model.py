@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.ids import find_ids
+from edge.int8_scan import Int8Scan
 from edge.ranker import Ranker
 
 
@@ -88,10 +89,15 @@ class Embeddings:
     norms: np.ndarray  # float32 [n_items], descending: norms of the dequantized rows
     gram: np.ndarray  # float64 [k, k]
     alpha: float
+    scan: Int8Scan | None = None  # every int8 row in one onnxruntime call, for long scans
     row_of_item: np.ndarray = field(init=False, repr=False)
 
     FIRST_BLOCK = 4096  # rows scored before the bound is computed
     BLOCK_ROWS = 8192  # rows dequantized together
+    # Past this many rows, the int8 scan of every row plus an exact rescore is cheaper than
+    # float32 products over the rows the bound leaves (bench/bench_recommend.py measures both).
+    EXACT_SCAN_ROWS = 24_576
+    RESCORED = 2  # the int8 scan returns k × this many rows; the exact products pick the k
 
     def __post_init__(self) -> None:
         rows = np.empty(self.order.size, dtype=np.int64)
@@ -154,9 +160,16 @@ class Embeddings:
         return self._scan_end(user, self._first_block(user, k), k)
 
     def top(self, user: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k items with the largest user · item, exactly, best first: (items, scores)."""
+        """The k items with the largest user · item, best first: (items, exact scores). Exact
+        when the early stop reads at most EXACT_SCAN_ROWS rows; past that, with an int8 scan,
+        the k best of its k × RESCORED rows, rescored exactly (export measures the recall)."""
         scores = self._first_block(user, k)
         first, end = scores.size, self._scan_end(user, scores, k)
+        if end > self.EXACT_SCAN_ROWS and self.scan is not None:
+            rows = np.union1d(self.scan.top_rows(user, k * self.RESCORED), top_k(scores, k))
+            exact = (self.factors[rows].astype(np.float32) * self.scale[rows, None]) @ user
+            best = top_k(exact, k)
+            return self.order[rows[best]].astype(np.int64), exact[best]
         if end > first:
             scores = np.concatenate([scores, self._scores(user, first, end)])
         best = top_k(scores, k)

@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
+from onnx import TensorProto, helper
 from threadpoolctl import threadpool_limits
 
+from edge.bundle import embeddings_from_tree
+from edge.model import Embeddings
 from export.interactions import ItemUniverse
 
 
@@ -65,7 +68,8 @@ class ItemEmbeddings:
     def to_tree(self, quantize: str = "int8") -> dict[str, object]:
         """Rows by descending norm, for the edge's early-stopping exact top-k; int8 with a scale
         per row when its top-100 keeps MIN_QUANTIZED_RECALL of float32's for this shop's users,
-        else float32 (the tree's "quantization" entry says which, and why)."""
+        else float32 (the tree's "quantization" entry says which, and why). Int8 rows come with
+        the graph of the edge's int8 scan of every row (`scan_onnx`), used for long searches."""
         if not hasattr(self, "item_factors_"):
             raise NotFittedError("ItemEmbeddings is not fitted yet; call fit(user_items) first")
         exact = self.item_factors_
@@ -86,7 +90,7 @@ class ItemEmbeddings:
         norms = np.nextafter(np.linalg.norm(dequantized, axis=1).astype(np.float32), np.inf)
         order = np.argsort(-norms, kind="stable").astype(np.int32)
         y = dequantized.astype(np.float64)  # the fold-in's Gram of the rows the edge holds
-        return {
+        tree = {
             "factors": np.ascontiguousarray(factors[order]),
             "scale": scale[order],
             "order": order,
@@ -95,6 +99,69 @@ class ItemEmbeddings:
             "alpha": self.alpha,
             "quantization": report,
         }
+        if factors.dtype == np.int8:
+            # What the edge serves (early stop, else the int8 scan and an exact rescore) against
+            # float32; the scan goes in only when it keeps the bar the rows themselves passed.
+            tree["scan_onnx"] = scan_graph(*factors.shape)
+            served = served_recall(exact, embeddings_from_tree(tree), users, 100)
+            report["served_recall_at_100"] = round(served, 4)
+            if served < MIN_QUANTIZED_RECALL:
+                del tree["scan_onnx"]
+                report["int8_scan_refused"] = True
+        return tree
+
+
+def scan_graph(n_rows: int, dim: int) -> bytes:
+    """The ONNX graph `edge.int8_scan.Int8Scan` runs: the top k of scale × (rows · user) for a
+    user split into two uint8 rows (positive and negative parts). The rows and scales are
+    external initializers the edge supplies from this same file at load."""
+
+    def supplied_at_load(name: str, dtype: int, dims: list[int]) -> TensorProto:
+        tensor = TensorProto(name=name, data_type=dtype, dims=dims)
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", "supplied-at-load"), ("offset", "0"), ("length", "0")):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        return tensor
+
+    nodes = [
+        helper.make_node("MatMulInteger", ["user", "rows_t"], ["parts"]),  # int32 [2, n]
+        helper.make_node("Split", ["parts"], ["positive", "negative"], axis=0),
+        helper.make_node("Sub", ["positive", "negative"], ["dots"]),
+        helper.make_node("Cast", ["dots"], ["dots_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["dots_f", "scale"], ["scores"]),  # [1, n]
+        helper.make_node("TopK", ["scores", "k"], ["values", "rows"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "int8_scan",
+        [
+            helper.make_tensor_value_info("user", TensorProto.UINT8, [2, dim]),
+            helper.make_tensor_value_info("k", TensorProto.INT64, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("values", TensorProto.FLOAT, [1, None]),
+            helper.make_tensor_value_info("rows", TensorProto.INT64, [1, None]),
+        ],
+        [
+            supplied_at_load("rows_t", TensorProto.INT8, [dim, n_rows]),
+            supplied_at_load("scale", TensorProto.FLOAT, [n_rows]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def served_recall(exact: np.ndarray, served: Embeddings, users: np.ndarray, k: int) -> float:
+    """Mean share of each user's float32 top-k that the edge's `Embeddings.top` returns."""
+    k = min(k, exact.shape[0])
+    if users.shape[0] == 0 or k == 0:
+        return 1.0
+    truth = np.argpartition(-(users @ exact.T), k - 1, axis=1)[:, :k]
+    shares = [
+        np.intersect1d(t, served.top(u.astype(np.float32), k)[0]).size / k
+        for t, u in zip(truth, users)
+    ]
+    return float(np.mean(shares))
 
 
 MIN_QUANTIZED_RECALL = 0.99  # top-100 overlap with float32's, below which int8 is refused
