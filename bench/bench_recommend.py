@@ -146,10 +146,14 @@ def stage_breakdown(bundle, bodies: list[bytes]) -> dict[str, float]:
             steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, max(others, 0.0), t7 - t6)
         ):
             steps[name].append(seconds * 1000.0)
-        scanned.append(model.embeddings.scan_length(user, sizes.als) / len(model.items))
+        scanned.append(model.embeddings.scan_length(user, sizes.als))
         candidates.append(found.items.size)
     out = {name: round(statistics.median(v), 4) for name, v in steps.items()}
-    out["top-k rows read (share, median)"] = round(statistics.median(scanned), 4)
+    emb = model.embeddings
+    out["top-k rows read (share, median)"] = round(statistics.median(scanned) / len(emb.order), 4)
+    if emb.scan is not None:  # searches too long for the exact early stop: the int8 scan
+        long = np.asarray(scanned) > emb.EXACT_SCAN_ROWS
+        out["top-k searches through the int8 scan (share)"] = round(float(long.mean()), 4)
     out["candidates (median)"] = statistics.median(candidates)
     return out
 

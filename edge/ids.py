@@ -26,17 +26,14 @@ def is_sorted_and_unique(ids: np.ndarray) -> bool:
 
 def find_ids(ids: np.ndarray, wanted: Sequence[str]) -> np.ndarray:
     """Index of each wanted id in `ids`, -1 for one it does not hold (aligned with `wanted`)."""
-    out = np.full(len(wanted), -1, dtype=np.int64)
     if not wanted or not ids.size:
-        return out
-    width = ids.itemsize
+        return np.full(len(wanted), -1, dtype=np.int64)
     encoded = [i.encode() for i in wanted]
-    # Longer than every stored id, or ending in NUL (the array would strip it): not held.
-    fits = [j for j, e in enumerate(encoded) if 0 < len(e) <= width and not e.endswith(b"\0")]
-    if not fits:
-        return out
-    query = np.array([encoded[j] for j in fits], dtype=ids.dtype)
-    found = np.minimum(np.searchsorted(ids, query), ids.size - 1)
-    hit = ids[found] == query
-    out[np.asarray(fits)[hit]] = found[hit]
-    return out
+    query = np.array(encoded, dtype=ids.dtype)  # same dtype: searchsorted then converts nothing
+    found = np.searchsorted(ids, query)
+    found[found == ids.size] = 0
+    # The array cut ids longer than the stored ones and stripped trailing NULs: such an id may
+    # now equal a stored one without being it, so its length must have survived too.
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    hit = (ids[found] == query) & (np.strings.str_len(query) == lengths)
+    return np.where(hit, found, -1)

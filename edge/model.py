@@ -12,11 +12,13 @@ from edge.ids import find_ids
 from edge.int8_scan import Int8Scan
 from edge.ranker import Ranker
 
+SORT_BELOW = 512  # below this many scores one stable sort beats a partition and a sort
+
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest scores, best first."""
-    if scores.size <= k:
-        return np.argsort(-scores, kind="stable")
+    if scores.size <= max(k, SORT_BELOW):
+        return np.argsort(-scores, kind="stable")[:k]
     part = np.argpartition(-scores, k)[:k]
     return part[np.argsort(-scores[part], kind="stable")]
 
