@@ -112,7 +112,7 @@ class UserState:
     weights: np.ndarray  # summed event weight per item in `items`
     recent: np.ndarray  # distinct item indices, most recent first
     recent_weights: np.ndarray
-    blocked: np.ndarray  # items never to recommend: bought, in the cart, excluded
+    blocked: np.ndarray  # items never to recommend: bought, in the cart, excluded (repeats ok)
     mean_price: float
     session: np.ndarray  # item indices of this session's events (cart included)
 
@@ -171,7 +171,7 @@ def build_user_state(
         prices = model.items.price[items]
         prices = prices[np.isfinite(prices)]
         mean_price = float(prices.mean()) if prices.size else math.nan
-    return UserState(items, summed, recent, recent_weights, np.unique(blocked), mean_price, session)
+    return UserState(items, summed, recent, recent_weights, blocked, mean_price, session)
 
 
 def fold_in(model: Model, state: UserState) -> np.ndarray | None:
@@ -280,18 +280,14 @@ class Candidates:
 
 
 def _category_shares(model: Model, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Share of `weights` in each category (zeros when none is known)."""
+    """Share of `weights` in each category (zeros when none is known), plus a last entry of 0,
+    so `shares[category]` gives an unknown category (-1) no share."""
     n_categories = len(model.items.category_names)
     cats = model.items.category[items]
     known = cats >= 0
-    sums = np.bincount(cats[known], weights=weights[known], minlength=n_categories)
+    sums = np.bincount(cats[known], weights=weights[known], minlength=n_categories + 1)
     total = sums.sum()
     return sums / total if total > 0 else sums
-
-
-def _per_candidate(model: Model, shares: np.ndarray, items: np.ndarray) -> np.ndarray:
-    cats = model.items.category[items]
-    return np.where(cats >= 0, shares[cats.clip(0)] if shares.size else 0.0, 0.0)
 
 
 def candidate_features(
@@ -331,20 +327,24 @@ def candidate_features(
             best = found[top_k(scores, getattr(sizes, name))]
             sources.append(best)
             ranked[name] = _reciprocal_ranks(best)
-    affinity = np.empty(0)
+    affinity = None
     if state.has_history:
         affinity = _category_shares(model, state.items, state.weights)
-        for category in top_k(affinity, 2):
+        for category in top_k(affinity[:-1], 2):
             if affinity[category] > 0:
                 sources.append(model.category_top(int(category))[: sizes.category])
         sources.append(state.recent[: sizes.history])
 
     n_items = len(model.items)
     items = _distinct(n_items, np.concatenate(sources))
+    keep = model.items.in_stock[items]
     if state.blocked.size:
-        ones = np.ones(state.blocked.size)
-        items = items[_lookup(n_items, state.blocked, ones, items) == 0.0]
-    items = items[model.items.in_stock[items]]
+        buffer, _ = _scratch.get(n_items)
+        buffer[state.blocked] = 1.0
+        keep &= buffer[items] == 0.0
+        buffer[state.blocked] = 0.0
+    items = items[keep]
+    cats = model.items.category[items]  # -1 (unknown) picks the last entry of per-category rows
     deadline.check("features")
 
     features = np.zeros((items.size, len(FEATURES)), dtype=np.float32)
@@ -361,19 +361,17 @@ def candidate_features(
     for dim, key in keys.items():
         features[:, column[f"pop_{dim}"]] = ctx_pop[dim][items]
         lift = model.category_lift.get(key)  # None: a context too rare to have its own table
-        features[:, column[f"category_lift_{dim}"]] = (
-            1.0 if lift is None else lift[model.items.category[items]]
-        )
+        features[:, column[f"category_lift_{dim}"]] = 1.0 if lift is None else lift[cats]
     if math.isfinite(state.mean_price) and state.mean_price > 0:
-        price = model.items.price[items]
-        ratio = price / state.mean_price
-        features[:, column["price_ratio"]] = np.where(np.isfinite(ratio), ratio, 1.0)
+        ratio = model.items.price[items] / np.float32(state.mean_price)
+        features[:, column["price_ratio"]] = np.nan_to_num(ratio, nan=1.0, posinf=1.0, neginf=1.0)
     else:
         features[:, column["price_ratio"]] = 1.0
-    features[:, column["category_affinity"]] = _per_candidate(model, affinity, items)
+    if affinity is not None:
+        features[:, column["category_affinity"]] = affinity[cats]
     if state.session.size:
         session_shares = _category_shares(model, state.session, np.ones(state.session.size))
-        features[:, column["session_category_share"]] = _per_candidate(model, session_shares, items)
+        features[:, column["session_category_share"]] = session_shares[cats]
     features[:, column["log_history"]] = math.log1p(state.items.size)
     features[:, column["session_events"]] = state.session.size
     features[:, column["purchase_intent"]] = purchase_intent
