@@ -105,7 +105,10 @@ class EmbeddingsConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 class CoVisitationConfig(Struct, frozen=True, forbid_unknown_fields=True):
     window: PositiveInt = 8  # pairs within this many positions of each other in a session
-    neighbours: PositiveInt = 40  # kept per item
+    # Kept per item. 10 against 40: NDCG@10 as good on the simulator, UCI Online Retail and the
+    # UCI clickstream (recall@50 of the clickstream's sessions 0.732 against 0.753), and a
+    # bundle whose largest file shrinks about threefold.
+    neighbours: PositiveInt = 10
     min_count: PositiveInt = 1  # a pair seen in fewer places than this is dropped as noise
 
 
