@@ -131,6 +131,7 @@ def main() -> int:
     args = parser.parse_args()
     one_blas_thread()  # as the server does
     bundle = load_bundle(args.bundle)
+    bundle.model.embeddings.wait_for_scan()
     model = bundle.model
     emb = model.embeddings
     factors = np.ascontiguousarray(emb.rows(emb.order))  # storage order, as float32

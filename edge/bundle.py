@@ -178,7 +178,7 @@ def items_from_tree(tree: dict[str, Any]) -> ItemTable:
     )
 
 
-def embeddings_from_tree(tree: dict[str, Any]) -> Embeddings:
+def embeddings_from_tree(tree: dict[str, Any], scan_in_background: bool = False) -> Embeddings:
     factors, scale, order, norms = tree["factors"], tree["scale"], tree["order"], tree["norms"]
     if factors.dtype not in (np.int8, np.float32) or factors.ndim != 2:
         raise ValueError(f"embeddings: factors must be int8 or float32 rows, got {factors.dtype}")
@@ -187,21 +187,26 @@ def embeddings_from_tree(tree: dict[str, Any]) -> Embeddings:
             f"embeddings: {factors.shape[0]} rows, {scale.size} scales, {order.size} order "
             f"entries and {norms.size} norms should be equal"
         )
-    scan = None
-    if "scan_onnx" in tree and factors.dtype == np.int8:
-        try:
-            scan = Int8Scan(bytes(tree["scan_onnx"]), factors, scale)
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ValueError(f"embeddings: its int8 scan graph cannot be loaded: {exc}") from exc
-    return Embeddings(
+    embeddings = Embeddings(
         factors=factors,
         scale=scale,
         order=order,
         norms=norms,
         gram=tree["gram"],
         alpha=float(tree["alpha"]),
-        scan=scan,
     )
+    if "scan_onnx" in tree and factors.dtype == np.int8:
+        graph = bytes(tree["scan_onnx"])
+        if scan_in_background:
+            embeddings.build_scan_in_background(graph)
+        else:
+            try:
+                embeddings.attach_scan(Int8Scan(graph, factors, scale))
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                raise ValueError(
+                    f"embeddings: its int8 scan graph cannot be loaded: {exc}"
+                ) from exc
+    return embeddings
 
 
 def graph_from_tree(tree: dict[str, Any]) -> ItemGraph:
@@ -228,9 +233,14 @@ def popularity_from_tree(tree: dict[str, Any], n_items: int) -> Popularity:
 
 
 def model_from_trees(
-    trees: dict[str, dict[str, Any]], event_weights: dict[str, float], ranker: Ranker | None
+    trees: dict[str, dict[str, Any]],
+    event_weights: dict[str, float],
+    ranker: Ranker | None,
+    scan_in_background: bool = False,
 ) -> Model:
-    """Decode each file's tree; a missing or malformed field is a BundleError naming the file."""
+    """Decode each file's tree; a missing or malformed field is a BundleError naming the file.
+    A serving node builds the int8 scan in the background; export waits for it, so its training
+    rows never depend on timing."""
 
     def part(name: str, build: Any, *args: Any) -> Any:
         try:
@@ -245,7 +255,7 @@ def model_from_trees(
     items = part(ITEMS, items_from_tree)
     model = Model(
         items=items,
-        embeddings=part(EMBEDDINGS, embeddings_from_tree),
+        embeddings=part(EMBEDDINGS, embeddings_from_tree, scan_in_background),
         covisitation=part(COVISITATION, graph_from_tree),
         regression=part(REGRESSION, graph_from_tree),
         popularity=part(POPULARITY, popularity_from_tree, len(items)),
@@ -301,8 +311,10 @@ def load_bundle(
     *,
     signing_key: bytes | None = None,
     profiles: ProfileStore | None = None,
+    scan_in_background: bool = True,
 ) -> Bundle:
-    """Verify, then decode. `profiles` overrides the embedded store (a key-value store, say)."""
+    """Verify, then decode. `profiles` overrides the embedded store (a key-value store, say).
+    A serving node builds the int8 scan in the background; an evaluation waits for it."""
     directory = Path(directory)
     manifest = verify(directory, signing_key)
     trees = {name: arrays.read_file(directory / name) for name in ARRAY_FILES}
@@ -312,7 +324,8 @@ def load_bundle(
     event_weights = manifest.models.get("event_weights", {})
     if not isinstance(event_weights, dict) or not event_weights:
         raise BundleError(f"{MANIFEST} has no models.event_weights", file=MANIFEST)
-    model = model_from_trees(trees, {str(k): float(v) for k, v in event_weights.items()}, ranker)
+    weights = {str(k): float(v) for k, v in event_weights.items()}
+    model = model_from_trees(trees, weights, ranker, scan_in_background)
     if profiles is None:
         if PROFILES in manifest.profile_store:
             profiles = EmbeddedProfileStore.from_file(directory / PROFILES)

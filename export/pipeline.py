@@ -377,7 +377,7 @@ def evaluate_split(
         with tempfile.TemporaryDirectory() as tmp:
             _write(Path(tmp) / "bundle", held, config, lineage, {}, None)
             result = evaluate_models(
-                load_bundle(Path(tmp) / "bundle"),
+                load_bundle(Path(tmp) / "bundle", scan_in_background=False),
                 test_cases,
                 train_part,
                 fit_part,

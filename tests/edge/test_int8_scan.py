@@ -33,12 +33,12 @@ def test_top_rows_of_a_zero_user_or_a_small_table():
     assert sorted(scan.top_rows(np.ones(4, np.float32), 10).tolist()) == [0, 1, 2, 3]
 
 
-def embeddings_with_scan(factors: np.ndarray) -> Embeddings:
+def tree_with_scan(factors: np.ndarray) -> dict:
     """The tree export writes for int8 rows (by descending norm, with the scan graph)."""
     q, scale = quantize_rows(factors)
     norms = np.nextafter(np.linalg.norm(q * scale[:, None], axis=1).astype(np.float32), np.inf)
     order = np.argsort(-norms, kind="stable").astype(np.int32)
-    tree = {
+    return {
         "factors": q[order],
         "scale": scale[order],
         "order": order,
@@ -47,7 +47,10 @@ def embeddings_with_scan(factors: np.ndarray) -> Embeddings:
         "alpha": 1.0,
         "scan_onnx": scan_graph(*factors.shape),
     }
-    return embeddings_from_tree(tree)
+
+
+def embeddings_with_scan(factors: np.ndarray) -> Embeddings:
+    return embeddings_from_tree(tree_with_scan(factors))
 
 
 def test_long_scans_go_through_the_int8_scan_and_keep_the_exact_top_k(seed, monkeypatch):
@@ -73,3 +76,21 @@ def test_a_scan_graph_of_another_shape_is_refused():
     tree |= {"gram": np.eye(4), "alpha": 1.0, "scan_onnx": scan_graph(12, 4)}
     with pytest.raises(ValueError, match="int8 scan graph cannot be loaded.*do not match"):
         embeddings_from_tree(tree)
+
+
+def test_a_serving_load_builds_the_scan_in_the_background(seed, caplog):
+    rng = np.random.default_rng(seed)
+    factors = heavy_tailed(rng, 500, 8)
+    tree = tree_with_scan(factors)
+    emb = embeddings_from_tree(tree, scan_in_background=True)
+    emb.top(rng.normal(size=8).astype(np.float32), 5)  # answers while the scan is being built
+    emb.wait_for_scan(timeout=30)
+    assert emb.scan is not None
+    # A graph that does not fit: logged, and searches stay exact instead of failing the load.
+    tree["scan_onnx"] = scan_graph(600, 8)
+    broken = embeddings_from_tree(tree, scan_in_background=True)
+    broken.wait_for_scan(timeout=30)
+    assert broken.scan is None
+    assert "int8 scan could not be built" in caplog.text
+    user = rng.normal(size=8).astype(np.float32)
+    np.testing.assert_array_equal(broken.top(user, 5)[0], emb.top(user, 5)[0])
