@@ -1,20 +1,29 @@
-"""edgeperso's edge half: load a verified bundle once, answer recommendation requests locally."""
+"""edgeperso's edge half: load a verified bundle once, answer recommendation requests locally.
 
-from edge.app import create_app
-from edge.bundle import Bundle, load_bundle, verify
-from edge.config import Settings
-from edge.errors import BundleError, EdgepersoError, RequestError, ValidationError
-from edge.recommend import Recommender
+The names below are imported on first use (PEP 562), so `python -m edge serve` can configure
+the process (edge/__main__.py) before numpy is loaded."""
 
-__all__ = [
-    "Bundle",
-    "BundleError",
-    "EdgepersoError",
-    "Recommender",
-    "RequestError",
-    "Settings",
-    "ValidationError",
-    "create_app",
-    "load_bundle",
-    "verify",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "create_app": "edge.app",
+    "Bundle": "edge.bundle",
+    "load_bundle": "edge.bundle",
+    "verify": "edge.bundle",
+    "Settings": "edge.config",
+    "BundleError": "edge.errors",
+    "EdgepersoError": "edge.errors",
+    "RequestError": "edge.errors",
+    "ValidationError": "edge.errors",
+    "Recommender": "edge.recommend",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'edge' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -130,7 +130,9 @@ class Embeddings:
             except Exception:  # onnxruntime raises its own untyped errors
                 log.exception("the int8 scan could not be built; long top-k searches stay exact")
 
-        thread = threading.Thread(target=build, name="edgeperso-int8-scan", daemon=True)
+        # Not a daemon: an interpreter that exits mid-build waits for it (about 15 ms) instead
+        # of tearing onnxruntime down under it, which aborts the process.
+        thread = threading.Thread(target=build, name="edgeperso-int8-scan")
         object.__setattr__(self, "scan_builder", thread)
         thread.start()
 

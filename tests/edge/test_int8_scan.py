@@ -94,3 +94,13 @@ def test_a_serving_load_builds_the_scan_in_the_background(seed, caplog):
     assert "int8 scan could not be built" in caplog.text
     user = rng.normal(size=8).astype(np.float32)
     np.testing.assert_array_equal(broken.top(user, 5)[0], emb.top(user, 5)[0])
+
+
+def test_the_scan_builder_is_waited_for_at_exit(seed):
+    # A daemon thread inside onnxruntime's session set-up when the interpreter exits aborts the
+    # process ("terminate called without an active exception", exit code 134: seen with a
+    # served 100,000-item bundle stopped right after its load). Python joins the others.
+    tree = tree_with_scan(heavy_tailed(np.random.default_rng(seed), 300, 8))
+    emb = embeddings_from_tree(tree, scan_in_background=True)
+    assert emb.scan_builder is not None and not emb.scan_builder.daemon
+    emb.wait_for_scan(timeout=30)
