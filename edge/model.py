@@ -87,7 +87,10 @@ class Embeddings:
     top-k inner products can stop early: no row whose norm × |u| is below the k-th best score
     found so far can enter the top k (Cauchy-Schwarz). Int8 rows are dequantized a block at a
     time, the first time a scan reaches the block, and kept: loading stays instant, and a
-    node's steady state scans float32 (numpy's int8 products are several times slower)."""
+    node's steady state scans float32 (numpy's int8 products are several times slower). A
+    search the bound leaves long (a user aligned with no strong item) goes instead to the int8
+    scan of every row in onnxruntime (`scan`), so only the first EXACT_SCAN_ROWS rows are ever
+    dequantized, and no search reads float32 rows past them."""
 
     factors: np.ndarray  # int8 or float32 [n_items, k], rows by descending norm
     scale: np.ndarray  # float32 [n_items]: a row's factors are factors[r] * scale[r]
