@@ -64,6 +64,7 @@ from export.validate import (
     normalize_catalog,
     normalize_events,
     normalize_users,
+    sorted_by_time,
 )
 from export.visitor import visitor_graph
 from export.writer import write_bundle
@@ -504,11 +505,8 @@ def read_inputs(
             return raw
 
         frames = [normalize_events(read(path, "events"), config, report) for path in events_paths]
-        events = (
-            pd.concat(frames, ignore_index=True)
-            .sort_values("ts", kind="stable")
-            .reset_index(drop=True)
-        )
+        events = sorted_by_time(frames[0] if len(frames) == 1 else pd.concat(frames))
+        del frames
         catalog = (
             None
             if catalog_path is None

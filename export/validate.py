@@ -284,10 +284,12 @@ def normalize_events(
         hit = keep & bad.to_numpy(dtype=bool, na_value=False)
         report.dropped[reason] = report.dropped.get(reason, 0) + int(hit.sum())
         keep &= ~hit
-    out = out[keep]
-    duplicate = out.duplicated(keep="first").to_numpy()
+    if not keep.all():  # a mask copies every column, a gigabyte at 10M events
+        out = out[keep]
+    duplicate = duplicated_rows(out)
     report.dropped["duplicate"] = report.dropped.get("duplicate", 0) + int(duplicate.sum())
-    out = out[~duplicate]
+    if duplicate.any():
+        out = out[~duplicate]
 
     if "local_hour" in frame:
         hours = pd.to_numeric(frame.loc[out.index, "local_hour"], errors="coerce")
@@ -304,7 +306,26 @@ def normalize_events(
         )
     report.rows_read += n
     report.rows_kept += len(out)
-    return out.sort_values("ts", kind="stable").reset_index(drop=True)
+    return sorted_by_time(out)
+
+
+def sorted_by_time(events: pd.DataFrame) -> pd.DataFrame:
+    """Rows in time order (equal times keep their order), indexed 0..n-1; a log that is already
+    in order, as most are, is not copied."""
+    if not events["ts"].is_monotonic_increasing:
+        events = events.sort_values("ts", kind="stable")
+    return events.reset_index(drop=True)
+
+
+def duplicated_rows(frame: pd.DataFrame) -> np.ndarray:
+    """`frame.duplicated(keep="first")`, without its integer codes for every column of every
+    row at once: rows are hashed first, and only rows whose hash repeats are compared."""
+    hashes = pd.util.hash_pandas_object(frame, index=False)
+    candidates = hashes.duplicated(keep=False).to_numpy()
+    duplicate = np.zeros(len(frame), dtype=bool)
+    if candidates.any():
+        duplicate[candidates] = frame[candidates].duplicated(keep="first").to_numpy()
+    return duplicate
 
 
 def check_drop_share(report: QualityReport, config: BuildConfig) -> None:

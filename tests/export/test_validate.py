@@ -1,6 +1,7 @@
 from datetime import UTC, datetime
 
 import msgspec
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -9,6 +10,7 @@ from export.validate import (
     DataQualityError,
     QualityReport,
     check_drop_share,
+    duplicated_rows,
     normalize_catalog,
     normalize_events,
     normalize_ids,
@@ -233,3 +235,18 @@ def test_date_columns_that_are_missing_are_named():
             QualityReport(),
             now=NOW,
         )
+
+
+def test_duplicated_rows_are_those_pandas_finds(seed):
+    rng = np.random.default_rng(seed)
+    n = 2_000
+    frame = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(rng.integers(0, 5, n), unit="s", utc=True),
+            "user_id": rng.choice(["a", "b", ""], n).astype(object),
+            "price": rng.choice([1.0, np.nan, 2.5], n),
+            "title": pd.array(rng.choice(["x", "y"], n), dtype="str"),
+        }
+    )
+    assert duplicated_rows(frame).tolist() == frame.duplicated(keep="first").tolist()
+    assert not duplicated_rows(frame.drop_duplicates()).any()
