@@ -31,33 +31,51 @@ class SessionLog:
     session in time order, when each session started, and each known customer's visits."""
 
     def __init__(self, events: pd.DataFrame, universe: ItemUniverse) -> None:
-        frame = events.assign(
-            t=epoch_seconds(events["ts"]), is_purchase=(events["type"] == "purchase").to_numpy()
-        ).sort_values(["session_id", "t"], kind="stable")
+        # Sorted and grouped on integer codes, not on strings; session codes in session id
+        # order, so sessions come in the same order as sorting by their ids would give.
+        t = epoch_seconds(events["ts"])
+        session_code, session_names = pd.factorize(events["session_id"], sort=True)
+        order = np.lexsort((t, session_code))  # each session together, in time order
+        session_code, t = session_code[order], t[order]
+        is_purchase = (events["type"] == "purchase").to_numpy()[order]
         # Per known customer: when each of their sessions ended, and their purchases before it.
+        user = events["user_id"].to_numpy()[order]
+        known = user != ""
+        user_code, user_names = pd.factorize(user[known], sort=True)
         visits = (
-            frame[frame["user_id"] != ""]
-            .groupby(["user_id", "session_id"], sort=False)
-            .agg(start=("t", "min"), end=("t", "max"), bought=("is_purchase", "sum"))
+            pd.DataFrame(
+                {
+                    "user": user_code,
+                    "session": session_code[known],
+                    "t": t[known],
+                    "bought": is_purchase[known],
+                }
+            )
+            .groupby(["user", "session"], sort=False)
+            .agg(start=("t", "min"), end=("t", "max"), bought=("bought", "sum"))
             .reset_index()
-            .sort_values(["user_id", "start"], kind="stable")
+            .sort_values(["user", "start"], kind="stable")
         )
-        previous = visits.groupby("user_id")
-        self.last_end = dict(zip(visits["session_id"], previous["end"].shift(1)))
+        del user, known, user_code, user_names
+        visit_session = np.asarray(session_names, dtype=object)[visits["session"].to_numpy()]
+        previous = visits.groupby("user")
+        self.last_end = dict(zip(visit_session, previous["end"].shift(1)))
         before = previous["bought"].cumsum() - visits["bought"]
-        self.purchases_before = dict(zip(visits["session_id"], before))
+        self.purchases_before = dict(zip(visit_session, before))
 
-        self.session_ids = frame["session_id"].to_numpy()
-        self.kinds, self.items = frame["type"].to_numpy(), frame["item_id"].to_numpy()
-        self.dwell = frame["dwell_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
-        self.t = frame["t"].to_numpy()
-        self.devices, self.hours = frame["device"].to_numpy(), frame["local_hour"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, self.session_ids[1:] != self.session_ids[:-1]])
+        self.kinds = events["type"].to_numpy()[order]
+        self.items = events["item_id"].to_numpy()[order]
+        self.dwell = events["dwell_ms"].to_numpy(dtype=np.float64, na_value=np.nan)[order]
+        self.t = t
+        self.devices = events["device"].to_numpy()[order]
+        self.hours = events["local_hour"].to_numpy()[order]
+        starts = np.flatnonzero(np.r_[True, session_code[1:] != session_code[:-1]])
         self.bounds = pd.DataFrame(
-            {"start": starts, "stop": np.r_[starts[1:], len(frame)]},
-            index=pd.Index(self.session_ids[starts]),
+            {"start": starts, "stop": np.r_[starts[1:], len(order)]},
+            index=pd.Index(np.asarray(session_names, dtype=object)[session_code[starts]]),
         )
-        self.started = pd.Series(frame["ts"].to_numpy()[starts], index=self.bounds.index)
+        # As a datetime array: indexing the column's numpy form made a Timestamp per event.
+        self.started = pd.Series(events["ts"].array[order[starts]], index=self.bounds.index)
         index = {item: i for i, item in enumerate(universe.ids)}
         category = universe.category
         self.categories_of = lambda items: [

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from edge.bandits import Bandit, BanditTable
 from edge.bundle import (
@@ -63,6 +64,7 @@ from export.validate import (
     normalize_catalog,
     normalize_events,
     normalize_users,
+    sorted_by_time,
 )
 from export.visitor import visitor_graph
 from export.writer import write_bundle
@@ -231,14 +233,55 @@ def train(
     users: dict[str, dict[str, str]] | None = None,
     intent_truth: pd.Series | None = None,
 ) -> Trained:
-    """The ranker on a time split inside `events`, then every model on all of `events`.
+    """The ranker on a time split inside `events` (`fit_ranker`), then every model on all of
+    `events`. `intent_truth` (true purchase probability by session id, from a simulated shop)
+    adds a comparison with the truth to the intent model's evaluation."""
+    weights = config.events.weights
+    ic = config.intent
+    segments = fit_segments(events, universe, config)
+    # Its training data is freed when it returns: the final models have the memory to themselves.
+    ranker, stats = fit_ranker(events, universe, config, segments)
+    trees, popularity = fit_candidate_models(events, universe, config)
+    intent_onnx, intent = fit_intent(
+        events,
+        universe,
+        ic.train_days,
+        ic.eval_days,
+        ic.max_sessions,
+        config.seed,
+        intent_truth,
+    )
+    if intent is not None:
+        intent["labels"] = {"high": ic.high, "browsing": ic.browsing}
+    segment_of = segments.fitted if segments is not None else {}
+    profiles = {
+        user: msgspec.structs.replace(profile, segment=segment_of.get(user, ""))
+        for user, profile in build_profiles(events, weights, users or {}).items()
+    }
+    return Trained(
+        trees,
+        ranker_to_onnx(ranker),
+        popularity.fallback(universe),
+        profiles,
+        stats,
+        visitor_graph(segments.onnx if segments else None, intent_onnx),
+        segments.description if segments else None,
+        intent,
+    )
 
-    The ranker's visitor features come from models the label window cannot leak into: purchase
-    intent from a classifier fitted on the part before it; the segment from the segments
-    learned on all of `events` (the ones the bundle serves, so their codes mean the same in
-    training and serving), assigned from each customer's history before the window.
-    `intent_truth` (true purchase probability by session id, from a simulated shop) adds a
-    comparison with the truth to the intent model's evaluation."""
+
+def fit_ranker(
+    events: pd.DataFrame,
+    universe: ItemUniverse,
+    config: BuildConfig,
+    segments: LearnedSegments | None,
+) -> tuple[HistGradientBoostingClassifier, dict[str, Any]]:
+    """The ranker, and what the manifest says of its training.
+
+    Its visitor features come from models the label window cannot leak into: purchase intent
+    from a classifier fitted on the part before it; the segment from the segments learned on
+    all of `events` (the ones the bundle serves, so their codes mean the same in training and
+    serving), assigned from each customer's history before the window."""
     weights = config.events.weights
     rc, ic = config.ranker, config.intent
     t_min, t_max = events["ts"].min(), events["ts"].max()
@@ -246,7 +289,6 @@ def train(
     history, labels = time_split(events, label_days)
     trees, _ = fit_candidate_models(history, universe, config)
     model = model_from_trees(trees, weights, ranker=None)
-    segments = fit_segments(events, universe, config)
     history_intent = None
     if rc.intent_feature:
         history_intent, _ = fit_intent(
@@ -281,33 +323,7 @@ def train(
         "trees": int(ranker.n_iter_),
         "features_switched_off": switched_off,
     }
-    trees, popularity = fit_candidate_models(events, universe, config)
-    intent_onnx, intent = fit_intent(
-        events,
-        universe,
-        ic.train_days,
-        ic.eval_days,
-        ic.max_sessions,
-        config.seed,
-        intent_truth,
-    )
-    if intent is not None:
-        intent["labels"] = {"high": ic.high, "browsing": ic.browsing}
-    segment_of = segments.fitted if segments is not None else {}
-    profiles = {
-        user: msgspec.structs.replace(profile, segment=segment_of.get(user, ""))
-        for user, profile in build_profiles(events, weights, users or {}).items()
-    }
-    return Trained(
-        trees,
-        ranker_to_onnx(ranker),
-        popularity.fallback(universe),
-        profiles,
-        stats,
-        visitor_graph(segments.onnx if segments else None, intent_onnx),
-        segments.description if segments else None,
-        intent,
-    )
+    return ranker, stats
 
 
 def _visitor_model(
@@ -489,11 +505,8 @@ def read_inputs(
             return raw
 
         frames = [normalize_events(read(path, "events"), config, report) for path in events_paths]
-        events = (
-            pd.concat(frames, ignore_index=True)
-            .sort_values("ts", kind="stable")
-            .reset_index(drop=True)
-        )
+        events = sorted_by_time(frames[0] if len(frames) == 1 else pd.concat(frames))
+        del frames
         catalog = (
             None
             if catalog_path is None

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from export.covisitation import CoVisitation
 from export.interactions import ItemUniverse
@@ -55,3 +56,58 @@ def test_only_the_top_neighbours_are_kept_sorted_by_score(seed):
     for i in range(30):
         s = cv.scores_[cv.indptr_[i] : cv.indptr_[i + 1]]
         assert np.all(np.diff(s) <= 0)
+
+
+def reference(events, ids, window, neighbours, min_count):
+    """Straight from the definition: every ordered pair within `window` positions of a session
+    (repeats of one item in a row collapsed), weight 1/lag, summed both ways; score = sum /
+    sqrt(freq a * freq b); per item the best `neighbours`, by score then item index."""
+    n = len(ids)
+    code = {item: i for i, item in enumerate(ids)}
+    positive = events[events["type"].map(WEIGHTS) > 0]
+    positive = positive.sort_values(["session_id", "ts"], kind="stable")
+    total, times = np.zeros((n, n)), np.zeros((n, n))
+    frequency = np.zeros(n)
+    for _, group in positive.groupby("session_id"):
+        items = [code[i] for i in group["item_id"]]
+        items = [x for j, x in enumerate(items) if j == 0 or x != items[j - 1]]
+        for x in items:
+            frequency[x] += 1
+        for j, a in enumerate(items):
+            for lag in range(1, window + 1):
+                if j + lag < len(items) and items[j + lag] != a:
+                    b = items[j + lag]
+                    for x, y in ((a, b), (b, a)):
+                        total[x, y] += 1.0 / lag
+                        times[x, y] += 1
+    rows = []
+    for x in range(n):
+        ys = [y for y in range(n) if times[x, y] >= max(min_count, 1)]
+        scored = sorted((-total[x, y] / np.sqrt(frequency[x] * frequency[y]), y) for y in ys)[
+            :neighbours
+        ]
+        rows.append(([y for _, y in scored], [-s for s, _ in scored]))
+    return rows
+
+
+@pytest.mark.parametrize("min_count", [1, 3])
+def test_same_neighbours_and_scores_as_the_definition(seed, min_count):
+    rng = np.random.default_rng(seed)
+    ids = [f"i{i:02d}" for i in range(40)]
+    # Skewed item draws (best-sellers), repeats, zero-weight events and equal timestamps.
+    p = 1.0 / np.arange(1, 41)
+    rows = [
+        (f"s{s}", ids[i], "cancel" if rng.random() < 0.1 else "view", t // 2)
+        for s in range(300)
+        for t, i in enumerate(rng.choice(40, rng.integers(1, 12), p=p / p.sum()))
+    ]
+    events = frame(rows).sample(frac=1.0, random_state=seed)  # any row order
+    cv = CoVisitation(window=3, neighbours=6, min_count=min_count).fit(
+        events, universe(ids), WEIGHTS
+    )
+    assert cv.indptr_.dtype == np.int32 and cv.indices_.dtype == np.int32
+    assert cv.scores_.dtype == np.float16
+    for x, (want_items, want_scores) in enumerate(reference(events, ids, 3, 6, min_count)):
+        got = slice(cv.indptr_[x], cv.indptr_[x + 1])
+        assert cv.indices_[got].tolist() == want_items
+        np.testing.assert_allclose(cv.scores_[got], want_scores, rtol=1e-3)

@@ -1,6 +1,7 @@
 from datetime import UTC, datetime
 
 import msgspec
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -9,8 +10,11 @@ from export.validate import (
     DataQualityError,
     QualityReport,
     check_drop_share,
+    duplicated_rows,
     normalize_catalog,
     normalize_events,
+    normalize_ids,
+    normalize_labels,
     parse_timestamps,
 )
 
@@ -100,6 +104,30 @@ def test_ids_are_strings_and_labels_lower_case():
         "united kingdom",
     )
     assert row["session_id"] == "17850#1"  # sessions are cut when the file has none
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [17850.0, None, 17850.0, 12.5, float("nan"), -3.0],
+        [17850, 17850, 7, 7, 0, 12],
+        [" A1 ", "a1", None, "A1", "007", " 007", "", "17850.00"],
+        pd.array(["X ", None, "x", "X "], dtype="str"),
+    ],
+)
+def test_ids_and_labels_are_cleaned_once_per_distinct_value_as_row_by_row(values):
+    column = pd.Series(values)
+    ids, labels = normalize_ids(column), normalize_labels(column)
+    one_by_one = [normalize_ids(column.iloc[[i]]).iat[0] for i in range(len(column))]
+    assert ids.tolist() == one_by_one
+    assert labels.tolist() == [
+        normalize_labels(column.iloc[[i]]).iat[0] for i in range(len(column))
+    ]
+    assert ids.dtype == object and ids.index.equals(column.index)
+    # Rows with one raw value share one str: a 10M-row log holds each distinct id once.
+    codes = pd.factorize(column)[0]
+    first = {}
+    assert all(first.setdefault(c, v) is v for c, v in zip(codes, ids))
 
 
 def test_foreign_columns_map_and_a_prefix_sets_the_type():
@@ -207,3 +235,18 @@ def test_date_columns_that_are_missing_are_named():
             QualityReport(),
             now=NOW,
         )
+
+
+def test_duplicated_rows_are_those_pandas_finds(seed):
+    rng = np.random.default_rng(seed)
+    n = 2_000
+    frame = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(rng.integers(0, 5, n), unit="s", utc=True),
+            "user_id": rng.choice(["a", "b", ""], n).astype(object),
+            "price": rng.choice([1.0, np.nan, 2.5], n),
+            "title": pd.array(rng.choice(["x", "y"], n), dtype="str"),
+        }
+    )
+    assert duplicated_rows(frame).tolist() == frame.duplicated(keep="first").tolist()
+    assert not duplicated_rows(frame.drop_duplicates()).any()
