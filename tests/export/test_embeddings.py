@@ -108,3 +108,20 @@ def test_an_item_without_interactions_gets_factors_from_its_metadata(seed):
     # Without metadata, or with every item warm, nothing changes.
     warm = np.ones(n_items, bool)
     np.testing.assert_array_equal(cold_start_factors(y, metadata, warm), y)
+
+
+def test_int8_rows_come_with_the_edge_scan_and_its_served_recall(seed, monkeypatch):
+    import export.embeddings as module
+    from edge.model import Embeddings
+
+    emb = fitted(seed)
+    monkeypatch.setattr(Embeddings, "EXACT_SCAN_ROWS", 0)  # every search takes the scan
+    tree = emb.to_tree()
+    assert tree["quantization"]["served_recall_at_100"] >= 0.99
+    assert embeddings_from_tree(tree).scan is not None
+    # What the edge would serve loses the top 100: the scan is left out, and the tree says so.
+    monkeypatch.setattr(module, "served_recall", lambda *args: 0.5)
+    tree = emb.to_tree()
+    assert "scan_onnx" not in tree and tree["quantization"]["int8_scan_refused"]
+    assert tree["quantization"]["served_recall_at_100"] == 0.5
+    assert embeddings_from_tree(tree).scan is None
