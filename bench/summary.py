@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -21,11 +20,14 @@ def load(name: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def figure(read: Callable[[], float]) -> float | None:
-    try:
-        return float(read())
-    except (KeyError, TypeError, ValueError):
-        return None
+def figure(source: dict, path: tuple[str, ...], scale: float) -> float | None:
+    """source[path[0]][path[1]]... × scale, or None when that benchmark has not been run."""
+    value: object = source
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value) * scale if isinstance(value, (int, float)) else None
 
 
 def rows() -> list[tuple[str, str, float | None, float, str]]:
@@ -38,72 +40,35 @@ def rows() -> list[tuple[str, str, float | None, float, str]]:
     evaluated = load("build-10m-evaluate").get("exports", {}).get("10000000", {})
     evaluated = evaluated.get("with_evaluation") or build.get("with_evaluation", {})
     build = build.get("no_evaluation", {})
-    mixes = ("known customer", "anonymous session")
-    out = []
-    for mix in mixes:
-        for q, target in (("p50", 0.5), ("p99", 2.0)):
-            out.append(
-                (
-                    f"in process, 100,000 items, {mix}, {q}",
-                    "bench_recommend.py",
-                    figure(lambda m=mix, q=q: recommend[m][q]),
-                    target,
-                    "ms",
-                )
-            )
-    out += [
+    # (what, command, results, path in them, scale, target, unit)
+    table = [
         (
-            "over HTTP, 16 connections, p99",
-            "bench_http.py",
-            figure(lambda: http["16"]["p99_ms"]),
-            10.0,
+            f"in process, 100,000 items, {mix}, {q}",
+            "bench_recommend.py",
+            recommend,
+            (mix, q),
+            1,
+            t,
             "ms",
-        ),
-        (
-            "100,000-item bundle on disk",
-            "bench_bundle.py",
-            figure(lambda: bundle["bundle_mb"]),
-            10.0,
-            "MB",
-        ),
-        ("bundle load", "bench_bundle.py", figure(lambda: bundle["load_ms_median"]), 50.0, "ms"),
-        (
-            "process start to green /readyz",
-            "bench_bundle.py",
-            figure(lambda: bundle["readyz_s_median"]),
-            0.5,
-            "s",
-        ),
-        (
-            "export of 10 million events, wall",
-            "bench_build.py",
-            figure(lambda: build["wall_s"] / 60.0),
-            10.0,
-            "min",
-        ),
-        (
-            "export of 10 million events, peak memory",
-            "bench_build.py",
-            figure(lambda: build["peak_memory_gb"]),
-            4.0,
-            "GB",
-        ),
-        (
-            "the same with the holdout evaluation (the default), wall",
-            "bench_build.py --evaluate",
-            figure(lambda: evaluated["wall_s"] / 60.0),
-            10.0,
-            "min",
-        ),
-        (
-            "the same with the holdout evaluation, peak memory",
-            "bench_build.py --evaluate",
-            figure(lambda: evaluated["peak_memory_gb"]),
-            4.0,
-            "GB",
-        ),
+        )
+        for mix in ("known customer", "anonymous session")
+        for q, t in (("p50", 0.5), ("p99", 2.0))
     ]
-    return out
+    table += [
+        ("over HTTP, 16 connections, p99", "bench_http.py", http, ("16", "p99_ms"), 1, 10, "ms"),
+        ("100,000-item bundle on disk", "bench_bundle.py", bundle, ("bundle_mb",), 1, 10, "MB"),
+        ("bundle load", "bench_bundle.py", bundle, ("load_ms_median",), 1, 50, "ms"),
+        ("start to green /readyz", "bench_bundle.py", bundle, ("readyz_s_median",), 1, 0.5, "s"),
+    ]
+    for kind, command, run in (
+        ("", "bench_build.py", build),
+        (" with evaluation (the default)", "bench_build.py --evaluate", evaluated),
+    ):
+        table += [
+            (f"export of 10M events{kind}, wall", command, run, ("wall_s",), 1 / 60, 10, "min"),
+            (f"export of 10M events{kind}, peak", command, run, ("peak_memory_gb",), 1, 4, "GB"),
+        ]
+    return [(w, c, figure(r, p, k), t, u) for w, c, r, p, k, t, u in table]
 
 
 def ratios() -> list[str]:
