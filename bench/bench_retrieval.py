@@ -89,7 +89,7 @@ def edge_scan(emb: Embeddings) -> Callable[[np.ndarray], np.ndarray]:
 
     def top(user: np.ndarray) -> np.ndarray:
         rows = emb.scan.top_rows(user, 2 * K)
-        exact = (emb.factors[rows].astype(np.float32) * emb.scale[rows, None]) @ user
+        exact = emb.rows(emb.order[rows]) @ user
         return rows[np.argpartition(-exact, K)[:K]]
 
     return top

@@ -169,7 +169,10 @@ class Embeddings:
 
     def rows(self, items: np.ndarray) -> np.ndarray:
         """Factor rows of these item indices (float32)."""
-        r = self.row_of_item[items]
+        return self._stored_rows(self.row_of_item[items])
+
+    def _stored_rows(self, r: np.ndarray) -> np.ndarray:
+        """Rows r of the storage order, dequantized to float32."""
         return self.factors[r].astype(np.float32, copy=False) * self.scale[r, None]
 
     def _scan_end(self, user: np.ndarray, first_scores: np.ndarray, k: int) -> int:
@@ -204,7 +207,7 @@ class Embeddings:
         first, end = scores.size, self._scan_end(user, scores, k)
         if end > self.EXACT_SCAN_ROWS and self.scan is not None:
             rows = np.union1d(self.scan.top_rows(user, k * self.RESCORED), top_k(scores, k))
-            exact = (self.factors[rows].astype(np.float32) * self.scale[rows, None]) @ user
+            exact = self._stored_rows(rows) @ user
             best = top_k(exact, k)
             return self.order[rows[best]].astype(np.int64), exact[best]
         if end > first:

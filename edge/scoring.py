@@ -212,8 +212,11 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
-def _lookup(n_items: int, keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """values[j] where keys[j] == query[i], else 0. `keys` must be unique item indices."""
+def _lookup(
+    n_items: int, keys: np.ndarray, values: np.ndarray | float, query: np.ndarray
+) -> np.ndarray:
+    """values[j] where keys[j] == query[i], else 0. `keys` are item indices, unique unless
+    `values` is one number for all of them."""
     if keys.size == 0:
         return np.zeros(query.size, dtype=np.float64)
     buffer, _ = _scratch.get(n_items)
@@ -339,10 +342,7 @@ def candidate_features(
     items = _distinct(n_items, np.concatenate(sources))
     keep = model.items.in_stock[items]
     if state.blocked.size:
-        buffer, _ = _scratch.get(n_items)
-        buffer[state.blocked] = 1.0
-        keep &= buffer[items] == 0.0
-        buffer[state.blocked] = 0.0
+        keep &= _lookup(n_items, state.blocked, 1.0, items) == 0.0
     items = items[keep]
     cats = model.items.category[items]  # -1 (unknown) picks the last entry of per-category rows
     deadline.check("features")
