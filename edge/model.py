@@ -175,16 +175,22 @@ class Embeddings:
         """Rows r of the storage order, dequantized to float32."""
         return self.factors[r].astype(np.float32, copy=False) * self.scale[r, None]
 
-    def _scan_end(self, user: np.ndarray, first_scores: np.ndarray, k: int) -> int:
+    def _threshold(self, first_scores: np.ndarray, k: int) -> float | None:
+        """The k-th best score of the first block, or None when that block is all there is
+        to read (it holds every row, or no more than k)."""
+        first = first_scores.size
+        if first >= self.factors.shape[0] or k >= first:
+            return None
+        return float(np.partition(first_scores, first - k)[first - k])
+
+    def _scan_end(self, user: np.ndarray, first: int, threshold: float | None) -> int:
         """How many rows must be scored: past it, norm × |u| is below the k-th best score of the
         first block, so no later row can enter the top k."""
-        n, first = self.factors.shape[0], first_scores.size
-        if first >= n or k >= first:
+        if threshold is None:
             return first
-        threshold = float(np.partition(first_scores, first - k)[first - k])
         user_norm = float(np.sqrt(user @ user))
         if threshold <= 0 or user_norm == 0:
-            return n
+            return self.factors.shape[0]
         # A float32 needle (a Python float makes numpy convert all n norms on every call),
         # rounded up so that rounding can only make the scan longer, never drop a row.
         bound = np.nextafter(np.float32(-threshold / user_norm), np.float32(np.inf))
@@ -197,23 +203,34 @@ class Embeddings:
 
     def scan_length(self, user: np.ndarray, k: int) -> int:
         """Rows `top(user, k)` reads (for benchmarks)."""
-        return self._scan_end(user, self._first_block(user, k), k)
+        scores = self._first_block(user, k)
+        return self._scan_end(user, scores.size, self._threshold(scores, k))
 
     def top(self, user: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k items with the largest user · item, best first: (items, exact scores). Exact
         when the early stop reads at most EXACT_SCAN_ROWS rows; past that, with an int8 scan,
         the k best of its k × RESCORED rows, rescored exactly (export measures the recall)."""
         scores = self._first_block(user, k)
-        first, end = scores.size, self._scan_end(user, scores, k)
+        first, threshold = scores.size, self._threshold(scores, k)
+        if threshold is None:
+            best = top_k(scores, k)
+            return self.order[best].astype(np.int64), scores[best]
+        end = self._scan_end(user, first, threshold)
+        # Only rows scoring at least the first block's k-th best can be in the top k: keep
+        # those (ties included, so the result is the full sort's) and sort just them.
+        rows = np.flatnonzero(scores >= threshold)
         if end > self.EXACT_SCAN_ROWS and self.scan is not None:
-            rows = np.union1d(self.scan.top_rows(user, k * self.RESCORED), top_k(scores, k))
+            rows = np.union1d(self.scan.top_rows(user, k * self.RESCORED), rows)
             exact = self._stored_rows(rows) @ user
-            best = top_k(exact, k)
-            return self.order[rows[best]].astype(np.int64), exact[best]
-        if end > first:
-            scores = np.concatenate([scores, self._scores(user, first, end)])
-        best = top_k(scores, k)
-        return self.order[best].astype(np.int64), scores[best]
+        elif end > first:
+            rest = self._scores(user, first, end)
+            later = np.flatnonzero(rest >= threshold)
+            rows = np.concatenate([rows, later + first])
+            exact = np.concatenate([scores[rows[: rows.size - later.size]], rest[later]])
+        else:
+            exact = scores[rows]
+        best = top_k(exact, k)
+        return self.order[rows[best]].astype(np.int64), exact[best]
 
 
 @dataclass(frozen=True)

@@ -364,7 +364,8 @@ def candidate_features(
         features[:, column[f"category_lift_{dim}"]] = 1.0 if lift is None else lift[cats]
     if math.isfinite(state.mean_price) and state.mean_price > 0:
         ratio = model.items.price[items] / np.float32(state.mean_price)
-        features[:, column["price_ratio"]] = np.nan_to_num(ratio, nan=1.0, posinf=1.0, neginf=1.0)
+        # An unknown price (NaN) compares as 1; a plain `where` is a third of `nan_to_num`'s cost.
+        features[:, column["price_ratio"]] = np.where(np.isfinite(ratio), ratio, np.float32(1.0))
     else:
         features[:, column["price_ratio"]] = 1.0
     if affinity is not None:
