@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import mmap
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,8 +81,13 @@ HASH_THREADS = min(4, os.cpu_count() or 1)
 
 
 def sha256_file(path: Path) -> str:
+    """One hashing call over the mapped file: it lets go of the GIL once for the whole file,
+    where reading in chunks would take the GIL back for each, in turn with the loading thread."""
     with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        if os.fstat(f.fileno()).st_size == 0:
+            return hashlib.sha256().hexdigest()
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return hashlib.sha256(mapped).hexdigest()
 
 
 def manifest_signature(manifest: dict[str, Any], key: bytes) -> str:
@@ -133,20 +140,13 @@ def check_file(directory: Path, name: str, entry: FileEntry) -> None:
         )
 
 
-def verify(directory: Path, signing_key: bytes | None = None) -> Manifest:
-    """Check format version, every file's presence, size and sha256, and the signature when a
-    key is configured. Raises BundleError naming the file and the reason."""
-    directory = Path(directory)
+def check_manifest(directory: Path, signing_key: bytes | None = None) -> Manifest:
+    """Format version, the required files listed, and the signature when a key is configured
+    (it covers the manifest, whose hashes cover the files)."""
     manifest, as_dict = read_manifest(directory)
     missing = [name for name in REQUIRED_FILES if name not in manifest.files]
     if missing:
         raise BundleError(f"{MANIFEST} does not list {missing}", file=missing[0])
-    entries = dict(manifest.files) | dict(manifest.profile_store)
-    # hashlib lets go of the GIL while it hashes: files are checked side by side, and the
-    # first failure in manifest order is the one raised.
-    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        for _ in pool.map(lambda item: check_file(directory, *item), entries.items()):
-            pass
     if signing_key is not None:
         if manifest.signature is None:
             raise BundleError(
@@ -157,6 +157,34 @@ def verify(directory: Path, signing_key: bytes | None = None) -> Manifest:
             raise BundleError(
                 "the manifest's signature does not match the signing key", file=MANIFEST
             )
+    return manifest
+
+
+def start_file_checks(
+    pool: ThreadPoolExecutor, directory: Path, manifest: Manifest
+) -> dict[str, Future[None]]:
+    """Every listed file's size and sha256, checked in `pool` (hashlib lets go of the GIL while
+    it hashes). The ONNX files start first, as onnxruntime waits for them (they are small);
+    then the largest, so the longest hash is not left for last. The futures come back in
+    manifest order, the order `raise_first_failure` reports in."""
+    entries = dict(manifest.files) | dict(manifest.profile_store)
+    order = sorted(entries, key=lambda name: (not name.endswith(".onnx"), -entries[name].bytes))
+    started = {name: pool.submit(check_file, directory, name, entries[name]) for name in order}
+    return {name: started[name] for name in entries}
+
+
+def raise_first_failure(checks: dict[str, Future[None]]) -> None:
+    for check in checks.values():
+        check.result()
+
+
+def verify(directory: Path, signing_key: bytes | None = None) -> Manifest:
+    """Check format version, every file's presence, size and sha256, and the signature when a
+    key is configured. Raises BundleError naming the file and the reason."""
+    directory = Path(directory)
+    manifest = check_manifest(directory, signing_key)
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        raise_first_failure(start_file_checks(pool, directory, manifest))
     return manifest
 
 
@@ -178,7 +206,13 @@ def items_from_tree(tree: dict[str, Any]) -> ItemTable:
     )
 
 
-def embeddings_from_tree(tree: dict[str, Any], scan_in_background: bool = False) -> Embeddings:
+def embeddings_from_tree(
+    tree: dict[str, Any],
+    scan_in_background: bool = False,
+    verified: Callable[[], object] | None = None,
+) -> Embeddings:
+    """`verified` returns once the file's checksum passed (raising if it failed): the scan's
+    graph goes to onnxruntime only after it."""
     factors, scale, order, norms = tree["factors"], tree["scale"], tree["order"], tree["norms"]
     if factors.dtype not in (np.int8, np.float32) or factors.ndim != 2:
         raise ValueError(f"embeddings: factors must be int8 or float32 rows, got {factors.dtype}")
@@ -198,8 +232,10 @@ def embeddings_from_tree(tree: dict[str, Any], scan_in_background: bool = False)
     if "scan_onnx" in tree and factors.dtype == np.int8:
         graph = bytes(tree["scan_onnx"])
         if scan_in_background:
-            embeddings.build_scan_in_background(graph)
+            embeddings.build_scan_in_background(graph, verified)
         else:
+            if verified is not None:
+                verified()
             try:
                 embeddings.attach_scan(Int8Scan(graph, factors, scale))
             except Exception as exc:  # onnxruntime raises its own untyped errors
@@ -237,10 +273,11 @@ def model_from_trees(
     event_weights: dict[str, float],
     ranker: Ranker | None,
     scan_in_background: bool = False,
+    verified: Callable[[str], object] | None = None,
 ) -> Model:
     """Decode each file's tree; a missing or malformed field is a BundleError naming the file.
     A serving node builds the int8 scan in the background; export waits for it, so its training
-    rows never depend on timing."""
+    rows never depend on timing. `verified(name)` returns once that file's checksum passed."""
 
     def part(name: str, build: Any, *args: Any) -> Any:
         try:
@@ -255,7 +292,12 @@ def model_from_trees(
     items = part(ITEMS, items_from_tree)
     model = Model(
         items=items,
-        embeddings=part(EMBEDDINGS, embeddings_from_tree, scan_in_background),
+        embeddings=part(
+            EMBEDDINGS,
+            embeddings_from_tree,
+            scan_in_background,
+            None if verified is None else lambda: verified(EMBEDDINGS),
+        ),
         covisitation=part(COVISITATION, graph_from_tree),
         regression=part(REGRESSION, graph_from_tree),
         popularity=part(POPULARITY, popularity_from_tree, len(items)),
@@ -313,19 +355,47 @@ def load_bundle(
     profiles: ProfileStore | None = None,
     scan_in_background: bool = True,
 ) -> Bundle:
-    """Verify, then decode. `profiles` overrides the embedded store (a key-value store, say).
-    A serving node builds the int8 scan in the background; an evaluation waits for it."""
+    """Verify and decode. `profiles` overrides the embedded store (a key-value store, say).
+    A serving node builds the int8 scan in the background; an evaluation waits for it.
+
+    Files are hashed in worker threads while this one decodes the arrays (our own msgpack
+    reader, safe on any bytes), so the load costs the longer of the two, not their sum. No
+    bytes reach onnxruntime before their file's checksum passed, and a bundle with any failed
+    check is refused whatever decoded: a changed file is reported before what it broke."""
     directory = Path(directory)
-    manifest = verify(directory, signing_key)
+    manifest = check_manifest(directory, signing_key)
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        checks = start_file_checks(pool, directory, manifest)
+
+        def verified(name: str) -> Path:
+            checks[name].result()
+            return directory / name
+
+        try:
+            bundle = _decode(directory, manifest, profiles, scan_in_background, verified)
+        except Exception:
+            raise_first_failure(checks)
+            raise
+        raise_first_failure(checks)
+    return bundle
+
+
+def _decode(
+    directory: Path,
+    manifest: Manifest,
+    profiles: ProfileStore | None,
+    scan_in_background: bool,
+    verified: Callable[[str], Path],
+) -> Bundle:
     trees = {name: arrays.read_file(directory / name) for name in ARRAY_FILES}
     ranker_info = manifest.models.get("ranker", {})
     features = tuple(ranker_info.get("features", ())) if isinstance(ranker_info, dict) else ()
-    ranker = Ranker((directory / RANKER).read_bytes(), features)
     event_weights = manifest.models.get("event_weights", {})
     if not isinstance(event_weights, dict) or not event_weights:
         raise BundleError(f"{MANIFEST} has no models.event_weights", file=MANIFEST)
     weights = {str(k): float(v) for k, v in event_weights.items()}
-    model = model_from_trees(trees, weights, ranker, scan_in_background)
+    ranker = Ranker(verified(RANKER).read_bytes(), features)
+    model = model_from_trees(trees, weights, ranker, scan_in_background, verified)
     if profiles is None:
         if PROFILES in manifest.profile_store:
             profiles = EmbeddedProfileStore.from_file(directory / PROFILES)
@@ -335,7 +405,7 @@ def load_bundle(
         fallback = _fallback_decoder.decode((directory / FALLBACK).read_bytes()).contexts
     except (msgspec.DecodeError, OSError) as exc:
         raise BundleError(f"{FALLBACK} is malformed: {exc}", file=FALLBACK) from exc
-    visitor = _visitor(directory, manifest) if VISITOR in manifest.files else None
+    visitor = _visitor(directory, manifest, verified) if VISITOR in manifest.files else None
     experiments = ()
     if EXPERIMENTS in manifest.files:
         try:
@@ -360,7 +430,7 @@ def load_bundle(
     )
 
 
-def _visitor(directory: Path, manifest: Manifest) -> VisitorModel:
+def _visitor(directory: Path, manifest: Manifest, verified: Callable[[str], Path]) -> VisitorModel:
     """The heads the manifest describes: models.segments (cluster names and rules) and
     models.intent (label thresholds)."""
     segments, labels = manifest.models.get("segments"), manifest.models.get("intent")
@@ -377,4 +447,4 @@ def _visitor(directory: Path, manifest: Manifest) -> VisitorModel:
             f"({exc!r})",
             file=MANIFEST,
         ) from exc
-    return VisitorModel((directory / VISITOR).read_bytes(), head, thresholds)
+    return VisitorModel(verified(VISITOR).read_bytes(), head, thresholds)

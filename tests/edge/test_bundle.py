@@ -117,3 +117,59 @@ def test_arrays_that_do_not_fit_are_refused_naming_the_file(copy):
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="covisitation.msgpack is missing or has a malformed"):
         load_bundle(copy)
+
+
+def test_a_garbled_file_is_reported_by_its_checksum_not_by_what_broke_decoding(copy):
+    # Files are decoded while they are hashed: the decoding fails first, but the changed
+    # file is the reason the load gives.
+    path = copy / "items.msgpack"
+    path.write_bytes(b"\xc1" * path.stat().st_size)  # same size, not msgpack at all
+    with pytest.raises(BundleError, match="items.msgpack has sha256") as info:
+        load_bundle(copy)
+    assert info.value.file == "items.msgpack"
+
+
+@pytest.mark.parametrize("name", [RANKER, "visitor.onnx"])
+def test_onnxruntime_never_reads_a_file_that_failed_its_checksum(copy, monkeypatch, name):
+    import onnxruntime
+
+    parsed = []
+    real = onnxruntime.InferenceSession
+
+    def recording(model, *args, **kwargs):
+        parsed.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
+    path = copy / name
+    garbled = bytearray(path.read_bytes())
+    garbled[len(garbled) // 2] ^= 0xFF
+    path.write_bytes(bytes(garbled))
+    with pytest.raises(BundleError, match=f"{name} has sha256"):
+        load_bundle(copy)
+    assert bytes(garbled) not in parsed
+
+
+def test_no_int8_scan_is_built_from_embeddings_that_failed_their_checksum(copy, monkeypatch):
+    from edge import model
+
+    built = []
+    monkeypatch.setattr(model, "Int8Scan", lambda *args: built.append(args))
+    path = copy / EMBEDDINGS
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    loads = []
+    real = load_bundle.__globals__["_decode"]
+
+    def keep_bundle(*args):
+        bundle = real(*args)
+        loads.append(bundle)
+        return bundle
+
+    monkeypatch.setitem(load_bundle.__globals__, "_decode", keep_bundle)
+    with pytest.raises(BundleError, match="embeddings.msgpack has sha256"):
+        load_bundle(copy)
+    for bundle in loads:  # the decoded (then refused) bundle's scan thread has given up
+        bundle.model.embeddings.wait_for_scan()
+    assert built == []
