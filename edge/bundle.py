@@ -161,13 +161,14 @@ def check_manifest(directory: Path, signing_key: bytes | None = None) -> Manifes
 
 
 def start_file_checks(
-    pool: ThreadPoolExecutor, directory: Path, manifest: Manifest
+    pool: ThreadPoolExecutor, directory: Path, manifest: Manifest, profile_store: bool = True
 ) -> dict[str, Future[None]]:
-    """Every listed file's size and sha256, checked in `pool` (hashlib lets go of the GIL while
-    it hashes). The ONNX files start first, as onnxruntime waits for them (they are small);
-    then the largest, so the longest hash is not left for last. The futures come back in
-    manifest order, the order `raise_first_failure` reports in."""
-    entries = dict(manifest.files) | dict(manifest.profile_store)
+    """Every listed file's size and sha256 (the embedded profile store's too, unless
+    `profile_store` is false), checked in `pool`: hashlib lets go of the GIL while it hashes.
+    The ONNX files start first, as onnxruntime waits for them (they are small); then the
+    largest, so the longest hash is not left for last. The futures come back in manifest order,
+    the order `raise_first_failure` reports in."""
+    entries = dict(manifest.files) | (dict(manifest.profile_store) if profile_store else {})
     order = sorted(entries, key=lambda name: (not name.endswith(".onnx"), -entries[name].bytes))
     started = {name: pool.submit(check_file, directory, name, entries[name]) for name in order}
     return {name: started[name] for name in entries}
@@ -355,8 +356,9 @@ def load_bundle(
     profiles: ProfileStore | None = None,
     scan_in_background: bool = True,
 ) -> Bundle:
-    """Verify and decode. `profiles` overrides the embedded store (a key-value store, say).
-    A serving node builds the int8 scan in the background; an evaluation waits for it.
+    """Verify and decode. `profiles` overrides the embedded store (a key-value store, say),
+    which is then neither read nor checked. A serving node builds the int8 scan in the
+    background; an evaluation waits for it.
 
     Files are hashed in worker threads while this one decodes the arrays (our own msgpack
     reader, safe on any bytes), so the load costs the longer of the two, not their sum. No
@@ -365,7 +367,7 @@ def load_bundle(
     directory = Path(directory)
     manifest = check_manifest(directory, signing_key)
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        checks = start_file_checks(pool, directory, manifest)
+        checks = start_file_checks(pool, directory, manifest, profile_store=profiles is None)
 
         def verified(name: str) -> Path:
             checks[name].result()

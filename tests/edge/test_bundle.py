@@ -173,3 +173,14 @@ def test_no_int8_scan_is_built_from_embeddings_that_failed_their_checksum(copy, 
     for bundle in loads:  # the decoded (then refused) bundle's scan thread has given up
         bundle.model.embeddings.wait_for_scan()
     assert built == []
+
+
+def test_a_profile_store_given_in_its_place_means_the_embedded_one_is_not_checked(copy):
+    from edge.bundle import PROFILES
+    from edge.profiles import EmptyProfileStore
+
+    (copy / PROFILES).write_bytes(b"replaced by the shop's own store")
+    store = EmptyProfileStore()
+    assert load_bundle(copy, profiles=store).profiles is store
+    with pytest.raises(BundleError, match="profiles.msgpack has"):
+        load_bundle(copy)
