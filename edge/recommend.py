@@ -40,6 +40,8 @@ from edge.visitor import describe_visitor, visitor_features
 
 log = logging.getLogger("edgeperso.recommend")
 
+WARM_UP_SCAN_WAIT_S = 2.0  # the int8 scan's build takes some 15 ms at 100,000 items
+
 
 class Recommender:
     """Answers requests from a bundle. Without one (refused or missing) it still answers, from
@@ -72,6 +74,9 @@ class Recommender:
         pay for onnxruntime's and numpy's first-call set-up (about 15 ms)."""
         if self.bundle is None:
             return
+        # The int8 scan is still being built (edge.bundle): without it, a long warm-up search
+        # would dequantize every row, the 4× larger float32 copy the scan exists to spare.
+        self.bundle.model.embeddings.wait_for_scan(timeout=WARM_UP_SCAN_WAIT_S)
         seen = [item for item, _ in self.bundle.fallback.get("all", [])[:2]]
         weights = self.bundle.model.event_weights
         kind = "view" if "view" in weights else next(iter(weights))

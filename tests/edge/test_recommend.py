@@ -208,3 +208,23 @@ def test_every_answer_carries_purchase_intent(bundle, recommender):
         assert intent.label == bundle.visitor.labels.label(intent.probability)
     assert recommender.recommend(RecommendRequest(consent=False)).intent is None
     assert "auc" in bundle.manifest.models["intent"]["evaluation"]
+
+
+def test_warm_up_waits_for_the_int8_scan_being_built(bundle_dir, monkeypatch):
+    # Without the scan, a long warm-up search would dequantize every row of the item matrix.
+    import time
+
+    from edge import model
+    from edge.bundle import load_bundle
+
+    real = model.Int8Scan
+
+    def slow_scan(*args):
+        time.sleep(0.3)
+        return real(*args)
+
+    monkeypatch.setattr(model, "Int8Scan", slow_scan)
+    bundle = load_bundle(bundle_dir)
+    assert bundle.model.embeddings.scan is None  # still being built
+    Recommender(bundle, budget_ms=math.inf).warm_up()
+    assert bundle.model.embeddings.scan is not None
