@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from export.interactions import ItemUniverse, epoch_seconds, event_weights
+from export.interactions import ItemUniverse, epoch_seconds, event_weights, item_codes
 
 
 class CoVisitation:
@@ -22,7 +22,7 @@ class CoVisitation:
         n_items = len(universe.ids)
         positive = event_weights(events, weights) > 0
         session = pd.factorize(events["session_id"][positive])[0]
-        item = universe.codes(events["item_id"][positive]).astype(np.int32)
+        item = item_codes(events, universe)[positive].astype(np.int32)
         t = epoch_seconds(events["ts"][positive])
         order = np.lexsort((t, session))  # by session, then time; stable for equal times
         session, item = session[order], item[order]

@@ -12,6 +12,7 @@ from edge.ids import encode_ids
 from edge.scoring import MAX_CONFIDENCE_WEIGHT, dwell_factor
 
 UNKNOWN_CATEGORY = -1
+ITEM_CODE = "item_code"  # the events' column of item indices, once `attach_item_codes` ran
 
 
 def epoch_seconds(ts: pd.Series) -> np.ndarray:
@@ -75,6 +76,21 @@ def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUn
     )
 
 
+def attach_item_codes(events: pd.DataFrame, universe: ItemUniverse) -> None:
+    """Store each event's item index in `universe` in the frame (column ITEM_CODE), searched
+    once: at 10 million events one search takes 5 s, and a build fits models that need it some
+    eight times per training (its time slices carry the column along)."""
+    events[ITEM_CODE] = universe.codes(events["item_id"]).astype(np.int32)
+
+
+def item_codes(events: pd.DataFrame, universe: ItemUniverse) -> np.ndarray:
+    """Each event's item index in `universe` (-1 for an item it lacks): the attached column
+    when the frame has one (`attach_item_codes`), else searched now."""
+    if ITEM_CODE in events:
+        return events[ITEM_CODE].to_numpy()
+    return universe.codes(events["item_id"])
+
+
 def most_frequent(frame: pd.DataFrame, key: str, column: str) -> pd.Series:
     """Per `key`, the `column` value its rows name most often, ignoring "" (ties: the first in
     value order): an item's category, a customer's usual device."""
@@ -88,7 +104,11 @@ def most_frequent(frame: pd.DataFrame, key: str, column: str) -> pd.Series:
 
 def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
     """Type weight × dwell factor per event, exactly as the edge weighs a session's events."""
-    base = events["type"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+    # One comparison per weighed type: `Series.map` looks every row's string up in a dict,
+    # ten times slower at 10 million events (4 s against 0.3).
+    base = np.zeros(len(events))
+    for kind, weight in weights.items():
+        base[(events["type"] == kind).to_numpy()] = weight
     if "dwell_ms" not in events:
         return base
     return base * dwell_factor(events["dwell_ms"].to_numpy(dtype=np.float64, na_value=np.nan))
@@ -115,7 +135,7 @@ def user_item_matrix(
     positive = w > 0
     users = user_keys(events)[positive]
     user_codes, keys = pd.factorize(users)
-    items = universe.codes(events["item_id"][positive])
+    items = item_codes(events, universe)[positive]
     matrix = sp.csr_matrix(
         (w[positive], (user_codes, items)),
         shape=(user_codes.max() + 1 if len(users) else 0, len(universe.ids)),
@@ -130,7 +150,7 @@ def item_statistics(events: pd.DataFrame, universe: ItemUniverse) -> dict[str, n
     first event to the last event of the log (0 for items without events: they are new), and
     the share of its buyers who bought it in more than one session (staples vs one-offs)."""
     n_items = len(universe.ids)
-    codes = universe.codes(events["item_id"])
+    codes = item_codes(events, universe)
     seconds = epoch_seconds(events["ts"])
     first = np.full(n_items, np.inf)
     np.minimum.at(first, codes, seconds)

@@ -48,6 +48,7 @@ from export.experiment_report import read_log
 from export.intent import fit_intent
 from export.interactions import (
     ItemUniverse,
+    attach_item_codes,
     build_universe,
     interaction_matrix,
     item_statistics,
@@ -518,6 +519,7 @@ def read_inputs(
     if events.empty:
         raise ValueError("no event rows were kept; nothing to learn from")
     universe = build_universe(events, catalog)
+    attach_item_codes(events, universe)
     t_min, t_max = events["ts"].min(), events["ts"].max()
     lineage: dict[str, Any] = report.to_dict() | {
         "time_range": [t_min.isoformat(), t_max.isoformat()],

@@ -8,7 +8,7 @@ import pandas as pd
 
 from edge.context import HOUR_BUCKETS
 from edge.model import popular_by_category
-from export.interactions import ItemUniverse, epoch_seconds, event_weights
+from export.interactions import ItemUniverse, epoch_seconds, event_weights, item_codes
 
 CONTEXT_DIMENSIONS = ("device", "country", "hour")
 
@@ -49,7 +49,7 @@ class Popularity:
         seconds = epoch_seconds(events["ts"])
         age_days = (seconds.max() - seconds) / 86_400 if seconds.size else seconds
         w = event_weights(events, weights) * 0.5 ** (age_days / self.half_life_days)
-        items = universe.codes(events["item_id"])
+        items = item_codes(events, universe)
         self.overall_ = _scaled(np.bincount(items, weights=w, minlength=n_items))
         self.top_overall_ = _top(self.overall_, self.context_top_n)
         hours = events["local_hour"].to_numpy() // 6
