@@ -1,5 +1,6 @@
 """Load and verify a bundle directory: manifest, checksums, optional signature, format version,
-then decode every file into a `Model`. Loading never executes code from the bundle."""
+and every file decoded into a `Model` (while the checksums run; nothing decoded is kept unless
+they all pass). Loading never executes code from the bundle."""
 
 from __future__ import annotations
 

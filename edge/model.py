@@ -236,6 +236,7 @@ class Embeddings:
         # Only rows scoring at least the first block's k-th best can be in the top k: keep
         # those (ties included, so the result is the full sort's) and sort just them.
         rows = np.flatnonzero(scores >= threshold)
+        exact = scores[rows]
         if end > self.EXACT_SCAN_ROWS and self.scan is not None:
             rows = _sorted_union(self.scan.top_rows(user, k * self.RESCORED), rows)
             exact = self._stored_rows(rows) @ user
@@ -243,9 +244,7 @@ class Embeddings:
             rest = self._scores(user, first, end)
             later = np.flatnonzero(rest >= threshold)
             rows = np.concatenate([rows, later + first])
-            exact = np.concatenate([scores[rows[: rows.size - later.size]], rest[later]])
-        else:
-            exact = scores[rows]
+            exact = np.concatenate([exact, rest[later]])
         best = top_k(exact, k)
         return self.order[rows[best]].astype(np.int64), exact[best]
 
