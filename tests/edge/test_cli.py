@@ -26,3 +26,18 @@ def test_gateway_content_refuses_a_tampered_bundle_and_writes_nothing(bundle_dir
     assert main(["gateway-content", str(tampered), "--out", str(out)]) == 1
     assert "fallback.json" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_serve_runs_one_uvicorn_server_without_websocket_support(bundle_dir, monkeypatch):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    for name in ("EDGEPERSO_BUNDLE", "EDGEPERSO_BUDGET_MS", "EDGEPERSO_EVENTS_DIR"):
+        monkeypatch.setenv(name, "")  # so that the test ends with them as they were, unset
+        monkeypatch.delenv(name)
+    assert main(["serve", "--bundle", str(bundle_dir), "--port", "8123"]) == 0
+    [(app, options)] = calls
+    # No WebSocket route: uvicorn must not import a WebSocket library at start (about 20 ms).
+    assert options["ws"] == "none" and options["host"] == "127.0.0.1" and options["port"] == 8123
+    assert options["workers"] == 1 and not options["factory"] and callable(app)
