@@ -123,13 +123,13 @@ class LearnedSegments:
     description: dict[str, Any]  # what the manifest says of them
     segmenter: Segmenter
     rules: list[SegmentRule]
-    categories: pd.Series  # item id -> category name, for the customers' features
+    universe: ItemUniverse  # the items' categories, for the customers' features
     fitted: dict[str, str]  # the segment of each customer they were learned from
 
     def of(self, events: pd.DataFrame) -> dict[str, str]:
         """Each known customer's segment from their events in `events` (rules first), as the
         edge's graph assigns it."""
-        return _assigned(user_features(events, self.categories), self.segmenter, self.rules)
+        return _assigned(user_features(events, self.universe), self.segmenter, self.rules)
 
 
 def _assigned(
@@ -148,9 +148,7 @@ def fit_segments(
     """Segments of the known customers in `events`; None when there are too few of them to
     cluster (a log of anonymous sessions)."""
     sc = config.segments
-    names = np.array([*universe.category_names, ""], dtype=object)
-    categories = pd.Series(names[universe.category], index=universe.ids)
-    features = user_features(events, categories)
+    features = user_features(events, universe)
     if len(features) < max(50, 2 * sc.k_max):
         return None
     segmenter = Segmenter(
@@ -172,7 +170,7 @@ def fit_segments(
         "rules": [{"name": r.name, "when": r.when} for r in sc.rules],
         "rule_sizes": {r.name: int(sizes.get(r.name, 0)) for r in sc.rules},
     }
-    return LearnedSegments(segmenter.to_onnx(), description, segmenter, rules, categories, fitted)
+    return LearnedSegments(segmenter.to_onnx(), description, segmenter, rules, universe, fitted)
 
 
 def present_target_types(events: pd.DataFrame, config: BuildConfig) -> list[str]:
@@ -520,6 +518,9 @@ def read_inputs(
         raise ValueError("no event rows were kept; nothing to learn from")
     universe = build_universe(events, catalog)
     attach_item_codes(events, universe)
+    # A handful of labels: as a categorical, each comparison with one (event weights, targets,
+    # purchases; dozens per build) compares small integer codes, not ten million strings.
+    events["type"] = events["type"].astype("category")
     t_min, t_max = events["ts"].min(), events["ts"].max()
     lineage: dict[str, Any] = report.to_dict() | {
         "time_range": [t_min.isoformat(), t_max.isoformat()],

@@ -8,8 +8,9 @@ from edge.segments import SEGMENT_FEATURES, SegmentRule, rule_errors, session_se
 from edge.signals import session_signals
 from edge.visitor import SegmentHead, VisitorModel
 from export.config import BuildConfig
+from export.interactions import ItemUniverse, build_universe
 from export.segments import Segmenter, apply_rules, cluster_names, log_transform, user_features
-from export.validate import QualityReport, normalize_events
+from export.validate import QualityReport, normalize_catalog, normalize_events
 from export.visitor import visitor_graph
 
 
@@ -53,11 +54,37 @@ def test_user_features_are_in_real_units():
     assert f.loc["u2", "device"] == "mobile" and f.loc["u2", "hour_bucket"] == 3
 
 
+def test_an_events_own_category_wins_over_its_items_and_ties_go_to_the_first_value():
+    events = log(
+        [
+            (0, "u1", "s1", "a", "view", 10.0, 1_000, ""),  # hats, from the universe
+            (1, "u1", "s1", "b", "view", 10.0, 1_000, "hats"),  # its own label, not "shoes"
+            (2, "u1", "s2", "unlisted", "view", 1.0, 1_000, ""),  # no category anywhere
+            (3, "u2", "s3", "b", "view", 10.0, 1_000, ""),
+            (4, "u2", "s3", "a", "view", 10.0, 1_000, "boots"),  # a name the universe lacks
+        ]
+    )
+    events["device"] = ["mobile", "mobile", "desktop", "tablet", "desktop"]
+    universe = ItemUniverse(
+        ids=["a", "b"],
+        category=np.array([0, 1], dtype=np.int32),
+        category_names=["hats", "shoes"],
+        price=np.array([10.0, 10.0], dtype=np.float32),
+        in_stock=np.array([True, True]),
+    )
+    f = user_features(events, universe)
+    assert f.loc["u1", "categories"] == 1 and f.loc["u2", "categories"] == 2
+    assert user_features(events).loc["u1", "categories"] == 1  # only its own label: "hats"
+    assert f.loc["u1", "device"] == "mobile"
+    assert f.loc["u2", "device"] == "desktop"  # one each: the first in value order
+
+
 @pytest.fixture(scope="module")
 def fitted(shop):
-    events = normalize_events(shop.events, BuildConfig(), QualityReport())
-    categories = shop.catalog.set_index("item_id")["category"].astype(str).str.lower()
-    features = user_features(events, categories)
+    config = BuildConfig()
+    events = normalize_events(shop.events, config, QualityReport())
+    universe = build_universe(events, normalize_catalog(shop.catalog, config))
+    features = user_features(events, universe)
     return features, Segmenter(seed=0).fit(features)
 
 
