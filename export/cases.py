@@ -36,9 +36,13 @@ class Case:
 
 
 def context_of(row: pd.Series) -> ResolvedContext:
-    hour = int(row["local_hour"])
+    return context_from(row["device"], row["country"], row["local_hour"])
+
+
+def context_from(device: str, country: str, local_hour: int) -> ResolvedContext:
+    hour = int(local_hour)
     return ResolvedContext(
-        device=row["device"], country=row["country"], local_hour=hour, hour_bucket=hour_bucket(hour)
+        device=device, country=country, local_hour=hour, hour_bucket=hour_bucket(hour)
     )
 
 
@@ -59,15 +63,29 @@ def user_cases(
     """One case per known customer who takes a target item in `window` they had not bought."""
     targets = window[window["type"].isin(target_types) & (window["user_id"] != "")]
     targets = targets[targets["user_id"].isin(profiles.keys())]
-    cases = []
-    for user, group in targets.groupby("user_id", sort=True):
+    # Customers in id order, each one's rows together in time order (a stable sort of a window
+    # in time order), walked as lists: a pandas group per customer took 20 s at 10M events.
+    user_code, user_ids = pd.factorize(targets["user_id"].to_numpy(), sort=True)
+    order = np.argsort(user_code, kind="stable")
+    sorted_codes = user_code[order]
+    starts = np.flatnonzero(np.diff(sorted_codes, prepend=-1))
+    ends = np.r_[starts[1:], order.size]
+    items = targets["item_id"].to_numpy()[order].tolist()
+    found, firsts = [], []
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        user = user_ids[sorted_codes[start]]
         bought = frozenset(profiles[user].bought_items)
-        relevant = frozenset(group["item_id"]) - bought
+        relevant = frozenset(items[start:end]) - bought
         if relevant:
-            first = group.iloc[0]
-            cases.append(
-                Case(user, (), context_of(first), relevant, bought, first["ts"].timestamp())
-            )
+            found.append((user, relevant, bought))
+            firsts.append(order[start])
+    first = targets.iloc[firsts]
+    cases = [
+        Case(user, (), context_from(device, country, hour), relevant, bought, ts.timestamp())
+        for (user, relevant, bought), device, country, hour, ts in zip(
+            found, first["device"], first["country"], first["local_hour"], first["ts"]
+        )
+    ]
     return _sample(cases, limit, np.random.default_rng(seed))
 
 

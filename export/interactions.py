@@ -157,12 +157,13 @@ def item_statistics(events: pd.DataFrame, universe: ItemUniverse) -> dict[str, n
     end = seconds.max() if seconds.size else 0.0
     age_days = np.where(np.isfinite(first), (end - first) / 86_400.0, 0.0)
 
-    bought = events["type"].to_numpy() == "purchase"
+    bought = (events["type"] == "purchase").to_numpy()
+    purchases = events.loc[bought, ["user_id", "session_id"]]  # keys of these rows alone
     baskets = pd.DataFrame(
         {
             "item": codes[bought],
-            "user": user_keys(events)[bought].to_numpy(),
-            "session": events["session_id"][bought].to_numpy(),
+            "user": user_keys(purchases).to_numpy(),
+            "session": purchases["session_id"].to_numpy(),
         }
     ).drop_duplicates()
     sessions_per_buyer = baskets.groupby(["item", "user"]).size()

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -255,7 +254,7 @@ def train(
     segment_of = segments.fitted if segments is not None else {}
     profiles = {
         user: msgspec.structs.replace(profile, segment=segment_of.get(user, ""))
-        for user, profile in build_profiles(events, weights, users or {}).items()
+        for user, profile in build_profiles(events, weights, users or {}, universe=universe).items()
     }
     return Trained(
         trees,
@@ -294,7 +293,7 @@ def fit_ranker(
             history, universe, ic.train_days, ic.eval_days, ic.max_sessions, config.seed
         )
     intent_labels = IntentLabels(ic.high, ic.browsing)
-    profiles = build_profiles(history, weights)
+    profiles = build_profiles(history, weights, universe=universe)
     if segments is not None:
         segment_before = segments.of(history)
         profiles = {
@@ -384,7 +383,7 @@ def evaluate_split(
         ec.protocol,
         fit_part,
         validation_part,
-        build_profiles(fit_part, weights),
+        build_profiles(fit_part, weights, universe=universe),
         config,
         min(ec.max_cases, 5_000),
     )
