@@ -89,7 +89,9 @@ def servers(bundle_dir: Path) -> dict[str, list[str]]:
     common = ["--host", "127.0.0.1", "--log-level", "warning"]
     return {
         "edgeperso": [sys.executable, "-m", "edge", "serve", "--bundle", str(bundle_dir), *common],
-        "bare starlette": [sys.executable, "-m", "uvicorn", "bench.bare_app:app", *common],
+        "bare starlette": [
+            *(sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--ws", "none", *common)
+        ],
     }
 
 
