@@ -104,7 +104,7 @@ def _category_codes(
             lookup = pd.Index(names).get_indexer(own_names)
             unnamed = lookup < 0  # a label the universe lacks: a new code after its names
             lookup[unnamed] = len(names) + np.arange(int(unnamed.sum()))
-            codes[own] = lookup[own_codes]
+            codes[own] = np.where(own_codes >= 0, lookup[own_codes], -1)  # -1: a missing label
     return codes
 
 
