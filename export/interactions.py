@@ -117,7 +117,11 @@ def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray
 def user_keys(events: pd.DataFrame) -> pd.Series:
     """Known users by id; anonymous sessions as their own pseudo-users, so their co-occurrence
     still teaches the item factors."""
-    return events["user_id"].where(events["user_id"] != "", "session:" + events["session_id"])
+    keys = events["user_id"].to_numpy(dtype=object, copy=True)
+    anonymous = keys == ""
+    # Prefixed only where needed: `where` built a prefixed copy of every session id.
+    keys[anonymous] = "session:" + events["session_id"].to_numpy(dtype=object)[anonymous]
+    return pd.Series(keys, index=events.index, name="user_id")
 
 
 def interaction_matrix(
