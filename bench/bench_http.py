@@ -87,11 +87,10 @@ def start(command: list[str], port: int) -> subprocess.Popen:
 
 def servers(bundle_dir: Path) -> dict[str, list[str]]:
     common = ["--host", "127.0.0.1", "--log-level", "warning"]
+    bare = ["--ws", "none", *common]  # served as `edge serve` serves: no WebSocket support
     return {
         "edgeperso": [sys.executable, "-m", "edge", "serve", "--bundle", str(bundle_dir), *common],
-        "bare starlette": [
-            *(sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--ws", "none", *common)
-        ],
+        "bare starlette": [sys.executable, "-m", "uvicorn", "bench.bare_app:app", *bare],
     }
 
 

@@ -97,9 +97,15 @@ def most_frequent(frame: pd.DataFrame, key: str, column: str) -> pd.Series:
     if column not in frame:
         return pd.Series(dtype=object)
     labelled = frame.loc[frame[column] != "", [key, column]]
-    counts = labelled.groupby([key, column]).size().reset_index(name="n")
+    # Counted per integer code of the value (codes in value order, for the ties): grouping on
+    # the labels themselves hashed every row's string again.
+    codes, values = pd.factorize(labelled[column], sort=True)
+    pairs = pd.DataFrame({key: labelled[key].to_numpy(), "code": codes})
+    counts = pairs.groupby([key, "code"]).size().reset_index(name="n")
     mode = counts.sort_values([key, "n"], ascending=[True, False], kind="stable")
-    return mode.drop_duplicates(key).set_index(key)[column]
+    mode = mode.drop_duplicates(key)
+    found = np.asarray(values)[mode["code"].to_numpy()]
+    return pd.Series(found, index=pd.Index(mode[key].to_numpy(), name=key), name=column)
 
 
 def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from edge.segments import LOG_FEATURES, SEGMENT_FEATURES, SegmentRule, matching_rule
-from export.interactions import ItemUniverse, epoch_seconds, item_codes
+from export.interactions import ItemUniverse, epoch_seconds, item_codes, most_frequent
 
 WEEK_DAYS = 7.0
 SILHOUETTE_SAMPLE = 3_000
@@ -62,7 +62,13 @@ def user_features(events: pd.DataFrame, universe: ItemUniverse | None = None) ->
     # Over their tenure (first event to the end of the log): two visits long ago are rare.
     span_weeks = ((end - by_user["t"].min()) / 86_400 / WEEK_DAYS).clip(lower=1.0)
     n_sessions = sessions.groupby(level="user").size()
-    device = events["device"].to_numpy()[known]
+    habits = pd.DataFrame(
+        {
+            "user": user,
+            "device": events["device"].to_numpy()[known],
+            "hour_bucket": events["local_hour"].to_numpy()[known] // 6,
+        }
+    )
     out = pd.DataFrame(
         {
             "recency_days": (end - by_user["t"].max()) / 86_400,
@@ -72,10 +78,8 @@ def user_features(events: pd.DataFrame, universe: ItemUniverse | None = None) ->
             "categories": frame[frame["category"] >= 0].groupby("user")["category"].nunique(),
             "cart_abandon_share": abandoned,
             "avg_dwell_s": by_user["dwell"].mean(),
-            "device": _most_frequent_by_user(user, device, device != ""),
-            "hour_bucket": _most_frequent_by_user(
-                user, events["local_hour"].to_numpy()[known] // 6
-            ),
+            "device": most_frequent(habits, "user", "device"),
+            "hour_bucket": most_frequent(habits, "user", "hour_bucket"),
         }
     )
     numeric = list(SEGMENT_FEATURES)
@@ -106,22 +110,6 @@ def _category_codes(
             lookup[unnamed] = len(names) + np.arange(int(unnamed.sum()))
             codes[own] = np.where(own_codes >= 0, lookup[own_codes], -1)  # -1: a missing label
     return codes
-
-
-def _most_frequent_by_user(
-    user: np.ndarray, values: np.ndarray, labelled: np.ndarray | None = None
-) -> pd.Series:
-    """Per user code, the value its `labelled` rows hold most often (ties: the first in value
-    order), over users with a labelled row: `most_frequent` on integer codes."""
-    if labelled is not None:
-        user, values = user[labelled], values[labelled]
-    codes, uniques = pd.factorize(values, sort=True)  # codes in value order, for the ties
-    counts = pd.DataFrame({"user": user, "code": codes}).groupby(["user", "code"]).size()
-    mode = counts.reset_index(name="n").sort_values(
-        ["user", "n"], ascending=[True, False], kind="stable"
-    )
-    mode = mode.drop_duplicates("user")
-    return pd.Series(np.asarray(uniques)[mode["code"].to_numpy()], index=mode["user"].to_numpy())
 
 
 def nearest_core(z: np.ndarray, cores: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
