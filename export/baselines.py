@@ -42,6 +42,7 @@ class Baseline(Protocol):
 
 class MostPopular:
     name = "popular"
+    personal = False  # the same scores for every visitor: evaluation ranks them once
 
     def fit(self, matrix: sp.csr_matrix) -> MostPopular:
         # Distinct users per item: one heavy buyer should not make an item "popular".

@@ -151,8 +151,8 @@ def choose_protocol(protocol: str, history: pd.DataFrame, window: pd.DataFrame) 
     else `sessions` (a log of anonymous visits)."""
     if protocol != "auto":
         return protocol
-    known = set(history.loc[history["user_id"] != "", "user_id"])
-    share = window["user_id"].isin(known).mean() if len(window) else 0.0
+    known = pd.unique(history["user_id"])  # a hash table, not a set of Python strings
+    share = window["user_id"].isin(known[known != ""]).mean() if len(window) else 0.0
     return "users" if share >= 0.5 else "sessions"
 
 

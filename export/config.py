@@ -201,7 +201,9 @@ class ServingConfig(Struct, frozen=True, forbid_unknown_fields=True):
 class EvaluationConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # auto: `users` when most holdout events come from known customers, else `sessions`
     protocol: Protocol = "auto"
-    holdout_days: Positive | None = None  # default: the last 10% of the time span
+    # Default: the ranker's label window (15% of the span), so the final ranker's history
+    # models are the evaluation's, fitted once.
+    holdout_days: Positive | None = None
     k: PositiveInt = 10
     target_types: list[str] = msgspec.field(default_factory=lambda: ["purchase"])
     max_cases: PositiveInt = 20_000

@@ -41,27 +41,47 @@ def hit_rate_and_ndcg(recommended: list[str], relevant: set[str], k: int) -> tup
 
 def measure(answer: Answer, cases: Sequence[Case], k: int, n_catalog: int) -> dict[str, float]:
     """Ask every case, score the answers."""
+    return measure_per_case(answer, cases, k, n_catalog)[0]
+
+
+def measure_per_case(
+    answer: Answer, cases: Sequence[Case], k: int, n_catalog: int
+) -> tuple[dict[str, float], np.ndarray]:
+    """`measure`, and each case's NDCG@k (for paired comparisons)."""
     depth = max(k, RECALL_K)
-    hr = ndcg = recall = 0.0
+    hr = recall = 0.0
+    ndcgs = np.zeros(len(cases))
     shown: set[str] = set()
     latencies = []
-    for case in cases:
+    for i, case in enumerate(cases):
         started = time.perf_counter()
         ranked = answer(case, depth)
         latencies.append((time.perf_counter() - started) * 1000.0)
-        h, n = hit_rate_and_ndcg(ranked, case.relevant, k)
-        hr, ndcg = hr + h, ndcg + n
+        h, ndcgs[i] = hit_rate_and_ndcg(ranked, case.relevant, k)
+        hr += h
         recall += len(case.relevant.intersection(ranked[:RECALL_K])) / len(case.relevant)
         shown.update(ranked[:k])
     n = max(len(cases), 1)
-    return {
+    metrics = {
         f"hr@{k}": round(hr / n, 4),
-        f"ndcg@{k}": round(ndcg / n, 4),
+        f"ndcg@{k}": round(float(ndcgs.sum()) / n, 4),
         f"recall@{RECALL_K}": round(recall / n, 4),
         "coverage": round(len(shown) / max(n_catalog, 1), 4),
         "ms_p50": round(float(np.percentile(latencies, 50)), 3) if latencies else 0.0,
         "ms_p99": round(float(np.percentile(latencies, 99)), 3) if latencies else 0.0,
     }
+    return metrics, ndcgs
+
+
+def paired_difference(ours: np.ndarray, theirs: np.ndarray) -> dict[str, Any]:
+    """Mean per-case difference of two models asked the same cases, with a 95% interval
+    (normal approximation). Pairing removes the spread between cases, which dwarfs the one
+    between models: a small shop's few hundred cases can tell a real gain from noise."""
+    diff = ours - theirs
+    if diff.size < 2:  # no spread to estimate an interval from
+        return {"difference": round(float(diff.sum()), 4), "ci95": None}
+    mean, half = float(diff.mean()), 1.96 * float(diff.std(ddof=1)) / math.sqrt(diff.size)
+    return {"difference": round(mean, 4), "ci95": [round(mean - half, 4), round(mean + half, 4)]}
 
 
 class BundleAnswer:
@@ -129,6 +149,8 @@ def baseline_answer(model: Any, histories: Histories) -> Answer:
     universe = histories.universe
     unavailable = ~universe.in_stock
     index = {item: i for i, item in enumerate(universe.ids)}
+    if not getattr(model, "personal", True):
+        return _one_ranking_answer(model, universe, unavailable, index)
 
     def answer(case: Case, k: int) -> list[str]:
         scores = np.array(model.scores(histories.of(case)), dtype=np.float64, copy=True)
@@ -137,6 +159,28 @@ def baseline_answer(model: Any, histories: Histories) -> Answer:
         scores[blocked] = -np.inf
         top = top_k(scores, k)
         return [universe.ids[i] for i in top if np.isfinite(scores[i])]
+
+    return answer
+
+
+def _one_ranking_answer(
+    model: Any, universe: ItemUniverse, unavailable: np.ndarray, index: dict[str, int]
+) -> Answer:
+    """A baseline whose scores are the same for every visitor (most popular) is ranked once;
+    each answer walks that ranking past the visitor's blocked items (ties: lower index first)."""
+    scores = np.asarray(model.scores(History(np.empty(0, dtype=np.int64), np.empty(0))), float)
+    ranked = np.argsort(-scores, kind="stable")
+    ranked = ranked[~unavailable[ranked] & np.isfinite(scores[ranked])].tolist()
+
+    def answer(case: Case, k: int) -> list[str]:
+        blocked = {index[i] for i in case.blocked if i in index}
+        out: list[str] = []
+        for i in ranked:
+            if len(out) == k:
+                break
+            if i not in blocked:
+                out.append(universe.ids[i])
+        return out
 
     return answer
 
@@ -188,7 +232,8 @@ def evaluate_models(
     """The bundle and each baseline on the same test cases."""
     n_catalog = int(universe.in_stock.sum())
     answer = BundleAnswer(bundle)
-    results = {"edgeperso": measure(answer, test_cases, k, n_catalog)}
+    results, versus = {}, {}
+    results["edgeperso"], ours = measure_per_case(answer, test_cases, k, n_catalog)
     results["edgeperso"]["fallbacks"] = answer.fallbacks
     say(f"  edgeperso: {results['edgeperso']}")
     tuning = {}
@@ -207,9 +252,12 @@ def evaluate_models(
             k,
             available[name],
         )
-        results[name] = measure(baseline_answer(model, histories), test_cases, k, n_catalog)
+        answer_of = baseline_answer(model, histories)
+        results[name], theirs = measure_per_case(answer_of, test_cases, k, n_catalog)
+        versus[name] = paired_difference(ours, theirs)
         say(f"  {name} {tuning[name]['chosen']}: {results[name]}")
-    return {"table": results, "tuning": tuning}
+    # NDCG@k of edgeperso minus each baseline's, case by case, with its 95% interval.
+    return {"table": results, "versus": versus, "tuning": tuning}
 
 
 def _why_skipped(name: str, n_items: int, ease_max_items: int) -> str:
@@ -233,4 +281,12 @@ def format_table(evaluation: dict[str, Any]) -> str:
     ]
     for name, row in table.items():
         lines.append(f"  {name:<12}" + "".join(f"{row[c]:>12.4f}" for c in columns))
+    for name, paired in evaluation.get("versus", {}).items():
+        interval = paired["ci95"]
+        spread = (
+            "" if interval is None else f" (95% interval {interval[0]:+.4f} to {interval[1]:+.4f})"
+        )
+        lines.append(
+            f"  ndcg@{k}, edgeperso − {name}, case by case: {paired['difference']:+.4f}{spread}"
+        )
     return "\n".join(lines)

@@ -37,7 +37,7 @@ from edge.scoring import CONTEXT_FEATURES, FEATURES, CandidateSizes
 from edge.segments import SEGMENT_FEATURES, SegmentRule
 from edge.visitor import SegmentHead, VisitorModel
 from export.bandits import bandit_priors
-from export.baselines import BASELINES
+from export.baselines import BASELINES, grids
 from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
 from export.config import BuildConfig, check_rule_sets, load_rules
 from export.covisitation import CoVisitation
@@ -230,15 +230,17 @@ def train(
     config: BuildConfig,
     users: dict[str, dict[str, str]] | None = None,
     intent_truth: pd.Series | None = None,
+    fitted_before: FittedBefore | None = None,
 ) -> Trained:
     """The ranker on a time split inside `events` (`fit_ranker`), then every model on all of
     `events`. `intent_truth` (true purchase probability by session id, from a simulated shop)
-    adds a comparison with the truth to the intent model's evaluation."""
+    adds a comparison with the truth to the intent model's evaluation. `fitted_before`: the
+    candidate models of the ranker's history, when the evaluation already fitted them."""
     weights = config.events.weights
     ic = config.intent
     segments = fit_segments(events, universe, config)
     # Its training data is freed when it returns: the final models have the memory to themselves.
-    ranker, stats = fit_ranker(events, universe, config, segments)
+    ranker, stats = fit_ranker(events, universe, config, segments, fitted_before)
     trees, popularity = fit_candidate_models(events, universe, config)
     intent_onnx, intent = fit_intent(
         events,
@@ -268,11 +270,30 @@ def train(
     )
 
 
+def ranker_label_days(events: pd.DataFrame, config: BuildConfig) -> float:
+    """The ranker's label window: the configured days, else the last 15% of the span."""
+    span_days = (events["ts"].max() - events["ts"].min()) / DAY
+    return config.ranker.label_days or max(1.0, 0.15 * span_days)
+
+
+@dataclass(frozen=True)
+class FittedBefore:
+    """Candidate models fitted on the first `rows` events of a build's, in time order (a time
+    split's training part). The evaluation fits them on its training part; when that part is
+    the final ranker's history (the default holdout is the label window), the ranker reuses
+    them: the same fit on the same events, once instead of twice. Two time splits of the same
+    events that keep the same number of rows keep the same rows."""
+
+    rows: int
+    trees: dict[str, dict[str, Any]]
+
+
 def fit_ranker(
     events: pd.DataFrame,
     universe: ItemUniverse,
     config: BuildConfig,
     segments: LearnedSegments | None,
+    fitted_before: FittedBefore | None = None,
 ) -> tuple[HistGradientBoostingClassifier, dict[str, Any]]:
     """The ranker, and what the manifest says of its training.
 
@@ -282,10 +303,12 @@ def fit_ranker(
     serving), assigned from each customer's history before the window."""
     weights = config.events.weights
     rc, ic = config.ranker, config.intent
-    t_min, t_max = events["ts"].min(), events["ts"].max()
-    label_days = rc.label_days or max(1.0, 0.15 * (t_max - t_min) / DAY)
+    label_days = ranker_label_days(events, config)
     history, labels = time_split(events, label_days)
-    trees, _ = fit_candidate_models(history, universe, config)
+    if fitted_before is not None and fitted_before.rows == len(history):
+        trees = fitted_before.trees
+    else:
+        trees, _ = fit_candidate_models(history, universe, config)
     model = model_from_trees(trees, weights, ranker=None)
     history_intent = None
     if rc.intent_feature:
@@ -345,8 +368,9 @@ def split_for_evaluation(
     if ec.protocol == "leave_last_out":
         train_part, test_part = leave_last_out(events, present_target_types(events, config))
         return train_part, test_part, {"split": "leave_last_out"}
-    span_days = (events["ts"].max() - events["ts"].min()) / DAY
-    days = ec.holdout_days or max(1.0, 0.1 * span_days)
+    # By default the ranker's label window, so the final ranker's history models are the
+    # evaluation's (`FittedBefore`).
+    days = ec.holdout_days or ranker_label_days(events, config)
     train_part, test_part = time_split(events, days)
     return train_part, test_part, {"split": "time", "days": round(days, 2)}
 
@@ -359,10 +383,11 @@ def evaluate_split(
     baselines: list[str],
     lineage: dict[str, Any],
     progress: Progress,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], FittedBefore | None]:
     """Train a bundle on the training part, write and load it, and score it and the baselines
     on the test part. Baselines are tuned on a validation split carved the same way from the
-    training part."""
+    training part. Also returns the candidate models fitted on a time split's training part,
+    for the final ranker to reuse (`FittedBefore`)."""
     ec = config.evaluation
     train_part, test_part, split = split_for_evaluation(events, config)
     if train_part.empty or test_part.empty:
@@ -373,20 +398,25 @@ def evaluate_split(
     weights = config.events.weights
     with progress.step(f"train on {len(train_part):,} events, hold out {len(test_part):,}"):
         held = train(train_part, universe, config, users)
+    fitted_before = FittedBefore(len(train_part), held.trees) if split["split"] == "time" else None
     protocol, test_cases = cases_for(
         ec.protocol, train_part, test_part, held.profiles, config, ec.max_cases
     )
     if not test_cases:
-        return {"cases": 0, "note": "no visitor in the test part took an item they could be shown"}
+        note = "no visitor in the test part took an item they could be shown"
+        return {"cases": 0, "note": note}, fitted_before
     fit_part, validation_part, _ = split_for_evaluation(train_part, config)
-    _, validation_cases = cases_for(
-        ec.protocol,
-        fit_part,
-        validation_part,
-        build_profiles(fit_part, weights, universe=universe),
-        config,
-        min(ec.max_cases, 5_000),
-    )
+    validation_cases: list[Case] = []
+    tuned = grids(len(universe.ids), ec.ease_max_items, config.seed)
+    if any(len(tuned.get(name, [])) > 1 for name in baselines):  # else nothing is tuned
+        _, validation_cases = cases_for(
+            ec.protocol,
+            fit_part,
+            validation_part,
+            build_profiles(fit_part, weights, universe=universe),
+            config,
+            min(ec.max_cases, 5_000),
+        )
     with progress.step(f"evaluate through the edge code path, against {', '.join(baselines)}"):
         with tempfile.TemporaryDirectory() as tmp:
             _write(Path(tmp) / "bundle", held, config, lineage, {}, None)
@@ -413,7 +443,7 @@ def evaluate_split(
         "split": split | {"train_events": len(train_part), "test_events": len(test_part)},
         **result,
     }
-    return evaluation
+    return evaluation, fitted_before
 
 
 def _write(
@@ -570,14 +600,15 @@ def export_bundle(
         events_paths, config, catalog_path, users_path, progress
     )
     metrics: dict[str, Any] = {}
+    fitted_before = None
     if evaluate:
-        metrics["evaluation"] = evaluate_split(
+        metrics["evaluation"], fitted_before = evaluate_split(
             events, universe, users, config, list(config.evaluation.baselines), lineage, progress
         )
         progress.say(format_table(metrics["evaluation"]))
     truth = None if truth_path is None else read_intent_truth(truth_path)
     with progress.step("train on all events"):
-        trained = train(events, universe, config, users, intent_truth=truth)
+        trained = train(events, universe, config, users, truth, fitted_before)
     with progress.step(f"write the bundle to {out_dir}"):
         log = read_log([Path(p) for p in bandit_log]) if bandit_log else None
         segment_of = {user: p.segment for user, p in trained.profiles.items() if p.segment}
@@ -616,5 +647,5 @@ def evaluate_events(
         events_paths, config, catalog_path, users_path, progress
     )
     names = list(BASELINES) if baselines is None else baselines
-    evaluation = evaluate_split(events, universe, users, config, names, lineage, progress)
+    evaluation, _ = evaluate_split(events, universe, users, config, names, lineage, progress)
     return evaluation | {"lineage": {k: lineage[k] for k in ("rows_kept", "items", "users")}}

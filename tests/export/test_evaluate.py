@@ -80,3 +80,59 @@ def test_baselines_obey_the_edge_business_rules():
     answer = baseline_answer(model, Histories(matrix, pd.Index(["u"]), universe, {}))
     # b is out of stock, a was bought; d was never taken but still ranks (score 0) last.
     assert answer(_case({"c"}, blocked={"a"}), 10) == ["c", "d"]
+
+
+def test_one_ranking_for_all_visitors_answers_as_the_per_visitor_path():
+    """Most popular is ranked once; its answers are the ones of scoring every visitor."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from export.baselines import MostPopular
+    from export.evaluate import Histories, baseline_answer
+    from export.interactions import ItemUniverse
+
+    rng = np.random.default_rng(0)
+    n = 600  # past top_k's sorting threshold, so its partition path is compared too
+    universe = ItemUniverse(
+        [f"i{i:04d}" for i in range(n)],
+        np.full(n, -1, np.int32),
+        [],
+        np.full(n, np.nan, np.float32),
+        rng.random(n) > 0.1,
+    )
+    matrix = sp.csr_matrix((rng.random((300, n)) < rng.random(n) * 0.5).astype(np.float32))
+    histories = Histories(matrix, pd.Index([f"u{i}" for i in range(300)]), universe, {})
+    model = MostPopular().fit(matrix)
+    once = baseline_answer(model, histories)
+
+    class EveryVisitor(MostPopular):
+        personal = True
+
+    per_visitor = EveryVisitor().fit(matrix)
+    each = baseline_answer(per_visitor, histories)
+    counts = model.counts_
+    for blocked in ([], universe.ids[:5], [universe.ids[int(np.argmax(counts))], "unknown"]):
+        for k in (1, 10, 50):
+            case = _case({"i0000"}, blocked=blocked)
+            got, want = once(case, k), each(case, k)
+            # Equal counts may come in either order: compare the scores at each rank.
+            scores = [counts[universe.ids.index(i)] for i in got]
+            assert scores == [counts[universe.ids.index(i)] for i in want]
+            assert len(got) == k and not set(got) & set(blocked)
+
+
+def test_paired_difference_has_an_interval_from_the_spread_of_the_differences():
+    import numpy as np
+
+    from export.evaluate import paired_difference
+
+    ours = np.array([1.0, 0.5, 0.0, 1.0])
+    theirs = np.array([0.5, 0.5, 0.0, 0.5])
+    result = paired_difference(ours, theirs)
+    half = 1.96 * np.std([0.5, 0.0, 0.0, 0.5], ddof=1) / 2
+    assert result["difference"] == 0.25
+    assert result["ci95"] == [round(0.25 - half, 4), round(0.25 + half, 4)]
+    # A constant shift is certain; one case gives no interval.
+    assert paired_difference(theirs + 0.1, theirs)["ci95"] == [0.1, 0.1]
+    assert paired_difference(ours[:1], theirs[:1]) == {"difference": 0.5, "ci95": None}
