@@ -114,6 +114,7 @@ class Trained:
     visitor_onnx: bytes | None = None  # the segment and intent heads, when either was learned
     segments: dict[str, Any] | None = None  # what the manifest says of them
     intent: dict[str, Any] | None = None
+    segment_features: pd.DataFrame | None = None  # the customers' features segments were fitted on
 
 
 @dataclass
@@ -124,11 +125,16 @@ class LearnedSegments:
     rules: list[SegmentRule]
     universe: ItemUniverse  # the items' categories, for the customers' features
     fitted: dict[str, str]  # the segment of each customer they were learned from
+    features: pd.DataFrame  # the features of those customers (`user_features`)
 
     def of(self, events: pd.DataFrame) -> dict[str, str]:
         """Each known customer's segment from their events in `events` (rules first), as the
         edge's graph assigns it."""
-        return _assigned(user_features(events, self.universe), self.segmenter, self.rules)
+        return self.assign(user_features(events, self.universe))
+
+    def assign(self, features: pd.DataFrame) -> dict[str, str]:
+        """The segment of each customer of `features` (`user_features` of some events)."""
+        return _assigned(features, self.segmenter, self.rules)
 
 
 def _assigned(
@@ -169,7 +175,8 @@ def fit_segments(
         "rules": [{"name": r.name, "when": r.when} for r in sc.rules],
         "rule_sizes": {r.name: int(sizes.get(r.name, 0)) for r in sc.rules},
     }
-    return LearnedSegments(segmenter.to_onnx(), description, segmenter, rules, universe, fitted)
+    onnx = segmenter.to_onnx()
+    return LearnedSegments(onnx, description, segmenter, rules, universe, fitted, features)
 
 
 def present_target_types(events: pd.DataFrame, config: BuildConfig) -> list[str]:
@@ -267,6 +274,7 @@ def train(
         visitor_graph(segments.onnx if segments else None, intent_onnx),
         segments.description if segments else None,
         intent,
+        segments.features if segments else None,
     )
 
 
@@ -278,14 +286,15 @@ def ranker_label_days(events: pd.DataFrame, config: BuildConfig) -> float:
 
 @dataclass(frozen=True)
 class FittedBefore:
-    """Candidate models fitted on the first `rows` events of a build's, in time order (a time
-    split's training part). The evaluation fits them on its training part; when that part is
-    the final ranker's history (the default holdout is the label window), the ranker reuses
-    them: the same fit on the same events, once instead of twice. Two time splits of the same
-    events that keep the same number of rows keep the same rows."""
+    """Candidate models and customers' segment features of the first `rows` events of a build's,
+    in time order (a time split's training part). The evaluation computes them on its training
+    part; when that part is the final ranker's history (the default holdout is the label
+    window), the ranker reuses them: the same fit on the same events, once instead of twice.
+    Two time splits of the same events that keep the same number of rows keep the same rows."""
 
     rows: int
     trees: dict[str, dict[str, Any]]
+    segment_features: pd.DataFrame | None = None
 
 
 def fit_ranker(
@@ -305,8 +314,11 @@ def fit_ranker(
     rc, ic = config.ranker, config.intent
     label_days = ranker_label_days(events, config)
     history, labels = time_split(events, label_days)
+    reused = None
     if fitted_before is not None and fitted_before.rows == len(history):
-        trees = fitted_before.trees
+        reused = fitted_before
+    if reused is not None:
+        trees = reused.trees
     else:
         trees, _ = fit_candidate_models(history, universe, config)
     model = model_from_trees(trees, weights, ranker=None)
@@ -318,7 +330,10 @@ def fit_ranker(
     intent_labels = IntentLabels(ic.high, ic.browsing)
     profiles = build_profiles(history, weights, universe=universe)
     if segments is not None:
-        segment_before = segments.of(history)
+        if reused is not None and reused.segment_features is not None:
+            segment_before = segments.assign(reused.segment_features)
+        else:
+            segment_before = segments.of(history)
         profiles = {
             user: msgspec.structs.replace(profile, segment=segment_before.get(user, ""))
             for user, profile in profiles.items()
@@ -398,17 +413,19 @@ def evaluate_split(
     weights = config.events.weights
     with progress.step(f"train on {len(train_part):,} events, hold out {len(test_part):,}"):
         held = train(train_part, universe, config, users)
-    fitted_before = FittedBefore(len(train_part), held.trees) if split["split"] == "time" else None
+    fitted_before = None
+    if split["split"] == "time":
+        fitted_before = FittedBefore(len(train_part), held.trees, held.segment_features)
     protocol, test_cases = cases_for(
         ec.protocol, train_part, test_part, held.profiles, config, ec.max_cases
     )
     if not test_cases:
         note = "no visitor in the test part took an item they could be shown"
         return {"cases": 0, "note": note}, fitted_before
-    fit_part, validation_part, _ = split_for_evaluation(train_part, config)
-    validation_cases: list[Case] = []
+    fit_part, validation_cases = train_part, []
     tuned = grids(len(universe.ids), ec.ease_max_items, config.seed)
     if any(len(tuned.get(name, [])) > 1 for name in baselines):  # else nothing is tuned
+        fit_part, validation_part, _ = split_for_evaluation(train_part, config)
         _, validation_cases = cases_for(
             ec.protocol,
             fit_part,

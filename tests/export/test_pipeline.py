@@ -197,6 +197,7 @@ def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history
         split_for_evaluation,
         train,
     )
+    from export.segments import user_features
 
     config = BuildConfig(seed=seed)
     events = normalize_events(shop.events, config, QualityReport())
@@ -204,12 +205,20 @@ def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history
     train_part, _, split = split_for_evaluation(events, config)
     assert split["days"] == round(ranker_label_days(events, config), 2)
     trees, _ = fit_candidate_models(train_part, universe, config)
-    reused = train(events, universe, config, fitted_before=FittedBefore(len(train_part), trees))
+    features = user_features(train_part, universe)
+    before = FittedBefore(len(train_part), trees, features)
+    reused = train(events, universe, config, fitted_before=before)
     refitted = train(events, universe, config)
     assert reused.ranker_onnx == refitted.ranker_onnx
+    assert reused.ranker_training == refitted.ranker_training
     # Models of other rows are not taken for the history's: a wrong fit would show here.
     other, _ = fit_candidate_models(train_part.iloc[: len(train_part) // 2], universe, config)
     wrong = train(events, universe, config, fitted_before=FittedBefore(len(train_part), other))
+    assert wrong.ranker_onnx != refitted.ranker_onnx
+    half_features = user_features(train_part.iloc[: len(train_part) // 2], universe)
+    wrong = train(
+        events, universe, config, fitted_before=FittedBefore(len(train_part), trees, half_features)
+    )
     assert wrong.ranker_onnx != refitted.ranker_onnx
     mismatched = FittedBefore(len(train_part) // 2, other)
     assert (
