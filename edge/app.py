@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from edge.arrival import queued_ms
 from edge.bandits import BanditPolicy
 from edge.bundle import Bundle, load_fallback_only
 from edge.config import Settings
@@ -94,7 +95,7 @@ async def recommend(request: Request) -> Response:
         parsed = _request_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise decode_error(exc) from None
-    response = recommender.recommend(parsed, request.headers)
+    response = recommender.recommend(parsed, request.headers, queued_ms(request.scope))
     exposures: ExposureLog | None = request.app.state.exposures
     if exposures is not None:
         exposures.add(parsed, response)

@@ -48,6 +48,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from edge.app import create_app
+    from edge.arrival import ArrivalStampingProtocol
 
     if args.bundle_url:
         from edge.fetch import fetch_bundle
@@ -75,6 +76,7 @@ def serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=False,
         ws="none",  # no WebSocket route: not importing a WebSocket library saves 20 ms of start
+        http=ArrivalStampingProtocol,  # the budget counts the time a request waited
     )
     return 0
 

@@ -109,8 +109,13 @@ class Recommender:
                 )
 
     def recommend(
-        self, request: RecommendRequest, headers: Mapping[str, str] | None = None
+        self,
+        request: RecommendRequest,
+        headers: Mapping[str, str] | None = None,
+        queued_ms: float = 0.0,
     ) -> RecommendResponse:
+        """The answer to one request. `queued_ms`: how long it already waited in the server,
+        spent from its latency budget (`edge.arrival`)."""
         started = time.perf_counter()
         context = resolve_context(request.context, headers or {})
         self._check_event_types(request)
@@ -120,9 +125,14 @@ class Recommender:
             items = self._popular(None, context, request, set(), request.k)
             reason = f"bundle_unavailable: {self.unavailable_reason}"
             return self._answer(items, None, reason, False, context, started)
-        deadline = Deadline(self.budget_ms)
+        deadline = Deadline(self.budget_ms - queued_ms)
         step = "profile"
         try:
+            if queued_ms >= self.budget_ms:  # answered at once, so the queue drains
+                raise BudgetExceeded(
+                    f"the request waited {queued_ms:.1f} ms in the server's queue, past its "
+                    f"{self.budget_ms:g} ms budget"
+                )
             if request.consent:
                 profile = bundle.profiles.get(request.user_id) if request.user_id else None
                 events = request.session.events if request.session else []

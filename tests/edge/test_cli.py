@@ -28,7 +28,9 @@ def test_gateway_content_refuses_a_tampered_bundle_and_writes_nothing(bundle_dir
     assert not out.exists()
 
 
-def test_serve_runs_one_uvicorn_server_without_websocket_support(bundle_dir, monkeypatch):
+def test_serve_runs_one_uvicorn_server_stamping_arrivals_without_websockets(
+    bundle_dir, monkeypatch
+):
     import uvicorn
 
     calls = []
@@ -41,3 +43,7 @@ def test_serve_runs_one_uvicorn_server_without_websocket_support(bundle_dir, mon
     # No WebSocket route: uvicorn must not import a WebSocket library at start (about 20 ms).
     assert options["ws"] == "none" and options["host"] == "127.0.0.1" and options["port"] == 8123
     assert options["workers"] == 1 and not options["factory"] and callable(app)
+    # Requests are stamped on arrival, so the latency budget counts their wait in the server.
+    from edge.arrival import ArrivalStampingProtocol
+
+    assert options["http"] is ArrivalStampingProtocol

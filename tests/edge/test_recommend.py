@@ -81,6 +81,22 @@ def test_an_exhausted_budget_answers_with_contextual_fallback(bundle):
     assert set(ids(response)) <= set(expected)
 
 
+def test_time_waited_in_the_server_is_spent_from_the_budget(bundle):
+    recommender = Recommender(bundle, budget_ms=50.0)
+    request = RecommendRequest(user_id=regular_customer(bundle), k=5)
+    late = recommender.recommend(request, {}, queued_ms=60.0)
+    assert late.fallback == (
+        "latency_budget: the request waited 60.0 ms in the server's queue, past its 50 ms budget"
+    )
+    assert len(late.items) == 5
+    # What is left of the budget is the budget: a request that waited 49.999 ms has too little.
+    assert recommender.recommend(request, {}, queued_ms=49.999).fallback.startswith(
+        "latency_budget: latency budget ran out before step"
+    )
+    on_time = recommender.recommend(request, {}, queued_ms=1.0)
+    assert on_time.fallback is None and on_time.personalized
+
+
 def test_a_failing_step_answers_with_fallback_not_an_exception(bundle, monkeypatch, caplog):
     def broken(features):
         raise RuntimeError("onnxruntime exploded")

@@ -1,0 +1,60 @@
+import asyncio
+import http.client
+import threading
+import time
+
+import uvicorn
+
+from edge.arrival import RECEIVED, ArrivalStampingProtocol, queued_ms
+from tests.servers import free_port
+
+
+def test_queued_ms_is_the_time_since_the_stamp_and_zero_without_one():
+    assert queued_ms({}) == 0.0
+    assert queued_ms({RECEIVED: "not a time"}) == 0.0
+    waited = queued_ms({RECEIVED: time.perf_counter() - 0.25})
+    assert 250.0 <= waited < 2_000.0
+    assert queued_ms({RECEIVED: time.perf_counter() + 10.0}) == 0.0  # never negative
+
+
+def test_the_protocol_stamps_every_request_before_the_app_runs():
+    """A real uvicorn server on 127.0.0.1 with the protocol `edge serve` uses: the app sees
+    the stamp, taken before it was called, on each request of a kept-alive connection."""
+    seen = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        seen.append((scope.get(RECEIVED), time.perf_counter()))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=ArrivalStampingProtocol,
+        lifespan="off",
+        log_level="warning",
+        ws="none",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10.0
+        while not server.started:
+            assert time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.01)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for _ in range(3):
+            connection.request("GET", "/")
+            assert connection.getresponse().read() == b"ok"
+        connection.close()
+    finally:
+        server.should_exit = True
+        thread.join(10.0)
+    assert len(seen) == 3
+    for stamp, called in seen:
+        assert isinstance(stamp, float) and stamp <= called
