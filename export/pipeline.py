@@ -242,7 +242,8 @@ def train(
     """The ranker on a time split inside `events` (`fit_ranker`), then every model on all of
     `events`. `intent_truth` (true purchase probability by session id, from a simulated shop)
     adds a comparison with the truth to the intent model's evaluation. `fitted_before`: the
-    candidate models of the ranker's history, when the evaluation already fitted them."""
+    candidate models and segment features of the ranker's history, when the evaluation already
+    computed them."""
     weights = config.events.weights
     ic = config.intent
     segments = fit_segments(events, universe, config)
