@@ -9,14 +9,13 @@ test: it reports, it does not assert.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from report import machine, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGEPERSO = [sys.executable, "-m", "export.cli"]
@@ -72,13 +71,12 @@ def main() -> int:
             row["with_evaluation"] = timed_export(shop, True)
         results[str(events)] = row
     report = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "exports": results,
         "self_peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print("edgeperso export on simulated shops (one run each)")
     print(f"  {'events':>12}{'users':>9}{'items':>8}{'evaluation':>12}{'wall s':>9}{'peak GB':>9}")
     for events, row in results.items():

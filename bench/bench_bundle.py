@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import compileall
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bundles import SIZES, build  # noqa: E402
+from report import machine, write_report  # noqa: E402
 from servers import free_port, wait_ready  # noqa: E402
 
 from edge.bundle import PROFILES, load_bundle  # noqa: E402
@@ -126,12 +125,11 @@ def main() -> int:
         directory = build(items, events, users, args.seed)
         results[str(items)] = measure(directory, args.repeats)
     report = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "repeats": args.repeats,
         "bundles": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(f"bundles (median of {args.repeats} runs; {PROFILES} is the profile store beside them)")
     header = f"  {'items':>8}{'dtype':>8}{'bundle MB':>11}{'profiles MB':>13}{'load ms':>9}"
     print(header + f"{'peak MB':>9}{'readyz s':>10}{'bare s':>8}{'ratio':>7}")

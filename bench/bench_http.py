@@ -12,9 +12,6 @@ Needs wrk (`make bench` installs Debian's package) and taskset (util-linux).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import re
 import shutil
 import statistics
@@ -28,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_recommend import request_bodies  # noqa: E402
 from bundles import SIZES, build  # noqa: E402
+from report import machine, write_report  # noqa: E402
 from servers import free_port, wait_ready  # noqa: E402
 
 from edge.bundle import load_bundle  # noqa: E402
@@ -156,14 +154,13 @@ def main() -> int:
         )
         product["p99_over_bare"] = round(product["p99_ms"] / bare["p99_ms"], 2)
     report = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "items": args.items,
         "seconds_per_run": args.seconds,
         "rounds": args.rounds,
         "results": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(
         f"HTTP, {args.items:,} items, server on one core, wrk on the other "
         f"(median of {args.rounds} runs of {args.seconds:g} s)"

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from bench_http import servers, start  # noqa: E402
 from bench_recommend import request_bodies  # noqa: E402
 from bundles import SIZES, build  # noqa: E402
+from report import machine, write_report  # noqa: E402
 from servers import free_port  # noqa: E402
 
 from edge.bundle import load_bundle  # noqa: E402
@@ -124,7 +123,7 @@ def main() -> int:
         process.wait(timeout=15)
     result = {key: round(statistics.median(run[key] for run in runs), 4) for key in runs[0]}
     report = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "items": args.items,
         "connections": args.connections,
         "seconds_per_run": args.seconds,
@@ -132,8 +131,7 @@ def main() -> int:
         "result": result,
         "runs": runs,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(
         f"{args.connections} kept-alive connections from an asyncio client, {args.items:,} items "
         f"(median of {args.rounds} runs of {args.seconds:g} s)"

@@ -10,9 +10,6 @@ compare across noisy machines as ratios. Not a test: it reports, it does not ass
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bundles import SIZES, build  # noqa: E402
+from report import machine, write_report  # noqa: E402
 
 from edge import scoring  # noqa: E402
 from edge.app import _request_decoder, one_blas_thread  # noqa: E402
@@ -291,14 +289,13 @@ def main() -> int:
     report = {
         "requests_per_round": args.requests,
         "rounds": args.rounds,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "bundles": {},
     }
     for items in args.sizes:
         events, users = SIZES.get(items, (20 * items, items // 2))
         report["bundles"][str(items)] = run(items, events, users, args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     return 0
 
 
