@@ -100,6 +100,15 @@ def start(command: list[str], port: int) -> subprocess.Popen:
     return process
 
 
+def bundle_and_bodies(items: int, seed: int) -> tuple[Path, list[bytes]]:
+    """The simulator bundle of `items` items, and the request bodies of the HTTP benchmarks:
+    known customers, anonymous sessions and cold visitors, interleaved."""
+    events, users = SIZES.get(items, (20 * items, items // 2))
+    bundle_dir = build(items, events, users, seed)
+    mixes = request_bodies(load_bundle(bundle_dir), 300, seed)
+    return bundle_dir, [b for trio in zip(*mixes.values()) for b in trio]
+
+
 def servers(bundle_dir: Path) -> dict[str, list[str]]:
     common = ["--host", "127.0.0.1", "--log-level", "warning"]
     bare = ["--ws", "none", *common]  # served as `edge serve` serves: no WebSocket support
@@ -121,10 +130,7 @@ def main() -> int:
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: `make bench` installs it (Debian's {tool})")
-    events, users = SIZES.get(args.items, (20 * args.items, args.items // 2))
-    bundle_dir = build(args.items, events, users, args.seed)
-    mixes = request_bodies(load_bundle(bundle_dir), 300, args.seed)
-    bodies = [b for trio in zip(*mixes.values()) for b in trio]  # interleaved mixes
+    bundle_dir, bodies = bundle_and_bodies(args.items, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(WRK_SCRIPT % ",".join(lua_string(b) for b in bodies))

@@ -25,13 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_http import servers, start  # noqa: E402
-from bench_recommend import request_bodies  # noqa: E402
-from bundles import SIZES, build  # noqa: E402
+from bench_http import bundle_and_bodies, servers, start  # noqa: E402
 from report import machine, write_report  # noqa: E402
 from servers import free_port  # noqa: E402
-
-from edge.bundle import load_bundle  # noqa: E402
 
 
 class Answer(msgspec.Struct):
@@ -106,10 +102,7 @@ def main() -> int:
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # the server is pinned to core 0 (bench_http.start)
-    events, users = SIZES.get(args.items, (20 * args.items, args.items // 2))
-    bundle_dir = build(args.items, events, users, args.seed)
-    mixes = request_bodies(load_bundle(bundle_dir), 300, args.seed)
-    bodies = [b for trio in zip(*mixes.values()) for b in trio]  # interleaved, as bench_http
+    bundle_dir, bodies = bundle_and_bodies(args.items, args.seed)
     port = free_port()
     process = start([*servers(bundle_dir)["edgeperso"], "--port", str(port)], port)
     try:
