@@ -32,6 +32,15 @@ _bytes_view = msgspec.msgpack.Decoder(memoryview)
 _MAP_FIRST_BYTES = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])  # fixmap, map 16, map 32
 
 
+def narrowest_int(values: np.ndarray) -> np.ndarray:
+    """`values` (integers) in the smallest integer dtype that holds them all: a per-item count
+    or code array of 100,000 items is 0.1 MB as uint8 where it was 0.4 as int32."""
+    low = int(values.min()) if values.size else 0
+    high = int(values.max()) if values.size else 0
+    dtype = np.result_type(np.min_scalar_type(low), np.min_scalar_type(high))
+    return values.astype(dtype)
+
+
 def allowed_dtype(dtype: str) -> bool:
     return dtype in ALLOWED_DTYPES or _BYTE_STRING.fullmatch(dtype) is not None
 

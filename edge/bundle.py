@@ -230,6 +230,7 @@ def embeddings_from_tree(
         norms=norms,
         gram=tree["gram"],
         alpha=float(tree["alpha"]),
+        n_items=int(tree.get("items", order.size)),  # fewer rows than items: see Embeddings
     )
     if "scan_onnx" in tree and factors.dtype == np.int8:
         graph = bytes(tree["scan_onnx"])
@@ -247,8 +248,28 @@ def embeddings_from_tree(
     return embeddings
 
 
+def graph_to_tree(indptr: np.ndarray, indices: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """A neighbour graph as a bundle stores it: each row's length in the narrowest integer dtype
+    (the offsets are their running sum, made at load: 0.3 MB less per graph at 100,000 items),
+    then the neighbours and their scores."""
+    return {"lengths": arrays.narrowest_int(np.diff(indptr)), "indices": indices, "scores": scores}
+
+
 def graph_from_tree(tree: dict[str, Any]) -> ItemGraph:
-    return ItemGraph(indptr=tree["indptr"], indices=tree["indices"], scores=tree["scores"])
+    indices, scores = tree["indices"], tree["scores"]
+    if "indptr" in tree:  # format 4
+        return ItemGraph(indptr=tree["indptr"], indices=indices, scores=scores)
+    lengths = tree["lengths"]
+    if lengths.dtype.kind not in "iu" or (lengths.size and lengths.min() < 0):
+        raise ValueError(f"row lengths must be counts, got {lengths.dtype}")
+    indptr = np.zeros(lengths.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    if not indptr[-1] == indices.size == scores.size:
+        raise ValueError(
+            f"rows hold {indptr[-1]} neighbours, but there are {indices.size} indices and "
+            f"{scores.size} scores"
+        )
+    return ItemGraph(indptr=indptr, indices=indices, scores=scores)
 
 
 def _dense(n_items: int, sparse: dict[str, np.ndarray]) -> np.ndarray:
@@ -318,7 +339,7 @@ def check_consistency(model: Model) -> None:
             getattr(model.items, a).size
             for a in ("category", "price", "in_stock", "age_days", "repeat_rate")
         ),
-        EMBEDDINGS: (model.embeddings.factors.shape[0],),
+        EMBEDDINGS: (model.embeddings.n_items,),
         COVISITATION: (model.covisitation.indptr.size - 1,),
         REGRESSION: (model.regression.indptr.size - 1,),
         POPULARITY: (model.popularity.overall.size,),

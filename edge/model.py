@@ -41,12 +41,12 @@ class ItemTable:
     search in the id array, so a table of any size is ready as soon as its arrays are mapped."""
 
     id_bytes: np.ndarray  # |S<width>: UTF-8 ids, sorted and unique
-    category: np.ndarray  # int32 code per item, -1 when unknown
+    category: np.ndarray  # signed integer code per item (int8 to int32), -1 when unknown
     category_names: list[str]
     price: np.ndarray  # float32, NaN when unknown
     in_stock: np.ndarray  # bool
-    age_days: np.ndarray  # float32: days from the item's first event to the end of training
-    repeat_rate: np.ndarray  # float32: share of the item's buyers who bought it again
+    age_days: np.ndarray  # float16 or 32: days from the item's first event to the end of training
+    repeat_rate: np.ndarray  # float16 or 32: share of the item's buyers who bought it again
 
     def __len__(self) -> int:
         return self.id_bytes.size
@@ -98,16 +98,23 @@ class Embeddings:
     node's steady state scans float32 (numpy's int8 products are several times slower). A
     search the bound leaves long (a user aligned with no strong item) goes instead to the int8
     scan of every row in onnxruntime (`scan`), so only the first EXACT_SCAN_ROWS rows are ever
-    dequantized, and no search reads float32 rows past them."""
+    dequantized, and no search reads float32 rows past them.
 
-    factors: np.ndarray  # int8 or float32 [n_items, k], rows by descending norm
-    scale: np.ndarray  # float32 [n_items]: a row's factors are factors[r] * scale[r]
-    order: np.ndarray  # int32 [n_items]: item index of each row
-    norms: np.ndarray  # float32 [n_items], descending: norms of the dequantized rows
+    The rows may stop before the last item (`n_items` > rows): export leaves out the
+    smallest-norm rows that no user's top-100 needs (`export.embeddings.rows_to_keep`). An item
+    without a row is served as a zero vector, here and in the Gram matrix alike."""
+
+    factors: np.ndarray  # int8 or float32 [rows, k], rows by descending norm
+    scale: np.ndarray  # float32 [rows]: a row's factors are factors[r] * scale[r]
+    order: np.ndarray  # int32 [rows]: item index of each row
+    norms: np.ndarray  # float32 [rows], descending: norms of the dequantized rows
     gram: np.ndarray  # float64 [k, k]
     alpha: float
     scan: Int8Scan | None = None  # every int8 row in one onnxruntime call, for long scans
+    n_items: int = -1  # items of the bundle; -1: one per row
     row_of_item: np.ndarray = field(init=False, repr=False)
+    # Per item: its row's scale, 0 for an item without a row (whose row_of_item is 0).
+    scale_of_item: np.ndarray = field(init=False, repr=False)
     # The thread building `scan` after a serving node's load (`edge.bundle`), if one is.
     scan_builder: threading.Thread | None = field(default=None, compare=False, repr=False)
 
@@ -119,9 +126,16 @@ class Embeddings:
     RESCORED = 2  # the int8 scan returns k × this many rows; the exact products pick the k
 
     def __post_init__(self) -> None:
-        rows = np.empty(self.order.size, dtype=np.int64)
+        n_items = self.order.size if self.n_items < 0 else self.n_items
+        if n_items < self.order.size:
+            raise ValueError(f"{self.order.size} embedding rows for {n_items} items")
+        object.__setattr__(self, "n_items", n_items)
+        rows = np.zeros(n_items, dtype=np.int64)
         rows[self.order] = np.arange(self.order.size)
+        scale = np.zeros(n_items, dtype=np.float32)
+        scale[self.order] = self.scale
         object.__setattr__(self, "row_of_item", rows)
+        object.__setattr__(self, "scale_of_item", scale)
         object.__setattr__(self, "_negative_norms", -self.norms)
         n_blocks = -(-self.order.size // self.BLOCK_ROWS)
         object.__setattr__(self, "_blocks", [None] * n_blocks)
@@ -185,8 +199,9 @@ class Embeddings:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def rows(self, items: np.ndarray) -> np.ndarray:
-        """Factor rows of these item indices (float32)."""
-        return self._stored_rows(self.row_of_item[items])
+        """Factor rows of these item indices (float32; zeros for an item without a row)."""
+        r = self.row_of_item[items]
+        return self.factors[r].astype(np.float32, copy=False) * self.scale_of_item[items, None]
 
     def _stored_rows(self, r: np.ndarray) -> np.ndarray:
         """Rows r of the storage order, dequantized to float32."""

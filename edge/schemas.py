@@ -9,8 +9,10 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
-FORMAT_VERSION = 4  # 4: memory-mapped arrays, int8 embeddings, ids searched in place
-SUPPORTED_FORMAT_VERSIONS = frozenset({4})
+# 4: memory-mapped arrays, int8 embeddings, ids searched in place. 5: embeddings may hold fewer
+# rows than items (an "items" count; older edges would refuse such a file with a size error).
+FORMAT_VERSION = 5
+SUPPORTED_FORMAT_VERSIONS = frozenset({4, 5})
 
 # Event types every shop has; a build config may add more (with a weight of their own).
 DEFAULT_EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from edge.bundle import graph_to_tree
 from export.interactions import ItemUniverse, epoch_seconds, event_weights, item_codes
 
 
@@ -66,7 +67,7 @@ class CoVisitation:
         return self
 
     def to_tree(self) -> dict[str, object]:
-        return {"indptr": self.indptr_, "indices": self.indices_, "scores": self.scores_}
+        return graph_to_tree(self.indptr_, self.indices_, self.scores_)
 
 
 def _summed_pairs(a: np.ndarray, b: np.ndarray, value: np.ndarray, shape: tuple[int, int]):

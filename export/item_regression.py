@@ -12,6 +12,8 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
 
+from edge.bundle import graph_to_tree
+
 
 def ease_weights(binary: sp.csr_matrix, regularization: float) -> np.ndarray:
     """The dense items × items EASE weight matrix B of a binary users × items matrix:
@@ -73,4 +75,4 @@ class ItemRegression:
         return self
 
     def to_tree(self) -> dict[str, object]:
-        return {"indptr": self.indptr_, "indices": self.indices_, "scores": self.scores_}
+        return graph_to_tree(self.indptr_, self.indices_, self.scores_)

@@ -209,7 +209,7 @@ def fit_candidate_models(
     ).fit(events, universe, weights)
     trees = {
         ITEMS: universe.to_tree() | item_statistics(events, universe),
-        EMBEDDINGS: embeddings.to_tree(emb.quantize),
+        EMBEDDINGS: embeddings.to_tree(emb.quantize, emb.rows),
         COVISITATION: covisitation.to_tree(),
         REGRESSION: regression.to_tree(),
         POPULARITY: popularity.to_tree(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from edge.bundle import graph_to_tree
 from edge.context import HOUR_BUCKETS
 from edge.model import popular_by_category
 from export.interactions import ItemUniverse, epoch_seconds, event_weights, item_codes
@@ -84,7 +85,7 @@ class Popularity:
             "overall": self.overall_,
             "top_overall": self.top_overall_,
             "contexts": self.contexts_,
-            "category_top": {"indptr": top.indptr, "indices": top.indices, "scores": top.scores},
+            "category_top": graph_to_tree(top.indptr, top.indices, top.scores),
         }
 
     def fallback(self, universe: ItemUniverse) -> dict[str, list[list[object]]]:

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +50,7 @@ def test_an_unknown_format_version_is_refused(copy):
     manifest = json.loads((copy / MANIFEST).read_text())
     manifest["format_version"] = 99
     (copy / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="format_version 99; this edge reads \\[4\\]"):
+    with pytest.raises(BundleError, match="format_version 99; this edge reads \\[4, 5\\]"):
         verify(copy)
 
 
@@ -89,33 +90,46 @@ def test_manifest_carries_lineage_and_metrics(bundle):
     assert set(evaluation["table"]) == {"edgeperso", "popular"}
 
 
-def test_arrays_that_do_not_fit_are_refused_naming_the_file(copy):
+def rewrite(bundle: Path, name: str, tree: dict) -> None:
+    """Write `tree` as the bundle's file `name`, with a manifest entry that matches it."""
     import hashlib
 
     from edge import arrays
 
-    tree = arrays.read_file(copy / "covisitation.msgpack")
-    tree = dict(tree, indptr=tree["indptr"][:-1])  # one row short
     data = arrays.dumps(tree)
-    (copy / "covisitation.msgpack").write_bytes(data)
-    manifest = json.loads((copy / MANIFEST).read_text())
-    manifest["files"]["covisitation.msgpack"] = {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-    }
-    (copy / MANIFEST).write_text(json.dumps(manifest))
+    (bundle / name).write_bytes(data)
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_arrays_that_do_not_fit_are_refused_naming_the_file(copy):
+    from edge import arrays
+
+    tree = arrays.read_file(copy / "covisitation.msgpack")
+    lengths = tree["lengths"]
+    short = dict(tree, lengths=lengths[:-1], indices=tree["indices"][: -int(lengths[-1]) or None])
+    short["scores"] = tree["scores"][: short["indices"].size]  # one row short, consistent
+    rewrite(copy, "covisitation.msgpack", short)
     with pytest.raises(BundleError, match="covisitation.msgpack has") as info:
         load_bundle(copy)
     assert info.value.file == "covisitation.msgpack"
-    tree.pop("indptr")
-    data = arrays.dumps(tree)
-    (copy / "covisitation.msgpack").write_bytes(data)
-    manifest["files"]["covisitation.msgpack"] = {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-    }
-    (copy / MANIFEST).write_text(json.dumps(manifest))
+    rewrite(copy, "covisitation.msgpack", dict(tree, scores=tree["scores"][1:]))
     with pytest.raises(BundleError, match="covisitation.msgpack is missing or has a malformed"):
+        load_bundle(copy)
+    tree.pop("lengths")
+    rewrite(copy, "covisitation.msgpack", tree)
+    with pytest.raises(BundleError, match="covisitation.msgpack is missing or has a malformed"):
+        load_bundle(copy)
+
+
+def test_embeddings_for_another_number_of_items_are_refused(copy):
+    from edge import arrays
+
+    tree = arrays.read_file(copy / "embeddings.msgpack")
+    items = int(tree.get("items", tree["order"].size))
+    rewrite(copy, "embeddings.msgpack", dict(tree, items=items + 1))
+    with pytest.raises(BundleError, match=f"embeddings.msgpack has \\({items + 1},\\) rows"):
         load_bundle(copy)
 
 
@@ -184,3 +198,22 @@ def test_a_profile_store_given_in_its_place_means_the_embedded_one_is_not_checke
     assert load_bundle(copy, profiles=store).profiles is store
     with pytest.raises(BundleError, match="profiles.msgpack has"):
         load_bundle(copy)
+
+
+def test_a_graph_travels_as_row_lengths_and_comes_back_as_offsets():
+    import numpy as np
+
+    from edge.bundle import graph_from_tree, graph_to_tree
+
+    indptr = np.array([0, 2, 2, 5, 300], dtype=np.int32)
+    indices, scores = np.arange(300, dtype=np.int32), np.ones(300, dtype=np.float16)
+    tree = graph_to_tree(indptr, indices, scores)
+    assert tree["lengths"].dtype == np.uint16  # 295 does not fit in a byte
+    assert graph_to_tree(indptr[:4], indices[:5], scores[:5])["lengths"].dtype == np.uint8
+    graph = graph_from_tree(tree)
+    np.testing.assert_array_equal(graph.indptr, indptr)
+    assert graph.indices is indices and graph.scores is scores
+    with pytest.raises(ValueError, match="rows hold 300 neighbours, but there are 299 indices"):
+        graph_from_tree(dict(tree, indices=indices[1:]))
+    with pytest.raises(ValueError, match="row lengths must be counts"):
+        graph_from_tree(dict(tree, lengths=np.array([1.0, 2.0])))

@@ -61,6 +61,39 @@ def table(ids, category=None, price=None) -> ItemTable:
     return ItemTable(encode_ids(ids), category, ["c"], price, ones > 0, ones, ones)
 
 
+def test_items_past_the_stored_rows_are_zero_vectors_and_never_found(seed):
+    rng = np.random.default_rng(seed)
+    full = embeddings(rng.normal(size=(500, 8)).astype(np.float32), quantized=True)
+    kept = 120  # export keeps the rows of largest norm
+    emb = Embeddings(
+        full.factors[:kept],
+        full.scale[:kept],
+        full.order[:kept],
+        full.norms[:kept],
+        np.eye(8),
+        1.0,
+        n_items=500,
+    )
+    held, left_out = full.order[:kept], full.order[kept:]
+    np.testing.assert_array_equal(emb.rows(held), full.rows(held))
+    assert not emb.rows(left_out).any()
+    for _ in range(20):
+        user = rng.normal(size=8).astype(np.float32)
+        items, scores = emb.top(user, 50)
+        assert np.isin(items, held).all()
+        np.testing.assert_allclose(np.sort(full.rows(held) @ user)[::-1][:50], scores, rtol=1e-5)
+    with pytest.raises(ValueError, match="120 embedding rows for 100 items"):
+        Embeddings(
+            full.factors[:kept],
+            full.scale[:kept],
+            full.order[:kept],
+            full.norms[:kept],
+            np.eye(8),
+            1.0,
+            n_items=100,
+        )
+
+
 def test_item_table_lookup_skips_unknown_ids():
     items = table(["a", "b", "ü-9"])
     assert items.lookup(["b", "zzz", "a", "ü-9"]).tolist() == [1, 0, 2]

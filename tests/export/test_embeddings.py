@@ -5,7 +5,12 @@ import scipy.sparse as sp
 
 from edge.bundle import embeddings_from_tree
 from edge.scoring import solve_user
-from export.embeddings import ItemEmbeddings
+from export.embeddings import (
+    MIN_KEPT_ROWS_RECALL,
+    ItemEmbeddings,
+    rows_to_keep,
+    top_k_recall,
+)
 
 
 def test_edge_fold_in_matches_implicit_recalculate_user(seed):
@@ -17,7 +22,7 @@ def test_edge_fold_in_matches_implicit_recalculate_user(seed):
         user_items
     )
     tree = emb.to_tree(quantize="none")
-    assert tree["quantization"] == {"dtype": "float32"}
+    assert tree["quantization"] == {"dtype": "float32", "rows": n_items}  # too few to trim
     embeddings = embeddings_from_tree(tree)
     for user in range(10):
         row = user_items[user]
@@ -125,3 +130,48 @@ def test_int8_rows_come_with_the_edge_scan_and_its_served_recall(seed, monkeypat
     assert "scan_onnx" not in tree and tree["quantization"]["int8_scan_refused"]
     assert tree["quantization"]["served_recall_at_100"] == 0.5
     assert embeddings_from_tree(tree).scan is None
+
+
+def test_rows_no_top_100_reaches_are_left_out(seed, monkeypatch):
+    import export.embeddings as module
+
+    monkeypatch.setattr(module, "MIN_KEPT_ROWS", 1024)
+    rng = np.random.default_rng(seed)
+    head = rng.normal(size=(3000, 16)).astype(np.float32)
+    tail = 0.01 * rng.normal(size=(9000, 16)).astype(np.float32)  # a long tail of weak items
+    rows = np.concatenate([head, tail])
+    rows = rows[np.argsort(-np.linalg.norm(rows, axis=1), kind="stable")]
+    users = rng.normal(size=(200, 16)).astype(np.float32)
+    keep = rows_to_keep(rows, users, 100)
+    assert keep < 3000 + 12000 // 256 + 64  # the tail stays home
+    assert top_k_recall(rows, rows[:keep], users, 100) >= MIN_KEPT_ROWS_RECALL
+    # Bisection returns a count within one step of the fewest that keep the recall.
+    fewer = keep - 12000 // 256 - 1
+    assert top_k_recall(rows, rows[:fewer], users, 100) < MIN_KEPT_ROWS_RECALL
+    monkeypatch.setattr(module, "MIN_KEPT_ROWS", 8192)  # the floor: never fewer rows
+    assert rows_to_keep(rows, users, 100) == 8192
+    assert rows_to_keep(rows[:8192], users, 100) == 8192  # a small catalog keeps every row
+
+
+def test_an_item_without_a_row_is_served_as_a_zero_vector(seed, monkeypatch):
+    import export.embeddings as module
+
+    monkeypatch.setattr(module, "MIN_KEPT_ROWS", 256)
+    emb = fitted(seed, n_users=3000, n_items=4000)
+    trimmed = emb.to_tree()
+    n_rows = trimmed["quantization"]["rows"]
+    assert n_rows == trimmed["factors"].shape[0] < 4000 and trimmed["items"] == 4000
+    everything = emb.to_tree(rows="all")
+    assert everything["quantization"]["rows"] == everything["factors"].shape[0] == 4000
+    embeddings = embeddings_from_tree(trimmed)
+    left_out = np.setdiff1d(np.arange(4000), trimmed["order"])
+    assert embeddings.n_items == 4000 and left_out.size == 4000 - n_rows
+    assert not embeddings.rows(left_out).any()
+    held = embeddings.rows(trimmed["order"])
+    assert np.allclose(held, embeddings_from_tree(everything).rows(trimmed["order"]))
+    # The Gram matrix is the held rows' own, so the fold-in treats the others as zeros.
+    expected = held.astype(np.float64).T @ held + emb.regularization * np.eye(32)
+    np.testing.assert_allclose(embeddings.gram, expected, rtol=1e-6)
+    assert trimmed["quantization"]["served_recall_at_100"] >= 0.99
+    user = emb.model_.user_factors[0].astype(np.float32)
+    assert not np.isin(embeddings.top(user, 50)[0], left_out).any()
