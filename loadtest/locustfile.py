@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import gevent
-from locust import FastHttpUser, between, events, task
+from locust import FastHttpUser, constant_throughput, events, task
 from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
@@ -43,7 +43,9 @@ FEEDBACK_BATCH = (1, 8)  # events per /v1/events batch
 PURCHASE_SHARE = 0.1  # feedback batches that also report the cart bought (and empty it)
 DEVICES = {"mobile": 0.6, "desktop": 0.35, "tablet": 0.05}
 # Time between two actions of one visitor. Real visitors think for seconds; a short pause keeps
-# each Locust user busy, so the load is set by the number of users (`-u`).
+# each Locust user busy, so the load is set by the number of users (`-u`), unless
+# --visitor-rate paces every visitor to that many actions a second (the load is then users ×
+# rate, whatever the server's speed: `loadtest/run.py --rate`).
 THINK_SECONDS = (0.01, 0.05)
 
 RECOMMEND, EVENTS = "/v1/recommend", "/v1/events"
@@ -75,6 +77,14 @@ def add_arguments(parser) -> None:
         env_var="EDGEPERSO_LOADTEST_USER_IDS",
         default="",
         help="text file, one known customer id a line (instead of the bundle's profiles)",
+    )
+    parser.add_argument(
+        "--visitor-rate",
+        env_var="EDGEPERSO_LOADTEST_VISITOR_RATE",
+        type=float,
+        default=0.0,
+        help="at most this many actions a second per visitor (0: only the think time of "
+        f"{THINK_SECONDS[0]}-{THINK_SECONDS[1]} s between them)",
     )
     parser.add_argument(
         "--item-ids",
@@ -180,7 +190,11 @@ def now_iso(minutes_ago: float = 0.0) -> str:
 class Shopper(FastHttpUser):
     """One visitor at a time: a session of product views, then the next visitor."""
 
-    wait_time = between(*THINK_SECONDS)
+    def wait_time(self) -> float:
+        rate = self.environment.parsed_options.visitor_rate
+        if rate > 0:  # paced: waits out the rest of 1/rate after each action
+            return constant_throughput(rate)(self)
+        return random.uniform(*THINK_SECONDS)
 
     def on_start(self) -> None:
         self.catalog = catalog(self.environment.parsed_options)

@@ -1,13 +1,16 @@
 """The load test in the box: serve a bundle on 127.0.0.1, run Locust headless against it for a
 bounded time, stop the server, and summarize Locust's CSV with the CPU each side used.
 
-    python loadtest/run.py [--bundle DIR] [--seconds 20] [--users 32] [--spawn-rate 32]
-                           [--p99-budget-ms 50] [--workers 1] [--out build/loadtest]
+    python loadtest/run.py [--bundle DIR] [--seconds 20] [--users 8] [--rate 300]
+                           [--spawn-rate 8] [--p99-budget-ms 50] [--workers 1]
+                           [--out build/loadtest]
 
 Without --bundle it builds one from the shipped sample once (build/loadtest-bundle) and reuses
 it. Writes <out>/summary.json, Locust's CSV (<out>/locust_*.csv), <out>/report.html and the two
 logs, and exits 1, saying why, when a request failed unexpectedly or the aggregated p99 is over
-the budget. Traffic goes to 127.0.0.1 only; to load a deployment of your own, run Locust itself
+the budget. The load is --rate requests a second (the users share it; 0: each user as fast as
+its think time allows, which finds the server's ceiling, where the p99 is the queue's). Traffic
+goes to 127.0.0.1 only; to load a deployment of your own, run Locust itself
 with loadtest/locustfile.py and --host.
 """
 
@@ -34,10 +37,11 @@ DEFAULT_BUNDLE = ROOT / "build" / "loadtest-bundle"
 DEFAULT_OUT = ROOT / "build" / "loadtest"
 
 # Bounds, so that a typo cannot start an hour-long run or thousands of users.
-MAX_SECONDS, MAX_USERS, MAX_WORKERS = 600, 2000, 32
+MAX_SECONDS, MAX_USERS, MAX_WORKERS, MAX_RATE = 600, 2000, 32, 100_000
 BUSY = 0.85  # share of one core above which a process counts as CPU-bound
 LOCUST_GRACE_SECONDS = 60  # start-up and report writing on top of the run time
 SAMPLE_SECONDS = 0.25  # how often the CPU counters are read during the run
+UNDERSHOOT = 0.9  # a run that made less of its offered rate than this says so
 
 
 def bounded(kind: type, low: float, high: float):
@@ -54,11 +58,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", help=f"bundle to serve (default: built at {DEFAULT_BUNDLE})")
     parser.add_argument("--seconds", type=bounded(float, 1, MAX_SECONDS), default=20.0)
-    parser.add_argument("--users", type=bounded(int, 1, MAX_USERS), default=32)
+    # Few users, each busy: Locust's client adds 10-30 ms of its own to a request on a
+    # connection idle for a while (a bare Starlette endpoint measured a median of 12 ms from 32
+    # users at 100 requests/s, 5 ms at 640), so many slow users would measure the client.
+    parser.add_argument("--users", type=bounded(int, 1, MAX_USERS), default=8)
     parser.add_argument(
         "--spawn-rate",
         type=bounded(float, 0.1, MAX_USERS),
         help="users started per second (default: all of them in the first second)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=bounded(float, 0, MAX_RATE),
+        default=300.0,
+        help="requests a second offered in all (0: unpaced users); the default is about half "
+        "of what one server process answered on the shipped sample on our 2-core machine",
     )
     parser.add_argument("--p99-budget-ms", type=bounded(float, 0, 60_000), default=50.0)
     parser.add_argument(
@@ -230,6 +244,7 @@ def locust_command(args: argparse.Namespace, bundle: Path, port: int, out: Path)
     spawn_rate = args.spawn_rate or users
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
     command += ["-u", str(users), "-r", f"{spawn_rate:g}", "-t", f"{args.seconds:g}s"]
+    command += ["--visitor-rate", f"{args.rate / users:g}"]
     command += ["--host", f"http://127.0.0.1:{port}", "--bundle", str(bundle)]
     command += ["--csv", str(out / "locust"), "--html", str(out / "report.html"), "--only-summary"]
     if args.workers > 1:
@@ -309,7 +324,8 @@ def bottleneck(cpu: dict) -> tuple[str, str]:
             "a full core; the latencies include waiting for one"
         )
     return "none", (
-        "neither side was near a full core: the load is set by the users and their think time"
+        "neither side was near a full core: the load is the rate offered (--rate), or with "
+        "--rate 0 what the users and their think time make"
     )
 
 
@@ -364,6 +380,12 @@ def print_table(summary: dict) -> None:
     if summary["locust_cpu_warning"]:
         print("Locust warned that its own CPU was above 90% (see locust.log)")
     print(f"bottleneck: {summary['bottleneck']}: {summary['bottleneck_why']}")
+    offered, made = summary["offered_requests_per_s"], summary["aggregated"]["requests_per_s"]
+    if offered and made is not None and made < UNDERSHOOT * offered:
+        print(
+            f"only {made:.0f} of the {offered:g} requests/s offered were made: the "
+            f"{summary['bottleneck']} could not keep up, so the latencies include its queue"
+        )
 
 
 def serve_and_load(args: argparse.Namespace, bundle: Path, out: Path) -> dict:
@@ -442,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "bundle": str(bundle),
         "users": args.users,
+        "offered_requests_per_s": args.rate or None,  # None: as fast as the users go
         "seconds": args.seconds,
         "workers": args.workers,
         **ran,
