@@ -176,10 +176,12 @@ def build_user_state(
 
 def fold_in(model: Model, state: UserState) -> np.ndarray | None:
     """The user's factor vector by one exact ALS least-squares step over their items
-    (the same solve implicit's `recalculate_user` does), so no user vector is stored."""
-    if not state.has_history:
-        return None
+    (the same solve implicit's `recalculate_user` does), so no user vector is stored. None
+    without history, or when none of the user's items has a row in the bundle (export leaves
+    out rows no one's top 100 needs): their vector would be zero, and its top-k arbitrary."""
     emb = model.embeddings
+    if not state.has_history or not emb.scale_of_item[state.items].any():
+        return None
     return solve_user(emb.rows(state.items), state.weights, emb.gram, emb.alpha)
 
 

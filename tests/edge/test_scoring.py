@@ -61,6 +61,38 @@ def test_candidates_exclude_blocked_items_and_carry_every_feature(bundle):
     assert candidates.features[row, FEATURES.index("als_rr")] == np.float32(1 / (rank + 1))
 
 
+def test_a_user_none_of_whose_items_has_a_row_gets_no_vector_and_no_als_candidates(bundle):
+    import dataclasses
+
+    from edge.schemas import Profile, ResolvedContext
+    from edge.scoring import FEATURES, build_user_state, candidate_features, fold_in
+
+    emb = bundle.model.embeddings
+    kept = emb.order.size // 2  # as export writes a trimmed file: the rows of largest norm
+    trimmed = dataclasses.replace(
+        emb,
+        factors=emb.factors[:kept],
+        scale=emb.scale[:kept],
+        order=emb.order[:kept],
+        norms=emb.norms[:kept],
+        scan=None,
+        n_items=emb.n_items,
+    )
+    model = dataclasses.replace(bundle.model, embeddings=trimmed)
+    ids = bundle.model.items.ids
+    left_out = [ids[i] for i in emb.order[kept:][:3]]
+    profile = Profile(left_out, [1.0] * 3, [], 3, 0, 0.0, 0.0, 5.0)
+    state = build_user_state(model, profile)
+    assert state.has_history and fold_in(model, state) is None
+    context = ResolvedContext("mobile", "de", 21, "evening")
+    features = candidate_features(model, state, context).features
+    assert not features[:, [FEATURES.index("als_score"), FEATURES.index("als_rr")]].any()
+    held = build_user_state(
+        model, Profile([ids[emb.order[0]], *left_out], [1.0] * 4, [], 4, 0, 0.0, 0.0, 5.0)
+    )
+    assert fold_in(model, held) is not None
+
+
 def test_neighbour_scores_sum_weighted_neighbours_of_the_given_items(bundle):
     from edge.scoring import _neighbour_scores
 
