@@ -65,15 +65,12 @@ def test_items_past_the_stored_rows_are_zero_vectors_and_never_found(seed):
     rng = np.random.default_rng(seed)
     full = embeddings(rng.normal(size=(500, 8)).astype(np.float32), quantized=True)
     kept = 120  # export keeps the rows of largest norm
-    emb = Embeddings(
-        full.factors[:kept],
-        full.scale[:kept],
-        full.order[:kept],
-        full.norms[:kept],
-        np.eye(8),
-        1.0,
-        n_items=500,
-    )
+
+    def first_rows(n_items: int) -> Embeddings:
+        head = (full.factors[:kept], full.scale[:kept], full.order[:kept], full.norms[:kept])
+        return Embeddings(*head, np.eye(8), 1.0, n_items=n_items)
+
+    emb = first_rows(500)
     held, left_out = full.order[:kept], full.order[kept:]
     np.testing.assert_array_equal(emb.rows(held), full.rows(held))
     assert not emb.rows(left_out).any()
@@ -83,15 +80,7 @@ def test_items_past_the_stored_rows_are_zero_vectors_and_never_found(seed):
         assert np.isin(items, held).all()
         np.testing.assert_allclose(np.sort(full.rows(held) @ user)[::-1][:50], scores, rtol=1e-5)
     with pytest.raises(ValueError, match="120 embedding rows for 100 items"):
-        Embeddings(
-            full.factors[:kept],
-            full.scale[:kept],
-            full.order[:kept],
-            full.norms[:kept],
-            np.eye(8),
-            1.0,
-            n_items=100,
-        )
+        first_rows(100)
 
 
 def test_item_table_lookup_skips_unknown_ids():
