@@ -271,7 +271,7 @@ class ItemGraph:
 
     indptr: np.ndarray  # int32 [n_items + 1]
     indices: np.ndarray  # int32
-    scores: np.ndarray  # float16 (neighbour graphs) or float32
+    scores: np.ndarray  # float32 (decoded from one-byte codes at load) or float16 (format 4)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ class CoVisitation:
         return self
 
     def to_tree(self) -> dict[str, object]:
-        return graph_to_tree(self.indptr_, self.indices_, self.scores_)
+        return graph_to_tree(self.indptr_, self.indices_, self.scores_, quantize=True)
 
 
 def _summed_pairs(a: np.ndarray, b: np.ndarray, value: np.ndarray, shape: tuple[int, int]):

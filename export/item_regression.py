@@ -75,4 +75,4 @@ class ItemRegression:
         return self
 
     def to_tree(self) -> dict[str, object]:
-        return graph_to_tree(self.indptr_, self.indices_, self.scores_)
+        return graph_to_tree(self.indptr_, self.indices_, self.scores_, quantize=True)

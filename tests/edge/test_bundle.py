@@ -107,14 +107,14 @@ def test_arrays_that_do_not_fit_are_refused_naming_the_file(copy):
     from edge import arrays
 
     tree = arrays.read_file(copy / "covisitation.msgpack")
-    lengths = tree["lengths"]
+    lengths, codes = tree["lengths"], tree["score_codes"]
     short = dict(tree, lengths=lengths[:-1], indices=tree["indices"][: -int(lengths[-1]) or None])
-    short["scores"] = tree["scores"][: short["indices"].size]  # one row short, consistent
+    short["score_codes"] = codes[: short["indices"].size]  # one row short, consistent
     rewrite(copy, "covisitation.msgpack", short)
     with pytest.raises(BundleError, match="covisitation.msgpack has") as info:
         load_bundle(copy)
     assert info.value.file == "covisitation.msgpack"
-    rewrite(copy, "covisitation.msgpack", dict(tree, scores=tree["scores"][1:]))
+    rewrite(copy, "covisitation.msgpack", dict(tree, score_codes=codes[1:]))
     with pytest.raises(BundleError, match="covisitation.msgpack is missing or has a malformed"):
         load_bundle(copy)
     tree.pop("lengths")
@@ -217,3 +217,28 @@ def test_a_graph_travels_as_row_lengths_and_comes_back_as_offsets():
         graph_from_tree(dict(tree, indices=indices[1:]))
     with pytest.raises(ValueError, match="row lengths must be counts"):
         graph_from_tree(dict(tree, lengths=np.array([1.0, 2.0])))
+
+
+def test_positive_scores_travel_as_one_byte_within_half_a_step_and_in_order(seed):
+    import numpy as np
+
+    from edge.bundle import SCORE_LEVELS, graph_from_tree, graph_to_tree
+
+    rng = np.random.default_rng(seed)
+    scores = np.exp(rng.uniform(np.log(1e-4), 0.0, 500)).astype(np.float16)
+    indptr = np.array([0, 200, 500])
+    tree = graph_to_tree(indptr, np.arange(500, dtype=np.int32), scores, quantize=True)
+    assert "scores" not in tree and tree["score_codes"].dtype == np.uint8
+    decoded = graph_from_tree(tree).scores
+    log_range = np.log(scores.max() / scores.min())
+    half_step = np.exp(log_range / (SCORE_LEVELS - 1) / 2)
+    ratio = decoded / scores.astype(np.float32)
+    assert np.all((ratio <= half_step * 1.001) & (ratio >= 1 / half_step / 1.001))
+    order = np.argsort(scores, kind="stable")
+    assert np.all(np.diff(decoded[order]) >= 0)  # ties at most, never reversed
+    # Zero or negative scores are not quantized: they travel as they are.
+    mixed = np.array([0.0, 0.5], dtype=np.float16)
+    plain = graph_to_tree(np.array([0, 2]), np.arange(2, dtype=np.int32), mixed, quantize=True)
+    assert plain["scores"] is mixed
+    with pytest.raises(ValueError, match="score codes must be uint8 below 2"):
+        graph_from_tree(dict(tree, score_levels=tree["score_levels"][:2]))
