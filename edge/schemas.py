@@ -10,7 +10,8 @@ import msgspec
 from msgspec import Meta, Struct
 
 # 4: memory-mapped arrays, int8 embeddings, ids searched in place. 5: embeddings may hold fewer
-# rows than items (an "items" count; older edges would refuse such a file with a size error).
+# rows than items (an "items" count), neighbour graphs store row lengths ("lengths") and may
+# store one-byte scores ("score_codes", "score_levels"); this edge still reads 4.
 FORMAT_VERSION = 5
 SUPPORTED_FORMAT_VERSIONS = frozenset({4, 5})
 
