@@ -192,12 +192,19 @@ def rows_to_keep(rows_by_norm: np.ndarray, users: np.ndarray, k: int) -> int:
     n = rows_by_norm.shape[0]
     if n <= MIN_KEPT_ROWS or users.shape[0] == 0:
         return n
+    truth = top_k_rows(rows_by_norm, users, k)  # once; each step scores only its prefix
+
+    def enough(count: int) -> bool:
+        found = top_k_rows(rows_by_norm[:count], users, k)
+        shares = [np.intersect1d(t, f).size / t.size for t, f in zip(truth, found)]
+        return float(np.mean(shares)) >= MIN_KEPT_ROWS_RECALL
+
     low, high = MIN_KEPT_ROWS, n  # the answer is in (low, high], or low itself
-    if top_k_recall(rows_by_norm, rows_by_norm[:low], users, k) >= MIN_KEPT_ROWS_RECALL:
+    if enough(low):
         return low
     while high - low > max(n // 256, 64):
         middle = (low + high) // 2
-        if top_k_recall(rows_by_norm, rows_by_norm[:middle], users, k) >= MIN_KEPT_ROWS_RECALL:
+        if enough(middle):
             high = middle
         else:
             low = middle
@@ -219,19 +226,25 @@ def sample_rows(matrix: np.ndarray, n: int, seed: int) -> np.ndarray:
     return rows[np.random.default_rng(seed).choice(rows.shape[0], n, replace=False)]
 
 
+def top_k_rows(rows: np.ndarray, users: np.ndarray, k: int) -> np.ndarray:
+    """Each user's k rows with the largest user · row, in no order ([users, k]), 64 users at a
+    time so that the score matrix stays small."""
+    k = min(k, rows.shape[0])
+    parts = [
+        np.argpartition(-(users[start : start + 64] @ rows.T), k - 1, axis=1)[:, :k]
+        for start in range(0, users.shape[0], 64)
+    ]
+    return np.concatenate(parts) if parts else np.empty((0, k), dtype=np.int64)
+
+
 def top_k_recall(exact: np.ndarray, approx: np.ndarray, users: np.ndarray, k: int) -> float:
     """Mean share of each user's exact top-k (largest user · item) that `approx` also ranks in
     its top k."""
     k = min(k, exact.shape[0])
     if users.shape[0] == 0 or k == 0:
         return 1.0
-    shares = []
-    for start in range(0, users.shape[0], 64):
-        u = users[start : start + 64]
-        truth = np.argpartition(-(u @ exact.T), k - 1, axis=1)[:, :k]
-        found = np.argpartition(-(u @ approx.T), k - 1, axis=1)[:, :k]
-        shares += [np.intersect1d(t, f).size / k for t, f in zip(truth, found)]
-    return float(np.mean(shares))
+    truth, found = top_k_rows(exact, users, k), top_k_rows(approx, users, k)
+    return float(np.mean([np.intersect1d(t, f).size / k for t, f in zip(truth, found)]))
 
 
 PRICE_BANDS = 5
