@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc libc6-dev)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[build,baselines,test,loadtest]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[build,baselines,test,loadtest,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,10 +1,15 @@
-"""The product over HTTP against a bare Starlette JSON endpoint (bench/bare_app.py), both served
-by the same uvicorn (uvloop, httptools) on one core and loaded by wrk on the other core, in the
-same run: requests/s and latency percentiles at 1, 16 and 64 connections, reported as ratios to
-the bare endpoint. The product gets a mix of known customers, anonymous sessions and cold
-visitors on the 100,000-item simulator bundle. Not a test: it reports, it does not assert.
+"""The product over HTTP against a bare Starlette JSON endpoint (bench/bare_app.py), each served by
+uvicorn with httptools on one core and loaded by wrk on the other core, in the same run:
+requests/s and latency percentiles at 1, 16 and 64 connections, reported as ratios to the bare
+endpoint. The bare endpoint runs on uvloop, as the issue's reference figures do; the product on
+its default event loop, and once more on each other loop `--loops` names. The product gets a mix
+of known customers, anonymous sessions and cold visitors on the 100,000-item simulator bundle. A
+last server, the floor (bench/floor_app.py), gets the same bodies but only parses each, runs the
+ranker over its precomputed candidates and answers: what any server that ranks with the trained
+model pays per request. Not a test: it reports, it does not assert.
 
     python bench/bench_http.py [--items 100000] [--seconds 10] [--connections 1 16 64]
+                               [--loops asyncio uvloop]
 
 Needs wrk (`make bench` installs Debian's package) and taskset (util-linux).
 """
@@ -12,6 +17,7 @@ Needs wrk (`make bench` installs Debian's package) and taskset (util-linux).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -19,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import msgspec
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +37,7 @@ from report import machine, write_report  # noqa: E402
 from servers import free_port, wait_ready  # noqa: E402
 
 from edge.bundle import load_bundle  # noqa: E402
+from edge.cli import LOOPS  # noqa: E402
 
 # wrk's Lua: POST each body in turn (one list per thread, the same order in each run), and
 # count the answers that were fallback content because the latency budget ran out: a server
@@ -56,6 +65,8 @@ function done(summary, latency, requests)
 end
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+PRODUCT = "edgeperso"
+FLOOR = "floor: parse + ranker"
 
 
 def lua_string(body: bytes) -> str:
@@ -89,9 +100,9 @@ def run_wrk(port: int, script: Path, connections: int, seconds: float) -> dict[s
     return parse_wrk(done.stdout)
 
 
-def start(command: list[str], port: int) -> subprocess.Popen:
+def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
     # One core for the server, the other for wrk: the server's own ceiling, not a shared one.
-    process = subprocess.Popen(["taskset", "-c", "0", *command], cwd=ROOT)
+    process = subprocess.Popen(["taskset", "-c", "0", *command], cwd=ROOT, env=os.environ | env)
     try:
         wait_ready(process, port)
     except RuntimeError:
@@ -109,13 +120,40 @@ def bundle_and_bodies(items: int, seed: int) -> tuple[Path, list[bytes]]:
     return bundle_dir, [b for trio in zip(*mixes.values()) for b in trio]
 
 
-def servers(bundle_dir: Path) -> dict[str, list[str]]:
-    common = ["--host", "127.0.0.1", "--log-level", "warning"]
-    bare = ["--ws", "none", *common]  # served as `edge serve` serves: no WebSocket support
-    return {
-        "edgeperso": [sys.executable, "-m", "edge", "serve", "--bundle", str(bundle_dir), *common],
-        "bare starlette": [sys.executable, "-m", "uvicorn", "bench.bare_app:app", *bare],
+COMMON = ["--host", "127.0.0.1", "--log-level", "warning"]
+
+
+def product(bundle_dir: Path, loop: str) -> list[str]:
+    """The command that serves the product."""
+    return [
+        sys.executable,
+        "-m",
+        "edge",
+        "serve",
+        "--bundle",
+        str(bundle_dir),
+        "--loop",
+        loop,
+        *COMMON,
+    ]
+
+
+def servers(
+    bundle_dir: Path, bodies: Path, loops: list[str]
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Each server's command and the environment it adds. The product runs once per event loop
+    in `loops` (the first is its default's row); the bare endpoint runs as the issue's reference
+    does (uvloop, httptools); the floor runs as the product does by default."""
+    uvicorn = [sys.executable, "-m", "uvicorn", "--ws", "none", *COMMON]  # no WebSocket support,
+    # as `edge serve` serves
+    floor_env = {"EDGEPERSO_BUNDLE": str(bundle_dir), "EDGEPERSO_FLOOR_BODIES": str(bodies)}
+    out = {
+        PRODUCT if i == 0 else f"{PRODUCT} (--loop {loop})": (product(bundle_dir, loop), {})
+        for i, loop in enumerate(loops)
     }
+    out["bare starlette"] = ([*uvicorn, "--loop", "uvloop", "bench.bare_app:app"], {})
+    out[FLOOR] = ([*uvicorn, "--loop", loops[0], "bench.floor_app:app"], floor_env)
+    return out
 
 
 def main() -> int:
@@ -125,6 +163,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--loops",
+        nargs="+",
+        default=["asyncio"],
+        choices=LOOPS,
+        help="event loops to serve the product with (the first one is the headline row)",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "http.json"))
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
@@ -134,10 +179,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(WRK_SCRIPT % ",".join(lua_string(b) for b in bodies))
+        bodies_file = Path(tmp) / "bodies.msgpack"
+        bodies_file.write_bytes(msgspec.msgpack.encode(bodies))
         samples: dict[str, dict[int, list[dict[str, float]]]] = {}
-        for name, command in servers(bundle_dir).items():
+        for name, (command, env) in servers(bundle_dir, bodies_file, args.loops).items():
             port = free_port()
-            process = start([*command, "--port", str(port)], port)
+            process = start([*command, "--port", str(port)], port, env)
             try:
                 run_wrk(port, script, 16, 2)  # warm up
                 per = samples.setdefault(name, {})
@@ -154,11 +201,13 @@ def main() -> int:
             for c, runs in per.items()
         }
     for c in map(str, args.connections):
-        product, bare = results["edgeperso"][c], results["bare starlette"][c]
-        product["requests_per_s_over_bare"] = round(
-            product["requests_per_s"] / bare["requests_per_s"], 3
-        )
-        product["p99_over_bare"] = round(product["p99_ms"] / bare["p99_ms"], 2)
+        bare = results["bare starlette"][c]
+        for server in [name for name in results if name != "bare starlette"]:
+            run = results[server][c]
+            run["requests_per_s_over_bare"] = round(
+                run["requests_per_s"] / bare["requests_per_s"], 3
+            )
+            run["p99_over_bare"] = round(run["p99_ms"] / bare["p99_ms"], 2)
     report = {
         "machine": machine(),
         "items": args.items,

@@ -6,7 +6,7 @@ its queue: `edge/arrival.py`), and the fewest and most requests one connection g
 (whether service was fair). A cross-check of bench_http.py's wrk at 64 connections, whose tail
 (about a second) this client has not seen. Not a test: it reports, it does not assert.
 
-    python bench/bench_overload.py [--connections 64] [--seconds 5] [--rounds 2]
+    python bench/bench_overload.py [--connections 64] [--seconds 5] [--rounds 2] [--loop asyncio]
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_http import bundle_and_bodies, servers, start  # noqa: E402
+from bench_http import bundle_and_bodies, product, start  # noqa: E402
 from report import machine, write_report  # noqa: E402
 from servers import free_port  # noqa: E402
+
+from edge.cli import LOOPS  # noqa: E402
 
 
 class Answer(msgspec.Struct):
@@ -98,13 +100,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loop", default="asyncio", choices=LOOPS, help="the server's event loop")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "overload.json"))
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # the server is pinned to core 0 (bench_http.start)
     bundle_dir, bodies = bundle_and_bodies(args.items, args.seed)
     port = free_port()
-    process = start([*servers(bundle_dir)["edgeperso"], "--port", str(port)], port)
+    process = start([*product(bundle_dir, args.loop), "--port", str(port)], port, {})
     try:
         asyncio.run(load(port, bodies, 16, 1.0))  # warm up
         runs = [
@@ -119,6 +122,7 @@ def main() -> int:
         "machine": machine(),
         "items": args.items,
         "connections": args.connections,
+        "loop": args.loop,
         "seconds_per_run": args.seconds,
         "rounds": args.rounds,
         "result": result,

@@ -35,7 +35,11 @@ def figure(source: dict, path: tuple[str, ...], scale: float) -> float | None:
 ISSUE_REFERENCE = {
     "product": 1.0,  # ms: float32 100,000 × 64 matrix · vector plus a top-100
     "bare_start": 0.1,  # s: a bare Starlette app under uvicorn answers after process start
+    # ms of one core per request of a bare Starlette JSON endpoint at 16 connections (16,000
+    # requests/s with the standard json module)
+    "bare_request": 1000.0 / 16_000,
 }
+FLOOR = "floor: parse + ranker"  # bench_http.py's server that only parses and ranks
 
 
 def rows() -> list[tuple[str, str, float | None, float, str, float | None, str | None]]:
@@ -43,7 +47,9 @@ def rows() -> list[tuple[str, str, float | None, float, str, float | None, str |
     reference): lower is better for every row."""
     recommend = load("recommend").get("bundles", {}).get(LARGE, {}).get("latency_ms", {})
     bundle = load("bundle").get("bundles", {}).get(LARGE, {})
-    http = load("http").get("results", {}).get("edgeperso", {})
+    servers = load("http").get("results", {})
+    http, floor = servers.get("edgeperso", {}), servers.get(FLOOR, {})
+    bare_rps = figure(servers, ("bare starlette", "16", "requests_per_s"), 1)
     # `bench_build.py --evaluate` runs both kinds; the README's commands write them apart.
     # Of two runs of a kind, the later one counts.
     runs = sorted(
@@ -79,7 +85,17 @@ def rows() -> list[tuple[str, str, float | None, float, str, float | None, str |
             1,
             10,
             "ms",
-            None,
+            "bare_request",
+        ),
+        (
+            "the same for the floor (parse + ranker only, not the product)",
+            "bench_http.py",
+            floor,
+            ("16", "p99_ms"),
+            1,
+            10,
+            "ms",
+            "bare_request",
         ),
         (
             "100,000-item bundle on disk",
@@ -132,6 +148,7 @@ def rows() -> list[tuple[str, str, float | None, float, str, float | None, str |
     references = {
         "product": figure(recommend, ("reference", "p50"), 1),
         "bare_start": figure(bundle, ("bare_starlette_first_answer_s_median",), 1),
+        "bare_request": 1000.0 / bare_rps if bare_rps else None,
     }
     out = []
     for what, command, results, path, scale, target, unit, name in table:
@@ -190,10 +207,12 @@ def main() -> int:
     lines += ["", *[f"- {note}" for note in ratios()]]
     lines += [
         "- The ratio columns divide a figure by a reference measured in the same run (the "
-        "float32 product for latency, the bare app's start for /readyz), and the target by the "
-        f"issue's own figure for that reference ({ISSUE_REFERENCE['product']:g} ms and "
-        f"{ISSUE_REFERENCE['bare_start']:g} s on its machine): a machine-independent reading "
-        "of the same target. The absolute columns are what this machine gave."
+        "float32 product in process, the bare endpoint's time per request at 16 connections "
+        "over HTTP, the bare app's start for /readyz), and the target by the issue's own figure "
+        f"for that reference ({ISSUE_REFERENCE['product']:g} ms, "
+        f"{ISSUE_REFERENCE['bare_request']:g} ms and {ISSUE_REFERENCE['bare_start']:g} s on its "
+        "machine): a machine-independent reading of the same target. The absolute columns are "
+        "what this machine gave."
     ]
     text = "\n".join(lines) + "\n"
     (RESULTS / "SUMMARY.md").write_text(text)

@@ -1,6 +1,8 @@
 import json
 import shutil
 
+import pytest
+
 from edge.cli import main
 from edge.context import HOUR_BUCKETS
 
@@ -28,7 +30,7 @@ def test_gateway_content_refuses_a_tampered_bundle_and_writes_nothing(bundle_dir
     assert not out.exists()
 
 
-def test_serve_runs_one_uvicorn_server_stamping_arrivals_without_websockets(
+def test_serve_runs_one_uvicorn_server_stamping_arrivals_on_asyncio_without_websockets(
     bundle_dir, monkeypatch
 ):
     import uvicorn
@@ -47,3 +49,33 @@ def test_serve_runs_one_uvicorn_server_stamping_arrivals_without_websockets(
     from edge.arrival import ArrivalStampingProtocol
 
     assert options["http"] is ArrivalStampingProtocol
+    # The stdlib loop by default: under overload uvloop left some connections unread for seconds.
+    assert options["loop"] == "asyncio"
+
+
+def test_serve_takes_uvloop_when_asked_and_refuses_an_unknown_loop(bundle_dir, monkeypatch, capsys):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    monkeypatch.setenv("EDGEPERSO_BUNDLE", "")
+    assert main(["serve", "--bundle", str(bundle_dir), "--loop", "uvloop"]) == 0
+    assert calls[0]["loop"] == "uvloop"
+    with pytest.raises(SystemExit):
+        main(["serve", "--bundle", str(bundle_dir), "--loop", "trio"])
+    assert "invalid choice: 'trio'" in capsys.readouterr().err
+
+
+def test_serve_says_how_to_get_uvloop_when_it_is_not_installed(bundle_dir, monkeypatch):
+    import importlib.util
+
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)
+    monkeypatch.setenv("EDGEPERSO_BUNDLE", "")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "uvloop" else find_spec(name)
+    )
+    with pytest.raises(SystemExit, match=r"needs the uvloop package \(pip install uvloop\)"):
+        main(["serve", "--bundle", str(bundle_dir), "--loop", "uvloop"])
