@@ -44,6 +44,7 @@ from edge.recommend import Recommender
 from edge.reload import load_recommender, watch_bundle
 from edge.schemas import FeedbackAccepted, FeedbackBatch, RecommendRequest
 from edge.sink import EventSink, JsonlSegmentSink, SinkError
+from edge.turns import Turns
 
 log = logging.getLogger("edgeperso.app")
 
@@ -95,7 +96,8 @@ async def recommend(request: Request) -> Response:
         parsed = _request_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise decode_error(exc) from None
-    response = recommender.recommend(parsed, request.headers, queued_ms(request.scope))
+    async with request.app.state.turns.turn():  # the wait for a turn counts in queued_ms
+        response = recommender.recommend(parsed, request.headers, queued_ms(request.scope))
     exposures: ExposureLog | None = request.app.state.exposures
     if exposures is not None:
         exposures.add(parsed, response)
@@ -199,6 +201,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         one_blas_thread()
+        app.state.turns = Turns()
         app.state.recommender = initial_recommender(settings)
         app.state.reload_error = None
         app.state.sink, exposures_to = sink, exposure_sink
