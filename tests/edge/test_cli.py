@@ -49,7 +49,7 @@ def test_serve_runs_one_uvicorn_server_stamping_arrivals_on_asyncio_without_webs
     from edge.arrival import ArrivalStampingProtocol
 
     assert options["http"] is ArrivalStampingProtocol
-    # The stdlib loop by default: under overload uvloop left some connections unread for seconds.
+    # The stdlib loop by default (the README's "The event loop" says why).
     assert options["loop"] == "asyncio"
 
 
