@@ -27,39 +27,54 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from edge.app import _request_decoder, one_blas_thread
-from edge.bundle import Bundle, load_bundle
+from edge.bundle import load_bundle
 from edge.context import resolve_context
-from edge.scoring import Candidates, CandidateSizes, build_user_state, candidate_features, rank
+from edge.recommend import Recommender
+from edge.scoring import (
+    NO_DEADLINE,
+    Candidates,
+    build_user_state,
+    candidate_features,
+    rank,
+)
 from edge.visitor import describe_visitor, visitor_features
 
 _encoder = msgspec.json.Encoder()
 
 
-def body_candidates(bundle: Bundle, body: bytes) -> Candidates:
-    """The candidates and features the product computes for this body (no rules, no budget)."""
+def body_candidates(recommender: Recommender, body: bytes) -> Candidates:
+    """The candidates and features the product computes for this body (no rules, no budget),
+    with the recommender's own candidate sizes."""
     request = _request_decoder.decode(body)
+    bundle = recommender.bundle
     model = bundle.model
     context = resolve_context(request.context, {})
     profile = bundle.profiles.get(request.user_id) if request.user_id else None
     events = request.session.events if request.session else []
     cart = request.context.cart if request.context else []
     state = build_user_state(model, profile, events, cart, request.exclude)
-    intent_and_segment = (math.nan, math.nan)
+    segment, intent = None, None
     if bundle.visitor is not None:
-        now = time.time()
-        visitor = describe_visitor(bundle.visitor, model.items, profile, events, context, now)
-        intent_and_segment = visitor_features(bundle.visitor, *visitor)
-    sizes = CandidateSizes.from_manifest(bundle.manifest.models.get("serving", {}))
-    intent, segment = intent_and_segment
-    return candidate_features(model, state, context, sizes, purchase_intent=intent, segment=segment)
+        visitor, items, now = bundle.visitor, model.items, time.time()
+        segment, intent = describe_visitor(visitor, items, profile, events, context, now)
+    return candidate_features(
+        model,
+        state,
+        context,
+        recommender.sizes,
+        NO_DEADLINE,
+        *visitor_features(bundle.visitor, segment, intent),
+    )
 
 
 async def recommend(request: Request) -> Response:
     body = await request.body()
     parsed = _request_decoder.decode(body)
-    bundle: Bundle = request.app.state.bundle
-    cap = parsed.max_per_category
-    cap = request.app.state.max_per_category if cap is None else cap
+    recommender: Recommender = request.app.state.recommender
+    bundle = recommender.bundle
+    cap = (
+        recommender.max_per_category if parsed.max_per_category is None else parsed.max_per_category
+    )
     top, scores = rank(
         bundle.model, request.app.state.candidates[body], parsed.k, max_per_category=cap
     )
@@ -80,10 +95,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     bundle = load_bundle(Path(os.environ["EDGEPERSO_BUNDLE"]))
     bundle.model.embeddings.wait_for_scan()
     bodies = msgspec.msgpack.decode(Path(os.environ["EDGEPERSO_FLOOR_BODIES"]).read_bytes())
-    app.state.bundle = bundle
-    serving = bundle.manifest.models.get("serving", {})
-    app.state.max_per_category = int(serving.get("max_per_category", 0))
-    app.state.candidates = {body: body_candidates(bundle, body) for body in bodies}
+    app.state.recommender = recommender = Recommender(bundle, budget_ms=math.inf)
+    app.state.candidates = {body: body_candidates(recommender, body) for body in bodies}
     yield
 
 
