@@ -5,6 +5,10 @@ float32 item-matrix · vector product plus top-100 (the biggest single primitive
 compare across noisy machines as ratios. Not a test: it reports, it does not assert.
 
     python bench/bench_recommend.py [--sizes 10000 100000] [--requests 2000] [--rounds 5]
+                                    [--config serving.toml]
+
+`--config` builds the bundles with a TOML build config instead of the default one (from the
+same simulated shop), to measure what cheaper serving settings save.
 """
 
 from __future__ import annotations
@@ -230,7 +234,7 @@ def empty_onnxruntime_call(repeats: int) -> float:
 
 
 def run(items: int, events: int, users: int, args: argparse.Namespace) -> dict:
-    directory = build(items, events, users, args.seed)
+    directory = build(items, events, users, args.seed, args.config)
     bundle = load_bundle(directory)
     bundle.model.embeddings.wait_for_scan()  # a warm node's state: the int8 scan is built
     recommender = Recommender(bundle, budget_ms=float("inf"))
@@ -287,12 +291,14 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=Path, help="TOML build config (default: the default)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "recommend.json"))
     args = parser.parse_args()
     one_blas_thread()  # as the server does
     report = {
         "requests_per_round": args.requests,
         "rounds": args.rounds,
+        "config": str(args.config) if args.config else "default",
         "machine": machine(),
         "bundles": {},
     }

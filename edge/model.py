@@ -120,8 +120,8 @@ class Embeddings:
 
     # Rows scored before the bound is computed. The k-th best of the first 1,024 rows (the
     # longest) bounds about as well as that of 4,096 (the 100,000-item simulator's median
-    # scan: 5,486 rows against 5,468) and costs less to find: bench/bench_retrieval.py's
-    # top-100 went from 0.70 to 0.58 of brute force's time.
+    # scan: 5,486 rows against 5,468) and costs less to find: in two paired runs of
+    # bench/bench_retrieval.py, top-100 took 0.58 of brute force's time against 0.70.
     FIRST_BLOCK = 1024
     BLOCK_ROWS = 8192  # rows dequantized together
     # Past this many rows, the int8 scan of every row plus an exact rescore is cheaper than
