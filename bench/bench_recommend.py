@@ -90,7 +90,7 @@ def time_requests(recommender: Recommender, bodies: list[bytes]) -> np.ndarray:
 
 
 def reference(bundle, repeats: int) -> np.ndarray:
-    """The issue's reference: one float32 vector against an items × 64 matrix, plus top-100 (a
+    """The targets' reference: one float32 vector against an items × 64 matrix, plus top-100 (a
     matrix of the bundle's item count, not its stored rows, which export may trim)."""
     rng = np.random.default_rng(0)
     dim = bundle.model.embeddings.factors.shape[1]
@@ -109,7 +109,7 @@ def stage_breakdown(bundle, bodies: list[bytes]) -> dict[str, float]:
     """Median ms of each step of a personalized request, timed one step at a time, and the
     median share of item-matrix rows the exact top-k had to read."""
     model = bundle.model
-    sizes = scoring.CandidateSizes.from_manifest(bundle.manifest.models.get("serving", {}))
+    sizes = bundle.manifest.models.serving.candidates
     steps: dict[str, list[float]] = {
         name: []
         for name in (
@@ -214,16 +214,15 @@ def rules_step_costs(recommender: Recommender, mixes: dict[str, list[bytes]]) ->
 def empty_onnxruntime_call(repeats: int) -> float:
     """Median µs of one call of a one-node (Identity) graph: the fixed cost every onnxruntime
     call pays, a floor for the visitor step measured in the same run."""
-    import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from edge.ranker import session_options
+    from edge.onnx_session import onnx_session
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 7])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 7])
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "empty", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    session = ort.InferenceSession(model.SerializeToString(), sess_options=session_options())
+    session = onnx_session(model.SerializeToString(), "identity.onnx")
     row = np.zeros((1, 7), np.float32)
     samples = []
     for _ in range(repeats):

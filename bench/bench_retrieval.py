@@ -24,7 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from onnx import TensorProto, helper
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +34,7 @@ from edge.app import one_blas_thread  # noqa: E402
 from edge.bundle import EMBEDDINGS, load_bundle  # noqa: E402
 from edge.int8_scan import Int8Scan  # noqa: E402
 from edge.model import Embeddings  # noqa: E402
-from edge.ranker import session_options  # noqa: E402
+from edge.onnx_session import onnx_session, session_options  # noqa: E402
 
 K = 100
 
@@ -68,9 +67,7 @@ def int8_scorer(factors: np.ndarray, unsigned_items: bool) -> Callable[[np.ndarr
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 1])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    session = ort.InferenceSession(
-        model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
-    )
+    session = onnx_session(model.SerializeToString(), "int8 scorer graph")
     scale32 = scale.astype(np.float32)
 
     def top(user: np.ndarray) -> np.ndarray:
@@ -197,15 +194,15 @@ def main() -> int:
             "recall@100": round(float(np.mean(recalls)), 4),
         }
     reference = results["brute force float32 (reference)"]["p50_ms"]
-    stored = bundle.manifest.models.get("embeddings", {})
+    stored = bundle.manifest.models.embeddings
     print(
         f"top-{K} retrieval over {factors.shape[0]:,} x {factors.shape[1]} item factors "
         f"({emb.factors.dtype}), {len(users)} folded-in users"
     )
-    if isinstance(stored, dict) and "recall_at_100" in stored:
+    if stored.recall_at_100 is not None:
         print(
-            f"  int8 rows against float32 (export, {stored.get('users')} users): recall@100 "
-            f"{stored['recall_at_100']}; stored as {stored.get('dtype')}"
+            f"  int8 rows against float32 (export, {stored.users} users): recall@100 "
+            f"{stored.recall_at_100}; stored as {stored.dtype}"
         )
     print(f"  {'method':<48}{'p50 ms':>9}{'p99 ms':>9}{'p50 ratio':>10}{'recall@100':>12}")
     for name, r in results.items():

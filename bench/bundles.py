@@ -13,7 +13,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.schemas import FORMAT_VERSION  # noqa: E402
+from edge.bundle import FORMAT_VERSION  # noqa: E402
 
 # Items -> (events, users): a small shop and a large one.
 SIZES = {10_000: (400_000, 10_000), 100_000: (2_000_000, 50_000)}
@@ -24,7 +24,7 @@ def build(items: int, events: int, users: int, seed: int, config: Path | None = 
     settings, to measure what they save), built from the same simulated shop."""
     from export.config import BuildConfig, load_config
     from export.pipeline import export_bundle
-    from export.simulate import simulate_shop
+    from simulator import simulate_shop
 
     name = f"sim-{items}-{events}-{seed}"
     wanted = BuildConfig(seed=seed)

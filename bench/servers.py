@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import subprocess
 import time
 
+from edge.ports import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "wait_ready"]
 
 
 def wait_ready(process: subprocess.Popen, port: int, timeout: float = 60.0) -> float:

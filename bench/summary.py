@@ -30,8 +30,8 @@ def figure(source: dict, path: tuple[str, ...], scale: float) -> float | None:
     return float(value) * scale if isinstance(value, (int, float)) else None
 
 
-# The issue's own figures for the references measured in the same run, on "a machine like
-# yours": a target divided by one is the ratio the target asks for on any machine.
+# What each same-run reference took on the machine the latency targets were set for: a target
+# divided by one is the ratio the target asks for on any machine.
 ISSUE_REFERENCE = {
     "product": 1.0,  # ms: float32 100,000 × 64 matrix · vector plus a top-100
     "bare_start": 0.1,  # s: a bare Starlette app under uvicorn answers after process start
@@ -50,7 +50,7 @@ def rows() -> list[tuple[str, str, float | None, float, str, float | None, str |
     servers = load("http").get("results", {})
     http, floor = servers.get("edgeperso", {}), servers.get(FLOOR, {})
     bare_rps = figure(servers, ("bare starlette", "16", "requests_per_s"), 1)
-    # `bench_build.py --evaluate` runs both kinds; the README's commands write them apart.
+    # `bench_build.py --evaluate` runs both kinds; docs/benchmarks.md's commands write them apart.
     # Of two runs of a kind, the later one counts.
     runs = sorted(
         (load(name) for name in ("build", "build-10m-evaluate")),
@@ -188,7 +188,7 @@ def ratios() -> list[str]:
 
 def main() -> int:
     lines = [
-        "| figure | measured | target | met | ÷ same-run reference | target ÷ the issue's "
+        "| figure | measured | target | met | ÷ same-run reference | target ÷ the targets' "
         "reference | met as a ratio | command |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -208,11 +208,11 @@ def main() -> int:
     lines += [
         "- The ratio columns divide a figure by a reference measured in the same run (the "
         "float32 product in process, the bare endpoint's time per request at 16 connections "
-        "over HTTP, the bare app's start for /readyz), and the target by the issue's own figure "
-        f"for that reference ({ISSUE_REFERENCE['product']:g} ms, "
-        f"{ISSUE_REFERENCE['bare_request']:g} ms and {ISSUE_REFERENCE['bare_start']:g} s on its "
-        "machine): a machine-independent reading of the same target. The absolute columns are "
-        "what this machine gave."
+        "over HTTP, the bare app's start for /readyz), and the target by what that reference "
+        f"took on the machine the targets were set for ({ISSUE_REFERENCE['product']:g} ms, "
+        f"{ISSUE_REFERENCE['bare_request']:g} ms and {ISSUE_REFERENCE['bare_start']:g} s): a "
+        "machine-independent reading of the same target. The absolute columns are what the "
+        "benchmarks' machine gave."
     ]
     text = "\n".join(lines) + "\n"
     (RESULTS / "SUMMARY.md").write_text(text)

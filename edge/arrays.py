@@ -118,7 +118,9 @@ def _decode_piece(piece: Any, where: str) -> Any:
         return _from_msgpack_tree(_decoder.decode(piece), where)  # a list or a scalar
     fields = _map_of_pieces.decode(piece)
     if ARRAY_TAG in fields and _decoder.decode(fields[ARRAY_TAG]) == 1:
-        payload = {key: _decoder.decode(fields[key]) for key in ("dtype", "shape") if key in fields}
+        payload: dict[str, Any] = {
+            key: _decoder.decode(fields[key]) for key in ("dtype", "shape") if key in fields
+        }
         if "data" in fields:
             payload["data"] = _bytes_view.decode(fields["data"])
         return decode_array(payload, where)

@@ -10,8 +10,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from edge.bundle import PROFILES, Bundle, load_bundle
+from edge.bundle.manifest import IntentInfo, SegmentsInfo
 from edge.config import Settings
 from edge.context import HOUR_BUCKETS
 from edge.errors import BundleError
@@ -37,7 +41,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         choices=LOOPS,
         default="asyncio",
         help="the event loop (default asyncio: a lower p99 than uvloop's at 16 connections in "
-        "each run here, and fair under overload; see the README's 'The event loop')",
+        "each run here, and fair under overload; see docs/serving.md, 'The event loop')",
     )
     parser.add_argument(
         "--bundle-url",
@@ -132,34 +136,37 @@ def inspect(args: argparse.Namespace) -> int:
         if PROFILES in m.profile_store
         else 0,
         "files": {name: e.bytes for name, e in m.files.items()},
-        "metrics": m.metrics,
-        "data_quality": m.lineage,
-        "segments": _segments(m.models.get("segments")),
-        "intent": _intent(m.models.get("intent")),
+        "metrics": msgspec.to_builtins(m.metrics),
+        "data_quality": msgspec.to_builtins(m.lineage),
+        "segments": _segments(m.models.segments),
+        "intent": _intent(m.models.intent),
     }
     print(json.dumps(summary, indent=2 if args.json else None) if args.json else _human(summary))
     return 0
 
 
-def _segments(info: object) -> dict[str, int] | None:
+def _segments(info: SegmentsInfo | None) -> dict[str, int] | None:
     """Each segment's customers, from the manifest's description (None: no segments)."""
-    if not isinstance(info, dict):
+    if info is None:
         return None
-    sizes = {str(row["segment"]): int(row["size"]) for row in info.get("table", [])}
-    return sizes | {str(k): int(v) for k, v in info.get("rule_sizes", {}).items()}
+    return {row.segment: row.size for row in info.table} | info.rule_sizes
 
 
-def _intent(info: object) -> dict[str, float] | None:
+def _intent(info: IntentInfo | None) -> dict[str, float] | None:
     """The intent model's scores on its evaluation window (None: no intent model)."""
-    if not isinstance(info, dict):
+    if info is None:
         return None
-    evaluation = info.get("evaluation", {})
+    scores = info.evaluation
+    if scores is None:
+        return {}
     return {
-        k: evaluation[k] for k in ("auc", "log_loss", "log_loss_of_base_rate") if k in evaluation
+        "auc": scores.auc,
+        "log_loss": scores.log_loss,
+        "log_loss_of_base_rate": scores.log_loss_of_base_rate,
     }
 
 
-def _human(summary: dict) -> str:
+def _human(summary: dict[str, Any]) -> str:
     lines = [
         f"bundle {summary['build_id']}: valid (format {summary['format_version']}, "
         f"created {summary['created_at']}, signed: {summary['signed']})",

@@ -103,7 +103,10 @@ NO_TREATMENT = Treatment({}, {})
 def treatment(
     experiments: Sequence[Experiment], user_id: str | None, session_id: str | None
 ) -> Treatment:
-    variants, content, ranker, rules = {}, {}, None, None
+    variants: dict[str, str] = {}
+    content: dict[str, str] = {}
+    ranker: str | None = None
+    rules: str | None = None
     for experiment in experiments:
         unit = unit_of(experiment, user_id, session_id)
         if unit is None:

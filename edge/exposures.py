@@ -34,7 +34,7 @@ class ExposureLog:
         if not response.variants:
             return
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-        records = [
+        records: list[dict[str, object]] = [
             {
                 "ts": stamp,
                 "type": "exposure",

@@ -6,16 +6,16 @@ then verifies the manifest itself (format version, signature) as for any bundle.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from edge.bundle.checks import read_manifest
+from edge.bundle.files import MANIFEST
 from edge.errors import BundleError
 
-MANIFEST = "manifest.json"
 CHUNK = 1 << 20
 
 
@@ -28,16 +28,15 @@ def fetch_bundle(base_url: str, directory: str | Path, timeout_s: float = 30.0) 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        manifest_bytes = _download(base + MANIFEST, staging / MANIFEST, timeout_s)
+        _download(base + MANIFEST, staging / MANIFEST, timeout_s)
         try:
-            manifest = json.loads(manifest_bytes)
-            entries = {**manifest["files"], **manifest.get("profile_store", {})}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BundleError(f"{base}{MANIFEST} is not a bundle manifest ({exc})") from exc
-        for name, entry in entries.items():
+            manifest, _ = read_manifest(staging)
+        except BundleError as exc:
+            raise BundleError(f"{base}{MANIFEST} is not a bundle manifest: {exc}") from exc
+        for name, entry in (manifest.files | manifest.profile_store).items():
             if "/" in name or name.startswith("."):
                 raise BundleError(f"{MANIFEST} lists {name!r}, which is not a plain file name")
-            _download(base + name, staging / name, timeout_s, entry["sha256"], entry["bytes"])
+            _download(base + name, staging / name, timeout_s, entry.sha256, entry.bytes)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -49,7 +48,7 @@ def fetch_bundle(base_url: str, directory: str | Path, timeout_s: float = 30.0) 
 
 def _download(
     url: str, path: Path, timeout_s: float, sha256: str | None = None, size: int | None = None
-) -> bytes:
+) -> None:
     digest = hashlib.sha256()
     received = 0
     try:
@@ -64,4 +63,3 @@ def _download(
         raise BundleError(f"{url} has {received} bytes; the manifest says {size}")
     if sha256 is not None and digest.hexdigest() != sha256:
         raise BundleError(f"{url} does not match its sha256 in the manifest")
-    return path.read_bytes() if sha256 is None else b""

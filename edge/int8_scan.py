@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from edge.ranker import session_options
+from edge.onnx_session import onnx_session, session_options
 
 USER_LEVELS = 127  # 7 bits: see above
 
@@ -28,6 +28,7 @@ class Int8Scan:
         rows: np.ndarray,
         scale: np.ndarray,
         options: ort.SessionOptions | None = None,  # the serving ones unless given (benchmarks)
+        file: str = "embeddings.msgpack",  # where export stores the graph
     ) -> None:
         if rows.dtype != np.int8 or rows.ndim != 2:
             raise ValueError(f"the int8 scan needs int8 rows [n, d], got {rows.dtype} {rows.shape}")
@@ -38,9 +39,7 @@ class Int8Scan:
         options.add_external_initializers(
             ["rows_t", "scale"], [ort.OrtValue.ortvalue_from_numpy(a) for a in supplied]
         )
-        self.session = ort.InferenceSession(
-            graph, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self.session = onnx_session(graph, file, options)
 
     def top_rows(self, user: np.ndarray, k: int) -> np.ndarray:
         """Row numbers of the k largest products of the quantized user, in no promised order."""
@@ -53,4 +52,5 @@ class Int8Scan:
         np.clip(levels, 0, USER_LEVELS, out=feed[0], casting="unsafe")
         np.clip(-levels, 0, USER_LEVELS, out=feed[1], casting="unsafe")
         (rows,) = self.session.run(["rows"], {"user": feed, "k": np.array([k], dtype=np.int64)})
-        return rows[0]
+        top: np.ndarray = rows[0]  # rows is [1, k]
+        return top

@@ -5,7 +5,9 @@ the same code, so training and serving agree."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
+
+from msgspec import Meta, Struct
 
 from edge.signals import SessionSignals
 
@@ -49,13 +51,12 @@ def intent_features(
     ]
 
 
-@dataclass(frozen=True)
-class IntentLabels:
-    """Probability thresholds, from the build config: at or over `high` is "high intent", at or
-    over `browsing` is "browsing", below is "lurker"."""
+class IntentLabels(Struct, frozen=True, forbid_unknown_fields=True):
+    """Probability thresholds, from the build config (the manifest's `models.intent.labels`):
+    at or over `high` is "high intent", at or over `browsing` is "browsing", below is "lurker"."""
 
-    high: float = 0.5
-    browsing: float = 0.1
+    high: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.5
+    browsing: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.1
 
     def label(self, probability: float) -> str:
         if probability >= self.high:

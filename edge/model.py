@@ -32,7 +32,8 @@ def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     `numpy.ma` on its first call, a 30 ms stall for the first request that needs it."""
     both = np.concatenate([a, b])
     both.sort()
-    return both[np.concatenate([[True], both[1:] != both[:-1]])]
+    distinct: np.ndarray = both[np.concatenate([[True], both[1:] != both[:-1]])]
+    return distinct
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class ItemTable:
         return [b.decode() for b in self.id_bytes.tolist()]
 
     def id_of(self, i: int) -> str:
-        return self.id_bytes[i].decode()
+        id_: bytes = self.id_bytes[i]
+        return id_.decode()
 
     def ids_of(self, indices: Iterable[int]) -> list[str]:
         ids = self.id_bytes
@@ -115,6 +117,10 @@ class Embeddings:
     row_of_item: np.ndarray = field(init=False, repr=False)
     # Per item: its row's scale, 0 for an item without a row (whose row_of_item is 0).
     scale_of_item: np.ndarray = field(init=False, repr=False)
+    # The norms negated, ascending for `searchsorted`; and the rows of each block as float32,
+    # None until a scan first reaches it (`_block`).
+    _negative_norms: np.ndarray = field(init=False, repr=False, compare=False)
+    _blocks: list[np.ndarray | None] = field(init=False, repr=False, compare=False)
     # The thread building `scan` after a serving node's load (`edge.bundle`), if one is.
     scan_builder: threading.Thread | None = field(default=None, compare=False, repr=False)
 
@@ -204,12 +210,14 @@ class Embeddings:
 
     def rows(self, items: np.ndarray) -> np.ndarray:
         """Factor rows of these item indices (float32; zeros for an item without a row)."""
-        r = self.row_of_item[items]
-        return self.factors[r].astype(np.float32, copy=False) * self.scale_of_item[items, None]
+        r, scale = self.row_of_item[items], self.scale_of_item[items, None]
+        rows: np.ndarray = self.factors[r].astype(np.float32, copy=False) * scale
+        return rows
 
     def _stored_rows(self, r: np.ndarray) -> np.ndarray:
         """Rows r of the storage order, dequantized to float32."""
-        return self.factors[r].astype(np.float32, copy=False) * self.scale[r, None]
+        rows: np.ndarray = self.factors[r].astype(np.float32, copy=False) * self.scale[r, None]
+        return rows
 
     def _threshold(self, first_scores: np.ndarray, k: int) -> float | None:
         """The k-th best score of the first block, or None when that block is all there is
@@ -226,7 +234,7 @@ class Embeddings:
             return first
         user_norm = float(np.sqrt(user @ user))
         if threshold <= 0 or user_norm == 0:
-            return self.factors.shape[0]
+            return len(self.factors)
         # A float32 needle (a Python float makes numpy convert all n norms on every call),
         # rounded up so that rounding can only make the scan longer, never drop a row.
         bound = np.nextafter(np.float32(-threshold / user_norm), np.float32(np.inf))

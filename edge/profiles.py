@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -34,12 +34,13 @@ class EmbeddedProfileStore:
     """Profiles read from a mapped `profiles.msgpack`: {ids, offsets, records}."""
 
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, records: np.ndarray) -> None:
-        self._ids, self._offsets, self._records = ids, offsets, memoryview(records)
+        self._ids, self._offsets, self._records = ids, offsets, records.data
 
     @classmethod
-    def from_tree(cls, tree: object, name: str = "profiles.msgpack") -> EmbeddedProfileStore:
+    def from_tree(cls, tree: Any, name: str = "profiles.msgpack") -> EmbeddedProfileStore:
+        """The store in a decoded file, whatever it holds: a tree of another shape is refused."""
         try:
-            ids, offsets, records = tree["ids"], tree["offsets"], tree["records"]  # type: ignore[index]
+            ids, offsets, records = tree["ids"], tree["offsets"], tree["records"]
             ok = (
                 ids.dtype.kind == "S"
                 and offsets.dtype == np.int64
@@ -66,8 +67,9 @@ class EmbeddedProfileStore:
 
     def get(self, user_id: str) -> Profile | None:
         [i] = find_ids(self._ids, [user_id]).tolist()
-        if i < 0:
-            return None
+        return None if i < 0 else self._profile(i, user_id)
+
+    def _profile(self, i: int, user_id: str) -> Profile:
         start, stop = int(self._offsets[i]), int(self._offsets[i + 1])
         try:
             return _record_decoder.decode(self._records[start:stop])
@@ -82,7 +84,7 @@ class EmbeddedProfileStore:
 
     def as_dict(self) -> dict[str, Profile]:
         """Every profile, decoded (for tools, demos and benchmarks; requests use `get`)."""
-        return {user: self.get(user) for user in self.user_ids()}  # type: ignore[misc]
+        return {user: self._profile(i, user) for i, user in enumerate(self.user_ids())}
 
 
 class EmptyProfileStore:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from edge.bandits import BanditPolicy
 from edge.bundle import Bundle
+from edge.bundle.manifest import Serving
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
 from edge.experiments import NO_TREATMENT, Treatment, treatment
@@ -28,7 +29,6 @@ from edge.schemas import (
 )
 from edge.scoring import (
     Candidates,
-    CandidateSizes,
     Deadline,
     UserState,
     accessories,
@@ -64,10 +64,9 @@ class Recommender:
         self.answer_ms = 0.0
         self.unavailable_reason = unavailable_reason or "no bundle loaded"
         self.fallback_content = bundle.fallback if bundle is not None else fallback_content or {}
-        serving = bundle.manifest.models.get("serving", {}) if bundle is not None else {}
-        serving = serving if isinstance(serving, dict) else {}
-        self.max_per_category = int(serving.get("max_per_category", 0))
-        self.sizes = CandidateSizes.from_manifest(serving)
+        serving = bundle.manifest.models.serving if bundle is not None else Serving()
+        self.max_per_category = serving.max_per_category
+        self.sizes = serving.candidates
         # Thompson sampling per slot; what this node learns lives as long as the bundle does.
         self.bandits = BanditPolicy(list(bundle.bandits)) if bundle and bundle.bandits else None
         self.rules = RulePlan(bundle.rules) if bundle and bundle.rules else None

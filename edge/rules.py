@@ -6,7 +6,6 @@ the ones a guardrail held back, each with why, so a merchant can see what happen
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,9 +14,10 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
+from edge.conditions import SYMBOLS, Conditions, bound_errors, holds
 from edge.schemas import Fired, Intent, Offer, Profile, ResolvedContext, SessionEvent
 
-# What a condition can look at. Numbers take gt, ge, lt, le and eq; labels take eq, in, not_in.
+# What a condition can look at (operators: `edge.conditions`).
 NUMERIC_SIGNALS = (
     "cart_idle_minutes",  # since the cart was last touched (events need `ts`); unknown otherwise
     "dwell_seconds",  # the longest dwell on one item viewed in this session
@@ -28,18 +28,6 @@ NUMERIC_SIGNALS = (
 )
 LABEL_SIGNALS = ("segment", "intent_label", "device", "country")
 SIGNALS = NUMERIC_SIGNALS + LABEL_SIGNALS
-NUMERIC_OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    "gt": lambda x, v: x > v,
-    "ge": lambda x, v: x >= v,
-    "lt": lambda x, v: x < v,
-    "le": lambda x, v: x <= v,
-    "eq": lambda x, v: x == v,
-}
-LABEL_OPERATORS: dict[str, Callable[[str, object], bool]] = {
-    "eq": lambda x, v: x == v,
-    "in": lambda x, v: isinstance(v, list) and x in v,
-    "not_in": lambda x, v: isinstance(v, list) and x not in v,
-}
 ACCESSORIES_OF = ("dwelled_item", "cart_item")  # the item whose accessories are shown
 
 
@@ -50,7 +38,7 @@ class Accessories(Struct, frozen=True, forbid_unknown_fields=True):
 
 class Rule(Struct, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=64)]
-    when: dict[str, dict[str, object]]  # {signal: {operator: value}}; all must hold
+    when: Conditions  # {signal: {operator: value}}; all must hold
     priority: int = 100  # lower goes first
     offer: Offer | None = None  # exactly one of offer, accessories and content
     accessories: Accessories | None = None
@@ -135,23 +123,11 @@ def _condition_errors(where: str, signal: str, bounds: dict[str, object]) -> lis
     if signal not in SIGNALS:
         return [f"{where}, when.{signal}: unknown signal; allowed: {', '.join(SIGNALS)}"]
     numeric = signal in NUMERIC_SIGNALS
-    operators = NUMERIC_OPERATORS if numeric else LABEL_OPERATORS
-    errors = []
-    for op, value in bounds.items():
-        field = f"{where}, when.{signal}.{op}"
-        if op not in operators:
-            errors.append(f"{field}: unknown operator; allowed: {', '.join(operators)}")
-        elif numeric and not (isinstance(value, int | float) and math.isfinite(value)):
-            errors.append(f"{field}: {value!r} is not a number")
-        elif not numeric and op == "eq" and not isinstance(value, str):
-            errors.append(f"{field}: {value!r} is not a label (a string)")
-        elif (
-            not numeric
-            and op != "eq"
-            and not (isinstance(value, list) and all(isinstance(v, str) for v in value))
-        ):
-            errors.append(f"{field}: {value!r} is not a list of labels")
-    return errors
+    return [
+        error
+        for op, value in bounds.items()
+        for error in bound_errors(f"{where}, when.{signal}", op, value, numeric)
+    ]
 
 
 @dataclass(frozen=True)
@@ -317,15 +293,12 @@ def _matches(rule: Rule, values: dict[str, float | str | None]) -> str | None:
         if value is None:
             return None
         for op, bound in bounds.items():
-            test = NUMERIC_OPERATORS[op] if signal in NUMERIC_SIGNALS else LABEL_OPERATORS[op]
-            if not test(value, bound):  # type: ignore[arg-type]
+            if not holds(op, value, bound):
                 return None
             shown = f"{value:.4g}" if isinstance(value, float) else repr(value)
             reasons.append(f"{signal} {shown} {SYMBOLS[op]} {bound!r}")
     return ", ".join(reasons)
 
-
-SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "==", "in": "in", "not_in": "not in"}
 
 
 def _held_back(rule: Rule, signals: VisitSignals, offers_shown: int, guard: Guardrails) -> str:

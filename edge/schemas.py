@@ -1,19 +1,13 @@
-"""Typed schemas for every wire and bundle format. Both halves use them: the edge decodes requests,
-manifests and profiles with them, and `export` imports them to write what the edge will read."""
+"""Typed schemas of the HTTP API (requests, answers, feedback) and of the profiles a bundle
+carries. Both halves use them: the edge decodes with them, and `export` imports them to write
+what the edge will read. The manifest's types live with the bundle (`edge.bundle.manifest`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-import msgspec
 from msgspec import Meta, Struct
-
-# 4: memory-mapped arrays, int8 embeddings, ids searched in place. 5: embeddings may hold fewer
-# rows than items (an "items" count), neighbour graphs store row lengths ("lengths") and may
-# store one-byte scores ("score_codes", "score_levels"); this edge still reads 4.
-FORMAT_VERSION = 5
-SUPPORTED_FORMAT_VERSIONS = frozenset({4, 5})
 
 # Event types every shop has; a build config may add more (with a weight of their own).
 DEFAULT_EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
@@ -154,27 +148,7 @@ class FeedbackAccepted(Struct, frozen=True):
     accepted: int  # events stored durably before this answer was sent
 
 
-# ---------------------------------------------------------------- bundle
-class FileEntry(Struct, frozen=True, forbid_unknown_fields=True):
-    sha256: str
-    bytes: Annotated[int, Meta(ge=0)]
-
-
-class Manifest(Struct, frozen=True):
-    """manifest.json. New fields always get defaults so older bundles still decode."""
-
-    format_version: int
-    build_id: str
-    created_at: str
-    files: dict[str, FileEntry]
-    onnx_opset: int
-    models: dict[str, object] = {}
-    lineage: dict[str, object] = {}
-    metrics: dict[str, object] = {}
-    profile_store: dict[str, FileEntry] = {}
-    signature: str | None = None
-
-
+# ---------------------------------------------------------------- profiles.msgpack
 class Profile(Struct, frozen=True, array_like=True):
     """What the profile store holds per known user: enough to fold the user in at request time."""
 
@@ -191,5 +165,3 @@ class Profile(Struct, frozen=True, array_like=True):
     visits_since_purchase: int = 0  # visits (sessions) after the last purchase, or all of them
     last_purchase_ts: float = 0.0  # epoch seconds of the last purchase; 0: never bought
 
-
-manifest_decoder = msgspec.json.Decoder(Manifest)

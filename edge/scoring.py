@@ -11,8 +11,10 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Annotated, overload
 
 import numpy as np
+from msgspec import Meta, Struct
 
 from edge.context import context_keys
 from edge.errors import BudgetExceeded
@@ -65,30 +67,35 @@ RECENCY_DECAY = 0.85
 MAX_CONFIDENCE_WEIGHT = 50.0
 
 
-def dwell_factor(dwell_ms: np.ndarray) -> np.ndarray:
+@overload
+def dwell_factor(dwell_ms: np.ndarray) -> np.ndarray: ...
+@overload
+def dwell_factor(dwell_ms: float) -> float: ...
+def dwell_factor(dwell_ms: np.ndarray | float) -> np.ndarray | float:
     """1 for an unknown or zero dwell, rising linearly to 2 at LONG_DWELL_MS and capped there:
-    a long look says more than a glance. Export weighs the event log with the same function."""
+    a long look says more than a glance. Export weighs the event log with the same function
+    (one event's dwell gives a numpy float)."""
     dwell = np.nan_to_num(np.asarray(dwell_ms, dtype=np.float64), nan=0.0)
-    return 1.0 + np.clip(dwell / LONG_DWELL_MS, 0.0, 1.0)
+    factor: np.ndarray | float = 1.0 + np.clip(dwell / LONG_DWELL_MS, 0.0, 1.0)
+    return factor
 
 
-@dataclass(frozen=True)
-class CandidateSizes:
-    """Candidates per source; a bundle sets them (export's `serving.candidates`), since the
-    ranker is trained with the sizes it serves with."""
+Size = Annotated[int, Meta(ge=0, le=1000)]
 
-    als: int = 50
-    covis: int = 25
-    regression: int = 25
-    popular: int = 10
-    category: int = 5  # popular items of each of the user's two favourite categories
-    history: int = 20
 
-    @classmethod
-    def from_manifest(cls, serving: object) -> CandidateSizes:
-        sizes = serving.get("candidates", {}) if isinstance(serving, dict) else {}
-        known = {k: int(v) for k, v in sizes.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+class CandidateSizes(Struct, frozen=True, forbid_unknown_fields=True):
+    """How many candidates each source gives the ranker: a build config's [serving.candidates]
+    and the manifest's `models.serving.candidates`, since the ranker is trained with the sizes it
+    serves with. Its cost grows with their sum (a few µs a row). The defaults were chosen on the
+    simulator and both UCI sets: they beat twice as many on NDCG@10 on all three and halve the
+    ranker's cost."""
+
+    als: Size = 50
+    covis: Size = 25
+    regression: Size = 25
+    popular: Size = 10
+    category: Annotated[int, Meta(ge=0, le=50)] = 5  # of each of the user's two top categories
+    history: Size = 20
 
 
 class Deadline:
@@ -223,7 +230,7 @@ def _lookup(
         return np.zeros(query.size, dtype=np.float64)
     buffer, _ = _scratch.get(n_items)
     buffer[keys] = values
-    out = buffer[query]
+    out: np.ndarray = buffer[query]
     buffer[keys] = 0.0
     return out
 
@@ -244,7 +251,8 @@ def _sum_by_item(
 
 def _distinct(n_items: int, items: np.ndarray) -> np.ndarray:
     """The distinct items, in order of first appearance (linear; `np.unique` sorts)."""
-    return items[_first_positions(n_items, items)].astype(np.int64)
+    distinct: np.ndarray = items[_first_positions(n_items, items)].astype(np.int64)
+    return distinct
 
 
 def _first_positions(n_items: int, items: np.ndarray) -> np.ndarray:

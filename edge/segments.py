@@ -5,9 +5,11 @@ without a profile."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from typing import Annotated
 
+from msgspec import Meta, Struct
+
+from edge.conditions import bound_errors, holds
 from edge.signals import SessionSignals
 
 # Per-visitor features, in real units (what a rule's thresholds are written in).
@@ -23,26 +25,19 @@ SEGMENT_FEATURES = (
 # Skewed counts are clustered on log(1 + x); the graph applies it, so callers pass real units.
 LOG_FEATURES = ("recency_days", "sessions", "monetary", "categories", "avg_dwell_s")
 
-OPERATORS = {
-    "gt": lambda x, v: x > v,
-    "ge": lambda x, v: x >= v,
-    "lt": lambda x, v: x < v,
-    "le": lambda x, v: x <= v,
-}
+class SegmentRule(Struct, frozen=True, forbid_unknown_fields=True):
+    """A named segment that wins over the clusters where every condition holds, e.g.
+    name = "busy explorers", when = { sessions_per_week = { gt = 5 }, categories = { ge = 3 } }.
+    A build config's [[segments.rules]] and the manifest's `models.segments.rules`."""
 
-
-@dataclass(frozen=True)
-class SegmentRule:
-    """A named segment: every condition must hold ({feature: {operator: value}})."""
-
-    name: str
-    conditions: dict[str, dict[str, float]]
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    when: dict[str, dict[str, float]]  # {feature: {operator: bound}}
 
     def matches(self, features: dict[str, float]) -> bool:
         return all(
-            OPERATORS[op](features[name], value)
-            for name, bounds in self.conditions.items()
-            for op, value in bounds.items()
+            holds(op, features[name], bound)
+            for name, bounds in self.when.items()
+            for op, bound in bounds.items()
         )
 
 
@@ -56,14 +51,8 @@ def rule_errors(name: str, conditions: dict[str, dict[str, float]]) -> list[str]
                 f"{', '.join(SEGMENT_FEATURES)}"
             )
             continue
-        for op, value in bounds.items():
-            if op not in OPERATORS:
-                errors.append(
-                    f"segment rule {name!r}, {feature}: unknown operator {op!r}; allowed: "
-                    f"{', '.join(OPERATORS)}"
-                )
-            elif not isinstance(value, int | float) or not math.isfinite(value):
-                errors.append(f"segment rule {name!r}, {feature}.{op}: {value!r} is not a number")
+        for op, bound in bounds.items():
+            errors += bound_errors(f"segment rule {name!r}, {feature}", op, bound, numeric=True)
     if not conditions:
         errors.append(f"segment rule {name!r} has no conditions")
     return errors

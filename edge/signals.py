@@ -5,7 +5,7 @@ training rows through the same function, so training and serving count alike."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 
 # A named tuple: built on every request, at a fraction of a frozen dataclass's cost.
@@ -21,8 +21,19 @@ class SessionSignals(NamedTuple):
     spent: float  # price of the purchased items (0 for items without a price)
 
 
+class SignalEvent(Protocol):
+    """What an event needs for its signals: the edge's `SessionEvent`, export's tuples."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def item_id(self) -> str: ...
+    @property
+    def dwell_ms(self) -> float | None: ...
+
+
 def session_signals(
-    events: Iterable,
+    events: Iterable[SignalEvent],
     categories_of: Callable[[list[str]], Iterable[int]],
     prices_of: Callable[[list[str]], Iterable[float]] | None = None,
 ) -> SessionSignals:

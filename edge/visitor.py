@@ -9,12 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnxruntime as ort
 
 from edge.errors import BundleError
 from edge.intent import INTENT_FEATURES, IntentLabels, intent_features
 from edge.model import ItemTable
-from edge.ranker import session_options
+from edge.onnx_session import onnx_session
 from edge.schemas import Intent, Profile, ResolvedContext, SessionEvent
 from edge.segments import SEGMENT_FEATURES, SegmentRule, matching_rule, session_segment_features
 from edge.signals import session_signals
@@ -55,12 +54,7 @@ class VisitorModel:
         labels: IntentLabels | None,
         file: str = "visitor.onnx",
     ) -> None:
-        try:
-            self.session = ort.InferenceSession(
-                onnx_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise BundleError(f"{file} cannot be loaded by onnxruntime: {exc}", file=file)
+        self.session = onnx_session(onnx_bytes, file)
         inputs = {i.name: i.shape[-1] for i in self.session.get_inputs()}
         wanted = {}
         if segments is not None:
@@ -82,7 +76,7 @@ class VisitorModel:
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(cluster index, purchase probability) per row, each None when this bundle lacks the
         head. Rows are float32 in `SEGMENT_FEATURES` and `INTENT_FEATURES` order."""
-        feeds = {}
+        feeds: dict[str, np.ndarray | None] = {}
         if self.segments is not None:
             feeds[SEGMENT_INPUT] = self.idle_segment_row if segment_rows is None else segment_rows
         if self.labels is not None:
@@ -109,10 +103,10 @@ class VisitorModel:
         clusters, probabilities = None, None
         if row is not None or intent_rows is not None:  # else nothing is left to compute
             clusters, probabilities = self.run(row, intent_rows)
-        if clusters is not None and row is not None:
+        if clusters is not None and row is not None and self.segments is not None:
             segment = self.segments.names[int(clusters[0])]
         intent = None
-        if probabilities is not None:
+        if probabilities is not None and self.labels is not None:
             probability = float(probabilities[0])
             if not math.isfinite(probability):
                 probability = 0.0

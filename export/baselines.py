@@ -96,7 +96,7 @@ def _top_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
         cols.append(matrix.indices[start:end][keep])
         vals.append(data[keep])
     if not rows:
-        return sp.csr_matrix(matrix.shape, dtype=np.float32)
+        return sp.csr_matrix(matrix.shape, dtype=np.float32)  # type: ignore[arg-type]  # scipy-stubs: an empty matrix of a shape is float64 only
     return sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=matrix.shape,
@@ -130,7 +130,8 @@ class ALS:
         if history.items.size == 0:
             return np.zeros(y.shape[0])
         user = solve_user(y[history.items], history.weights, self.model_.gram_, self.alpha)
-        return y @ user
+        scores: np.ndarray = y @ user
+        return scores
 
 
 class EASE:
@@ -150,7 +151,8 @@ class EASE:
     def scores(self, history: History) -> np.ndarray:
         if history.items.size == 0:
             return np.zeros(self.weights_.shape[0])
-        return self.weights_[history.items].sum(axis=0)
+        scores: np.ndarray = self.weights_[history.items].sum(axis=0)
+        return scores
 
 
 class LightFMBaseline:
@@ -159,6 +161,10 @@ class LightFMBaseline:
     the items in their history, as LightFM has no fold-in of its own."""
 
     name = "lightfm"
+    # Learned by `fit` from LightFM's (untyped) model, as float32.
+    item_vectors_: np.ndarray
+    item_bias_: np.ndarray
+    user_vectors_: np.ndarray
 
     def __init__(self, components: int = 64, epochs: int = 20, seed: int = 0) -> None:
         self.components, self.epochs, self.seed = components, epochs, seed
@@ -175,13 +181,15 @@ class LightFMBaseline:
         return self
 
     def scores(self, history: History) -> np.ndarray:
+        user: np.ndarray
         if history.row >= 0:
             user = self.user_vectors_[history.row]
         elif history.items.size:
             user = self.item_vectors_[history.items].mean(axis=0)
         else:
             return self.item_bias_
-        return self.item_vectors_ @ user + self.item_bias_
+        scores: np.ndarray = self.item_vectors_ @ user + self.item_bias_
+        return scores
 
 
 def lightfm_available() -> bool:

@@ -15,6 +15,7 @@ baselines alike, so all of them are asked the same questions:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,10 @@ def context_from(device: str, country: str, local_hour: int) -> ResolvedContext:
     )
 
 
-def _sample(keys: list, limit: int, rng: np.random.Generator) -> list:
+T = TypeVar("T")
+
+
+def _sample(keys: list[T], limit: int, rng: np.random.Generator) -> list[T]:
     if len(keys) <= limit:
         return keys
     picked = rng.choice(len(keys), limit, replace=False)
@@ -193,6 +197,8 @@ def leave_last_out(
     # Customers with a single target event have nothing to learn from: they stay in training.
     counts = known.groupby("user_id").size()
     last_ts = last_ts[counts.reindex(last_ts.index) > 1]
+    if last_ts.empty:  # mapping ids through an empty Series gives floats, not timestamps
+        return events, events.iloc[:0]
     cut = events["user_id"].map(last_ts)
     test_mask = cut.notna() & (events["ts"] >= cut)
     test = events[test_mask & events["type"].isin(target_types)]

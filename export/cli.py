@@ -2,7 +2,10 @@
 simulate (a seeded shop), serve, inspect and gateway-content (edge only).
 
 The build pipeline's libraries are imported only by `export`, so `serve` and `inspect` work
-where only the edge runtime is installed."""
+where only the edge runtime is installed.
+
+An error the user can fix (an `ExportError`, or a bundle the edge refuses) ends the command
+with its message and exit code 2; anything else is a bug, shown with its traceback."""
 
 from __future__ import annotations
 
@@ -11,9 +14,21 @@ import json
 import logging
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 from edge import cli as edge_cli
+from edge.errors import BundleError
+from export.errors import ConfigError, ExportError, InputError
+
+USER_ERROR = 2  # the input, the config or the data needs changing
+BUG = 1
+REPORT_BUG = (
+    "This is a bug in edgeperso, not a problem with your data or settings: please report it "
+    "with the traceback above and the command you ran."
+)
 
 
 def _parse_map(pairs: list[str]) -> dict[str, str]:
@@ -21,7 +36,7 @@ def _parse_map(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         canonical, sep, source = pair.partition("=")
         if not sep or not canonical.strip() or not source.strip():
-            raise SystemExit(
+            raise ConfigError(
                 f"--map expects canonical=SOURCE_COLUMN (e.g. user_id=CustomerID), got {pair!r}"
             )
         mapping[canonical.strip()] = source.strip()
@@ -30,35 +45,29 @@ def _parse_map(pairs: list[str]) -> dict[str, str]:
 
 def export(args: argparse.Namespace) -> int:
     try:
-        from export.config import ConfigError, load_config
-        from export.io import InputError
+        from export.config import load_config
         from export.pipeline import export_bundle
-        from export.validate import DataQualityError
     except ImportError as exc:
         print(
             f"edgeperso export needs the build extra: pip install 'edgeperso[build]' ({exc})",
             file=sys.stderr,
         )
-        return 2
-    try:
-        config = load_config(args.config, _parse_map(args.map))
-        key = os.environ.get("EDGEPERSO_SIGNING_KEY")
-        export_bundle(
-            args.events,
-            args.out,
-            config,
-            catalog_path=args.catalog,
-            users_path=args.users,
-            signing_key=key.encode() if key else None,
-            evaluate=not args.no_evaluate,
-            quiet=args.quiet,
-            truth_path=args.truth,
-            rules_path=args.rules,
-            bandit_log=args.bandit_log,
-        )
-    except (ConfigError, InputError, DataQualityError, ValueError) as exc:
-        print(f"export failed: {exc}", file=sys.stderr)
-        return 1
+        return USER_ERROR
+    config = load_config(args.config, _parse_map(args.map))
+    key = os.environ.get("EDGEPERSO_SIGNING_KEY")
+    export_bundle(
+        args.events,
+        args.out,
+        config,
+        catalog_path=args.catalog,
+        users_path=args.users,
+        signing_key=key.encode() if key else None,
+        evaluate=not args.no_evaluate,
+        quiet=args.quiet,
+        truth_path=args.truth,
+        rules_path=args.rules,
+        bandit_log=args.bandit_log,
+    )
     return 0
 
 
@@ -66,44 +75,40 @@ def evaluate(args: argparse.Namespace) -> int:
     try:
         import msgspec
 
-        from export.config import ConfigError, load_config
+        from export.config import load_config
         from export.evaluate import format_table
-        from export.io import InputError
         from export.pipeline import evaluate_events
-        from export.validate import DataQualityError
     except ImportError as exc:
         print(f"edgeperso evaluate needs the build extra ({exc})", file=sys.stderr)
-        return 2
+        return USER_ERROR
+    config = load_config(args.config, _parse_map(args.map))
+    overrides = {
+        "protocol": args.protocol,
+        "holdout_days": args.holdout_days,
+        "max_cases": args.max_cases,
+    }
+    evaluation_config = msgspec.structs.replace(
+        config.evaluation, **{k: v for k, v in overrides.items() if v is not None}
+    )
     try:
-        config = load_config(args.config, _parse_map(args.map))
-        overrides = {
-            "protocol": args.protocol,
-            "holdout_days": args.holdout_days,
-            "max_cases": args.max_cases,
-        }
-        evaluation_config = msgspec.structs.replace(
-            config.evaluation, **{k: v for k, v in overrides.items() if v is not None}
-        )
         config = msgspec.convert(
             msgspec.to_builtins(msgspec.structs.replace(config, evaluation=evaluation_config)),
             type(config),
         )
-        result = evaluate_events(
-            args.events,
-            config,
-            catalog_path=args.catalog,
-            users_path=args.users,
-            baselines=args.baselines,
-            quiet=args.quiet,
-        )
-    except (ConfigError, InputError, DataQualityError, ValueError) as exc:
-        print(f"evaluate failed: {exc}", file=sys.stderr)
-        return 1
     except msgspec.ValidationError as exc:
-        print(f"evaluate failed: option out of range: {exc}", file=sys.stderr)
-        return 1
-    print(format_table(result))
+        raise ConfigError(f"option out of range: {exc}") from exc
+    evaluation, lineage = evaluate_events(
+        args.events,
+        config,
+        catalog_path=args.catalog,
+        users_path=args.users,
+        baselines=args.baselines,
+        quiet=args.quiet,
+    )
+    print(format_table(evaluation))
     if args.json:
+        data = {"rows_kept": lineage.rows_kept, "items": lineage.items, "users": lineage.users}
+        result = msgspec.to_builtins(evaluation) | {"lineage": data}
         Path(args.json).write_bytes(msgspec.json.format(msgspec.json.encode(result)))
         print(f"written to {args.json}")
     return 0
@@ -111,10 +116,10 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def simulate(args: argparse.Namespace) -> int:
     try:
-        from export.simulate import simulate_shop
+        from simulator import ShopSizeError, simulate_shop
     except ImportError as exc:
         print(f"edgeperso simulate needs the build extra ({exc})", file=sys.stderr)
-        return 2
+        return USER_ERROR
     try:
         shop = simulate_shop(
             n_users=args.users,
@@ -123,9 +128,9 @@ def simulate(args: argparse.Namespace) -> int:
             seed=args.seed,
             days=args.days,
         )
-    except ValueError as exc:
+    except ShopSizeError as exc:
         print(f"simulate failed: {exc}", file=sys.stderr)
-        return 1
+        return USER_ERROR
     paths = shop.write(args.out, fmt=args.format)
     for name, path in paths.items():
         print(f"{name}: {path}")
@@ -135,6 +140,7 @@ def simulate(args: argparse.Namespace) -> int:
 def experiment_report(args: argparse.Namespace) -> int:
     try:
         from edge.bundle import load_bundle
+        from edge.profiles import EmbeddedProfileStore
         from export.experiment_report import (
             bundle_experiments,
             experiment_report,
@@ -144,22 +150,20 @@ def experiment_report(args: argparse.Namespace) -> int:
         )
     except ImportError as exc:
         print(f"edgeperso experiment-report needs the build extra ({exc})", file=sys.stderr)
-        return 2
-    try:
-        log = read_log([Path(p) for p in args.log])
-        experiments = bundle_experiments(Path(args.bundle)) if args.bundle else None
-        report = experiment_report(log, args.target, experiments) if not args.policy else {}
-        if args.policy:
-            candidate = json.loads(Path(args.policy).read_text())
-            segment_of = {}
-            if args.bundle:
-                profiles = load_bundle(Path(args.bundle)).profiles.as_dict()
-                segment_of = {user: p.segment for user, p in profiles.items() if p.segment}
-            report["policy"] = candidate
-            report["ips"] = ips_estimate(log, candidate["slot"], candidate["arms"], segment_of)
-    except (ValueError, OSError, KeyError, json.JSONDecodeError) as exc:
-        print(f"experiment-report failed: {exc!s}", file=sys.stderr)
-        return 1
+        return USER_ERROR
+    log = read_log([Path(p) for p in args.log])
+    experiments = bundle_experiments(Path(args.bundle)) if args.bundle else None
+    report = experiment_report(log, args.target, experiments) if not args.policy else {}
+    if args.policy:
+        candidate = _read_policy(Path(args.policy))
+        segment_of = {}
+        if args.bundle:
+            store = load_bundle(Path(args.bundle)).profiles
+            # A bundle without an embedded profile store knows no one's segment.
+            profiles = store.as_dict() if isinstance(store, EmbeddedProfileStore) else {}
+            segment_of = {user: p.segment for user, p in profiles.items() if p.segment}
+        report["policy"] = candidate
+        report["ips"] = ips_estimate(log, candidate["slot"], candidate["arms"], segment_of)
     if "ips" in report:
         print(
             f"candidate policy for slot {report['policy']['slot']!r}: " + json.dumps(report["ips"])
@@ -169,6 +173,34 @@ def experiment_report(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+class Policy(TypedDict):
+    """A candidate bandit policy: the slot, and the arm shown to each segment."""
+
+    slot: str
+    arms: dict[str, str]
+
+
+def _read_policy(path: Path) -> Policy:
+    """A candidate bandit policy: {"slot": ..., "arms": {segment: arm}}."""
+    try:
+        policy = json.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"policy {path}: cannot be read ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"policy {path}: not JSON ({exc})") from exc
+    if (
+        not isinstance(policy, dict)
+        or not isinstance(policy.get("slot"), str)
+        or not isinstance(policy.get("arms"), dict)
+        or not all(isinstance(s, str) and isinstance(a, str) for s, a in policy["arms"].items())
+    ):
+        raise InputError(
+            f'policy {path}: expected {{"slot": "<slot>", "arms": {{"<segment>": "<arm>"}}}}, '
+            f"got {policy!r}"
+        )
+    return Policy(slot=policy["slot"], arms=policy["arms"])
 
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
@@ -256,18 +288,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "export": export,
+    "evaluate": evaluate,
+    "simulate": simulate,
+    "experiment-report": experiment_report,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if args.command == "export":
-        return export(args)
-    if args.command == "simulate":
-        return simulate(args)
-    if args.command == "evaluate":
-        return evaluate(args)
-    if args.command == "experiment-report":
-        return experiment_report(args)
-    return edge_cli.COMMANDS[args.command](args)
+    command = COMMANDS.get(args.command) or edge_cli.COMMANDS[args.command]
+    try:
+        return command(args)
+    except (ExportError, BundleError) as exc:
+        print(f"{args.command} failed: {exc}", file=sys.stderr)
+        return USER_ERROR
+    except Exception:
+        traceback.print_exc()
+        print(REPORT_BUG, file=sys.stderr)
+        return BUG
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ import msgspec
 import msgspec.inspect
 from msgspec import Meta, Struct
 
+from edge.bundle.manifest import Serving
 from edge.experiments import Experiment, experiment_errors
 from edge.rules import DEFAULT_RULES, RuleBook, rule_book_errors, rule_sets
 from edge.schemas import DEFAULT_EVENT_TYPES
-from edge.scoring import CandidateSizes
-from edge.segments import rule_errors
+from edge.segments import SegmentRule, rule_errors
 from export.bandits import BanditConfig, bandit_errors
+from export.errors import ConfigError
 
 CANONICAL_EVENT_COLUMNS = (
     "ts",
@@ -39,7 +40,6 @@ CATALOG_COLUMNS = ("item_id", "title", "category", "price", "brand", "in_stock")
 Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
 Positive = Annotated[float, Meta(gt=0.0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
-_SIZES = CandidateSizes()
 Baseline = Literal["popular", "item_knn", "als", "ease", "lightfm"]
 
 
@@ -153,28 +153,6 @@ class RankerConfig(Struct, frozen=True, forbid_unknown_fields=True):
 Protocol = Literal["auto", "users", "sessions", "leave_last_out"]
 
 
-class CandidatesConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """How many candidates each source gives the ranker. The ranker's cost grows with their
-    sum (a few µs a row), and it is trained with the same sizes it serves with."""
-
-    # Defaults are the edge's (`CandidateSizes`), chosen on the simulator and both UCI sets:
-    # they beat twice as many on NDCG@10 on all three and halve the ranker's cost.
-    als: Annotated[int, Meta(ge=0, le=1000)] = _SIZES.als
-    covis: Annotated[int, Meta(ge=0, le=1000)] = _SIZES.covis
-    regression: Annotated[int, Meta(ge=0, le=1000)] = _SIZES.regression
-    popular: Annotated[int, Meta(ge=0, le=1000)] = _SIZES.popular
-    category: Annotated[int, Meta(ge=0, le=50)] = _SIZES.category
-    history: Annotated[int, Meta(ge=0, le=1000)] = _SIZES.history
-
-
-class SegmentRuleConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """A named segment that wins over the clusters where every condition holds, e.g.
-    name = "busy explorers", when = { sessions_per_week = { gt = 5 }, categories = { ge = 3 } }."""
-
-    name: Annotated[str, Meta(min_length=1, max_length=64)]
-    when: dict[str, dict[str, float]]
-
-
 class SegmentsConfig(Struct, frozen=True, forbid_unknown_fields=True):
     k: Annotated[int, Meta(ge=2, le=50)] | None = None  # None: the best silhouette in k_min..k_max
     k_min: Annotated[int, Meta(ge=2, le=50)] = 3
@@ -184,7 +162,7 @@ class SegmentsConfig(Struct, frozen=True, forbid_unknown_fields=True):
     method: Literal["kmeans", "dbscan"] = "kmeans"
     eps: Positive = 0.5  # DBSCAN neighbourhood radius, in standardized (log) units
     min_samples: PositiveInt = 10  # DBSCAN: neighbours that make a customer a core point
-    rules: list[SegmentRuleConfig] = []
+    rules: list[SegmentRule] = []
 
 
 class IntentConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -196,13 +174,6 @@ class IntentConfig(Struct, frozen=True, forbid_unknown_fields=True):
     max_sessions: PositiveInt = 50_000  # sampled per window
     high: Fraction = 0.5  # probability at or over which a session is "high intent"
     browsing: Fraction = 0.1  # at or over: "browsing"; below: "lurker"
-
-
-class ServingConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """What the edge does with every answer (a request may override the category cap)."""
-
-    max_per_category: Annotated[int, Meta(ge=0, le=100)] = 0  # 0: no cap
-    candidates: CandidatesConfig = CandidatesConfig()
 
 
 class EvaluationConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -228,7 +199,7 @@ class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):
     regression: RegressionConfig = RegressionConfig()
     popularity: PopularityConfig = PopularityConfig()
     ranker: RankerConfig = RankerConfig()
-    serving: ServingConfig = ServingConfig()
+    serving: Serving = Serving()
     segments: SegmentsConfig = SegmentsConfig()
     intent: IntentConfig = IntentConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
@@ -242,10 +213,6 @@ class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def event_types(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*DEFAULT_EVENT_TYPES, *self.events.weights]))
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def load_rules(path: str | Path | None) -> RuleBook:
@@ -319,6 +286,8 @@ def load_config(path: str | Path | None, column_map: dict[str, str] | None = Non
     if path is not None:
         try:
             config = msgspec.toml.decode(Path(path).read_bytes(), type=BuildConfig)
+        except OSError as exc:
+            raise ConfigError(f"config {path}: cannot be read ({exc.strerror})") from exc
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise ConfigError(f"config {path}: {exc}{_allowed(str(exc))}") from exc
     if column_map:

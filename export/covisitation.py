@@ -70,7 +70,9 @@ class CoVisitation:
         return graph_to_tree(self.indptr_, self.indices_, self.scores_, quantize=True)
 
 
-def _summed_pairs(a: np.ndarray, b: np.ndarray, value: np.ndarray, shape: tuple[int, int]):
+def _summed_pairs(
+    a: np.ndarray, b: np.ndarray, value: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
     """`value` summed per (a, b) pair, as a CSR matrix."""
     return sp.coo_matrix((value, (a, b)), shape=shape).tocsr()
 

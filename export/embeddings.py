@@ -157,7 +157,9 @@ def scan_graph(n_rows: int, dim: int) -> bytes:
             supplied_at_load("scale", TensorProto.FLOAT, [n_rows]),
         ],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def served_recall(exact: np.ndarray, served: Embeddings, users: np.ndarray, k: int) -> float:
@@ -189,7 +191,7 @@ def rows_to_keep(rows_by_norm: np.ndarray, users: np.ndarray, k: int) -> int:
     over the sampled users, MIN_KEPT_ROWS_RECALL of the top-k over all rows. Most items of a long
     tail have small norms and reach no one's top-k: they need not travel to the edge. Found
     by bisection over the row count (the recall grows with it)."""
-    n = rows_by_norm.shape[0]
+    n: int = rows_by_norm.shape[0]
     if n <= MIN_KEPT_ROWS or users.shape[0] == 0:
         return n
     truth = top_k_rows(rows_by_norm, users, k)  # once; each step scores only its prefix
@@ -270,7 +272,8 @@ def item_metadata(universe: ItemUniverse, max_brands: int = 2_000) -> sp.csr_mat
         edges = np.quantile(price[has_price], np.linspace(0, 1, PRICE_BANDS + 1)[1:-1])
         band[has_price] = np.searchsorted(edges, price[has_price], side="right")
     blocks.append(_one_hot(np.arange(n), band, PRICE_BANDS + 1, n))
-    return sp.hstack(blocks, format="csr", dtype=np.float64)
+    features: sp.csr_matrix = sp.hstack(blocks, format="csr", dtype=np.float64)
+    return features
 
 
 def _one_hot(rows: np.ndarray, codes: np.ndarray, width: int, n: int) -> sp.csr_matrix:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from edge.bundle import Bundle
+from edge.bundle.manifest import Evaluation
 from edge.model import top_k
 from edge.recommend import Recommender
 from edge.schemas import Context, RecommendRequest, Session
@@ -31,7 +33,9 @@ RECALL_K = 50
 Answer = Callable[[Case, int], list[str]]
 
 
-def hit_rate_and_ndcg(recommended: list[str], relevant: set[str], k: int) -> tuple[float, float]:
+def hit_rate_and_ndcg(
+    recommended: list[str], relevant: AbstractSet[str], k: int
+) -> tuple[float, float]:
     gains = [
         1.0 / math.log2(rank + 2) for rank, item in enumerate(recommended[:k]) if item in relevant
     ]
@@ -122,7 +126,7 @@ class Histories:
         weights: list[float] = []
         row = -1
         if case.user_id is not None:
-            row = int(self.rows.get_indexer([case.user_id])[0])
+            row = int(self.rows.get_indexer(pd.Index([case.user_id]))[0])
             if row >= 0:
                 start, end = self.matrix.indptr[row], self.matrix.indptr[row + 1]
                 items += self.matrix.indices[start:end].tolist()
@@ -268,25 +272,24 @@ def _why_skipped(name: str, n_items: int, ease_max_items: int) -> str:
     return f"unknown baseline; allowed: {', '.join(BASELINES)}"
 
 
-def format_table(evaluation: dict[str, Any]) -> str:
-    table = evaluation.get("table")
-    if not isinstance(table, dict) or not table:
-        return f"evaluation: {evaluation.get('note', 'no result')}"
-    k = evaluation["k"]
+def format_table(evaluation: Evaluation) -> str:
+    if not evaluation.table:
+        return f"evaluation: {evaluation.note or 'no result'}"
+    k = evaluation.k
     columns = [f"hr@{k}", f"ndcg@{k}", f"recall@{RECALL_K}", "coverage", "ms_p50"]
     lines = [
-        f"offline evaluation: {evaluation['protocol']} protocol, {evaluation['cases']:,} test "
-        f"cases, targets: {', '.join(evaluation['target_types'])}",
+        f"offline evaluation: {evaluation.protocol} protocol, {evaluation.cases:,} test "
+        f"cases, targets: {', '.join(evaluation.target_types)}",
         f"  {'model':<12}" + "".join(f"{c:>12}" for c in columns),
     ]
-    for name, row in table.items():
+    for name, row in evaluation.table.items():
         lines.append(f"  {name:<12}" + "".join(f"{row[c]:>12.4f}" for c in columns))
-    for name, paired in evaluation.get("versus", {}).items():
-        interval = paired["ci95"]
+    for name, paired in evaluation.versus.items():
+        interval = paired.ci95
         spread = (
             "" if interval is None else f" (95% interval {interval[0]:+.4f} to {interval[1]:+.4f})"
         )
         lines.append(
-            f"  ndcg@{k}, edgeperso − {name}, case by case: {paired['difference']:+.4f}{spread}"
+            f"  ndcg@{k}, edgeperso − {name}, case by case: {paired.difference:+.4f}{spread}"
         )
     return "\n".join(lines)

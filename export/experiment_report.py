@@ -13,11 +13,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
 from scipy.stats import chisquare, norm
 
 from edge.experiments import ExperimentTable, experiment_table_decoder
+from export.errors import InputError
 
 Z95 = float(norm.ppf(0.975))
 SRM_P_VALUE = 0.001  # below this, the split is not the one configured: do not trust the test
@@ -28,15 +30,31 @@ def read_log(paths: list[Path]) -> pd.DataFrame:
     files: list[Path] = []
     for path in paths:
         if not path.exists():
-            raise ValueError(
+            raise InputError(
                 f"{path}: no such file or directory; pass the directory `serve --events-dir` "
                 "writes (its exposures/ folder is read too) or segment files"
             )
         files += sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
-    frames = [pd.read_json(f, lines=True, dtype=False) for f in files if f.stat().st_size]
+    frames = [_read_segment(f) for f in files if f.stat().st_size]
     if not frames:
-        raise ValueError(f"no log records in {', '.join(map(str, paths))} (*.jsonl files)")
+        raise InputError(f"no log records in {', '.join(map(str, paths))} (*.jsonl files)")
     return pd.concat(frames, ignore_index=True)
+
+
+def _read_segment(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_json(path, lines=True, dtype=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: cannot be read as JSON lines: {exc}") from exc
+
+
+def _require(log: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in log]
+    if missing:
+        raise InputError(
+            f"the log has no {', '.join(missing)} field; {what} needs records with "
+            f"{', '.join(columns)}, as `serve --events-dir` writes them"
+        )
 
 
 def wilson(successes: int, n: int) -> tuple[float, float]:
@@ -57,9 +75,10 @@ def experiment_report(
     """Per experiment and variant: units, conversions, rate with its interval, and the
     difference from the first variant; plus the sample-ratio check against the configured
     weights (equal shares when the bundle's experiments are not given)."""
+    _require(log, ("ts", "type", "user_id", "session_id"), "the experiment report")
     exposures = log[log["type"] == "exposure"].copy()
     if exposures.empty:
-        raise ValueError("the log holds no exposure: run experiments and pass the exposures/ log")
+        raise InputError("the log holds no exposure: run experiments and pass the exposures/ log")
     exposures["unit"] = exposures["user_id"].fillna("").astype(str)
     no_user = exposures["unit"] == ""
     exposures.loc[no_user, "unit"] = exposures.loc[no_user, "session_id"].astype(str)
@@ -72,7 +91,10 @@ def experiment_report(
     )
     report: dict[str, Any] = {"target": target, "experiments": {}}
     for key, rows in exposures.groupby("experiment", sort=True):
-        report["experiments"][str(key)] = _one_experiment(rows, conversions, weights.get(key))
+        experiment = str(key)  # the log is read as strings (`dtype=False`): the key itself
+        report["experiments"][experiment] = _one_experiment(
+            rows, conversions, weights.get(experiment)
+        )
     return report
 
 
@@ -84,7 +106,8 @@ def _conversion_times(log: pd.DataFrame, target: str) -> pd.Series:
     t = pd.to_datetime(hits["ts"], utc=True, format="ISO8601")
     ids = pd.concat([hits["user_id"], hits["session_id"]]).fillna("").astype(str)
     times = pd.concat([t, t])
-    return times[ids != ""].groupby(ids[ids != ""]).min()
+    first: pd.Series = times[ids != ""].groupby(ids[ids != ""]).min()
+    return first
 
 
 def _one_experiment(
@@ -99,7 +122,9 @@ def _one_experiment(
     per_unit["converted"] = (converted_at >= per_unit["first"]).to_numpy()
     names = list(weights) if weights else sorted(per_unit["variant"].unique())
     unknown = sorted(set(per_unit["variant"]) - set(names))
-    variants: dict[str, dict[str, float]] = {}
+    # Per variant: counts, rate and interval, and its difference from the control (a report
+    # for people and JSON, of mixed values).
+    variants: dict[str, dict[str, Any]] = {}
     for name in names:
         members = per_unit[per_unit["variant"] == name]
         n, k = len(members), int(members["converted"].sum())
@@ -131,7 +156,7 @@ def _one_experiment(
     }
 
 
-def _difference(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+def _difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """b's rate minus a's, with a 95% interval and the two-sided p-value (two-proportion z)."""
     if not a["units"] or not b["units"]:
         return {"difference": math.nan}
@@ -158,11 +183,12 @@ def ips_estimate(
     `policy` maps a segment to the arm the candidate shows ("" for visitors of any other
     segment). An impression's reward is a click on the same slot and arm in its session."""
     if "slot" not in log or "propensity" not in log:
-        raise ValueError("the log has no slot or propensity: log bandit impressions with both")
+        raise InputError("the log has no slot or propensity: log bandit impressions with both")
+    _require(log, ("type", "variant", "user_id", "session_id"), "the policy estimate")
     rows = log[log["slot"] == slot]
     shown = rows[(rows["type"] == "impression") & rows["propensity"].notna()]
     if shown.empty:
-        raise ValueError(f"no impression of slot {slot!r} with a propensity in the log")
+        raise InputError(f"no impression of slot {slot!r} with a propensity in the log")
     clicks = rows[rows["type"] == "click"]
     clicked = set(zip(clicks["session_id"].astype(str), clicks["variant"].astype(str)))
     reward = np.array(
@@ -189,8 +215,11 @@ def ips_estimate(
 def bundle_experiments(bundle_dir: Path) -> ExperimentTable:
     path = bundle_dir / "experiments.msgpack"
     if not path.is_file():
-        raise ValueError(f"{bundle_dir} has no experiments.msgpack: it runs no experiment")
-    return experiment_table_decoder.decode(path.read_bytes())
+        raise InputError(f"{bundle_dir} has no experiments.msgpack: it runs no experiment")
+    try:
+        return experiment_table_decoder.decode(path.read_bytes())
+    except msgspec.MsgspecError as exc:
+        raise InputError(f"{path} is not an experiments table: {exc}") from exc
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from collections import namedtuple
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import log_loss, roc_auc_score
 
-from edge.intent import INTENT_FEATURES, intent_features
+from edge.bundle.manifest import AgainstTruth, CalibrationBin, IntentEvaluation, IntentInfo
+from edge.intent import INTENT_FEATURES, IntentLabels, intent_features
 from edge.signals import session_signals
 from export.interactions import ItemUniverse, epoch_seconds
 from export.ranker import classifier_to_onnx, fit_trees
@@ -118,7 +118,7 @@ class SessionLog:
         return x, np.array(ys, dtype=np.int8), ids
 
 
-def calibration_table(probability: np.ndarray, outcome: np.ndarray) -> list[dict[str, float]]:
+def calibration_table(probability: np.ndarray, outcome: np.ndarray) -> list[CalibrationBin]:
     """Per tenth of the probability range: sessions, mean predicted, observed purchase rate."""
     bins = np.minimum((probability * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
     rows = []
@@ -126,33 +126,33 @@ def calibration_table(probability: np.ndarray, outcome: np.ndarray) -> list[dict
         inside = bins == b
         if inside.any():
             rows.append(
-                {
-                    "from": b / CALIBRATION_BINS,
-                    "to": (b + 1) / CALIBRATION_BINS,
-                    "sessions": int(inside.sum()),
-                    "predicted": round(float(probability[inside].mean()), 4),
-                    "observed": round(float(outcome[inside].mean()), 4),
-                }
+                CalibrationBin(
+                    low=b / CALIBRATION_BINS,
+                    high=(b + 1) / CALIBRATION_BINS,
+                    sessions=int(inside.sum()),
+                    predicted=round(float(probability[inside].mean()), 4),
+                    observed=round(float(outcome[inside].mean()), 4),
+                )
             )
     return rows
 
 
 def against_truth(
     p: np.ndarray, bought: np.ndarray, session_ids: list[str], truth: pd.Series
-) -> dict[str, float]:
+) -> AgainstTruth:
     """How the predictions compare with each session's true purchase probability: the rank
     correlation with it, and the AUC the truth itself reaches on the same purchases (the
     ceiling for any model: purchases are draws from it)."""
     true = truth.reindex(pd.Index(session_ids).astype(str)).to_numpy(dtype=np.float64)
     known = ~np.isnan(true)
     if known.sum() < 2 or len(set(bought[known].tolist())) < 2:
-        return {"sessions": int(known.sum())}
-    return {
-        "sessions": int(known.sum()),
-        "auc_of_true_intent": round(float(roc_auc_score(bought[known], true[known])), 4),
-        "auc_of_model": round(float(roc_auc_score(bought[known], p[known])), 4),
-        "spearman_with_true_intent": round(float(spearmanr(p[known], true[known]).statistic), 4),
-    }
+        return AgainstTruth(sessions=int(known.sum()))
+    return AgainstTruth(
+        sessions=int(known.sum()),
+        auc_of_true_intent=round(float(roc_auc_score(bought[known], true[known])), 4),
+        auc_of_model=round(float(roc_auc_score(bought[known], p[known])), 4),
+        spearman_with_true_intent=round(float(spearmanr(p[known], true[known]).statistic), 4),
+    )
 
 
 def fit_intent(
@@ -163,7 +163,7 @@ def fit_intent(
     max_sessions: int,
     seed: int,
     truth: pd.Series | None = None,
-) -> tuple[bytes | None, dict[str, Any] | None]:
+) -> tuple[bytes | None, IntentInfo | None]:
     """(the intent graph, what the manifest says of it). Evaluated on the last `eval_days` with a
     model trained on the `train_days` before them; the shipped model is trained on the last
     `train_days`. None when the log has no purchase to learn from. `truth`, each session's true
@@ -175,7 +175,8 @@ def fit_intent(
     def sample(sessions: pd.Index) -> pd.Index:
         if len(sessions) <= max_sessions:
             return sessions
-        return pd.Index(rng.choice(sessions.to_numpy(), max_sessions, replace=False))
+        picked: pd.Index = pd.Index(rng.choice(sessions.to_numpy(), max_sessions, replace=False))
+        return picked
 
     log = SessionLog(events, universe)
     end = events["ts"].max() + pd.Timedelta(seconds=1)
@@ -187,32 +188,31 @@ def fit_intent(
         return None, None
     model = fit_trees(x_train, y_train, MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE, seed)
     p = model.predict_proba(x_eval)[:, 1]
-    evaluation = {
-        "train_window": [train_start.isoformat(), eval_start.isoformat()],
-        "eval_window": [eval_start.isoformat(), end.isoformat()],
-        "train_sessions": int(y_train.size),
-        "eval_sessions": int(y_eval.size),
-        "eval_purchase_rate": round(float(y_eval.mean()), 4),
-        "auc": round(float(roc_auc_score(y_eval, p)), 4),
-        "log_loss": round(float(log_loss(y_eval, p, labels=[0, 1])), 4),
-        "log_loss_of_base_rate": round(
+    evaluation = IntentEvaluation(
+        train_window=(train_start.isoformat(), eval_start.isoformat()),
+        eval_window=(eval_start.isoformat(), end.isoformat()),
+        train_sessions=int(y_train.size),
+        eval_sessions=int(y_eval.size),
+        eval_purchase_rate=round(float(y_eval.mean()), 4),
+        auc=round(float(roc_auc_score(y_eval, p)), 4),
+        log_loss=round(float(log_loss(y_eval, p, labels=[0, 1])), 4),
+        log_loss_of_base_rate=round(
             float(log_loss(y_eval, np.full(p.size, y_train.mean()), labels=[0, 1])), 4
         ),
-        "calibration": calibration_table(p, y_eval),
-    }
-    if truth is not None:
-        evaluation["against_truth"] = against_truth(p, y_eval, eval_ids, truth)
+        calibration=calibration_table(p, y_eval),
+        against_truth=None if truth is None else against_truth(p, y_eval, eval_ids, truth),
+    )
     x_last, y_last, _ = log.rows(
         sample(log.starting(end - pd.Timedelta(days=train_days), end)), seed
     )
     final = model
     if len(set(y_last.tolist())) == 2:
         final = fit_trees(x_last, y_last, MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE, seed)
-    description = {
-        "file": "visitor.onnx",
-        "features": list(INTENT_FEATURES),
-        "estimator": "HistGradientBoostingClassifier",
-        "train_days": train_days,
-        "evaluation": evaluation,
-    }
+    # The labels are the build config's; the caller sets them.
+    description = IntentInfo(
+        labels=IntentLabels(),
+        features=list(INTENT_FEATURES),
+        train_days=train_days,
+        evaluation=evaluation,
+    )
     return classifier_to_onnx(final, INTENT_FEATURES, "edgeperso purchase intent"), description

@@ -34,7 +34,7 @@ class ItemUniverse:
 
     def codes(self, item_ids: pd.Series) -> np.ndarray:
         """Index of each id in this universe (-1 for ids it does not hold)."""
-        return pd.Index(self.ids).get_indexer(item_ids)
+        return pd.Index(self.ids).get_indexer(pd.Index(item_ids))
 
     def to_tree(self) -> dict[str, object]:
         return {
@@ -118,7 +118,10 @@ def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray
         base[(events["type"] == kind).to_numpy()] = weight
     if "dwell_ms" not in events:
         return base
-    return base * dwell_factor(events["dwell_ms"].to_numpy(dtype=np.float64, na_value=np.nan))
+    weighed: np.ndarray = base * dwell_factor(
+        events["dwell_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
+    )
+    return weighed
 
 
 def user_keys(events: pd.DataFrame) -> pd.Series:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from export.errors import InputError
+
 SUFFIXES = {
     ".csv": "csv",
     ".tsv": "csv",
@@ -19,10 +21,6 @@ SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-
-
-class InputError(ValueError):
-    """An input file that cannot be read as a table."""
 
 
 def file_format(path: Path) -> str:

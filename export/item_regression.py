@@ -37,7 +37,8 @@ def symmetric_inverse(matrix: np.ndarray) -> np.ndarray:
     inverse, info = lapack.dpotri(factor, lower=1)
     if info != 0:
         return np.linalg.inv(matrix)
-    return np.tril(inverse) + np.tril(inverse, -1).T  # potri fills the lower triangle only
+    full: np.ndarray = np.tril(inverse) + np.tril(inverse, -1).T  # potri fills the lower half
+    return full
 
 
 class ItemRegression:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,8 +78,15 @@ def build_profiles(
     bought_items = _lists_by_user(bought["user"], item_ids[bought["item"].to_numpy()])
 
     profiles: dict[str, Profile] = {}
-    names = ("n_events", "n_purchases", "last_ts", "monetary", "mean_price")
-    names += ("visits_since_purchase", "last_purchase_ts")
+    names = (
+        "n_events",
+        "n_purchases",
+        "last_ts",
+        "monetary",
+        "mean_price",
+        "visits_since_purchase",
+        "last_purchase_ts",
+    )
     for user, row in zip(stats.index, zip(*(stats[c].to_numpy() for c in names))):
         n_events, n_purchases, last_ts, monetary, mean_price, visits_since, last_bought = row
         name = str(user_ids[user])
@@ -110,7 +118,7 @@ def _item_codes(
     return pd.factorize(events["item_id"].to_numpy()[rows])
 
 
-def _lists_by_user(users: pd.Series, values: np.ndarray) -> dict[int, list]:
+def _lists_by_user(users: pd.Series, values: np.ndarray) -> dict[int, list[Any]]:
     """{user code: [values...]} for rows already grouped by user (contiguous), order kept."""
     if users.empty:
         return {}

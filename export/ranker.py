@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import onnx
@@ -28,6 +29,7 @@ from edge.scoring import (
 )
 from edge.visitor import VisitorModel, describe_visitor, visitor_features
 from export.cases import Case
+from export.errors import CannotTrainError
 
 ONNX_TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 
@@ -38,7 +40,7 @@ def _ints_for_missing_tracks() -> Iterator[None]:
     leaf ("Expected an int, got a boolean"); pass ints instead. The parity test guards it."""
     original = tree_ensemble.add_node
 
-    def add_node(*args, nodes_missing_value_tracks_true=0, **kwargs):  # type: ignore[no-untyped-def]
+    def add_node(*args: Any, nodes_missing_value_tracks_true: int = 0, **kwargs: Any) -> Any:
         return original(
             *args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true), **kwargs
         )
@@ -89,10 +91,10 @@ def training_rows(
         ys.append(label[rows])
         stats["cases_with_positive"] += 1
     if not xs:
-        raise ValueError(
-            "no visitor in the label window took any of their candidates; the ranker cannot be "
-            "trained. More history, a longer ranker.label_days or other "
-            "evaluation.target_types may help"
+        raise CannotTrainError(
+            f"no visitor in the label window ({len(cases):,} asked) took any of their "
+            "candidates; the ranker cannot be trained. More history, a longer ranker.label_days "
+            "or other evaluation.target_types may help"
         )
     x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int8)
     stats["rows"], stats["positives"] = int(y.size), int(y.sum())
@@ -151,4 +153,5 @@ def classifier_to_onnx(
         features
     )
     onnx.checker.check_model(graph)
-    return graph.SerializeToString()
+    serialized: bytes = graph.SerializeToString()
+    return serialized

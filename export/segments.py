@@ -5,16 +5,19 @@ segment head of the edge's visitor graph."""
 
 from __future__ import annotations
 
+from typing import TypedDict, cast
+
 import numpy as np
 import onnx
 import pandas as pd
-from onnx import TensorProto, helper, numpy_helper
+from onnx import NodeProto, TensorProto, helper, numpy_helper
 from sklearn.cluster import DBSCAN, KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from edge.segments import LOG_FEATURES, SEGMENT_FEATURES, SegmentRule, matching_rule
+from export.errors import CannotTrainError
 from export.interactions import ItemUniverse, epoch_seconds, item_codes, most_frequent
 
 WEEK_DAYS = 7.0
@@ -137,6 +140,15 @@ NOISE_NAME = "other customers"  # DBSCAN: customers in no dense region
 DBSCAN_MAX_CORE_POINTS = 5_000  # kept for the edge's nearest-core lookup
 
 
+class SegmentRow(TypedDict):
+    """One row of `Segmenter.table_`: the fields of the manifest's `SegmentSummary`."""
+
+    segment: str
+    size: int
+    centre: dict[str, float]
+    top_device: str
+
+
 class Segmenter:
     """K-Means (k by silhouette, or set), or DBSCAN with `method="dbscan"`. Either way the
     edge assigns a visitor to the nearest reference point in standardized space: a K-Means
@@ -161,9 +173,10 @@ class Segmenter:
     def fit(self, features: pd.DataFrame) -> Segmenter:
         x = features[list(SEGMENT_FEATURES)].to_numpy(dtype=np.float64)
         if len(x) < 2 * self.k_range[0]:
-            raise ValueError(
+            raise CannotTrainError(
                 f"{len(x)} customers are too few to learn segments (at least "
-                f"{2 * self.k_range[0]} are needed)"
+                f"{2 * self.k_range[0]} are needed); lower segments.k_min, or pass a log with "
+                "more known customers"
             )
         logged = log_transform(x)
         self.scaler_ = StandardScaler().fit(logged)
@@ -200,13 +213,16 @@ class Segmenter:
         self.table_ = self._describe(features)
         return self
 
-    def _fit_dbscan(self, features: pd.DataFrame, z: np.ndarray, rng: np.random.Generator):
+    def _fit_dbscan(
+        self, features: pd.DataFrame, z: np.ndarray, rng: np.random.Generator
+    ) -> Segmenter:
         labels, cores = self._dbscan(z)
         clusters = int(labels.max()) + 1
         if clusters == 0:
-            raise ValueError(
-                f"DBSCAN found no dense region (eps {self.eps}, min_samples "
-                f"{self.min_samples}); raise segments.eps or lower segments.min_samples"
+            raise CannotTrainError(
+                f"DBSCAN found no dense region among {len(z):,} customers (eps {self.eps}, "
+                f"min_samples {self.min_samples}); raise segments.eps or lower "
+                "segments.min_samples"
             )
         self.k_ = clusters
         centres = np.array([z[labels == c].mean(axis=0) for c in range(clusters)])
@@ -234,13 +250,14 @@ class Segmenter:
         """Segment index of real-unit rows, as the edge's graph computes it (for tests)."""
         z = self.scaler_.transform(log_transform(x))
         if self.method == "kmeans":
-            return self.kmeans_.predict(z)
+            labels: np.ndarray = self.kmeans_.predict(z)
+            return labels
         found = nearest_core(z, self.references_, self.reference_labels_, self.eps)
         return np.where(found < 0, self.k_, found)
 
-    def _describe(self, features: pd.DataFrame) -> list[dict[str, object]]:
+    def _describe(self, features: pd.DataFrame) -> list[SegmentRow]:
         """Each cluster: its name, size and centre in real units (the members' medians)."""
-        rows = []
+        rows: list[SegmentRow] = []
         for cluster, name in enumerate(self.names_):
             members = features[self.labels_ == cluster]
             centre = {f: round(float(members[f].median()), 2) for f in SEGMENT_FEATURES}
@@ -268,7 +285,9 @@ class Segmenter:
         bias = (2.0 * points * (mean / scale)).sum(axis=1) + (points**2).sum(axis=1)
         return weights, bias
 
-    def _noise_nodes(self, nodes: list, constants: list) -> tuple[list, list]:
+    def _noise_nodes(
+        self, nodes: list[NodeProto], constants: list[TensorProto]
+    ) -> tuple[list[NodeProto], list[TensorProto]]:
         """DBSCAN's tail: the nearest core point's cluster when it is within eps, else the
         noise segment. |z - p|² = distances + |z|², with z itself from one more Gemm."""
         n = len(SEGMENT_FEATURES)
@@ -333,7 +352,8 @@ class Segmenter:
         model.ir_version = 8
         model.doc_string = "edgeperso segments; input float32 [n, 7]: " + ",".join(SEGMENT_FEATURES)
         onnx.checker.check_model(model)
-        return model.SerializeToString()
+        serialized: bytes = model.SerializeToString()
+        return serialized
 
 
 # What a centre far from the average says, per feature and direction of its z-score:
@@ -394,5 +414,6 @@ def cluster_names(centres: np.ndarray) -> list[str]:
 
 def apply_rules(features: pd.DataFrame, rules: list[SegmentRule], clusters: list[str]) -> list[str]:
     """The segment of each customer: the first rule that matches, else their cluster."""
-    records = features[list(SEGMENT_FEATURES)].to_dict("records")
+    # Keys are the SEGMENT_FEATURES names, values their floats (pandas types them as Hashable, Any).
+    records = cast(list[dict[str, float]], features[list(SEGMENT_FEATURES)].to_dict("records"))
     return [matching_rule(rules, r) or cluster for r, cluster in zip(records, clusters)]

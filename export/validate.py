@@ -10,11 +10,14 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from edge.bundle.manifest import InputFile, Lineage
 from export.config import CANONICAL_EVENT_COLUMNS, CATALOG_COLUMNS, BuildConfig, DateColumns
+from export.errors import DataQualityError
 
 DROP_REASONS = (
     "missing_item_id",
@@ -30,13 +33,9 @@ LABEL_COLUMNS = ("device", "country", "category", "brand")
 _TZ_SUFFIX = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
 
 
-class DataQualityError(ValueError):
-    """Too much of the input was unusable to trust a model built from the rest."""
-
-
 @dataclass
 class QualityReport:
-    files: list[dict[str, object]] = field(default_factory=list)
+    files: list[InputFile] = field(default_factory=list)
     rows_read: int = 0
     rows_kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
@@ -45,14 +44,15 @@ class QualityReport:
     def drop_share(self) -> float:
         return 1.0 - self.rows_kept / self.rows_read if self.rows_read else 0.0
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "files": self.files,
-            "rows_read": self.rows_read,
-            "rows_kept": self.rows_kept,
-            "rows_dropped": self.rows_read - self.rows_kept,
-            "dropped_by_reason": self.dropped,
-        }
+    def lineage(self) -> Lineage:
+        """What the manifest's lineage says of the input and its validation."""
+        return Lineage(
+            files=list(self.files),
+            rows_read=self.rows_read,
+            rows_kept=self.rows_kept,
+            rows_dropped=self.rows_read - self.rows_kept,
+            dropped_by_reason=dict(self.dropped),
+        )
 
     def table(self) -> str:
         lines = ["data quality", f"  {'rows read':<28}{self.rows_read:>12,}"]
@@ -64,12 +64,14 @@ class QualityReport:
         lines.append(f"  {'rows kept':<28}{self.rows_kept:>12,}  ({1 - self.drop_share:.1%})")
         for f in self.files:
             lines.append(
-                f"  {f['role']}: {f['name']} sha256 {str(f['sha256'])[:16]}… ({f['rows']:,} rows)"
+                f"  {f.role}: {f.name} sha256 {f.sha256[:16]}… ({f.rows:,} rows)"
             )
         return "\n".join(lines)
 
 
-def per_distinct_value(normalize: Callable[[pd.Series], pd.Series]) -> Callable:
+def per_distinct_value(
+    normalize: Callable[[pd.Series], pd.Series],
+) -> Callable[[pd.Series], pd.Series]:
     """`normalize`, a value-by-value text cleaning, run once per distinct value of the column
     rather than once per row: a log of 10M events has a few hundred thousand distinct ids, and
     each row then points at one shared str per value instead of a copy of its own."""
@@ -77,7 +79,8 @@ def per_distinct_value(normalize: Callable[[pd.Series], pd.Series]) -> Callable:
     def on_distinct(column: pd.Series) -> pd.Series:
         codes, distinct = pd.factorize(column)  # a missing value has code -1
         cleaned = normalize(pd.Series(distinct, dtype=column.dtype)).to_numpy(dtype=object)
-        cleaned = np.append(cleaned, normalize(pd.Series([None], dtype=object)).iat[0])
+        missing = normalize(pd.Series([None], dtype=object)).iat[0]
+        cleaned = np.append(cleaned, np.array([missing], dtype=object))
         return pd.Series(cleaned.take(codes), index=column.index, dtype=object)
 
     return functools.wraps(normalize)(on_distinct)
@@ -110,14 +113,16 @@ def parse_timestamps(column: pd.Series, timezone: str) -> pd.Series:
             if column.dt.tz is not None
             else column.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
         )
-        return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        utc: pd.Series = ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        return utc
     out = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
     numeric = pd.to_numeric(column, errors="coerce")
     is_number = numeric.notna()
     if is_number.any():
         values = numeric[is_number]
         millis = values.abs() >= 1e11  # 1e11 s is the year 5138; in ms it is 1973
-        for mask, unit in ((millis, "ms"), (~millis, "s")):
+        units: tuple[tuple[pd.Series, Literal["ms", "s"]], ...] = ((millis, "ms"), (~millis, "s"))
+        for mask, unit in units:
             if mask.any():
                 out.loc[values.index[mask]] = pd.to_datetime(
                     values[mask], unit=unit, utc=True, errors="coerce"
@@ -192,6 +197,7 @@ def _rename(
 
 
 def _event_types(frame: pd.DataFrame, raw: pd.DataFrame, config: BuildConfig) -> pd.Series:
+    types: pd.Series
     if "type" in frame:
         types = normalize_labels(frame["type"])
         if config.input.type_map:

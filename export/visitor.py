@@ -48,4 +48,5 @@ def visitor_graph(segments_onnx: bytes | None, intent_onnx: bytes | None) -> byt
         model = compose.merge_models(model, other, io_map=[])
     model.doc_string = "edgeperso visitor: " + "; ".join(h.doc_string for h in heads)
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized

@@ -50,7 +50,7 @@ THINK_SECONDS = (0.01, 0.05)
 
 RECOMMEND, EVENTS = "/v1/recommend", "/v1/events"
 # Each malformed request: the stats row it is counted under, its path, its body, the status the
-# API documents for it (README, "The HTTP API").
+# API documents for it (docs/api.md).
 MALFORMED = (
     (f"{RECOMMEND} [bad JSON: 400]", RECOMMEND, b'{"k": 5, "session": {"events": [', 400),
     (f"{RECOMMEND} [k out of range: 422]", RECOMMEND, b'{"k": 101}', 422),
@@ -58,7 +58,8 @@ MALFORMED = (
     (f"{EVENTS} [empty batch: 422]", EVENTS, b'{"events": []}', 422),
 )
 JSON_HEADERS = {"content-type": "application/json"}
-# Fallbacks that mean the service is broken rather than degraded under load (README: fallback).
+# Fallbacks that mean the service is broken rather than degraded under load (docs/api.md,
+# "Fallbacks").
 BROKEN_FALLBACKS = ("error:", "bundle_unavailable:")
 
 log = logging.getLogger("edgeperso.loadtest")
@@ -266,7 +267,7 @@ class Shopper(FastHttpUser):
         if random.random() < ADD_TO_CART_SHARE:
             self.session_events.append({"type": "add_to_cart", "item_id": item, "ts": now_iso()})
             self.cart.append(item)
-        # The product on screen stays out of its own strip (README: items).
+        # The product on screen stays out of its own strip (docs/api.md, "The answer").
         self.recommend(f"/p/{item}", k=10, exclude=[item])
 
     @task(CART_WEIGHT)

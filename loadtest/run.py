@@ -22,12 +22,13 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from edge.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
@@ -106,12 +107,6 @@ def ensure_bundle(path: str | None) -> Path:
     command += ["--config", str(CONFIG), "--out", str(DEFAULT_BUNDLE), "--no-evaluate", "--quiet"]
     subprocess.run(command, check=True, cwd=ROOT)
     return DEFAULT_BUNDLE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(port: int, path: str) -> tuple[int, str] | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from edge.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "online_retail_sample.csv.gz"
 CONFIG = ROOT / "configs" / "online_retail.toml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(

@@ -14,6 +14,9 @@ SEED = int(os.environ.get("EDGEPERSO_TEST_SEED", "0"))
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "online_retail_sample.csv.gz"
 UCI_CONFIG = ROOT / "configs" / "online_retail.toml"
+# Set by `make mutants` only: the bundle is exported there once, from unmutated source, and each
+# of the hundreds of runs after it (one per mutant) reads it instead of exporting it again.
+BUNDLE_CACHE = os.environ.get("EDGEPERSO_TEST_BUNDLE_CACHE")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -27,7 +30,7 @@ def seed() -> int:
 
 @pytest.fixture(scope="session")
 def shop():
-    from export.simulate import simulate_shop
+    from simulator import simulate_shop
 
     return simulate_shop(n_users=800, n_items=400, n_events=40_000, seed=SEED, days=40)
 
@@ -38,12 +41,18 @@ def shop_files(shop, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def bundle_dir(shop_files, tmp_path_factory) -> Path:
+def bundle_dir(request, tmp_path_factory) -> Path:
     """A real bundle exported from the simulated shop (evaluation included)."""
     from export.config import BuildConfig
     from export.pipeline import export_bundle
 
-    out = tmp_path_factory.mktemp("bundles") / "shop"
+    if BUNDLE_CACHE:
+        out = Path(BUNDLE_CACHE) / f"seed-{SEED}"
+        if (out / "manifest.json").is_file():
+            return out
+    else:
+        out = tmp_path_factory.mktemp("bundles") / "shop"
+    shop_files = request.getfixturevalue("shop_files")
     export_bundle(
         [shop_files["events"]],
         out,

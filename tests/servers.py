@@ -4,17 +4,14 @@ container starts it, and helpers to wait for them."""
 from __future__ import annotations
 
 import http.client
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from edge.ports import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["answers", "edge_app_command", "free_port", "start_edge_app", "wait_for"]
 
 
 def answers(port: int, path: str, timeout: float = 1.0) -> int | None:

@@ -68,7 +68,7 @@ def test_feedback_for_another_slot_or_arm_is_ignored(seed):
     assert policy.seen == {}
 
 
-def test_answers_fill_the_slots_asked_for_and_feedback_teaches_the_node(bundle, seed):
+def test_answers_fill_the_slots_asked_for_and_feedback_teaches_the_node(small_bundle, seed):
     import dataclasses
 
     from edge.app import learn_from
@@ -76,15 +76,15 @@ def test_answers_fill_the_slots_asked_for_and_feedback_teaches_the_node(bundle, 
     from edge.recommend import Recommender
     from edge.schemas import FeedbackBatch, RecommendRequest
 
-    recommender = Recommender(dataclasses.replace(bundle, bandits=(banner(),)))
+    recommender = Recommender(dataclasses.replace(small_bundle, bandits=(banner(),)))
     answer = recommender.recommend(RecommendRequest(slots=["home-banner"]))
     choice = answer.slots["home-banner"]
     assert choice.arm in ("b0", "b1", "b2") and choice.content == {"banner": choice.arm}
     assert 0.0 < choice.propensity <= 1.0
-    assert Recommender(bundle).recommend(RecommendRequest()).slots == {}
+    assert Recommender(small_bundle).recommend(RecommendRequest()).slots == {}
     with pytest.raises(ValidationError, match="slot 'footer' is not one this bundle's bandits"):
         recommender.recommend(RecommendRequest(slots=["footer"]))
-    user = next(u for u, p in bundle.profiles.as_dict().items() if p.segment)
+    user = next(u for u, p in small_bundle.profiles.as_dict().items() if p.segment)
     shown = {"slot": "home-banner", "variant": "b2", "item_id": "-", "user_id": user}
     batch = msgspec.convert(
         {

@@ -10,7 +10,7 @@ import pytest
 
 from edge.experiments import Experiment, assign, bucket, experiment_errors, treatment
 from edge.recommend import Recommender
-from edge.schemas import RecommendRequest
+from edge.schemas import Context, RecommendRequest
 
 CASES = json.loads((Path(__file__).parent.parent / "cases" / "assignment.json").read_text())
 
@@ -59,8 +59,10 @@ def test_units_and_the_order_experiments_apply_in():
         {"name": "hold", "ranker": "popularity", "weight": 1e9},
         {"name": "rest", "weight": 1e-9},
     )
-    chosen = treatment([by_session, holdout], "u1", "s1")
-    assert chosen.variants == {"s": assign(by_session, "s1").name, "h": "hold"}
+    chosen = treatment([by_session, holdout], "u1", "s9")
+    # SHA-256("s:s9") begins 653625ed: bucket 0.395, in a's half; the user id's
+    # ("s:u1", 9e711e22: bucket 0.619) would have given b.
+    assert chosen.variants == {"s": "a", "h": "hold"}
     assert chosen.ranker == "popularity" and chosen.content == {"banner": "spring"}
     assert treatment([by_session], "u1", None).variants == {}  # no session id: not in it
     assert treatment([holdout], None, "s9").variants == {"h": "hold"}  # user unit, else session
@@ -78,7 +80,10 @@ def test_config_errors_name_the_experiment_and_variant():
 
 
 def test_answers_name_their_variants_and_a_holdout_gets_popular_items(bundle):
-    user = next(iter(bundle.profiles.as_dict()))
+    top = {item for item, _ in bundle.fallback["country=de"][:5]}
+    # A customer who bought one of the country's five most popular items: the holdout's
+    # popular items must leave it out.
+    user = next(u for u, p in bundle.profiles.as_dict().items() if top & set(p.bought_items))
     content = {"banner": "loyalty-10"}
     holdout = experiment(
         "holdout",
@@ -89,13 +94,15 @@ def test_answers_name_their_variants_and_a_holdout_gets_popular_items(bundle):
         "banner", {"name": "on", "content": content, "weight": 1e9}, {"name": "off", "weight": 1e-9}
     )
     with_experiments = Recommender(dataclasses.replace(bundle, experiments=(holdout, banner)))
-    request = RecommendRequest(user_id=user, k=5)
+    request = RecommendRequest(user_id=user, k=5, context=Context(country="de"))
     answer = with_experiments.recommend(request)
     assert answer.variants == {"holdout": "popular", "banner": "on"}
     assert answer.content == content and answer.fallback is None
-    assert not answer.personalized
-    popular = with_experiments._popular(bundle, answer.context, request, set(), 5)
-    assert answer.items == popular and len(popular) == 5  # the context's popular, not bought
+    assert answer.personalized is False
+    # The country's popular items as the bundle lists them, less what this customer bought.
+    bought = set(bundle.profiles.get(user).bought_items)
+    popular = [(i, s) for i, s in bundle.fallback["country=de"] if i not in bought][:5]
+    assert [(it.item_id, it.score) for it in answer.items] == popular
     plain = Recommender(bundle).recommend(request)
     assert plain.variants == {} and plain.personalized
     hidden = with_experiments.recommend(RecommendRequest(user_id=user, consent=False))

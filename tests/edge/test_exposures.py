@@ -1,15 +1,17 @@
+import hashlib
 import json
 
+import msgspec
 import pytest
 from starlette.testclient import TestClient
 
 from edge.app import create_app
 from edge.config import Settings
+from edge.experiments import Experiment
 from edge.exposures import ExposureLog
 from edge.schemas import RecommendRequest, RecommendResponse, ResolvedContext
 from edge.sink import SinkError
-from export.config import load_config
-from export.pipeline import export_bundle
+from tests.edge.small_bundle import write_small_bundle
 
 
 class ListSink:
@@ -48,33 +50,34 @@ def test_exposures_are_buffered_then_flushed_and_kept_when_the_sink_fails():
 
 
 @pytest.fixture(scope="module")
-def experiment_bundle(shop, tmp_path_factory):
-    root = tmp_path_factory.mktemp("experiments")
-    (root / "config.toml").write_text(
-        '[[experiments]]\nkey = "strip"\nunit = "session"\n'
-        'variants = [{ name = "a" }, { name = "b", content = { banner = "spring" } }]\n'
+def experiment_bundle(tmp_path_factory):
+    strip = {
+        "key": "strip",
+        "unit": "session",
+        "variants": [{"name": "a"}, {"name": "b", "content": {"banner": "spring"}}],
+    }
+    experiments = [msgspec.convert(strip, Experiment)]
+    return write_small_bundle(
+        tmp_path_factory.mktemp("experiments") / "bundle", experiments=experiments
     )
-    shop.events.head(5_000).to_csv(root / "events.csv", index=False)
-    export_bundle(
-        [root / "events.csv"],
-        root / "bundle",
-        load_config(root / "config.toml"),
-        quiet=True,
-        evaluate=False,
-    )
-    return root / "bundle"
 
 
 def test_the_server_logs_an_exposure_for_every_answer_with_a_variant(experiment_bundle, tmp_path):
     events_dir = tmp_path / "events"
     app = create_app(Settings(bundle_dir=str(experiment_bundle), events_dir=str(events_dir)))
+    expected = {}
     with TestClient(app) as client:
         for i in range(20):
             body = json.dumps({"session_id": f"s{i}", "k": 3}).encode()
             response = client.post(
                 "/v1/recommend", content=body, headers={"content-type": "application/json"}
             )
-            assert response.json()["variants"]["strip"] in ("a", "b")
+            # The documented hash: two variants of equal weight split [0, 1) at one half.
+            digest = hashlib.sha256(f"strip:s{i}".encode()).digest()
+            expected[f"s{i}"] = "a" if int.from_bytes(digest[:4], "big") < 2**31 else "b"
+            answer = response.json()
+            assert answer["variants"] == {"strip": expected[f"s{i}"]}
+            assert answer["content"] == ({"banner": "spring"} if expected[f"s{i}"] == "b" else {})
         client.post("/v1/recommend", content=b"{}", headers={"content-type": "application/json"})
     logged = [
         json.loads(line)
@@ -82,4 +85,6 @@ def test_the_server_logs_an_exposure_for_every_answer_with_a_variant(experiment_
         for line in path.read_text().splitlines()
     ]
     assert sorted(r["session_id"] for r in logged) == sorted(f"s{i}" for i in range(20))
+    assert {r["session_id"]: r["variant"] for r in logged} == expected
+    assert set(expected.values()) == {"a", "b"}  # both variants were seen
     assert not list(events_dir.glob("*.jsonl"))  # the feedback log holds no exposure

@@ -64,7 +64,7 @@ def test_export_ships_the_bandits_with_priors_from_the_feedback_log(shop, tmp_pa
         evaluate=False,
         bandit_log=[tmp_path / "log"],
     )
-    assert manifest["models"]["bandits"]["slots"]["home"]["arms"] == ["a", "b"]
+    assert manifest.models.bandits.slots["home"].arms == ["a", "b"]
     bundle = load_bundle(tmp_path / "b")
     assert bundle.bandits[0].priors[ALL_SEGMENTS][1] == (13.0, 19.0)
     answer = Recommender(bundle).recommend(RecommendRequest(slots=["home"]))

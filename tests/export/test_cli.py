@@ -1,7 +1,13 @@
 import json
 import shutil
+import subprocess
+import sys
 
-from export.cli import main
+import pytest
+
+import export.pipeline
+from edge.errors import BundleError
+from export.cli import REPORT_BUG, main
 
 
 def test_inspect_summarizes_a_valid_bundle_and_fails_on_a_broken_one(bundle_dir, tmp_path, capsys):
@@ -43,10 +49,10 @@ def test_export_maps_foreign_columns_by_flag(tmp_path, shop, capsys):
 def test_export_errors_are_one_clear_line(tmp_path, capsys):
     path = tmp_path / "events.csv"
     path.write_text("when,who,what\n2026-01-01,u,a\n")
-    assert main(["export", "--events", str(path), "--out", str(tmp_path / "b")]) == 1
+    assert main(["export", "--events", str(path), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "export failed" in err and "--map" in err and "Traceback" not in err
-    assert main(["export", "--events", str(path), "--map", "colour=x", "--out", "b"]) == 1
+    assert main(["export", "--events", str(path), "--map", "colour=x", "--out", "b"]) == 2
     assert "not event columns" in capsys.readouterr().err
 
 
@@ -91,7 +97,7 @@ def test_simulate_writes_files_that_export_accepts(tmp_path, capsys):
         )
         == 0
     )
-    assert main(["simulate", "--out", str(out), "--users", "0"]) == 1
+    assert main(["simulate", "--out", str(out), "--users", "0"]) == 2
 
 
 def test_evaluate_compares_with_baselines_and_writes_json(shop_files, tmp_path, capsys):
@@ -125,7 +131,7 @@ def test_evaluate_compares_with_baselines_and_writes_json(shop_files, tmp_path, 
 
 def test_evaluate_refuses_bad_options_clearly(shop_files, capsys):
     events = str(shop_files["events"])
-    assert main(["evaluate", "--events", events, "--holdout-days", "-3"]) == 1
+    assert main(["evaluate", "--events", events, "--holdout-days", "-3"]) == 2
     assert "holdout_days" in capsys.readouterr().err
 
 
@@ -142,3 +148,107 @@ def test_evaluate_anonymous_sessions_by_their_next_item(shop, tmp_path, capsys):
     assert result["protocol"] == "sessions" and result["cases"] > 50
     table = result["table"]
     assert table["edgeperso"]["ndcg@10"] > table["popular"]["ndcg@10"]
+
+
+def test_an_unreadable_config_is_its_message_and_exit_code_2(tmp_path, capsys):
+    missing = tmp_path / "missing.toml"
+    args = ["export", "--events", "e.csv", "--config", str(missing), "--out", str(tmp_path / "b")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == f"export failed: config {missing}: cannot be read (No such file or directory)\n"
+
+
+def test_a_map_flag_without_a_column_is_a_user_error(capsys):
+    assert main(["export", "--events", "e.csv", "--map", "user_id", "--out", "b"]) == 2
+    err = capsys.readouterr().err
+    assert "--map expects canonical=SOURCE_COLUMN" in err and "Traceback" not in err
+
+
+def test_a_bad_policy_file_is_a_user_error(tmp_path, capsys):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"type": "impression", "slot": "home", "propensity": 0.5}\n')
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"slot": "home"}')
+    assert main(["experiment-report", "--log", str(log), "--policy", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("experiment-report failed: policy") and '"arms"' in err
+
+
+def test_a_refused_bundle_is_its_message_and_exit_code_2(monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise BundleError("ranker.onnx has 4 bytes; the manifest says 9", file="ranker.onnx")
+
+    monkeypatch.setattr(export.pipeline, "export_bundle", refuse)
+    assert main(["export", "--events", "e.csv", "--out", "b", "--quiet"]) == 2
+    assert (
+        capsys.readouterr().err == "export failed: ranker.onnx has 4 bytes; the manifest says 9\n"
+    )
+
+
+@pytest.mark.parametrize("error", [KeyError("features"), ValueError("shapes do not align")])
+def test_any_other_error_is_a_bug_shown_with_its_traceback_and_a_request_to_report_it(
+    monkeypatch, capsys, error
+):
+    """A ValueError too: the build's own errors are ExportErrors, so anything else is a bug."""
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(export.pipeline, "export_bundle", broken)
+    assert main(["export", "--events", "e.csv", "--out", "b", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and f"{type(error).__name__}: " in err
+    assert err.rstrip().splitlines()[-1] == REPORT_BUG
+    assert "export failed" not in err
+
+
+def test_the_command_line_imports_no_build_library_until_a_build_command_runs():
+    """`edgeperso serve` and `inspect` run where only the edge runtime is installed."""
+    code = (
+        "import sys, export.cli\n"
+        "heavy = ('pandas', 'sklearn', 'skl2onnx', 'onnx', 'implicit', 'scipy', 'pyarrow')\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_a_policy_estimate_over_a_bundle_without_embedded_profiles_sees_no_segments(
+    tmp_path, capsys, monkeypatch
+):
+    """A bundle may leave its profiles to the shop's own store: every visitor is then in no
+    segment ("" in the policy), not a crash."""
+    import edge.bundle
+    import export.experiment_report
+    from edge.profiles import EmptyProfileStore
+
+    class NoProfiles:
+        profiles = EmptyProfileStore()
+
+    monkeypatch.setattr(edge.bundle, "load_bundle", lambda path: NoProfiles())
+    monkeypatch.setattr(export.experiment_report, "bundle_experiments", lambda path: None)
+    row = {"slot": "home", "user_id": "u1", "session_id": "s1", "item_id": "-"}
+    records = [
+        {**row, "type": "impression", "variant": "b1", "propensity": 0.5},
+        {**row, "type": "click", "variant": "b1"},
+        {**row, "session_id": "s2", "type": "impression", "variant": "b0", "propensity": 0.5},
+    ]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"slot": "home", "arms": {"": "b1"}}))
+    args = ["--log", str(log), "--policy", str(policy), "--bundle", str(tmp_path / "bundle")]
+    assert main(["experiment-report", *args]) == 0
+    assert '"ips_click_rate": 1.0' in capsys.readouterr().out
+
+
+def test_a_policy_whose_arms_are_not_labels_is_a_user_error(tmp_path, capsys):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"type": "impression", "slot": "home", "propensity": 0.5}\n')
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"slot": "home", "arms": {"loyal": 2}}')
+    assert main(["experiment-report", "--log", str(log), "--policy", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("experiment-report failed: policy") and '"<arm>"' in err

@@ -141,10 +141,10 @@ def test_the_command_reads_the_servers_segments(tmp_path, seed, capsys):
     assert "experiment strip" in printed and "vs the first" in printed
     assert read_log([tmp_path / "events"]).shape[0] == len(records)
     assert json.loads(out.read_text())["experiments"]["strip"]["variants"]["a"]["units"] == 300
-    assert main(["experiment-report", "--log", str(tmp_path / "nothing")]) == 1
+    assert main(["experiment-report", "--log", str(tmp_path / "nothing")]) == 2
     assert "nothing: no such file or directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["experiment-report", "--log", str(tmp_path / "empty")]) == 1
+    assert main(["experiment-report", "--log", str(tmp_path / "empty")]) == 2
     assert "no log records" in capsys.readouterr().err
 
 

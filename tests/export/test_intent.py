@@ -64,11 +64,11 @@ def shop_events(shop):
 def test_intent_is_learned_and_evaluated_on_the_following_window(shop_events):
     universe = build_universe(shop_events, None)
     onnx_bytes, info = fit_intent(shop_events, universe, 21, 7, 20_000, seed=0)
-    evaluation = info["evaluation"]
-    assert evaluation["train_window"][1] == evaluation["eval_window"][0]
-    assert evaluation["auc"] > 0.6
-    assert evaluation["log_loss"] < evaluation["log_loss_of_base_rate"]
-    assert sum(row["sessions"] for row in evaluation["calibration"]) == evaluation["eval_sessions"]
+    evaluation = info.evaluation
+    assert evaluation.train_window[1] == evaluation.eval_window[0]
+    assert evaluation.auc > 0.6
+    assert evaluation.log_loss < evaluation.log_loss_of_base_rate
+    assert sum(row.sessions for row in evaluation.calibration) == evaluation.eval_sessions
     model = VisitorModel(visitor_graph(None, onnx_bytes), None, IntentLabels())
     segment, intent = model.describe(None, {}, [1.0] * len(INTENT_FEATURES))
     assert segment is None and 0.0 <= intent.probability <= 1.0
@@ -94,7 +94,7 @@ def test_labels_follow_the_thresholds_and_calibration_bins_add_up():
         "high intent",
     ]
     table = calibration_table(np.array([0.05, 0.07, 0.95, 1.0]), np.array([0, 1, 1, 1]))
-    assert [(r["from"], r["sessions"], r["observed"]) for r in table] == [
+    assert [(r.low, r.sessions, r.observed) for r in table] == [
         (0.0, 2, 0.5),
         (0.9, 2, 1.0),
     ]
@@ -113,24 +113,9 @@ def test_on_a_simulated_shop_the_model_is_measured_against_the_true_intent(shop,
     universe = build_universe(shop_events, None)
     truth = shop.sessions.set_index("session_id")["true_intent"]
     _, info = fit_intent(shop_events, universe, 21, 7, 20_000, seed=0, truth=truth)
-    measured = info["evaluation"]["against_truth"]
-    assert measured["sessions"] == info["evaluation"]["eval_sessions"]
-    assert measured["auc_of_model"] == info["evaluation"]["auc"]
+    measured = info.evaluation.against_truth
+    assert measured.sessions == info.evaluation.eval_sessions
+    assert measured.auc_of_model == info.evaluation.auc
     # Purchases are draws from the true intent: it ranks them better than any model can.
-    assert measured["auc_of_true_intent"] > measured["auc_of_model"] > 0.6
-    assert measured["spearman_with_true_intent"] > 0.3
-
-
-def test_a_truth_file_must_hold_probabilities_per_session(tmp_path):
-    from export.io import InputError
-    from export.pipeline import read_intent_truth
-
-    path = tmp_path / "truth.csv"
-    path.write_text("session_id,true_intent\ns1,0.2\ns2,1.5\n")
-    with pytest.raises(InputError, match="true_intent must be a probability between 0 and 1"):
-        read_intent_truth(path)
-    path.write_text("session_id,p\ns1,0.2\n")
-    with pytest.raises(InputError, match="lacks \\['true_intent'\\]"):
-        read_intent_truth(path)
-    path.write_text("session_id,true_intent\ns1,0.25\n")
-    assert read_intent_truth(path).to_dict() == {"s1": 0.25}
+    assert measured.auc_of_true_intent > measured.auc_of_model > 0.6
+    assert measured.spearman_with_true_intent > 0.3

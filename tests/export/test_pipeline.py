@@ -8,10 +8,13 @@ from edge.schemas import Context, RecommendRequest
 from edge.scoring import FEATURES, CandidateSizes
 from export.cases import make_cases
 from export.config import BuildConfig, load_config
+from export.errors import DataQualityError
 from export.interactions import build_universe
-from export.pipeline import export_bundle, fit_segments
+from export.pipeline import export_bundle
 from export.profiles import build_profiles
 from export.ranker import training_rows
+from export.stages.read import Dataset
+from export.stages.visitors import fit_segments
 from export.validate import QualityReport, normalize_events
 from tests.conftest import SAMPLE, UCI_CONFIG
 
@@ -20,11 +23,11 @@ from tests.conftest import SAMPLE, UCI_CONFIG
 def test_the_uci_sample_goes_in_without_preprocessing_and_beats_popularity(tmp_path):
     out = tmp_path / "uci"
     manifest = export_bundle([SAMPLE], out, load_config(UCI_CONFIG), quiet=True)
-    lineage = manifest["lineage"]
-    assert lineage["rows_read"] == 111_845
-    assert lineage["dropped_by_reason"]["duplicate"] > 0
-    assert lineage["files"][0]["sha256"] and lineage["items"] > 3000
-    table = manifest["metrics"]["evaluation"]["table"]
+    lineage = manifest.lineage
+    assert lineage.rows_read == 111_845
+    assert lineage.dropped_by_reason["duplicate"] > 0
+    assert lineage.files[0].sha256 and lineage.items > 3000
+    table = manifest.metrics.evaluation.table
     assert table["edgeperso"]["hr@10"] > 0.3
     bundle = load_bundle(out)
     assert json.loads((out / "manifest.json").read_text())["build_id"] == bundle.build_id
@@ -34,17 +37,33 @@ def test_the_uci_sample_goes_in_without_preprocessing_and_beats_popularity(tmp_p
     assert len(response.items) == 5 and response.fallback is None
 
 
-def test_the_simulated_shop_bundle_beats_popularity(bundle):
-    evaluation = bundle.manifest.metrics["evaluation"]
-    table = evaluation["table"]
-    assert evaluation["cases"] > 50 and evaluation["protocol"] == "users"
-    # This shop's hundred-odd cases cannot rank the two by NDCG (seeds 1-5 favour edgeperso
-    # by 0.03-0.10, seed 0 is a tie): it must not be worse beyond noise, and must find more.
-    low, high = evaluation["versus"]["popular"]["ci95"]
-    assert high > 0 and high - low < 0.2
-    assert table["edgeperso"]["hr@10"] > table["popular"]["hr@10"]
-    assert table["edgeperso"]["recall@50"] > table["popular"]["recall@50"]
-    assert table["edgeperso"]["fallbacks"] == 0
+@pytest.mark.slow
+def test_the_simulated_shop_bundle_beats_popularity(tmp_path, seed):
+    """On twice the shared shop: its 200-odd evaluation cases tell the two apart, where the
+    shared shop's hundred-odd could not (with seed 0, popularity came out ahead on NDCG@10).
+    Seeds 0-5 put edgeperso ahead by 0.058-0.097 NDCG@10 (the 95% interval starting at 0.022
+    or higher), 0.037-0.131 hit rate@10 and 0.038-0.111 recall@50."""
+    from simulator import simulate_shop
+
+    shop = simulate_shop(n_users=1_600, n_items=400, n_events=80_000, seed=seed, days=40)
+    files = shop.write(tmp_path / "shop", fmt="parquet")
+    out = tmp_path / "bundle"
+    export_bundle(
+        [files["events"]],
+        out,
+        BuildConfig(seed=seed),
+        catalog_path=files["catalog"],
+        users_path=files["users"],
+        quiet=True,
+    )
+    evaluation = load_bundle(out).manifest.metrics.evaluation
+    ours, popular = evaluation.table["edgeperso"], evaluation.table["popular"]
+    assert evaluation.cases > 150 and evaluation.protocol == "users"
+    versus = evaluation.versus["popular"]  # paired NDCG@10 difference, edgeperso - popular
+    assert versus.difference > 0.03 and versus.ci95[0] > 0
+    assert ours["hr@10"] > popular["hr@10"] + 0.02
+    assert ours["recall@50"] > popular["recall@50"] + 0.02
+    assert ours["fallbacks"] == 0
 
 
 def test_the_profile_store_holds_known_users_only(bundle, shop):
@@ -59,7 +78,9 @@ def test_a_bad_log_stops_the_build_with_the_reason(tmp_path):
         "ts,user_id,item_id,type\nyesterday,u1,a,view\nsoon,u2,b,view\n"
         "2026-01-01T00:00:00,u3,c,view\n"
     )
-    with pytest.raises(ValueError, match="66.7% of the event rows were dropped.*bad_timestamp"):
+    with pytest.raises(
+        DataQualityError, match="66.7% of the event rows were dropped.*bad_timestamp"
+    ):
         export_bundle([path], tmp_path / "out", BuildConfig(), quiet=True)
     assert not (tmp_path / "out").exists()
 
@@ -70,7 +91,7 @@ def test_users_file_attributes_ride_along_in_profiles(bundle, shop):
     if profile is None:  # a user without events has no profile
         pytest.skip("first simulated user has no events")
     assert profile.attributes["loyalty_tier"] == str(row["loyalty_tier"]).lower()
-    assert bundle.manifest.lineage["users_with_attributes"] == len(shop.users)
+    assert bundle.manifest.lineage.users_with_attributes == len(shop.users)
 
 
 def test_a_ranker_trained_without_context_ignores_the_context_features(shop, seed):
@@ -84,7 +105,7 @@ def test_a_ranker_trained_without_context_ignores_the_context_features(shop, see
 
     config = msgspec.convert({"seed": seed, "ranker": {"context_features": False}}, BuildConfig)
     events = normalize_events(shop.events, config, QualityReport())
-    trained = train(events, build_universe(events, None), config)
+    trained = train(Dataset(events, build_universe(events, None)), config)
     ranker = Ranker(trained.ranker_onnx, FEATURES)
     rows = np.random.default_rng(seed).random((200, len(FEATURES))).astype(np.float32)
     shifted = rows.copy()
@@ -99,20 +120,20 @@ def test_intent_can_be_switched_on_as_a_ranker_feature(shop, seed):
 
     config = msgspec.convert({"seed": seed, "ranker": {"intent_feature": True}}, BuildConfig)
     events = normalize_events(shop.events, config, QualityReport())
-    trained = train(events, build_universe(events, None), config)
-    assert trained.ranker_training["features_switched_off"] == []
+    trained = train(Dataset(events, build_universe(events, None)), config)
+    assert trained.ranker_training.features_switched_off == []
     assert trained.intent is not None and trained.segments is not None
 
 
 def test_the_ranker_is_trained_with_the_visitors_segment_and_intent(bundle, shop):
     """Segment and intent reach the ranker's training rows the way the edge computes them,
     with segments of each customer's history before the label window."""
-    training = bundle.manifest.models["ranker"]["training"]
-    assert training["features_switched_off"] == ["purchase_intent"]  # off by default
+    training = bundle.manifest.models.ranker.training
+    assert training.features_switched_off == ["purchase_intent"]  # off by default
     events = normalize_events(shop.events, BuildConfig(), QualityReport())
     cut = events["ts"].quantile(0.8)
     history, window = events[events["ts"] < cut], events[events["ts"] >= cut]
-    segments = fit_segments(events, build_universe(events, None), BuildConfig())
+    segments = fit_segments(Dataset(events, build_universe(events, None)), BuildConfig())
     before = segments.of(history)
     assert set(before) <= set(history["user_id"]) and set(before.values()) <= set(
         segments.segmenter.names_
@@ -161,10 +182,10 @@ def test_the_feedback_log_is_input_to_the_next_build(shop, tmp_path):
     manifest = export_bundle(
         segments, tmp_path / "bundle", BuildConfig(), quiet=True, evaluate=False
     )
-    lineage = manifest["lineage"]
-    assert lineage["rows_read"] == 20_000 + 23 * 100
-    assert lineage["rows_kept"] == lineage["rows_read"]  # impressions kept, with weight 0
-    assert load_bundle(tmp_path / "bundle").build_id == manifest["build_id"]
+    lineage = manifest.lineage
+    assert lineage.rows_read == 20_000 + 23 * 100
+    assert lineage.rows_kept == lineage.rows_read  # impressions kept, with weight 0
+    assert load_bundle(tmp_path / "bundle").build_id == manifest.build_id
 
 
 def test_experiments_in_the_config_travel_in_the_bundle(shop, tmp_path):
@@ -179,49 +200,9 @@ def test_experiments_in_the_config_travel_in_the_bundle(shop, tmp_path):
     manifest = export_bundle(
         [events], tmp_path / "b", load_config(config_path), quiet=True, evaluate=False
     )
-    assert manifest["models"]["experiments"]["keys"] == ["strip"]
+    assert manifest.models.experiments.keys == ["strip"]
     bundle = load_bundle(tmp_path / "b")
     [experiment] = bundle.experiments
     assert [v.name for v in experiment.variants] == ["control", "new"]
     answer = Recommender(bundle).recommend(RecommendRequest(session_id="s-1", k=3))
     assert answer.variants["strip"] in ("control", "new")
-
-
-def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history(shop, seed):
-    """With the default holdout, the evaluation's training part is the final ranker's history:
-    the candidate models fitted on it serve both, and the ranker is the one a refit gives."""
-    from export.pipeline import (
-        FittedBefore,
-        fit_candidate_models,
-        ranker_label_days,
-        split_for_evaluation,
-        train,
-    )
-    from export.segments import user_features
-
-    config = BuildConfig(seed=seed)
-    events = normalize_events(shop.events, config, QualityReport())
-    universe = build_universe(events, None)
-    train_part, _, split = split_for_evaluation(events, config)
-    assert split["days"] == round(ranker_label_days(events, config), 2)
-    trees, _ = fit_candidate_models(train_part, universe, config)
-    features = user_features(train_part, universe)
-    before = FittedBefore(len(train_part), trees, features)
-    reused = train(events, universe, config, fitted_before=before)
-    refitted = train(events, universe, config)
-    assert reused.ranker_onnx == refitted.ranker_onnx
-    assert reused.ranker_training == refitted.ranker_training
-    # Models of other rows are not taken for the history's: a wrong fit would show here.
-    other, _ = fit_candidate_models(train_part.iloc[: len(train_part) // 2], universe, config)
-    wrong = train(events, universe, config, fitted_before=FittedBefore(len(train_part), other))
-    assert wrong.ranker_onnx != refitted.ranker_onnx
-    half_features = user_features(train_part.iloc[: len(train_part) // 2], universe)
-    wrong = train(
-        events, universe, config, fitted_before=FittedBefore(len(train_part), trees, half_features)
-    )
-    assert wrong.ranker_onnx != refitted.ranker_onnx
-    mismatched = FittedBefore(len(train_part) // 2, other)
-    assert (
-        train(events, universe, config, fitted_before=mismatched).ranker_onnx
-        == refitted.ranker_onnx
-    )

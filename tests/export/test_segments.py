@@ -8,6 +8,7 @@ from edge.segments import SEGMENT_FEATURES, SegmentRule, rule_errors, session_se
 from edge.signals import session_signals
 from edge.visitor import SegmentHead, VisitorModel
 from export.config import BuildConfig
+from export.errors import CannotTrainError
 from export.interactions import ItemUniverse, build_universe
 from export.segments import Segmenter, apply_rules, cluster_names, log_transform, user_features
 from export.validate import QualityReport, normalize_catalog, normalize_events
@@ -176,11 +177,11 @@ def test_a_bad_segment_rule_stops_the_build_naming_it(tmp_path):
 
 
 def test_the_bundle_describes_its_segments(bundle):
-    info = bundle.manifest.models["segments"]
-    assert info["k"] == len(info["clusters"]) == len(info["table"])
-    assert set(info["stability"]) == {"ari_other_seed", "ari_half_of_customers"}
+    info = bundle.manifest.models.segments
+    assert info.k == len(info.clusters) == len(info.table)
+    assert set(info.stability) == {"ari_other_seed", "ari_half_of_customers"}
     segments = {p.segment for p in bundle.profiles.as_dict().values()}
-    assert segments <= set(info["clusters"]) and len(segments) > 1
+    assert segments <= set(info.clusters) and len(segments) > 1
 
 
 def test_dbscan_segments_travel_as_one_graph_too(fitted):
@@ -201,5 +202,5 @@ def test_dbscan_segments_travel_as_one_graph_too(fitted):
 
 def test_dbscan_that_finds_nothing_says_what_to_change(fitted):
     features, _ = fitted
-    with pytest.raises(ValueError, match="raise segments.eps or lower segments.min_samples"):
+    with pytest.raises(CannotTrainError, match="raise segments.eps or lower segments.min_samples"):
         Segmenter(method="dbscan", eps=1e-4, min_samples=50).fit(features)

@@ -250,3 +250,148 @@ def test_duplicated_rows_are_those_pandas_finds(seed):
     )
     assert duplicated_rows(frame).tolist() == frame.duplicated(keep="first").tolist()
     assert not duplicated_rows(frame.drop_duplicates()).any()
+
+
+def test_a_purchase_or_cart_add_of_zero_or_fewer_items_is_dropped():
+    raw = events(
+        ts=["2026-01-01T10:00:00"] * 6,
+        user_id=["u1"] * 6,
+        item_id=["a", "b", "c", "d", "e", "f"],
+        type=["purchase", "purchase", "add_to_cart", "view", "purchase", "add_to_cart"],
+        qty=["0", "-1", "0", "0", "1", ""],  # no quantity: one item
+    )
+    report = QualityReport()
+    out = normalize_events(raw, BuildConfig(), report, now=NOW)
+    assert report.dropped["non_positive_qty"] == 3
+    assert list(out["item_id"]) == ["d", "e", "f"]  # a view's quantity is not checked
+    assert list(out["qty"]) == [0.0, 1.0, 1.0]
+
+
+def test_the_logs_local_hour_is_kept_and_derived_from_the_time_only_where_unusable():
+    raw = events(
+        ts=["2026-01-01T10:00:00"] * 6,  # 10:00 in the configured zone (UTC by default)
+        user_id=["u1"] * 6,
+        item_id=["a", "b", "c", "d", "e", "f"],
+        type=["view"] * 6,
+        local_hour=["22", "0", "23", "", "24", "-1"],
+    )
+    out = normalize_events(raw, BuildConfig(), QualityReport(), now=NOW)
+    assert list(out["local_hour"]) == [22, 0, 23, 10, 10, 10]
+
+
+def test_every_file_of_a_log_adds_to_one_report():
+    report = QualityReport()
+    first = events(ts=["2026-01-01T10:00:00"] * 2, user_id=["u1", ""], item_id=["a", "b"])
+    second = events(ts=["2026-01-02T10:00:00", "x"], user_id=["u2", "u3"], item_id=["c", "d"])
+    for frame in (first, second):
+        normalize_events(frame.assign(type="view"), BuildConfig(), report, now=NOW)
+    assert (report.rows_read, report.rows_kept) == (4, 2)
+    assert report.dropped["missing_user_and_session"] == 1 and report.dropped["bad_timestamp"] == 1
+    assert report.dropped["duplicate"] == 0 and report.drop_share == 0.5
+
+
+def test_a_free_item_and_a_clock_a_few_minutes_ahead_are_kept():
+    raw = events(
+        ts=[
+            "2026-05-31T23:00:00Z",
+            "2026-06-01T00:04:00Z",  # 4 minutes past the build's now: within the 5 allowed
+            "2026-06-01T00:06:00Z",
+        ],
+        user_id=["u1", "u2", "u3"],
+        item_id=["a", "b", "c"],
+        type=["purchase"] * 3,
+        price=["0", "3", "3"],
+    )
+    report = QualityReport()
+    out = normalize_events(raw, BuildConfig(), report, now=NOW)
+    assert list(out["item_id"]) == ["a", "b"]
+    assert report.dropped["future_timestamp"] == 1 and report.dropped["negative_price"] == 0
+
+
+def test_sessions_are_cut_per_user_at_gaps_over_30_minutes():
+    raw = events(
+        ts=[
+            "2026-01-01T10:00:00",
+            "2026-01-01T10:30:00",  # 30 minutes later: the same session
+            "2026-01-01T11:00:01",  # 30 minutes and a second: a new one
+            "2026-01-01T10:10:00",  # another user, in between
+        ],
+        user_id=["u1", "u1", "u1", "u2"],
+        item_id=["a", "b", "c", "d"],
+        type=["view"] * 4,
+    )
+    out = normalize_events(raw, BuildConfig(), QualityReport(), now=NOW)
+    assert dict(zip(out["item_id"], out["session_id"])) == {
+        "a": "u1#1",
+        "d": "u2#3",
+        "b": "u1#1",
+        "c": "u1#2",
+    }
+
+
+def test_type_labels_map_and_dwell_and_title_come_along():
+    config = msgspec.convert({"input": {"type_map": {" PageView ": "view"}}}, BuildConfig)
+    raw = events(
+        ts=["2026-01-01T10:00:00", "2026-01-01T10:01:00"],
+        session_id=["s1", "s1"],
+        item_id=["a", "b"],
+        type=["pageview", "purchase"],
+        dwell_ms=["1500", "oops"],
+        title=["  Red Hat ", None],
+    )
+    out = normalize_events(raw, config, QualityReport(), now=NOW)
+    assert list(out["type"]) == ["view", "purchase"]
+    assert out["dwell_ms"].iloc[0] == 1500.0 and np.isnan(out["dwell_ms"].iloc[1])
+    assert list(out["title"]) == ["Red Hat", ""]
+    assert list(out["device"]) == ["", ""]  # a label column the log lacks: empty, not missing
+
+
+def test_a_log_without_a_time_or_an_item_column_names_what_it_has():
+    for missing in ("ts", "item_id"):
+        columns = {"ts": ["2026-01-01"], "item_id": ["a"], "user_id": ["u"], "type": ["view"]}
+        del columns[missing]
+        with pytest.raises(DataQualityError, match=r"events need `ts` and `item_id` columns; "):
+            normalize_events(events(**columns), BuildConfig(), QualityReport(), now=NOW)
+    with pytest.raises(DataQualityError, match="events need `user_id` or `session_id`"):
+        normalize_events(
+            events(ts=["2026-01-01"], item_id=["a"], type=["view"]), BuildConfig(), QualityReport()
+        )
+
+
+def test_a_catalog_maps_its_columns_and_reads_stock_prices_and_labels():
+    config = msgspec.convert(
+        {"input": {"catalog_columns": {"item_id": "sku", "price": "Preis", "brand": "Marke"}}},
+        BuildConfig,
+    )
+    raw = pd.DataFrame(
+        {
+            "sku": ["a", "b", "c", "d", "e", "f", "g"],
+            "Preis": ["0", "-2", "3.5", "4", "5", "6", "7"],
+            "Marke": [" ACME ", None, "acme", "x", "x", "x", "x"],
+            "title": [" Red Hat ", None, "c", "d", "e", "f", "g"],
+            "in_stock": ["no", "N", " f ", "0", "FALSE", "yes", None],
+            "unused": ["?"] * 7,
+        }
+    )
+    out = normalize_catalog(raw, config)
+    assert list(out.columns) == ["item_id", "title", "category", "brand", "price", "in_stock"]
+    assert list(out.index) == list(range(7))
+    assert out["price"].iloc[0] == 0.0 and np.isnan(out["price"].iloc[1])  # free, not negative
+    assert list(out["brand"][:3]) == ["acme", "", "acme"] and list(out["category"]) == [""] * 7
+    assert list(out["title"][:2]) == [" Red Hat ", ""]  # titles are shown as the shop wrote them
+    assert list(out["in_stock"]) == [False, False, False, False, False, True, True]
+    assert normalize_catalog(pd.DataFrame({"item_id": ["a"]}), BuildConfig())["in_stock"].all()
+
+
+def test_datetime_columns_are_read_in_the_configured_zone_or_their_own():
+    naive = pd.Series(pd.to_datetime(["2026-07-01 12:00", "2026-10-25 01:30", "2026-03-29 01:30"]))
+    ts = parse_timestamps(naive, "Europe/London")
+    assert str(ts.iloc[0]) == "2026-07-01 11:00:00+00:00"  # summer time
+    assert pd.isna(ts.iloc[1])  # 01:30 happens twice as the clocks go back: which one is unknown
+    assert str(ts.iloc[2]) == "2026-03-29 01:00:00+00:00"  # never happened: moved to 02:00 BST
+    aware = pd.Series(pd.to_datetime(["2026-07-01 12:00+02:00"], utc=True))
+    assert str(parse_timestamps(aware, "Europe/London").iloc[0]) == "2026-07-01 10:00:00+00:00"
+    # From 1e11 on, a number is epoch milliseconds (as seconds it would be the year 5138).
+    assert str(parse_timestamps(pd.Series(["100000000000"]), "UTC").iloc[0]) == (
+        "1973-03-03 09:46:40+00:00"
+    )

@@ -1,0 +1,169 @@
+"""Loading a bundle: verify it, decode every file into a `Bundle` (while the checksums run;
+nothing decoded is kept unless they all pass). Loading never executes code from the bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+from edge import arrays
+from edge.bandits import Bandit, bandit_table_decoder
+from edge.bundle.checks import (
+    HASH_THREADS,
+    check_file,
+    check_manifest,
+    raise_first_failure,
+    read_manifest,
+    start_file_checks,
+)
+from edge.bundle.codecs import model_from_trees
+from edge.bundle.files import (
+    ARRAY_FILES,
+    BANDITS,
+    EXPERIMENTS,
+    FALLBACK,
+    MANIFEST,
+    PROFILES,
+    RANKER,
+    RULES,
+    VISITOR,
+)
+from edge.bundle.manifest import Manifest
+from edge.errors import BundleError
+from edge.experiments import Experiment, experiment_table_decoder
+from edge.model import Model
+from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
+from edge.ranker import Ranker
+from edge.rules import RuleBook, rule_book_decoder
+from edge.visitor import SegmentHead, VisitorModel
+
+
+class FallbackContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """fallback.json: popular in-stock items per context key ("all", "country=de", ...)."""
+
+    contexts: dict[str, list[tuple[str, float]]]
+
+
+fallback_decoder = msgspec.json.Decoder(FallbackContent)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    directory: Path
+    manifest: Manifest
+    model: Model
+    profiles: ProfileStore
+    fallback: dict[str, list[tuple[str, float]]]  # context key -> (item id, popularity), best first
+    visitor: VisitorModel | None = None  # when export learned segments or intent
+    experiments: tuple[Experiment, ...] = ()  # in the order they apply
+    rules: RuleBook | None = None
+    bandits: tuple[Bandit, ...] = ()
+
+    @property
+    def build_id(self) -> str:
+        return self.manifest.build_id
+
+
+def load_fallback_only(directory: str | Path) -> dict[str, list[tuple[str, float]]] | None:
+    """The fallback content of a bundle that was refused, when fallback.json itself still
+    matches the manifest: the page then gets popular items instead of nothing. None otherwise."""
+    directory = Path(directory)
+    try:
+        manifest, _ = read_manifest(directory)
+        check_file(directory, FALLBACK, manifest.files[FALLBACK])
+        return fallback_decoder.decode((directory / FALLBACK).read_bytes()).contexts
+    except (BundleError, KeyError, OSError, msgspec.DecodeError):
+        return None
+
+
+def load_bundle(
+    directory: str | Path,
+    *,
+    signing_key: bytes | None = None,
+    profiles: ProfileStore | None = None,
+    scan_in_background: bool = True,
+) -> Bundle:
+    """Verify and decode. `profiles` overrides the embedded store (a key-value store, say),
+    which is then neither read nor checked. A serving node builds the int8 scan in the
+    background; an evaluation waits for it.
+
+    Files are hashed in worker threads while this one decodes the arrays (our own msgpack
+    reader, safe on any bytes), so the load costs the longer of the two, not their sum. No
+    bytes reach onnxruntime before their file's checksum passed, and a bundle with any failed
+    check is refused whatever decoded: a changed file is reported before what it broke."""
+    directory = Path(directory)
+    manifest = check_manifest(directory, signing_key)
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        checks = start_file_checks(pool, directory, manifest, profile_store=profiles is None)
+
+        def verified(name: str) -> Path:
+            checks[name].result()
+            return directory / name
+
+        try:
+            bundle = _decode(directory, manifest, profiles, scan_in_background, verified)
+        except Exception:
+            raise_first_failure(checks)
+            raise
+        raise_first_failure(checks)
+    return bundle
+
+
+def _decode(
+    directory: Path,
+    manifest: Manifest,
+    profiles: ProfileStore | None,
+    scan_in_background: bool,
+    verified: Callable[[str], Path],
+) -> Bundle:
+    trees = {name: arrays.read_file(directory / name) for name in ARRAY_FILES}
+    models = manifest.models
+    if not models.event_weights:
+        raise BundleError(
+            f"{MANIFEST}: models.event_weights is empty; a bundle weighs at least one event type",
+            file=MANIFEST,
+        )
+    ranker = Ranker(verified(RANKER).read_bytes(), tuple(models.ranker.features))
+    model = model_from_trees(trees, models.event_weights, ranker, scan_in_background, verified)
+    if profiles is None:
+        if PROFILES in manifest.profile_store:
+            profiles = EmbeddedProfileStore.from_file(directory / PROFILES)
+        else:
+            profiles = EmptyProfileStore()
+    fallback = _decoded(directory, FALLBACK, fallback_decoder).contexts
+    visitor = _visitor(directory, manifest, verified) if VISITOR in manifest.files else None
+    experiments: tuple[Experiment, ...] = ()
+    if EXPERIMENTS in manifest.files:
+        experiments = tuple(_decoded(directory, EXPERIMENTS, experiment_table_decoder).experiments)
+    rules = _decoded(directory, RULES, rule_book_decoder) if RULES in manifest.files else None
+    bandits: tuple[Bandit, ...] = ()
+    if BANDITS in manifest.files:
+        bandits = tuple(_decoded(directory, BANDITS, bandit_table_decoder).bandits)
+    return Bundle(
+        directory, manifest, model, profiles, fallback, visitor, experiments, rules, bandits
+    )
+
+
+def _decoded(
+    directory: Path, name: str, decoder: msgspec.json.Decoder[T] | msgspec.msgpack.Decoder[T]
+) -> T:
+    """One typed file of the bundle, decoded strictly; a BundleError naming it otherwise."""
+    try:
+        return decoder.decode((directory / name).read_bytes())
+    except (msgspec.DecodeError, OSError) as exc:
+        raise BundleError(f"{name} is malformed: {exc}", file=name) from exc
+
+
+def _visitor(directory: Path, manifest: Manifest, verified: Callable[[str], Path]) -> VisitorModel:
+    """The heads the manifest describes: models.segments (cluster names and rules) and
+    models.intent (label thresholds)."""
+    segments, intent = manifest.models.segments, manifest.models.intent
+    head = None if segments is None else SegmentHead(segments.clusters, segments.rules)
+    labels = None if intent is None else intent.labels
+    return VisitorModel(verified(VISITOR).read_bytes(), head, labels)

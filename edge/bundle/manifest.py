@@ -1,0 +1,295 @@
+"""manifest.json, typed: what a bundle holds and what the build learned. Export encodes these
+structures and the edge decodes them strictly: an unknown key or a wrong type refuses the bundle
+with msgspec's message, which names the key (``Object contains unknown field `x` - at
+`$.models.ranker` ``). The sections the edge acts on (files, models) are typed throughout; the
+reports written for people (lineage, metrics) are typed to the depth the edge reads them.
+
+New fields always come with defaults, so older bundles of a supported format still decode."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from edge.intent import IntentLabels
+from edge.rules import Guardrails
+from edge.scoring import CandidateSizes
+from edge.segments import SegmentRule
+
+# 4: memory-mapped arrays, int8 embeddings, ids searched in place. 5: embeddings may hold fewer
+# rows than items (an "items" count), neighbour graphs store row lengths ("lengths") and may
+# store one-byte scores ("score_codes", "score_levels"). 6: the manifest is typed throughout
+# (`Manifest`): unknown keys are refused, and `models` always has `serving` and `contexts`.
+# This edge reads 4 and later.
+FORMAT_VERSION = 6
+SUPPORTED_FORMAT_VERSIONS = frozenset({4, 5, 6})
+
+Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+Count = Annotated[int, Meta(ge=0)]
+Name = Annotated[str, Meta(min_length=1)]
+
+
+class Strict(Struct, frozen=True, forbid_unknown_fields=True):
+    """Every manifest structure refuses keys it does not know.
+
+    Subclasses inherit both options at run time; they repeat `frozen=True` because type
+    checkers read each class's own keywords (PEP 681) and would take them as mutable."""
+
+
+class FileEntry(Strict, frozen=True):
+    sha256: Sha256
+    bytes: Count
+
+
+# ---------------------------------------------------------------- models: what the edge runs
+class RankerTraining(Strict, frozen=True):
+    """How the ranker's training rows were made (export's `training_rows` and `fit_ranker`)."""
+
+    cases: Count
+    cases_with_positive: Count
+    rows: Count
+    positives: Count
+    protocol: str
+    label_days: float
+    label_cut: str  # the first timestamp of the label window (ISO 8601)
+    trees: Count
+    features_switched_off: list[str] = []
+
+
+class RankerInfo(Strict, frozen=True):
+    features: list[Name]  # the ranker's input columns, in order (`edge.scoring.FEATURES`)
+    training: RankerTraining
+    file: Literal["ranker.onnx"] = "ranker.onnx"
+    estimator: str = "HistGradientBoostingClassifier"
+
+
+class EmbeddingsInfo(Strict, frozen=True):
+    """The item factors and how they were stored (export's `ItemEmbeddings.to_tree`)."""
+
+    method: str
+    factors: Count
+    dtype: Literal["int8", "float32"]
+    rows: Count  # rows kept (items beyond them are zero vectors to the edge)
+    recall_at_100: float | None = None  # of the int8 rows against float32, when int8 was tried
+    users: Count | None = None  # users that recall was measured on
+    served_recall_at_100: float | None = None  # what the edge serves (scan + rescore), int8 only
+    int8_refused: bool = False  # int8 was tried and lost too much recall
+    int8_scan_refused: bool = False
+
+
+class Serving(Strict, frozen=True):
+    """What the edge does with every answer (a request may override the category cap): a build
+    config's [serving], as the edge reads it from `models.serving`."""
+
+    max_per_category: Annotated[int, Meta(ge=0, le=100)] = 0  # 0: no cap
+    candidates: CandidateSizes = CandidateSizes()
+
+
+class SegmentSummary(Strict, frozen=True):
+    segment: str
+    size: Count
+    centre: dict[str, float]  # each segment feature's median over the members, in real units
+    top_device: str = ""
+
+
+class SegmentsInfo(Strict, frozen=True):
+    """The segment head of `visitor.onnx`: its clusters (in the graph's output order) and the
+    shop's rules, which win over them; then how they were chosen."""
+
+    clusters: list[str]
+    rules: list[SegmentRule] = []
+    file: Literal["visitor.onnx"] = "visitor.onnx"
+    features: list[str] = []
+    method: Literal["kmeans", "dbscan"] = "kmeans"
+    k: Count = 0
+    k_chosen_by: str = ""
+    silhouette: dict[int, float] = {}  # by k tried
+    stability: dict[str, float] = {}  # adjusted Rand index against refits
+    table: list[SegmentSummary] = []
+    rule_sizes: dict[str, Count] = {}
+
+
+class CalibrationBin(Strict, frozen=True):
+    low: float = msgspec.field(name="from")
+    high: float = msgspec.field(name="to")
+    sessions: Count
+    predicted: float
+    observed: float
+
+
+class AgainstTruth(Strict, frozen=True):
+    """A simulated shop's true purchase probability against the model's (`--truth`)."""
+
+    sessions: Count
+    auc_of_true_intent: float | None = None
+    auc_of_model: float | None = None
+    spearman_with_true_intent: float | None = None
+
+
+class IntentEvaluation(Strict, frozen=True):
+    train_window: tuple[str, str]
+    eval_window: tuple[str, str]
+    train_sessions: Count
+    eval_sessions: Count
+    eval_purchase_rate: float
+    auc: float
+    log_loss: float
+    log_loss_of_base_rate: float
+    calibration: list[CalibrationBin] = []
+    against_truth: AgainstTruth | None = None
+
+
+class IntentInfo(Strict, frozen=True):
+    """The intent head of `visitor.onnx` and the labels its probability is given."""
+
+    labels: IntentLabels
+    features: list[str] = []
+    file: Literal["visitor.onnx"] = "visitor.onnx"
+    estimator: str = "HistGradientBoostingClassifier"
+    train_days: float = 0.0
+    evaluation: IntentEvaluation | None = None
+
+
+class RulesInfo(Strict, frozen=True):
+    rules: list[str]  # names, by priority
+    guardrails: Guardrails
+    file: Literal["rules.msgpack"] = "rules.msgpack"
+
+
+class BanditSlotInfo(Strict, frozen=True):
+    arms: list[str]
+    segments: list[str] = []  # segments with priors of their own
+
+
+class BanditsInfo(Strict, frozen=True):
+    slots: dict[str, BanditSlotInfo]
+    file: Literal["bandits.msgpack"] = "bandits.msgpack"
+
+
+class ExperimentsInfo(Strict, frozen=True):
+    keys: list[str]
+    hash: str  # how a unit is bucketed, for a reader
+    file: Literal["experiments.msgpack"] = "experiments.msgpack"
+
+
+class Models(Strict, frozen=True):
+    """What the build learned and how the edge serves it."""
+
+    event_weights: dict[Name, float]  # the event types this bundle knows, with their weights
+    ranker: RankerInfo
+    embeddings: EmbeddingsInfo
+    serving: Serving = Serving()
+    contexts: list[str] = []  # the contextual popularity tables ("device=mobile", ...)
+    segments: SegmentsInfo | None = None
+    intent: IntentInfo | None = None
+    rules: RulesInfo | None = None
+    bandits: BanditsInfo | None = None
+    experiments: ExperimentsInfo | None = None
+
+
+# ---------------------------------------------------------------- reports: read by people
+class InputFile(Strict, frozen=True):
+    role: Literal["events", "catalog", "users"]
+    name: str
+    sha256: Sha256
+    rows: Count
+
+
+class Lineage(Strict, frozen=True):
+    """Where the data came from and what validation kept (export's `QualityReport`)."""
+
+    files: list[InputFile] = []
+    rows_read: Count = 0
+    rows_kept: Count = 0
+    rows_dropped: Count = 0
+    dropped_by_reason: dict[str, Count] = {}
+    time_range: tuple[str, str] | None = None
+    items: Count = 0
+    users: Count = 0
+    users_with_attributes: Count = 0
+    # The build config as export read it (`export.config.BuildConfig`, whose strict decoding
+    # checked it): a record for people, never read by the edge, which cannot import its type.
+    config: dict[str, Any] = {}
+
+
+class SplitInfo(Strict, frozen=True):
+    split: Literal["time", "leave_last_out"]
+    days: float | None = None
+    train_events: Count = 0
+    test_events: Count = 0
+
+
+class Comparison(Strict, frozen=True):
+    """NDCG@k of the bundle minus a baseline's, case by case, with its 95% interval."""
+
+    difference: float
+    ci95: tuple[float, float] | None = None
+
+
+class Evaluation(Strict, frozen=True):
+    """The offline evaluation (export's `evaluate_split`): every model on the same cases."""
+
+    cases: Count
+    note: str | None = None  # why there are no cases, when there are none
+    protocol: str = ""
+    validation_cases: Count = 0
+    k: Count = 0
+    target_types: list[str] = []
+    split: SplitInfo | None = None
+    # model -> metric ("hr@10", "ndcg@10", ...: the names carry k) -> value
+    table: dict[str, dict[str, float]] = {}
+    versus: dict[str, Comparison] = {}
+    # baseline -> the hyperparameters tried and chosen; their names differ by baseline
+    tuning: dict[str, dict[str, Any]] = {}
+
+
+class Metrics(Strict, frozen=True):
+    evaluation: Evaluation | None = None
+
+
+# ---------------------------------------------------------------- the manifest
+class Manifest(Strict, frozen=True):
+    format_version: int
+    build_id: Name
+    created_at: str
+    files: dict[str, FileEntry]
+    onnx_opset: Count
+    models: Models
+    lineage: Lineage = Lineage()
+    metrics: Metrics = Metrics()
+    # The embedded profile store (profiles.msgpack), apart from `files`: a node reading profiles
+    # from a key-value store neither needs nor checks it.
+    profile_store: dict[str, FileEntry] = {}
+    signature: str | None = None  # HMAC-SHA256, hex (`manifest_signature`)
+
+
+manifest_decoder = msgspec.json.Decoder(Manifest)
+
+
+def signed_payload(manifest: dict[str, Any]) -> bytes:
+    """What a signature covers: the manifest without its signature, keys sorted, compact JSON.
+    The edge computes it over the manifest as the file holds it, so the bytes signed are the
+    bytes read, whatever the types would add."""
+    unsigned = {k: v for k, v in manifest.items() if k != "signature"}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
+
+
+def manifest_signature(manifest: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 of `signed_payload` with the shop's signing key."""
+    return hmac.new(key, signed_payload(manifest), hashlib.sha256).hexdigest()
+
+
+def signed(manifest: Manifest, signing_key: bytes) -> Manifest:
+    """`manifest` with its signature."""
+    signature = manifest_signature(msgspec.to_builtins(manifest, str_keys=True), signing_key)
+    return msgspec.structs.replace(manifest, signature=signature)
+
+
+def manifest_json(manifest: Manifest) -> str:
+    """manifest.json's text."""
+    return json.dumps(msgspec.to_builtins(manifest, str_keys=True), indent=2, allow_nan=False)

@@ -1,0 +1,124 @@
+"""Read and validate: `Sources` (the input files) → `Dataset` (one validated event log
+in time order, the item universe, the users' attributes, and the lineage the manifest keeps).
+
+Also the simulated shop's truth file, which the visitors stage measures intent against."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import pandas as pd
+
+from edge.bundle import sha256_file
+from edge.bundle.manifest import InputFile, Lineage
+from export.config import BuildConfig
+from export.errors import CannotTrainError, InputError
+from export.interactions import ItemUniverse, attach_item_codes, build_universe
+from export.io import read_table
+from export.progress import Say
+from export.validate import (
+    QualityReport,
+    check_drop_share,
+    normalize_catalog,
+    normalize_events,
+    normalize_users,
+    sorted_by_time,
+)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The input files of a build."""
+
+    events: tuple[Path, ...]
+    catalog: Path | None = None
+    users: Path | None = None
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
+class Dataset:
+    """What every later stage reads. `events`: validated, sorted by time, with item codes
+    (`attach_item_codes`) and `type` as a categorical."""
+
+    events: pd.DataFrame
+    universe: ItemUniverse
+    users: dict[str, dict[str, str]] = field(default_factory=dict)  # user id → attributes
+    lineage: Lineage = Lineage()  # the manifest's data lineage
+
+    def with_events(self, events: pd.DataFrame) -> Dataset:
+        """The same items, users and lineage over part of the events (a split's part)."""
+        return dataclasses.replace(self, events=events)
+
+
+def read_inputs(sources: Sources, config: BuildConfig, say: Say) -> Dataset:
+    """Read and validate the inputs; `say` shows the data-quality table."""
+    report = QualityReport()
+
+    def read(path: Path, role: Literal["events", "catalog", "users"]) -> pd.DataFrame:
+        """Read one input file and record it (name, sha256, rows) in the lineage."""
+        raw = read_table(path)
+        report.files.append(InputFile(role, path.name, sha256_file(path), len(raw)))
+        return raw
+
+    frames = [normalize_events(read(path, "events"), config, report) for path in sources.events]
+    events = sorted_by_time(frames[0] if len(frames) == 1 else pd.concat(frames))
+    del frames
+    catalog = (
+        None
+        if sources.catalog is None
+        else normalize_catalog(read(sources.catalog, "catalog"), config)
+    )
+    users = {} if sources.users is None else normalize_users(read(sources.users, "users"), config)
+    say(report.table())
+    check_drop_share(report, config)
+    if events.empty:
+        raise _nothing_kept(report)
+    universe = build_universe(events, catalog)
+    attach_item_codes(events, universe)
+    # A handful of labels: as a categorical, each comparison with one (event weights, targets,
+    # purchases; dozens per build) compares small integer codes, not ten million strings.
+    events["type"] = events["type"].astype("category")
+    t_min, t_max = events["ts"].min(), events["ts"].max()
+    lineage = msgspec.structs.replace(
+        report.lineage(),
+        time_range=(t_min.isoformat(), t_max.isoformat()),
+        items=len(universe.ids),
+        users=int(events.loc[events["user_id"] != "", "user_id"].nunique()),
+        users_with_attributes=len(users),
+        config=msgspec.to_builtins(config),
+    )
+    return Dataset(events, universe, users, lineage)
+
+
+def _nothing_kept(report: QualityReport) -> CannotTrainError:
+    if not report.rows_read:
+        return CannotTrainError(
+            "the event files hold no rows; nothing to learn from. Pass --events files with "
+            "at least one event"
+        )
+    worst = max(report.dropped, key=lambda r: report.dropped[r])
+    return CannotTrainError(
+        f"none of the {report.rows_read:,} event rows was kept (most were dropped for "
+        f"{worst!r}); nothing to learn from. Check the column mapping (--map or "
+        "[input.columns]) against the input; a lower events.max_drop_share stops such a "
+        "build at validation"
+    )
+
+
+def read_intent_truth(path: str | Path) -> pd.Series:
+    """A simulated shop's true purchase probability per session (session_id, true_intent)."""
+    frame = read_table(path)
+    missing = {"session_id", "true_intent"} - set(frame.columns)
+    if missing:
+        raise InputError(
+            f"{path}: the truth file lacks {sorted(missing)}; it needs session_id and "
+            "true_intent (as `edgeperso simulate` writes it)"
+        )
+    probability = pd.to_numeric(frame["true_intent"], errors="coerce")
+    if probability.isna().any() or not probability.between(0.0, 1.0).all():
+        raise InputError(f"{path}: true_intent must be a probability between 0 and 1 everywhere")
+    return pd.Series(probability.to_numpy(), index=frame["session_id"].astype(str))

@@ -1,0 +1,162 @@
+"""Write: `Trained` (every learned part of a bundle) + `Destination` (where, signed
+with what, with which rules and bandit log) → the bundle directory, and its manifest.
+
+`write_files` describes what the bundle holds in the manifest's typed `models` section;
+`edge.bundle.write_bundle` writes the files and the manifest around it. The evaluation stage
+writes through it too, so the bundle it scores is the one a build ships."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import onnx
+import pandas as pd
+
+from edge.bandits import Bandit, BanditTable
+from edge.bundle import (
+    BANDITS,
+    EMBEDDINGS,
+    EXPERIMENTS,
+    POPULARITY,
+    RULES,
+    VISITOR,
+    write_bundle,
+)
+from edge.bundle.manifest import (
+    BanditsInfo,
+    BanditSlotInfo,
+    EmbeddingsInfo,
+    ExperimentsInfo,
+    IntentInfo,
+    Lineage,
+    Manifest,
+    Metrics,
+    Models,
+    RankerInfo,
+    RankerTraining,
+    RulesInfo,
+    SegmentsInfo,
+)
+from edge.experiments import ExperimentTable
+from edge.rules import DEFAULT_RULES, RuleBook
+from edge.schemas import Profile
+from edge.scoring import FEATURES
+from export.bandits import bandit_priors
+from export.config import BuildConfig
+from export.experiment_report import read_log
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
+class Trained:
+    trees: dict[str, dict[str, Any]]
+    ranker_onnx: bytes
+    fallback: dict[str, Any]
+    profiles: dict[str, Profile]
+    ranker_training: RankerTraining
+    visitor_onnx: bytes | None = None  # the segment and intent heads, when either was learned
+    segments: SegmentsInfo | None = None  # what the manifest says of them
+    intent: IntentInfo | None = None
+    segment_features: pd.DataFrame | None = None  # the customers' features segments were fitted on
+
+
+@dataclass(frozen=True)
+class Destination:
+    out_dir: Path
+    signing_key: bytes | None = None
+    rules: RuleBook = DEFAULT_RULES
+    bandit_log: tuple[Path, ...] = ()  # the feedback log the bandits' priors come from
+
+
+def write(
+    trained: Trained,
+    destination: Destination,
+    config: BuildConfig,
+    lineage: Lineage,
+    metrics: Metrics,
+) -> Manifest:
+    """The bandits' priors from the feedback log, then the bundle; returns its manifest."""
+    log = read_log(list(destination.bandit_log)) if destination.bandit_log else None
+    segment_of = {user: p.segment for user, p in trained.profiles.items() if p.segment}
+    bandits = bandit_priors(list(config.bandits), log, segment_of)
+    return write_files(
+        destination.out_dir,
+        trained,
+        config,
+        lineage,
+        metrics,
+        destination.signing_key,
+        destination.rules,
+        bandits,
+    )
+
+
+def write_files(
+    out_dir: Path,
+    trained: Trained,
+    config: BuildConfig,
+    lineage: Lineage,
+    metrics: Metrics,
+    signing_key: bytes | None,
+    rules: RuleBook = DEFAULT_RULES,
+    bandits: list[Bandit] | None = None,
+) -> Manifest:
+    """The bundle's files and its manifest, whose `models` says what each file holds."""
+    optional = {VISITOR: trained.visitor_onnx} if trained.visitor_onnx else {}
+    optional[RULES] = msgspec.msgpack.encode(rules)
+    if bandits:
+        optional[BANDITS] = msgspec.msgpack.encode(BanditTable(bandits))
+    if config.experiments:
+        optional[EXPERIMENTS] = msgspec.msgpack.encode(ExperimentTable(list(config.experiments)))
+    quantization = trained.trees[EMBEDDINGS]["quantization"]
+    models = Models(
+        event_weights=dict(config.events.weights),
+        ranker=RankerInfo(features=list(FEATURES), training=trained.ranker_training),
+        embeddings=EmbeddingsInfo(
+            method="implicit ALS", factors=config.embeddings.factors, **quantization
+        ),
+        serving=config.serving,
+        contexts=sorted(trained.trees[POPULARITY]["contexts"]),
+        segments=trained.segments,
+        intent=trained.intent,
+        rules=RulesInfo(
+            rules=[r.name for r in sorted(rules.rules, key=lambda r: r.priority)],
+            guardrails=rules.guardrails,
+        ),
+        bandits=BanditsInfo(
+            slots={
+                b.slot: BanditSlotInfo(arms=[a.name for a in b.arms], segments=sorted(b.priors))
+                for b in bandits
+            }
+        )
+        if bandits
+        else None,
+        experiments=ExperimentsInfo(
+            keys=[e.key for e in config.experiments],
+            hash="sha256('<key>:<unit id>')[:4] big-endian / 2**32, by cumulative weight",
+        )
+        if config.experiments
+        else None,
+    )
+    return write_bundle(
+        out_dir,
+        trained.trees,
+        trained.ranker_onnx,
+        onnx_opset(trained.ranker_onnx),
+        trained.fallback,
+        trained.profiles,
+        models,
+        lineage,
+        metrics,
+        signing_key,
+        optional,
+    )
+
+
+def onnx_opset(onnx_bytes: bytes) -> int:
+    """The default-domain opset a graph was written for, as the manifest records it."""
+    model = onnx.load_from_string(onnx_bytes)
+    version: int = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    return version

@@ -1,0 +1,34 @@
+import json
+import shutil
+
+import pytest
+
+from edge import arrays
+from edge.bundle import ARRAY_FILES, load_bundle, verify, write_bundle
+
+
+def test_rewriting_a_bundle_replaces_it_whole_and_leaves_no_staging(small_bundle_dir, tmp_path):
+    out = tmp_path / "bundle"
+    shutil.copytree(small_bundle_dir, out)
+    models = load_bundle(out).manifest.models
+    trees = {name: arrays.read_file(out / name) for name in ARRAY_FILES}
+    fallback = json.loads((out / "fallback.json").read_text())["contexts"]
+    manifest = write_bundle(
+        out, trees, (out / "ranker.onnx").read_bytes(), 15, fallback, {}, models, signing_key=b"k"
+    )
+    assert manifest.signature and manifest.models == models and manifest.onnx_opset == 15
+    assert verify(out, signing_key=b"k").build_id == manifest.build_id
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_a_failed_write_keeps_the_old_bundle(small_bundle_dir, tmp_path):
+    out = tmp_path / "bundle"
+    shutil.copytree(small_bundle_dir, out)
+    models = load_bundle(out).manifest.models
+    with pytest.raises(KeyError):
+        write_bundle(out, {}, b"", 15, {}, {}, models)
+    assert (
+        verify(out).build_id
+        == json.loads((small_bundle_dir / "manifest.json").read_text())["build_id"]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]

@@ -1,0 +1,46 @@
+"""The ranking stage: the ranker's rows from a label window, and reusing the evaluation's fit
+of the history when it is the same history."""
+
+from export.config import BuildConfig
+from export.interactions import build_universe
+from export.segments import user_features
+from export.stages.candidates import fit_candidates
+from export.stages.ranking import FittedBefore, RankingInput, fit_ranking
+from export.stages.read import Dataset
+from export.stages.split import ranker_label_days, split_for_evaluation
+from export.stages.visitors import fit_segments
+from export.validate import QualityReport, normalize_events
+
+
+def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history(shop, seed):
+    """With the default holdout, the evaluation's training part is the final ranker's history:
+    the candidate models fitted on it serve both, and the ranker is the one a refit gives."""
+    config = BuildConfig(seed=seed)
+    events = normalize_events(shop.events, config, QualityReport())
+    universe = build_universe(events, None)
+    data = Dataset(events, universe)
+    split = split_for_evaluation(events, config)
+    train_part = split.train
+    assert split.description.days == round(ranker_label_days(events, config), 2)
+    trees = fit_candidates(data.with_events(train_part), config).trees
+    features = user_features(train_part, universe)
+    segments = fit_segments(data, config)
+
+    def ranker(fitted_before: FittedBefore | None = None):
+        return fit_ranking(RankingInput(data, segments, fitted_before), config)
+
+    before = FittedBefore(len(train_part), trees, features)
+    reused = ranker(before)
+    refitted = ranker()
+    assert reused.onnx == refitted.onnx
+    assert reused.training == refitted.training
+    # Models of other rows are not taken for the history's: a wrong fit would show here.
+    half = data.with_events(train_part.iloc[: len(train_part) // 2])
+    other = fit_candidates(half, config).trees
+    wrong = ranker(FittedBefore(len(train_part), other))
+    assert wrong.onnx != refitted.onnx
+    half_features = user_features(half.events, universe)
+    wrong = ranker(FittedBefore(len(train_part), trees, half_features))
+    assert wrong.onnx != refitted.onnx
+    mismatched = FittedBefore(len(train_part) // 2, other)
+    assert ranker(mismatched).onnx == refitted.onnx
