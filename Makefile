@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 lint: $(STAMP) $(NODE_STAMP)
-	$(PY) -m ruff check edge export tests scripts bench loadtest
+	$(PY) -m ruff check edge export simulator tests scripts bench loadtest
 	$(PY) -m mypy  # edge, export and simulator, strict (pyproject.toml, [tool.mypy])
 	npm run lint --silent
 
