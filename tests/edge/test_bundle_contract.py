@@ -1,6 +1,8 @@
 """The bundle's public contract, through `edge.bundle.verify`, `edge.bundle.load_bundle` and
 `edge.errors.BundleError` only, whatever the package's modules look like inside."""
 
+import hashlib
+import hmac
 import json
 import shutil
 
@@ -75,3 +77,45 @@ def test_a_directory_without_a_readable_manifest_is_refused_naming_the_manifest(
         with pytest.raises(BundleError, match="manifest.json is not valid JSON") as info:
             check(tmp_path)
         assert info.value.file == "manifest.json"
+
+
+def signature_of(manifest: dict, key: bytes, **dumps) -> str:
+    """HMAC-SHA256 over the manifest without its signature, as docs/bundle-format.md says:
+    keys sorted, compact JSON (computed here as another signing tool would)."""
+    unsigned = {k: v for k, v in manifest.items() if k != "signature"}
+    form = {"sort_keys": True, "separators": (",", ":")} | dumps
+    return hmac.new(key, json.dumps(unsigned, **form).encode(), hashlib.sha256).hexdigest()
+
+
+def test_a_manifest_signed_as_documented_loads_and_any_other_signature_is_refused(copy):
+    key, path = b"the shop's key", copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["signature"] = signature_of(manifest, key)
+    path.write_text(json.dumps(manifest, indent=4))  # the file's own layout is not signed
+    assert load_bundle(copy, signing_key=key).build_id == manifest["build_id"]
+    refused = [
+        (manifest["signature"], b"another key", "does not match the signing key"),
+        (signature_of(manifest, key, sort_keys=False), key, "does not match the signing key"),
+        (signature_of(manifest, key, separators=None), key, "does not match the signing key"),
+        (None, key, "the bundle is not signed, but this edge requires a signature"),
+    ]
+    for signature, check_key, why in refused:
+        path.write_text(json.dumps(manifest | {"signature": signature}))
+        with pytest.raises(BundleError, match=why) as info:
+            load_bundle(copy, signing_key=check_key)
+        assert info.value.file == "manifest.json"
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda path: path.unlink(), "is listed in manifest.json but missing from"),
+        (lambda path: path.write_bytes(path.read_bytes() + b"\0"), "bytes; the manifest says"),
+    ],
+)
+def test_a_listed_file_that_is_missing_or_of_another_size_is_refused_naming_it(copy, change, why):
+    change(copy / "popularity.msgpack")
+    for check in (verify, load_bundle):
+        with pytest.raises(BundleError, match=f"^popularity.msgpack .*{why}") as info:
+            check(copy)
+        assert info.value.file == "popularity.msgpack"
