@@ -48,7 +48,7 @@ class FileEntry(Strict, frozen=True):
 
 # ---------------------------------------------------------------- models: what the edge runs
 class RankerTraining(Strict, frozen=True):
-    """How the ranker's training rows were made (export's `training_rows` and `fit_ranker`)."""
+    """How the ranker's training rows were made (export's `training_rows` and `fit_ranking`)."""
 
     cases: Count
     cases_with_positive: Count
@@ -232,7 +232,7 @@ class Comparison(Strict, frozen=True):
 
 
 class Evaluation(Strict, frozen=True):
-    """The offline evaluation (export's `evaluate_split`): every model on the same cases."""
+    """The offline evaluation (export's `evaluate_held_out`): every model on the same cases."""
 
     cases: Count
     note: str | None = None  # why there are no cases, when there are none
