@@ -1,7 +1,10 @@
 # The edge container (Cloudflare Containers, or any container host): the Starlette app and its
 # runtime only. No build pipeline, no compiler, not root. The bundle is fetched at start from
-# EDGEPERSO_BUNDLE_URL (an object store's URL of the bundle directory); to bake one in instead,
-# add `COPY build/bundle /srv/bundle` and leave the URL unset.
+# EDGEPERSO_BUNDLE_URL (an object store's https URL of the bundle directory), its manifest's
+# Ed25519 signature checked against EDGEPERSO_PUBLIC_KEY before any other file is downloaded:
+# the container refuses unsigned downloads and http, and given a URL without a key it does not
+# start (docs/deploy.md). To bake a bundle in instead, add `COPY build/bundle /srv/bundle` and
+# leave the URL unset (with EDGEPERSO_PUBLIC_KEY set, it is still checked when it loads).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_bundle.py
 	$(PY) bench/bench_http.py
 	$(PY) bench/bench_overload.py
+	$(PY) bench/bench_slow_clients.py
 	$(PY) bench/summary.py
 
 # Locust against the edge on 127.0.0.1 for 20 s (loadtest/run.py): Locust's CSV and HTML report

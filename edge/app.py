@@ -10,40 +10,49 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import anyio
 import msgspec
 import threadpoolctl
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from edge.arrival import queued_ms
 from edge.bandits import BanditPolicy
-from edge.bundle import Bundle, load_fallback_only
 from edge.config import Settings
 from edge.context import resolve_context
+from edge.decisions import DecisionSigner, FeedbackGate, new_key
 from edge.errors import (
-    BundleError,
     EdgepersoError,
+    EventLogFull,
+    EventLogUnavailable,
     MalformedJSON,
     PayloadTooLarge,
     RequestError,
+    RequestTimeout,
     SinkUnavailable,
+    TooManyEvents,
     UnsupportedMediaType,
     ValidationError,
 )
+from edge.eventlog import EventLog, LogStatus
 from edge.exposures import ExposureLog
 from edge.feedback import feedback_records
+from edge.json_text import check_json_text
+from edge.openapi import PATH as OPENAPI_PATH
+from edge.openapi import openapi_json
+from edge.quota import EventQuota, client_key
 from edge.recommend import Recommender
-from edge.reload import load_recommender, watch_bundle
+from edge.reload import initial_recommender, watch_bundle
 from edge.schemas import FeedbackAccepted, FeedbackBatch, RecommendRequest
-from edge.sink import EventSink, JsonlSegmentSink, SinkError
+from edge.sink import EventSink, LogFull, SinkError
 from edge.turns import Turns
 
 log = logging.getLogger("edgeperso.app")
@@ -66,8 +75,14 @@ def decode_error(exc: msgspec.DecodeError) -> RequestError:
         message, _, path = message.rpartition(" - at `")
         field = path.rstrip("`")
     if isinstance(exc, msgspec.ValidationError):
+        if message in ("Number out of range", "Integer value out of range"):  # 1e400, 10**30
+            message += "; /openapi.json gives each field's limits"
         return ValidationError(message, field=field)
-    return MalformedJSON(f"the body is not valid JSON: {message}", field=field)
+    if message == "Input data was truncated":
+        message = "it ends early (an empty body, one cut short, or a lone \\ud800 escape)"
+    return MalformedJSON(
+        f"the body is not valid JSON: {message}; send one UTF-8 JSON object", field=field
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -81,12 +96,30 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    # The whole body has `body_timeout_seconds` from the end of the headers: a client trickling
+    # it would otherwise hold its connection (never evicted while a request is in progress).
+    timeout = request.app.state.settings.body_timeout_seconds
+    try:
+        with anyio.fail_after(max(0.0, timeout - queued_ms(request.scope) / 1000.0)):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body did not arrive within {timeout:g} s of the headers "
+            f"(EDGEPERSO_BODY_TIMEOUT_SECONDS; {size} bytes came); send it at once",
+            field="body",
+        ) from None
+    except ClientDisconnect:  # nobody reads the answer: what matters is no traceback logged
+        raise RequestError(
+            f"the connection closed after {size} bytes of the body; send the whole body",
+            field="body",
+        ) from None
+    body = b"".join(chunks)
+    check_json_text(body)  # UTF-8, each key once, no control characters (edge.json_text)
+    return body
 
 
 async def recommend(request: Request) -> Response:
@@ -98,6 +131,7 @@ async def recommend(request: Request) -> Response:
         raise decode_error(exc) from None
     async with request.app.state.turns.turn():  # the wait for a turn counts in queued_ms
         response = recommender.recommend(parsed, request.headers, queued_ms(request.scope))
+    response = request.app.state.decisions.stamp(parsed, response)
     exposures: ExposureLog | None = request.app.state.exposures
     if exposures is not None:
         exposures.add(parsed, response)
@@ -114,10 +148,16 @@ async def events(request: Request) -> Response:
             "--events-dir) set to a directory"
         )
     body = await read_body(request, settings.max_events_body_bytes)
+    quota: EventQuota | None = request.app.state.quota
+    client = client_key(request.headers, request.client, settings.trust_client_header)
     try:
         batch = _feedback_decoder.decode(body)
     except msgspec.DecodeError as exc:
+        if quota is not None:
+            quota.charge(client, 1)  # a refused body costs one event
         raise decode_error(exc) from None
+    if quota is not None:
+        quota.charge(client, len(batch.events))
     recommender: Recommender = request.app.state.recommender
     bundle = recommender.bundle
     context = resolve_context(None, request.headers)
@@ -127,20 +167,41 @@ async def events(request: Request) -> Response:
         await anyio.to_thread.run_sync(sink.write, records)
     except SinkError as exc:
         log.error("%s", exc)
-        raise SinkUnavailable(f"{exc}; nothing of this batch was kept: send it again") from None
-    if recommender.bandits is not None and bundle is not None:
-        learn_from(recommender.bandits, bundle, batch)
+        refused = EventLogFull if isinstance(exc, LogFull) else EventLogUnavailable
+        raise refused(
+            f"{exc}; nothing of this batch was kept: send it again in {exc.retry_after} s",
+            retry_after=exc.retry_after,
+        ) from None
+    if recommender.bandits is not None:
+        learn_from(recommender.bandits, request.app.state.feedback_gate, batch, time.time())
     return json_response(FeedbackAccepted(len(records)))
 
 
-def learn_from(policy: BanditPolicy, bundle: Bundle, batch: FeedbackBatch) -> None:
-    """Impressions and clicks of bandit arms (`slot` and `variant` set) update this node."""
+def learn_from(policy: BanditPolicy, gate: FeedbackGate, batch: FeedbackBatch, now: float) -> int:
+    """Impressions and clicks of bandit arms teach this node only when they quote a decision
+    the gate admits (`edge.decisions`), under the segment that decision chose for; how many
+    did. The others are in the log all the same."""
+    learned = 0
     for event in batch.events:
         if event.slot is None or event.variant is None or event.type not in BANDIT_FEEDBACK:
             continue
-        profile = bundle.profiles.get(event.user_id) if event.user_id else None
-        segment = profile.segment if profile is not None else None
-        policy.record(event.slot, event.variant, segment, clicked=event.type == "click")
+        decision = gate.admit(event, now)
+        clicked = event.type == "click"
+        if decision is not None and policy.record(
+            event.slot, event.variant, decision.segment, clicked
+        ):
+            learned += 1
+    return learned
+
+
+def events_status(state: State) -> LogStatus:
+    """/readyz's `events`: whether feedback can be stored now, and why not."""
+    if state.event_log is not None:
+        status: LogStatus = state.event_log.status()
+        return status
+    if state.sink is not None:
+        return LogStatus("ok")
+    return LogStatus("disabled", "no events directory is set (EDGEPERSO_EVENTS_DIR)")
 
 
 async def healthz(request: Request) -> Response:
@@ -150,10 +211,12 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     recommender: Recommender = request.app.state.recommender
     if recommender.bundle is None:
-        return json_response(
-            {"status": "not ready", "reason": recommender.unavailable_reason}, status_code=503
-        )
-    body = {"status": "ready", "bundle": recommender.bundle.build_id}
+        reason = request.app.state.reload_error or recommender.unavailable_reason
+        events = events_status(request.app.state)
+        refusal = {"status": "not ready", "reason": reason, "events": events}
+        return json_response(refusal, status_code=503)
+    body: dict[str, object] = {"status": "ready", "bundle": recommender.bundle.build_id}
+    body["events"] = events_status(request.app.state)
     if request.app.state.reload_error:
         body["reload_error"] = request.app.state.reload_error
     return json_response(body)
@@ -161,24 +224,16 @@ async def readyz(request: Request) -> Response:
 
 async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, EdgepersoError):
-        return json_response(exc.to_dict(), exc.status_code)
+        response = json_response(exc.to_dict(), exc.status_code)
+        if isinstance(exc, TooManyEvents | EventLogUnavailable):
+            response.headers["retry-after"] = str(exc.retry_after)
+        return response
     if isinstance(exc, HTTPException):
         body = {"error": {"code": "http_error", "message": exc.detail}}
         return json_response(body, exc.status_code)
     log.exception("unhandled error on %s", request.url.path)
     body = {"error": {"code": "internal_error", "message": "the server failed; see its log"}}
     return json_response(body, 500)
-
-
-def initial_recommender(settings: Settings) -> Recommender:
-    """The bundle at start-up; when it is refused, a recommender that answers with fallbacks."""
-    try:
-        return load_recommender(settings)
-    except (BundleError, OSError) as exc:
-        reason = f"bundle refused: {exc}" if settings.bundle_dir else str(exc)
-        log.error("%s", reason)
-        content = load_fallback_only(settings.bundle_dir) if settings.bundle_dir else None
-        return Recommender(None, settings.budget_ms, reason, content)
 
 
 def one_blas_thread() -> None:
@@ -205,10 +260,14 @@ def create_app(
         app.state.recommender = initial_recommender(settings)
         app.state.reload_error = None
         app.state.sink, exposures_to = sink, exposure_sink
+        app.state.event_log = None
         if settings.events_dir:
-            root = Path(settings.events_dir)
-            app.state.sink = app.state.sink or JsonlSegmentSink(root)
-            exposures_to = exposures_to or JsonlSegmentSink(root / "exposures")
+            # A directory that cannot be used now does not stop the server: the log says why
+            # (/v1/events, /readyz) and is tried again every few seconds (edge.eventlog).
+            event_log = app.state.event_log = EventLog.from_settings(settings)
+            await anyio.to_thread.run_sync(event_log.open)
+            app.state.sink = app.state.sink or event_log.feedback
+            exposures_to = exposures_to or event_log.exposures
         app.state.exposures = ExposureLog(exposures_to) if exposures_to else None
         try:
             async with anyio.create_task_group() as tasks:
@@ -216,6 +275,8 @@ def create_app(
                     tasks.start_soon(watch_bundle, app, settings)
                 if app.state.exposures is not None:
                     tasks.start_soon(app.state.exposures.run)
+                if app.state.event_log is not None:
+                    tasks.start_soon(app.state.event_log.run)
                 yield
                 tasks.cancel_scope.cancel()
         finally:
@@ -231,6 +292,7 @@ def create_app(
             Route("/v1/events", events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route(OPENAPI_PATH, openapi_json, methods=["GET"]),  # built from edge.schemas
         ],
         exception_handlers={
             Exception: handle_error,
@@ -240,4 +302,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Decision ids (edge.decisions); without a key set, one for this process only.
+    signer = DecisionSigner(settings.decision_key or new_key(), settings.decision_ttl_seconds)
+    app.state.decisions, app.state.feedback_gate = signer, FeedbackGate(signer)
+    rate, burst = settings.events_per_second, settings.events_burst
+    app.state.quota = EventQuota(rate, burst) if rate > 0 else None
     return app

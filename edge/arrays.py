@@ -1,10 +1,11 @@
 """Arrays and tables in msgpack, without pickle: an array travels as raw bytes + dtype + shape and
 comes back through `np.frombuffer` (no copy, read-only), so decoding never runs code.
 
-A bundle file is memory-mapped and its arrays view the mapping: loading a 100,000-item bundle
-reads no array data until a request touches it, and the page cache shares it between worker
-processes. Maps are walked as `msgspec.Raw` pieces (views of the file) down to each array's raw
-bytes; lists and scalars are decoded as they are."""
+A bundle file is read into memory once, verified, and its arrays view those bytes (no copy).
+Files are not memory-mapped: a mapped file truncated under a running process kills it with
+SIGBUS, and one rewritten in place changes what it serves without a check. Maps are walked as
+`msgspec.Raw` pieces (views of the bytes) down to each array's raw bytes; lists and scalars are
+decoded as they are."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ ALLOWED_DTYPES = frozenset(
 )
 _BYTE_STRING = re.compile(r"\|S([1-9][0-9]{0,3})")  # |S1 .. |S9999
 ARRAY_TAG = "__ndarray__"
+HUGE_PAGE = 2 << 20
 
 _decoder = msgspec.msgpack.Decoder()
 _map_of_pieces = msgspec.msgpack.Decoder(dict[str, msgspec.Raw])
@@ -105,7 +107,7 @@ def dumps(tree: Any) -> bytes:
     return msgspec.msgpack.encode(_to_msgpack_tree(tree))
 
 
-def loads(data: bytes | memoryview | mmap.mmap, where: str = "$") -> Any:
+def loads(data: bytes | memoryview, where: str = "$") -> Any:
     """Decode what `dumps` wrote; arrays come back read-only, viewing `data` (no copy)."""
     try:
         return _decode_piece(data, where)
@@ -131,11 +133,35 @@ def write_file(path: Path, tree: Any) -> None:
     path.write_bytes(dumps(tree))
 
 
-def read_file(path: Path) -> Any:
-    """A bundle file, memory-mapped: its arrays stay valid as long as they are referenced, even
-    after the file is replaced (a bundle swap renames directories; the mapping keeps the inode)."""
-    with path.open("rb") as f:
-        if path.stat().st_size == 0:
-            raise BundleError(f"{path.name} is empty", file=path.name)
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    return loads(mapped, where=path.name)
+def read_private(path: Path, limit: int) -> memoryview:
+    """Up to `limit` bytes of the file, copied into anonymous memory, read-only. Anonymous, not
+    the heap: a bundle's 30 MB freed after a reload goes back to the system at once, where heap
+    blocks of that size stayed in the allocator's arenas and a node grew with every reload. Not
+    mapped from the file: whatever happens to the file afterwards cannot reach these bytes.
+
+    Private (Python's default for anonymous maps is shared memory, whose pages fault in slowly)
+    and in huge pages where the kernel offers them on request: reading the 24.6 MB profile store
+    of the 100,000-item benchmark shop took 37 ms into a default anonymous map, 25 ms into a
+    private one and 9 ms with huge pages (a 2-core AMD EPYC, 2026-12-07)."""
+    buffer = mmap.mmap(-1, limit + 1, flags=mmap.MAP_PRIVATE)
+    if limit >= HUGE_PAGE and hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            buffer.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:  # a kernel without transparent huge pages: small pages, same bytes
+            pass
+    view = memoryview(buffer)
+    size = 0
+    with path.open("rb", buffering=0) as f:
+        while size <= limit and (n := f.readinto(view[size:])):
+            size += n
+    return view[:size].toreadonly()
+
+
+def read_file(path: Path, limit: int = 1 << 34) -> Any:
+    """A file read whole into memory and decoded: its arrays view those bytes, so nothing done
+    to the file afterwards (truncated, rewritten, deleted) can reach them."""
+    size = path.stat().st_size
+    data = read_private(path, min(size, limit))
+    if not data:
+        raise BundleError(f"{path.name} is empty", file=path.name)
+    return loads(data, where=path.name)

@@ -1,9 +1,11 @@
 """Bandit-chosen content: Thompson sampling (Beta posteriors, drawn through their normal
 approximation) over the arms of a slot (banners, offers, the order
 of a strip), per segment. Export computes each arm's Beta prior from logged impressions and
-clicks; each node adds what it sees through POST /v1/events (impressions and clicks that name
-the slot and the arm as `variant`). Every choice comes with its selection probability, so the
-page can log it and a new policy can be evaluated offline (inverse propensity scoring)."""
+clicks; each node adds what it sees through POST /v1/events: impressions and clicks that name
+the slot and the arm as `variant` and quote the answer's `decision_id`, which must verify
+(`edge.decisions`), so only choices the edge really made, each counted once, teach it. Every
+choice comes with its selection probability, so the page can log it and a new policy can be
+evaluated offline (inverse propensity scoring)."""
 
 from __future__ import annotations
 
@@ -82,16 +84,18 @@ class BanditPolicy:
         arm = bandit.arms[chosen]
         return SlotChoice(arm.name, dict(arm.content), round(propensity, 4))
 
-    def record(self, slot: str, arm: str, segment: str | None, clicked: bool) -> None:
-        """An impression (clicked=False) or a click (clicked=True) of an arm."""
+    def record(self, slot: str, arm: str, segment: str | None, clicked: bool) -> bool:
+        """An impression (clicked=False) or a click (clicked=True) of an arm, under the segment
+        the arm was chosen for; whether this bundle runs that arm (else nothing is counted)."""
         index = self.arm_index.get(slot, {}).get(arm)
         if index is None:
-            return  # a slot or arm this bundle does not run: not ours to learn from
+            return False  # a slot or arm this bundle does not run: not ours to learn from
         bandit = self.bandits[slot]
         key = segment if bandit.by_segment and segment in bandit.priors else ALL_SEGMENTS
         with self._lock:
             seen = self.seen.setdefault((slot, key), np.zeros((len(bandit.arms), 2)))
             seen[index, 1 if clicked else 0] += 1.0
+        return True
 
 
 bandit_table_decoder = msgspec.msgpack.Decoder(BanditTable)

@@ -8,6 +8,7 @@ import argparse
 import importlib.util
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,11 @@ from typing import Any
 import msgspec
 
 from edge.bundle import PROFILES, Bundle, load_bundle
-from edge.bundle.manifest import IntentInfo, SegmentsInfo
+from edge.bundle.manifest import IntentInfo, SegmentsInfo, Signature
+from edge.bundle.publish import POINTER, prune, read_pointer
+from edge.bundle.publish import publish as publish_bundle
+from edge.bundle.publish import rollback as rollback_to
+from edge.bundle.signing import SigningKeyError, public_key_from_env
 from edge.config import Settings
 from edge.context import HOUR_BUCKETS
 from edge.errors import BundleError
@@ -24,7 +29,12 @@ LOOPS = ("asyncio", "uvloop")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", required=True, help="bundle directory made by export")
+    parser.add_argument(
+        "--bundle",
+        required=True,
+        help="a publish root (made by `edgeperso publish`; the server follows its pointer) or a "
+        "bundle directory made by export",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument(
@@ -47,13 +57,50 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--bundle-url",
         default=os.environ.get("EDGEPERSO_BUNDLE_URL"),
         help="fetch the bundle from this object-store URL (its directory) into --bundle before "
-        "serving (default: EDGEPERSO_BUNDLE_URL)",
+        "serving (default: EDGEPERSO_BUNDLE_URL). It must be https and the bundle signed "
+        "(--public-key), unless --allow-unsigned",
+    )
+    add_public_key_argument(parser)
+    parser.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="let --bundle-url fetch a bundle without a public key to check it with, and over "
+        "http: for local, unsigned bundles only (default: EDGEPERSO_ALLOW_UNSIGNED)",
     )
     parser.add_argument(
         "--events-dir",
         default=None,
         help="directory for the POST /v1/events log (default: EDGEPERSO_EVENTS_DIR; unset: "
         "feedback is refused with 503)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=None,
+        help="seconds a connection has to send a request's headers, from its opening or its "
+        "last answer; past it, closed (default: EDGEPERSO_HEADER_TIMEOUT_SECONDS or 10)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=None,
+        help="seconds a request has to send its body after its headers; past it, a 408 "
+        "(default: EDGEPERSO_BODY_TIMEOUT_SECONDS or 10)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="open connections per worker; past it a new one evicts the one that has waited "
+        "longest for its headers (default: EDGEPERSO_MAX_CONNECTIONS or 2000)",
+    )
+    parser.add_argument(
+        "--events-per-second",
+        type=float,
+        default=None,
+        help="POST /v1/events quota per client and worker, in events a second (bursts: "
+        "EDGEPERSO_EVENTS_BURST, 1000); 0 turns quotas off (default: EDGEPERSO_EVENTS_PER_SECOND "
+        "or 50)",
     )
     parser.add_argument("--log-level", default="info")
 
@@ -64,20 +111,34 @@ def serve(args: argparse.Namespace) -> int:
     from edge.app import create_app
     from edge.arrival import ArrivalStampingProtocol
 
-    if args.bundle_url:
-        from edge.fetch import fetch_bundle
-
-        try:
-            fetch_bundle(args.bundle_url, args.bundle)
-        except BundleError as exc:  # serve anyway: fallback answers and /readyz say why
-            print(f"bundle fetch failed: {exc}", file=sys.stderr)
     # Settings travel in the environment so that every worker process reads the same ones.
     os.environ["EDGEPERSO_BUNDLE"] = str(args.bundle)
     if args.budget_ms is not None:
         os.environ["EDGEPERSO_BUDGET_MS"] = str(args.budget_ms)
     if args.events_dir is not None:
         os.environ["EDGEPERSO_EVENTS_DIR"] = str(args.events_dir)
-    Settings.from_env()  # fail here, loudly, rather than in each worker
+    if args.header_timeout is not None:
+        os.environ["EDGEPERSO_HEADER_TIMEOUT_SECONDS"] = str(args.header_timeout)
+    if args.body_timeout is not None:
+        os.environ["EDGEPERSO_BODY_TIMEOUT_SECONDS"] = str(args.body_timeout)
+    if args.max_connections is not None:
+        os.environ["EDGEPERSO_MAX_CONNECTIONS"] = str(args.max_connections)
+    if args.public_key is not None:
+        os.environ["EDGEPERSO_PUBLIC_KEY"] = args.public_key
+    if args.allow_unsigned:
+        os.environ["EDGEPERSO_ALLOW_UNSIGNED"] = "1"
+    if args.events_per_second is not None:
+        os.environ["EDGEPERSO_EVENTS_PER_SECOND"] = str(args.events_per_second)
+    if not os.environ.get("EDGEPERSO_DECISION_KEY", "").strip():
+        # One key for all the workers, so each verifies the others' decision ids; a restart
+        # makes a new one (set EDGEPERSO_DECISION_KEY to keep decisions valid across it).
+        os.environ["EDGEPERSO_DECISION_KEY"] = secrets.token_hex(32)
+    try:
+        settings = Settings.from_env()  # fail here, loudly, rather than in each worker
+    except SigningKeyError as exc:
+        raise SystemExit(f"serve: {exc}") from None
+    if args.bundle_url:
+        fetch_at_start(args.bundle_url, args.bundle, settings)
     if args.workers < 1:
         raise SystemExit(f"--workers must be at least 1, got {args.workers}")
     if args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
@@ -96,27 +157,76 @@ def serve(args: argparse.Namespace) -> int:
         access_log=False,
         ws="none",  # no WebSocket route: not importing a WebSocket library saves 20 ms of start
         loop=args.loop,
-        http=ArrivalStampingProtocol,  # the budget counts the time a request waited
+        http=ArrivalStampingProtocol,  # the budget counts the time a request waited; slow
+        # clients are bounded there too (edge.connections), not by limit_concurrency, whose 503s
+        # go to the requests that did complete their headers
     )
     return 0
 
 
-def verified_bundle(directory: str) -> Bundle | None:
-    """The bundle, verified (with EDGEPERSO_SIGNING_KEY when set); None, said on stderr, when
-    it is refused."""
-    key = os.environ.get("EDGEPERSO_SIGNING_KEY")
+def fetch_at_start(url: str, directory: str, settings: Settings) -> None:
+    """The bundle from the object store. A download the settings do not allow (http, no public
+    key) stops the start with what to set; a fetch that fails leaves the server up, answering
+    fallback content."""
+    from edge.fetch import check_fetch_policy, fetch_bundle
+
     try:
-        return load_bundle(Path(directory), signing_key=key.encode() if key else None)
+        check_fetch_policy(url, settings.public_key, settings.allow_unsigned)
+    except BundleError as exc:
+        raise SystemExit(f"serve: {exc}") from None
+    try:
+        fetch_bundle(
+            url,
+            directory,
+            public_key=settings.public_key,
+            allow_unsigned=settings.allow_unsigned,
+        )
+    except BundleError as exc:  # serve anyway: fallback answers and /readyz say why
+        print(f"bundle fetch failed: {exc}", file=sys.stderr)
+
+
+def add_public_key_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--public-key",
+        default=None,
+        help="the Ed25519 public key bundles must be signed with: the base64 line `edgeperso "
+        "keygen` prints, or the path of its public.pem (default: EDGEPERSO_PUBLIC_KEY; unset: "
+        "unsigned bundles load)",
+    )
+
+
+def trusted_key(option: str | None) -> bytes | None:
+    """--public-key, else EDGEPERSO_PUBLIC_KEY; raises SigningKeyError (an old
+    EDGEPERSO_SIGNING_KEY included)."""
+    env = {**os.environ, "EDGEPERSO_PUBLIC_KEY": option} if option else os.environ
+    return public_key_from_env(env)
+
+
+def verified_bundle(directory: str, key_option: str | None) -> tuple[Bundle, bytes | None] | None:
+    """The bundle, verified (its signature too with a public key), and that key; None, said on
+    stderr, when it is refused."""
+    try:
+        key = trusted_key(key_option)
+        return load_bundle(Path(directory), public_key=key), key
+    except SigningKeyError as exc:
+        print(f"cannot check bundle {directory}: {exc}", file=sys.stderr)
     except (BundleError, OSError) as exc:
         print(f"INVALID bundle {directory}: {exc}", file=sys.stderr)
-        return None
+    return None
+
+
+def signer(signature: Signature | str | None) -> str | None:
+    """Who signed: an Ed25519 key id, "hmac" (formats 6 and older, never checked), or None."""
+    if isinstance(signature, Signature):
+        return signature.key_id
+    return "hmac" if signature is not None else None
 
 
 def inspect(args: argparse.Namespace) -> int:
-    bundle = verified_bundle(args.directory)
-    if bundle is None:
+    verified = verified_bundle(args.directory, args.public_key)
+    if verified is None:
         return 1
-    key = os.environ.get("EDGEPERSO_SIGNING_KEY")
+    bundle, key = verified
     m = bundle.manifest
     model = bundle.model
     summary = {
@@ -125,6 +235,7 @@ def inspect(args: argparse.Namespace) -> int:
         "format_version": m.format_version,
         "created_at": m.created_at,
         "signed": m.signature is not None,
+        "signed_by": signer(m.signature),
         "signature_verified": key is not None,
         "onnx_opset": m.onnx_opset,
         "items": len(model.items),
@@ -169,7 +280,7 @@ def _intent(info: IntentInfo | None) -> dict[str, float] | None:
 def _human(summary: dict[str, Any]) -> str:
     lines = [
         f"bundle {summary['build_id']}: valid (format {summary['format_version']}, "
-        f"created {summary['created_at']}, signed: {summary['signed']})",
+        f"created {summary['created_at']}, signed: {_signed(summary)})",
         f"  items {summary['items']:,}  embedding dim {summary['embedding_dim']}  "
         f"profiles {summary['profiles']:,}  contexts {len(summary['contexts'])}",
         f"  bundle {summary['bundle_bytes'] / 1e6:.2f} MB + profile store "
@@ -189,12 +300,23 @@ def _human(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _signed(summary: dict[str, Any]) -> str:
+    if not summary["signed"]:
+        return "no"
+    if summary["signed_by"] == "hmac":
+        return "with an HMAC secret (not checked: formats 6 and older)"
+    checked = "verified" if summary["signature_verified"] else "not checked: no public key given"
+    return f"by key {summary['signed_by']}, {checked}"
+
+
 def gateway_content(args: argparse.Namespace) -> int:
     """Write the fallback content the gateway Worker serves (its FALLBACK KV entry) from a
-    bundle that passes verification, so the gateway never serves what the edge would refuse."""
-    bundle = verified_bundle(args.directory)
-    if bundle is None:
+    bundle that passes verification (its signature too, with a public key), so the gateway
+    never serves what the edge would refuse."""
+    verified = verified_bundle(args.directory, args.public_key)
+    if verified is None:
         return 1
+    bundle, _ = verified
     content = {
         "bundle": bundle.build_id,
         "hour_buckets": list(HOUR_BUCKETS),  # the gateway checks it buckets hours the same way
@@ -212,11 +334,67 @@ def gateway_content(args: argparse.Namespace) -> int:
 def add_gateway_content_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", help="bundle directory")
     parser.add_argument("--out", required=True, help="JSON file to put in the gateway's KV")
+    add_public_key_argument(parser)
 
 
 def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", help="bundle directory")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_public_key_argument(parser)
+
+
+def publish(args: argparse.Namespace) -> int:
+    """Verify a bundle, copy it under the publish root in its own directory, point to it."""
+    key = Settings.from_env().public_key
+    try:
+        pointer_file = Path(args.dest) / POINTER
+        previous = read_pointer(args.dest).build if pointer_file.is_file() else None
+        pointer = publish_bundle(args.bundle, args.dest, key)
+        removed = prune(args.dest, args.keep) if args.keep else []
+    except (BundleError, OSError) as exc:
+        print(f"not published: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.dest}: now serving {pointer.build} (was {previous or 'nothing'}); "
+        f"roll back with `edgeperso rollback {args.dest}`"
+    )
+    if removed:
+        print(f"  removed old builds: {', '.join(removed)}")
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    """Point the publish root back to the previous build (or to --to)."""
+    key = Settings.from_env().public_key
+    try:
+        was = read_pointer(args.dest).build
+        pointer = rollback_to(args.dest, args.to, key)
+    except (BundleError, OSError) as exc:
+        print(f"not rolled back: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.dest}: now serving {pointer.build} (was {was})")
+    return 0
+
+
+def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", help="bundle directory made by export")
+    parser.add_argument("dest", help="publish root (created if missing)")
+    parser.add_argument(
+        "--keep",
+        type=int,
+        default=5,
+        help="builds to keep under the root, the current and previous always among them "
+        "(default 5; 0 keeps all)",
+    )
+
+
+def add_rollback_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dest", help="publish root")
+    parser.add_argument("--to", default=None, help="build id to serve (default: the previous)")
+
+
+PUBLISH_HELP = "publish a bundle under a root that servers follow, without a half-seen moment"
+ROLLBACK_HELP = "point a publish root back to the build served before"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,9 +403,17 @@ def main(argv: list[str] | None = None) -> int:
     add_serve_arguments(sub.add_parser("serve", help="serve a bundle over HTTP"))
     add_inspect_arguments(sub.add_parser("inspect", help="verify and summarize a bundle"))
     add_gateway_content_arguments(sub.add_parser("gateway-content", help=GATEWAY_CONTENT_HELP))
+    add_publish_arguments(sub.add_parser("publish", help=PUBLISH_HELP))
+    add_rollback_arguments(sub.add_parser("rollback", help=ROLLBACK_HELP))
     args = parser.parse_args(argv)
     return COMMANDS[args.command](args)
 
 
 GATEWAY_CONTENT_HELP = "write the gateway Worker's fallback content from a verified bundle"
-COMMANDS = {"serve": serve, "inspect": inspect, "gateway-content": gateway_content}
+COMMANDS = {
+    "serve": serve,
+    "inspect": inspect,
+    "gateway-content": gateway_content,
+    "publish": publish,
+    "rollback": rollback,
+}

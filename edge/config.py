@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.config import Config, Environ, environ
 
@@ -13,26 +13,72 @@ class Settings:
     profiles_path: str | None = None
     budget_ms: float = 50.0  # per-request latency budget; past it the answer is fallback content
     max_body_bytes: int = 64 * 1024
-    signing_key: bytes | None = None
+    # The Ed25519 public key bundles must be signed with (raw 32 bytes, edge.bundle.signing;
+    # None: unsigned bundles load), and whether a bundle may be downloaded without one, or over
+    # http (edge.fetch: only for local, unsigned bundles).
+    public_key: bytes | None = None
+    allow_unsigned: bool = False
     reload_seconds: float = 5.0  # how often to look for a new bundle; 0 turns it off
     events_dir: str | None = None  # where POST /v1/events appends its log; None: not accepted
     max_events_body_bytes: int = 1024 * 1024  # a batch of up to 1,000 events
+    # Decision ids (edge.decisions): the HMAC key, shared by the nodes that verify each other's
+    # decisions (None: a random one per process; `serve` makes one for all its workers), and
+    # how long feedback may quote a decision.
+    decision_key: bytes | None = field(default=None, repr=False)
+    decision_ttl_seconds: float = 24 * 3600.0
+    # Quotas on POST /v1/events per client and worker process (edge.quota): events a second,
+    # sustained (0 turns quotas off), and the burst; the client is the x-edgeperso-client
+    # header when it is trusted (the gateway sets it), else the connecting address.
+    events_per_second: float = 50.0
+    events_burst: int = 1000
+    trust_client_header: bool = False
+    # The events directory (edge.eventlog): a cap on all its files, the free space to leave on
+    # its disk, and how long closed segments are kept (None: for ever, nothing is deleted).
+    events_max_bytes: int = 1024**3
+    events_min_free_bytes: int = 64 * 1024**2
+    events_retention_days: float | None = None
+    # Slow clients (edge.connections): seconds to send a request's headers, from the connection's
+    # opening or its last answer; seconds to send the body after them; open connections per
+    # server process (each costs an fd and 5 to 10 KB; a slow crowd past the cap is evicted).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    max_connections: int = 2000
 
     @classmethod
     def from_env(cls, env: Environ | dict[str, str] = environ) -> Settings:
         config = Config(environ=env)
-        key = config("EDGEPERSO_SIGNING_KEY", default=None)
         settings = cls(
             bundle_dir=config("EDGEPERSO_BUNDLE", default=None),
             profiles_path=config("EDGEPERSO_PROFILES", default=None),
             budget_ms=config("EDGEPERSO_BUDGET_MS", cast=float, default=50.0),
             max_body_bytes=config("EDGEPERSO_MAX_BODY_BYTES", cast=int, default=64 * 1024),
-            signing_key=key.encode() if key else None,
+            public_key=_public_key(env),
+            allow_unsigned=config("EDGEPERSO_ALLOW_UNSIGNED", cast=bool, default=False),
             reload_seconds=config("EDGEPERSO_RELOAD_SECONDS", cast=float, default=5.0),
             events_dir=config("EDGEPERSO_EVENTS_DIR", default=None),
             max_events_body_bytes=config(
                 "EDGEPERSO_MAX_EVENTS_BODY_BYTES", cast=int, default=1024 * 1024
             ),
+            # Parsed here, not by `cast`: Config's own error would print the key.
+            decision_key=_decision_key(config("EDGEPERSO_DECISION_KEY", default="")),
+            decision_ttl_seconds=config(
+                "EDGEPERSO_DECISION_TTL_SECONDS", cast=float, default=24 * 3600.0
+            ),
+            events_per_second=config("EDGEPERSO_EVENTS_PER_SECOND", cast=float, default=50.0),
+            events_burst=config("EDGEPERSO_EVENTS_BURST", cast=int, default=1000),
+            trust_client_header=config("EDGEPERSO_TRUST_CLIENT_HEADER", cast=bool, default=False),
+            events_max_bytes=config("EDGEPERSO_EVENTS_MAX_BYTES", cast=int, default=1024**3),
+            events_min_free_bytes=config(
+                "EDGEPERSO_EVENTS_MIN_FREE_BYTES", cast=int, default=64 * 1024**2
+            ),
+            events_retention_days=config(
+                "EDGEPERSO_EVENTS_RETENTION_DAYS", cast=_optional_float, default=None
+            ),
+            header_timeout_seconds=config(
+                "EDGEPERSO_HEADER_TIMEOUT_SECONDS", cast=float, default=10.0
+            ),
+            body_timeout_seconds=config("EDGEPERSO_BODY_TIMEOUT_SECONDS", cast=float, default=10.0),
+            max_connections=config("EDGEPERSO_MAX_CONNECTIONS", cast=int, default=2000),
         )
         positive = (settings.budget_ms, settings.max_body_bytes, settings.max_events_body_bytes)
         if min(positive) <= 0 or settings.reload_seconds < 0:
@@ -41,4 +87,61 @@ class Settings:
                 "EDGEPERSO_MAX_EVENTS_BODY_BYTES must be positive and EDGEPERSO_RELOAD_SECONDS "
                 f"not negative; got {positive} and {settings.reload_seconds}"
             )
+        slow = (
+            settings.header_timeout_seconds,
+            settings.body_timeout_seconds,
+            settings.max_connections,
+        )
+        if min(slow) <= 0:
+            raise ValueError(
+                "EDGEPERSO_HEADER_TIMEOUT_SECONDS, EDGEPERSO_BODY_TIMEOUT_SECONDS and "
+                f"EDGEPERSO_MAX_CONNECTIONS must be positive; got {slow}"
+            )
+        _check_event_settings(settings)
         return settings
+
+
+def _decision_key(text: str) -> bytes | None:
+    from edge.decisions import parse_key  # edge.decisions imports the schemas, not the settings
+
+    return parse_key(text) if text.strip() else None
+
+
+def _public_key(env: Environ | dict[str, str]) -> bytes | None:
+    """EDGEPERSO_PUBLIC_KEY; an old EDGEPERSO_SIGNING_KEY is refused, saying what replaced it."""
+    from edge.bundle.signing import public_key_from_env  # not at import: it loads edge.bundle
+
+    return public_key_from_env(env)
+
+
+def _optional_float(text: str) -> float | None:
+    return float(text) if text.strip() else None
+
+
+def _check_event_settings(settings: Settings) -> None:
+    """The decision, quota and event-log settings, each named when it is out of range."""
+    problems = []
+    if settings.decision_ttl_seconds <= 0:
+        problems.append(
+            f"EDGEPERSO_DECISION_TTL_SECONDS must be positive, got {settings.decision_ttl_seconds}"
+        )
+    if settings.events_per_second < 0:
+        problems.append(
+            "EDGEPERSO_EVENTS_PER_SECOND must not be negative (0 turns quotas off), got "
+            f"{settings.events_per_second}"
+        )
+    if settings.events_burst < 1:
+        problems.append(f"EDGEPERSO_EVENTS_BURST must be at least 1, got {settings.events_burst}")
+    if settings.events_max_bytes <= 0 or settings.events_min_free_bytes < 0:
+        problems.append(
+            "EDGEPERSO_EVENTS_MAX_BYTES must be positive and EDGEPERSO_EVENTS_MIN_FREE_BYTES not "
+            f"negative, got {settings.events_max_bytes} and {settings.events_min_free_bytes}"
+        )
+    days = settings.events_retention_days
+    if days is not None and days <= 0:
+        problems.append(
+            "EDGEPERSO_EVENTS_RETENTION_DAYS must be positive (unset keeps every segment), got "
+            f"{days}"
+        )
+    if problems:
+        raise ValueError("; ".join(problems))

@@ -44,7 +44,7 @@ def local_hour_from_timezone(timezone: str | None, now: float | None = None) -> 
         return None
     try:
         zone = ZoneInfo(timezone.strip())
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
         return None
     return datetime.fromtimestamp(time.time() if now is None else now, zone).hour
 

@@ -48,6 +48,13 @@ class UnsupportedMediaType(RequestError):
     code = "unsupported_media_type"
 
 
+class RequestTimeout(RequestError):
+    """The request's headers or body came too slowly (`edge.connections`, `app.read_body`)."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 class BundleError(EdgepersoError):
     """A bundle that cannot be trusted or read: wrong checksum, missing file, unknown version."""
 
@@ -71,3 +78,29 @@ class BudgetExceeded(EdgepersoError):
     """The per-request latency budget ran out; the caller answers with fallback content."""
 
     code = "latency_budget"
+
+
+class TooManyEvents(RequestError):
+    """A client sent more events than its quota allows; `retry_after` says when it may again."""
+
+    status_code = 429
+    code = "too_many_events"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EventLogUnavailable(SinkUnavailable):
+    """The event log cannot take a batch now (failing or unreachable directory, a write that
+    failed); nothing of the batch was kept. `retry_after` says when to try again."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EventLogFull(EventLogUnavailable):
+    """The event log reached its size cap, or its disk its free-space reserve or its end."""
+
+    code = "event_log_full"

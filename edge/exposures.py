@@ -4,7 +4,9 @@ checked without trusting the page to report its impressions.
 
 Answers must not wait for a disk, so exposures are buffered and flushed to their sink about
 once a second, and at shutdown; a process that dies without shutting down loses at most the
-last second of exposures (never an acknowledged feedback event: those are fsynced first)."""
+last second of exposures (never an acknowledged feedback event: those are fsynced first).
+A sink that fails (a full or missing directory) never stops the server: exposures wait in the
+buffer for the next flush, and past `MAX_BUFFERED` the oldest are dropped and counted."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class ExposureLog:
         self._buffer: list[dict[str, object]] = []
         self._lock = threading.Lock()
         self.dropped = 0
+        self._last_error: str | None = None  # said once, not at every flush
 
     def add(self, request: RecommendRequest, response: RecommendResponse) -> None:
         if not response.variants:
@@ -61,21 +64,35 @@ class ExposureLog:
             return
         try:
             self.sink.write(batch)
-        except SinkError:
-            log.exception(
-                "could not write %d exposures; keeping them for the next flush", len(batch)
-            )
+        except SinkError as exc:
+            if str(exc) != self._last_error:
+                log.error("could not write exposures (%s); keeping them for the next flush", exc)
+            self._last_error = str(exc)
             with self._lock:
                 self._buffer[:0] = batch
+                overflow = len(self._buffer) - MAX_BUFFERED
+                if overflow > 0:
+                    del self._buffer[:overflow]
+                    self.dropped += overflow
+            return
+        if self._last_error is not None:
+            log.warning("exposures are written again")
+        self._last_error = None
 
     async def run(self) -> None:
         """Flush about once a second until cancelled (the app's lifespan)."""
         while True:
             await anyio.sleep(FLUSH_SECONDS)
-            await anyio.to_thread.run_sync(self.flush)
+            try:
+                await anyio.to_thread.run_sync(self.flush)
+            except Exception:  # exposures must never stop the server
+                log.exception("flushing exposures failed; trying again in %g s", FLUSH_SECONDS)
 
     def close(self) -> None:
-        self.flush()
-        self.sink.close()
+        try:
+            self.flush()
+            self.sink.close()
+        except Exception:
+            log.exception("closing the exposure log failed")
         if self.dropped:
             log.error("%d exposures were dropped: the exposure sink kept failing", self.dropped)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -154,21 +154,12 @@ class Embeddings:
         """Set once, after construction: the one field that may arrive late (see `scan`)."""
         object.__setattr__(self, "scan", scan)
 
-    def build_scan_in_background(
-        self, graph: bytes, verified: Callable[[], object] | None = None
-    ) -> None:
+    def build_scan_in_background(self, graph: bytes) -> None:
         """Build the int8 scan off the load's path (a transpose and an onnxruntime session that
         packs the rows: about 15 ms at 100,000 items). Until it is attached, long searches read
-        float32 rows exactly; if it cannot be built, they always will, and the log says why.
-        `verified` returns once the graph's file passed its checksum; if it raises, the load
-        refuses the bundle and nothing is built."""
+        float32 rows exactly; if it cannot be built, they always will, and the log says why."""
 
         def build() -> None:
-            if verified is not None:
-                try:
-                    verified()
-                except Exception:  # the load that started this thread reports the failure
-                    return
             try:
                 self.attach_scan(Int8Scan(graph, self.factors, self.scale))
             except Exception:  # onnxruntime raises its own untyped errors

@@ -2,9 +2,9 @@
 file next to the bundle; a shop with many users plugs in a key-value store with the same `get`
 (the bundle itself never grows with the number of users).
 
-The embedded file is memory-mapped and read one profile at a time: sorted user ids (searched in
-place), an offset per user, and each profile's msgpack record. Opening it costs the same for a
-thousand users or ten million, and only the profiles requests ask for are ever decoded."""
+The embedded file is held in memory as read (and, in a bundle, verified) and decoded one profile
+at a time: sorted user ids (searched in place), an offset per user, and each profile's msgpack
+record. Only the profiles requests ask for are ever decoded."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class ProfileStore(Protocol):
 
 
 class EmbeddedProfileStore:
-    """Profiles read from a mapped `profiles.msgpack`: {ids, offsets, records}."""
+    """Profiles read from `profiles.msgpack`: {ids, offsets, records}."""
 
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, records: np.ndarray) -> None:
         self._ids, self._offsets, self._records = ids, offsets, records.data

@@ -113,6 +113,9 @@ class RecommendResponse(Struct, frozen=True):
     rules_fired: list[Fired] = []  # offers, accessories and content blocks, each with why
     rules_held_back: list[Fired] = []  # rules that matched but a guardrail stopped, with why
     slots: dict[str, SlotChoice] = {}  # slot -> the bandit's choice, for the slots asked for
+    # Signed: feedback that quotes it may teach the bandits (edge.decisions). Null only in the
+    # gateway's fallback answers, which make no decision.
+    decision_id: str | None = None
 
 
 # ---------------------------------------------------------------- POST /v1/events
@@ -138,6 +141,9 @@ class FeedbackEvent(Struct, frozen=True, forbid_unknown_fields=True):
     device: Label | None = None  # default: from the request's headers, as for /v1/recommend
     country: Label | None = None
     local_hour: Annotated[int, Meta(ge=0, le=23)] | None = None
+    # The answer's decision_id: only impressions and clicks that quote a valid one teach the
+    # bandits (edge.decisions.MAX_TOKEN_CHARS bounds it).
+    decision_id: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
 
 
 class FeedbackBatch(Struct, frozen=True, forbid_unknown_fields=True):
@@ -164,4 +170,3 @@ class Profile(Struct, frozen=True, array_like=True):
     segment: str = ""  # the micro-segment export assigned ("" when segments were not learned)
     visits_since_purchase: int = 0  # visits (sessions) after the last purchase, or all of them
     last_purchase_ts: float = 0.0  # epoch seconds of the last purchase; 0: never bought
-

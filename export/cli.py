@@ -1,5 +1,6 @@
 """The `edgeperso` command: export (build a bundle), evaluate (against public baselines),
-simulate (a seeded shop), serve, inspect and gateway-content (edge only).
+simulate (a seeded shop), keygen (the key pair bundles are signed with), serve, inspect and
+gateway-content (edge only).
 
 The build pipeline's libraries are imported only by `export`, so `serve` and `inspect` work
 where only the edge runtime is installed.
@@ -17,11 +18,20 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from edge import cli as edge_cli
+from edge.bundle.signing import (
+    REPLACED_HMAC_KEY,
+    SigningKeyError,
+    load_private_key,
+    write_key_pair,
+)
 from edge.errors import BundleError
 from export.errors import ConfigError, ExportError, InputError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 USER_ERROR = 2  # the input, the config or the data needs changing
 BUG = 1
@@ -54,20 +64,54 @@ def export(args: argparse.Namespace) -> int:
         )
         return USER_ERROR
     config = load_config(args.config, _parse_map(args.map))
-    key = os.environ.get("EDGEPERSO_SIGNING_KEY")
+    signing_key = _signing_key(args.signing_key)  # a bad key stops the build before any work
     export_bundle(
         args.events,
         args.out,
         config,
         catalog_path=args.catalog,
         users_path=args.users,
-        signing_key=key.encode() if key else None,
+        signing_key=signing_key,
         evaluate=not args.no_evaluate,
         quiet=args.quiet,
         truth_path=args.truth,
         rules_path=args.rules,
         bandit_log=args.bandit_log,
     )
+    return 0
+
+
+def _signing_key(option: str | None) -> Ed25519PrivateKey | None:
+    """--signing-key, else EDGEPERSO_SIGNING_KEY_FILE: the Ed25519 private key that signs the
+    bundle (None: unsigned). The old HMAC secret is refused rather than silently ignored."""
+    if os.environ.get("EDGEPERSO_SIGNING_KEY"):
+        raise ConfigError(REPLACED_HMAC_KEY)
+    path = option or os.environ.get("EDGEPERSO_SIGNING_KEY_FILE")
+    if not path:
+        return None
+    try:
+        return load_private_key(path)
+    except SigningKeyError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def keygen(args: argparse.Namespace) -> int:
+    """A new signing key pair in --out; the public key's base64 line alone on stdout."""
+    try:
+        keys = write_key_pair(args.out)
+    except SigningKeyError as exc:
+        raise ConfigError(str(exc)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot write the keys to {args.out}: {exc}") from exc
+    for line in (
+        f"private key: {keys.private} (mode 0600). It signs bundles: keep it for the build "
+        "(`edgeperso export --signing-key` or EDGEPERSO_SIGNING_KEY_FILE), never on an edge node",
+        f"public key:  {keys.public}, key id {keys.key_id}",
+        "Edge nodes check bundles with the public key: set EDGEPERSO_PUBLIC_KEY to the line "
+        "below (or to the path of public.pem)",
+    ):
+        print(line, file=sys.stderr)
+    print(keys.public_base64)
     return 0
 
 
@@ -239,7 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="a simulated shop's truth file (from `edgeperso simulate`): measure the intent "
         "model against each session's true purchase probability",
     )
+    p.add_argument(
+        "--signing-key",
+        metavar="PATH",
+        help="sign the bundle with this Ed25519 private key (PEM, from `edgeperso keygen`); "
+        "default: EDGEPERSO_SIGNING_KEY_FILE, else unsigned",
+    )
     p.add_argument("--quiet", action="store_true")
+    k = sub.add_parser(
+        "keygen", help="make the Ed25519 key pair bundles are signed with (private and public)"
+    )
+    k.add_argument(
+        "--out", required=True, help="directory for private.pem and public.pem (never overwritten)"
+    )
     e = sub.add_parser(
         "evaluate", help="train on a split and compare the bundle with public baselines"
     )
@@ -282,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", help="also write the report here")
     edge_cli.add_serve_arguments(sub.add_parser("serve", help="serve a bundle over HTTP"))
     edge_cli.add_inspect_arguments(sub.add_parser("inspect", help="verify and summarize a bundle"))
+    edge_cli.add_publish_arguments(sub.add_parser("publish", help=edge_cli.PUBLISH_HELP))
+    edge_cli.add_rollback_arguments(sub.add_parser("rollback", help=edge_cli.ROLLBACK_HELP))
     edge_cli.add_gateway_content_arguments(
         sub.add_parser("gateway-content", help=edge_cli.GATEWAY_CONTENT_HELP)
     )
@@ -290,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": export,
+    "keygen": keygen,
     "evaluate": evaluate,
     "simulate": simulate,
     "experiment-report": experiment_report,

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.bundle.manifest import Evaluation, Lineage, Manifest, Metrics
+from edge.bundle.manifest import Evaluation, Lineage, Manifest, Metrics, Signature
 from export.baselines import BASELINES
 from export.config import BuildConfig, check_rule_sets, load_rules
 from export.evaluate import format_table
@@ -31,7 +32,7 @@ def export_bundle(
     config: BuildConfig,
     catalog_path: str | Path | None = None,
     users_path: str | Path | None = None,
-    signing_key: bytes | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
     evaluate: bool = True,
     quiet: bool = False,
     truth_path: str | Path | None = None,
@@ -41,7 +42,8 @@ def export_bundle(
     """Read, validate, evaluate (unless told not to), train and write a bundle. `truth_path`:
     a simulated shop's `truth` file, to measure the intent model against the true intent.
     `rules_path`: the triggered-offer rules (TOML), else the defaults. `bandit_log`: the
-    feedback log (directories or segment files) the bandits' priors come from."""
+    feedback log (directories or segment files) the bandits' priors come from. `signing_key`:
+    the Ed25519 private key the manifest is signed with (`edge.bundle.signing`)."""
     rules = load_rules(rules_path)  # a bad rules file stops the build before any work
     check_rule_sets(config, rules)
     progress = Progress(5 if evaluate else 3, quiet=quiet)
@@ -62,8 +64,10 @@ def export_bundle(
     with progress.step(f"write the bundle to {out_dir}"):
         manifest = write(trained, destination, config, data.lineage, metrics)
     total = time.perf_counter() - progress.started
+    signed = manifest.signature
+    signer = f"signed by key {signed.key_id}" if isinstance(signed, Signature) else "unsigned"
     progress.say(
-        f"bundle {manifest.build_id} written to {out_dir} in {total:.1f}s "
+        f"bundle {manifest.build_id} written to {out_dir} in {total:.1f}s, {signer} "
         f"({sum(f.bytes for f in manifest.files.values()) / 1e6:.2f} MB, "
         f"{len(trained.profiles):,} profiles)"
     )

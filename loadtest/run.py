@@ -394,7 +394,8 @@ def serve_and_load(args: argparse.Namespace, bundle: Path, out: Path) -> dict:
     ):
         server_cmd = [sys.executable, "-m", "edge", "serve", "--bundle", str(bundle)]
         server_cmd += ["--host", "127.0.0.1", "--port", str(port), "--events-dir", events_dir]
-        server_cmd += ["--log-level", "warning"]
+        # Every Locust user comes from 127.0.0.1, one client to the per-client event quota.
+        server_cmd += ["--events-per-second", "0", "--log-level", "warning"]
         # Own process groups, so that stopping one reaches its children too.
         server = subprocess.Popen(
             server_cmd,

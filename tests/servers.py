@@ -4,6 +4,7 @@ container starts it, and helpers to wait for them."""
 from __future__ import annotations
 
 import http.client
+import json
 import subprocess
 import sys
 import time
@@ -11,7 +12,14 @@ from pathlib import Path
 
 from edge.ports import free_port
 
-__all__ = ["answers", "edge_app_command", "free_port", "start_edge_app", "wait_for"]
+__all__ = [
+    "answers",
+    "edge_app_command",
+    "free_port",
+    "get_json",
+    "start_edge_app",
+    "wait_for",
+]
 
 
 def answers(port: int, path: str, timeout: float = 1.0) -> int | None:
@@ -22,6 +30,17 @@ def answers(port: int, path: str, timeout: float = 1.0) -> int | None:
         return connection.getresponse().status
     except OSError:
         return None
+    finally:
+        connection.close()
+
+
+def get_json(port: int, path: str) -> tuple[int, dict]:
+    """GET `path` on a new connection (with several workers, any may answer): status and JSON."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
     finally:
         connection.close()
 

@@ -56,7 +56,8 @@ def test_deploy_dry_run_passes_on_the_committed_config(tmp_path):
     out = wrangler(
         "deploy", "--dry-run", "--outdir", str(tmp_path / "dist"), env=wrangler_env(tmp_path)
     )
-    for binding in ("env.APP (EdgeApp)", "env.FALLBACK", "env.APP_BUDGET_MS", "env.BUNDLE_URL"):
+    bindings = ("env.APP (EdgeApp)", "env.FALLBACK", "env.APP_BUDGET_MS", "env.BUNDLE_URL")
+    for binding in (*bindings, "env.BUNDLE_PUBLIC_KEY"):
         assert binding in out
     assert "edgeperso-gateway-edgeapp (edgeperso/edge:0.1.0)" in out
     assert (tmp_path / "dist" / "index.js").stat().st_size > 0
@@ -209,3 +210,12 @@ def test_with_the_app_stopped_recommendations_fall_back_and_events_are_refused_t
     status, headers, answer, _ = post(served["port"], "/v1/events", {"events": [event]})
     assert status == 503 and headers["retry-after"] == "1"
     assert answer["error"]["code"] == "app_unavailable"
+
+
+def test_every_variable_the_worker_gives_the_container_is_one_the_edge_reads():
+    import re
+
+    given = set(re.findall(r"EDGEPERSO_[A-Z_]+", (ROOT / "worker" / "index.js").read_text()))
+    read = "".join((ROOT / "edge" / name).read_text() for name in ("config.py", "cli.py"))
+    assert {"EDGEPERSO_BUNDLE_URL", "EDGEPERSO_PUBLIC_KEY"} <= given
+    assert sorted(name for name in given if name not in read) == []

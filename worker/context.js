@@ -4,13 +4,6 @@
 
 export const HOUR_BUCKETS = ["night", "morning", "afternoon", "evening"]; // 0-5, 6-11, 12-17, 18-23
 
-// The headers the app reads when the body does not say (edge/context.py).
-export const CONTEXT_HEADERS = [
-  "x-edgeperso-country",
-  "x-edgeperso-timezone",
-  "x-edgeperso-device",
-];
-
 const TABLET = /ipad|tablet|kindle|silk|playbook|(android(?!.*mobile))/i;
 const MOBILE = /mobi|iphone|ipod|android|blackberry|opera mini|windows phone/i;
 
@@ -46,8 +39,9 @@ export function hourBucket(hour) {
   return HOUR_BUCKETS[Math.floor(hour / 6)];
 }
 
-// What the gateway tells the app about the visitor. A client's own x-edgeperso-* headers are
-// replaced: these carry the CDN's word, and the page can say more in the request body.
+// What the gateway tells the app about the visitor, in the headers the app reads when the body
+// does not say (edge/context.py). These carry the CDN's word (headers.js drops a client's own);
+// the page can say more in the request body.
 export function contextHeaders(request) {
   const cf = request.cf ?? {};
   return {

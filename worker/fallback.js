@@ -59,6 +59,7 @@ export function fallbackAnswer({ content, body, context, reason, startedMs, nowM
     rules_fired: [],
     rules_held_back: [],
     slots: {},
+    decision_id: null, // the gateway makes no decision: its answers teach no bandit
   };
 }
 

@@ -2,12 +2,15 @@
 // budget, and answers from fallback content when the app is slow, cold, failing or unreachable.
 // What it talks to comes in as `deps`, so the same code runs in workerd and under `node --test`.
 
-import { CONTEXT_HEADERS, contextHeaders, resolveContext } from "./context.js";
+import { readAtMost } from "./body.js";
+import { resolveContext } from "./context.js";
 import { fallbackAnswer, parseRequestBody } from "./fallback.js";
+import { appHeaders } from "./headers.js";
 
 export const DEFAULT_BUDGET_MS = 150; // the app's own budget is 50 ms; the rest is the hop
 export const DEFAULT_EVENTS_BUDGET_MS = 2000; // a batch is fsynced before it is acknowledged
 export const MAX_BODY_BYTES = 2 * 1024 * 1024; // above the app's own limits (64 KiB, 1 MiB)
+export const MAX_ANSWER_BYTES = 2 * 1024 * 1024; // the app's answers are a few KiB
 const RECOMMEND = "/v1/recommend";
 const TIMED_OUT = Symbol("timed out");
 
@@ -44,18 +47,45 @@ function json(status, payload, extraHeaders = {}) {
   });
 }
 
-function isJson(response) {
-  return (response.headers.get("content-type") ?? "").includes("application/json");
+// application/json, or a JSON type such as application/problem+json, parameters aside.
+function isJsonType(contentType) {
+  const type = contentType.split(";")[0].trim().toLowerCase();
+  return type === "application/json" || (type.startsWith("application/") && type.endsWith("+json"));
 }
 
-// The request as the app gets it: same method, path and body, with the CDN's context headers.
-function forwardedRequest(request, body) {
-  const headers = new Headers(request.headers);
-  for (const name of CONTEXT_HEADERS) headers.delete(name);
-  for (const [name, value] of Object.entries(contextHeaders(request))) {
-    if (value) headers.set(name, value);
+// The app's answer read whole (up to MAX_ANSWER_BYTES), so that only JSON is ever passed on:
+// { status, contentType, response } when it is JSON that parses, else { status, contentType,
+// problem } saying what is wrong with it. A HEAD answer has no body to check.
+async function checkedAnswer(response, method) {
+  const status = response.status;
+  const contentType = response.headers.get("content-type") ?? "";
+  if (method === "HEAD") return { status, contentType, response: fromApp(response, null) };
+  if (!isJsonType(contentType)) {
+    response.body?.cancel().catch(() => {});
+    const type = contentType ? `content-type ${contentType}` : "no content-type";
+    return { status, contentType, problem: `a body that is not JSON (${type})` };
   }
-  return new Request(request.url, { method: request.method, headers, body });
+  const { bytes, over } = await readAtMost(response.body, MAX_ANSWER_BYTES);
+  if (over) return { status, contentType, problem: `a body over ${MAX_ANSWER_BYTES} bytes` };
+  try {
+    JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    return { status, contentType, problem: "JSON that does not parse" };
+  }
+  return { status, contentType, response: fromApp(response, bytes) };
+}
+
+// The app's answer as the gateway passes it on, with the body it checked.
+function fromApp(response, bytes) {
+  const headers = new Headers(response.headers);
+  if (bytes) headers.delete("content-length"); // the runtime sets it from the bytes
+  headers.set("x-edgeperso-source", "app");
+  return new Response(bytes, { status: response.status, statusText: response.statusText, headers });
+}
+
+// The app's checked answer; a call that throws is a rejection like one that rejects.
+async function askApp(deps, request) {
+  return checkedAnswer(await deps.app(request), request.method);
 }
 
 // The app's answer, or TIMED_OUT once the budget is spent. A call that outlives its budget is
@@ -80,10 +110,10 @@ async function recommendFallback(request, body, reason, contentPromise, startedM
   try {
     content = await contentPromise;
   } catch (err) {
-    deps.log(`fallback content could not be read: ${err.message}`);
+    deps.log({ event: "fallback_content_unreadable", error: err.message });
   }
-  const page = parseRequestBody(body ?? "");
-  const headers = Object.fromEntries(forwardedRequest(request, null).headers);
+  const page = parseRequestBody(body ? new TextDecoder().decode(body) : "");
+  const headers = Object.fromEntries(appHeaders(request));
   const context = resolveContext(page.context, headers, deps.wallClock());
   const answer = fallbackAnswer({
     content,
@@ -94,6 +124,14 @@ async function recommendFallback(request, body, reason, contentPromise, startedM
     nowMs: deps.now(),
   });
   return json(200, answer, { "x-edgeperso-source": "gateway-fallback" });
+}
+
+function tooLarge(size) {
+  return error(
+    413,
+    "payload_too_large",
+    `request body of ${size} bytes; at most ${MAX_BODY_BYTES} bytes are allowed`,
+  );
 }
 
 async function route(request, env, ctx, deps) {
@@ -107,56 +145,73 @@ async function route(request, env, ctx, deps) {
     );
   }
   const declared = Number(request.headers.get("content-length") ?? 0);
-  if (declared > MAX_BODY_BYTES) {
-    return error(
-      413,
-      "payload_too_large",
-      `request body of ${declared} bytes; at most ${MAX_BODY_BYTES} are allowed`,
-    );
-  }
+  if (declared > MAX_BODY_BYTES) return tooLarge(declared);
+  // Counted as it streams: a chunked body declares no length, and is cut off past the limit.
+  const { bytes: body, over } = ["GET", "HEAD"].includes(request.method)
+    ? { bytes: null, over: false }
+    : await readAtMost(request.body, MAX_BODY_BYTES);
+  if (over) return tooLarge(`more than ${MAX_BODY_BYTES}`);
   const isRecommend = url.pathname === RECOMMEND && request.method === "POST";
   // Read now, while the app is asked, so a fallback costs nothing more than the budget.
   const contentPromise = isRecommend ? deps.fallbackContent() : null;
   contentPromise?.catch(() => {});
-  const body = ["GET", "HEAD"].includes(request.method) ? null : await request.text();
   const budgets = readBudgets(env);
   const budgetMs = isRecommend ? budgets.recommend : budgets.other;
+  const forwarded = new Request(request.url, {
+    method: request.method,
+    headers: appHeaders(request),
+    body,
+  });
 
+  // The budget covers the app's whole answer, body included, not only its headers.
   let outcome;
   try {
-    outcome = await callWithinBudget(deps.app(forwardedRequest(request, body)), budgetMs, ctx);
+    outcome = await callWithinBudget(askApp(deps, forwarded), budgetMs, ctx);
   } catch (err) {
     outcome = err instanceof Error ? err : new Error(String(err));
   }
 
-  if (outcome instanceof Response && outcome.status < 500) {
-    const passed = new Response(outcome.body, outcome);
-    passed.headers.set("x-edgeperso-source", "app");
-    return passed;
+  const answer = outcome === TIMED_OUT || outcome instanceof Error ? null : outcome;
+  if (answer?.response && answer.status < 500) return answer.response;
+  // What the client gets instead: fallback content for a recommendation; else the app's own
+  // JSON error for a 5xx, a 502 for a 2xx or 4xx that is not JSON, a 503 when there is no answer.
+  let answered = 503;
+  if (isRecommend) answered = "fallback";
+  else if (answer?.response) answered = answer.status;
+  else if (answer && answer.status < 500) answered = 502;
+  // One structured entry per answer the app did not give: no bodies, no addresses, no query.
+  const entry = { method: request.method, path: url.pathname, answered };
+  let reason;
+  if (outcome === TIMED_OUT) {
+    reason = `the app did not answer within ${budgetMs} ms`;
+    deps.log({ event: "app_timed_out", ...entry, budget_ms: budgetMs });
+  } else if (outcome instanceof Error) {
+    reason = `the app is unreachable (${outcome.message})`;
+    deps.log({ event: "app_unreachable", ...entry, error: outcome.message });
+  } else {
+    const { status, contentType, problem } = outcome;
+    reason =
+      status >= 500 ? `the app answered ${status}` : `the app answered ${status} with ${problem}`;
+    const event = problem ? "app_answer_not_json" : "app_failed";
+    const detail = problem ? { content_type: contentType.slice(0, 100), problem } : {};
+    deps.log({ event, ...entry, status, ...detail });
   }
-  const reason =
-    outcome === TIMED_OUT
-      ? `the app did not answer within ${budgetMs} ms`
-      : outcome instanceof Response
-        ? `the app answered ${outcome.status}`
-        : `the app is unreachable (${outcome.message})`;
-  deps.log(`${request.method} ${url.pathname}: ${reason}`); // one line per answer the app did not give
   if (isRecommend) {
-    outcome instanceof Response && outcome.body?.cancel();
     return recommendFallback(request, body, reason, contentPromise, startedMs, deps);
   }
-  if (outcome instanceof Response && isJson(outcome)) {
-    const passed = new Response(outcome.body, outcome); // the app's own error says what to do
-    passed.headers.set("x-edgeperso-source", "app");
-    return passed;
+  if (answer?.response) return answer.response; // a 5xx in JSON: the app's own error says what to do
+  const retry =
+    "send the same request again (events carry their event_id, so a batch sent twice can be de-duplicated)";
+  const headers = { "retry-after": "1", "x-edgeperso-source": "gateway" };
+  if (answered === 502) {
+    return error(
+      502,
+      "bad_app_answer",
+      `${reason}, which the gateway does not pass on; it may or may not have been acted on: ${retry}`,
+      headers,
+    );
   }
-  outcome instanceof Response && outcome.body?.cancel();
-  return error(
-    503,
-    "app_unavailable",
-    `${reason}; send the same request again (events carry their event_id, so a batch sent twice can be de-duplicated)`,
-    { "retry-after": "1", "x-edgeperso-source": "gateway" },
-  );
+  return error(503, "app_unavailable", `${reason}; ${retry}`, headers);
 }
 
 // Never a blank page and never a stack trace: a failure of the gateway itself still answers in
@@ -166,7 +221,7 @@ export async function handle(request, env, ctx, deps) {
   try {
     return await route(request, env, ctx, deps);
   } catch (err) {
-    deps.log(`gateway failed: ${err.stack ?? err}`);
+    deps.log({ event: "gateway_failed", error: String(err.stack ?? err) });
     const url = new URL(request.url);
     const reason = err instanceof ConfigError ? `misconfigured: ${err.message}` : "gateway error";
     if (url.pathname === RECOMMEND && request.method === "POST") {
@@ -180,7 +235,7 @@ export async function handle(request, env, ctx, deps) {
           deps,
         );
       } catch (inner) {
-        deps.log(`gateway fallback failed: ${inner.stack ?? inner}`);
+        deps.log({ event: "gateway_fallback_failed", error: String(inner.stack ?? inner) });
       }
     }
     return error(503, "gateway_error", `${reason}; try again`, { "retry-after": "1" });

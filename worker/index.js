@@ -5,6 +5,7 @@
 import { Container, getRandom } from "@cloudflare/containers";
 import { handle, positiveVar } from "./gateway.js";
 import { contentCache } from "./fallback.js";
+import { TRUST_CLIENT_HEADER_ENV } from "./headers.js";
 
 const FALLBACK_KEY = "fallback"; // the KV key `edgeperso gateway-content` is put under
 
@@ -14,8 +15,17 @@ export class EdgeApp extends Container {
 
   constructor(ctx, env) {
     super(ctx, env);
-    // The container fetches and verifies its bundle at start (edge/fetch.py).
-    this.envVars = { EDGEPERSO_BUNDLE_URL: env.BUNDLE_URL ?? "" };
+    // The container fetches its bundle at start and verifies its signature with the public key
+    // (edge/fetch.py: it refuses an unsigned download), and counts quotas per visitor from the
+    // gateway's x-edgeperso-client (worker/headers.js).
+    this.envVars = {
+      EDGEPERSO_BUNDLE_URL: env.BUNDLE_URL ?? "",
+      EDGEPERSO_PUBLIC_KEY: env.BUNDLE_PUBLIC_KEY ?? "",
+      // One key for every container: feedback reaching any of them verifies the decisions
+      // another made (edge/decisions.py); a secret (`wrangler secret put DECISION_KEY`).
+      EDGEPERSO_DECISION_KEY: env.DECISION_KEY ?? "",
+      ...TRUST_CLIENT_HEADER_ENV,
+    };
   }
 }
 
@@ -45,7 +55,8 @@ export default {
       fallbackContent,
       now: () => performance.now(),
       wallClock: () => Date.now(),
-      log: (message) => console.error(message),
+      // Objects, so that Workers Logs indexes their fields.
+      log: (entry) => console.error(entry),
     });
   },
 };

@@ -4,7 +4,6 @@ the checks that every per-item array has one entry per item and every index is i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,13 +34,9 @@ def items_from_tree(tree: dict[str, Any]) -> ItemTable:
     )
 
 
-def embeddings_from_tree(
-    tree: dict[str, Any],
-    scan_in_background: bool = False,
-    verified: Callable[[], object] | None = None,
-) -> Embeddings:
-    """`verified` returns once the file's checksum passed (raising if it failed): the scan's
-    graph goes to onnxruntime only after it."""
+def embeddings_from_tree(tree: dict[str, Any], scan_in_background: bool = False) -> Embeddings:
+    """The embeddings of a decoded file (a bundle decodes only bytes it verified, so the scan's
+    graph reaches onnxruntime only once its checksum passed)."""
     factors, scale, order, norms = tree["factors"], tree["scale"], tree["order"], tree["norms"]
     if factors.dtype not in (np.int8, np.float32) or factors.ndim != 2:
         raise ValueError(f"embeddings: factors must be int8 or float32 rows, got {factors.dtype}")
@@ -62,10 +57,8 @@ def embeddings_from_tree(
     if "scan_onnx" in tree and factors.dtype == np.int8:
         graph = bytes(tree["scan_onnx"])
         if scan_in_background:
-            embeddings.build_scan_in_background(graph, verified)
+            embeddings.build_scan_in_background(graph)
         else:
-            if verified is not None:
-                verified()
             try:
                 embeddings.attach_scan(Int8Scan(graph, factors, scale))
             except Exception as exc:  # onnxruntime raises its own untyped errors
@@ -154,11 +147,10 @@ def model_from_trees(
     event_weights: dict[str, float],
     ranker: Ranker | None,
     scan_in_background: bool = False,
-    verified: Callable[[str], object] | None = None,
 ) -> Model:
     """Decode each file's tree; a missing or malformed field is a BundleError naming the file.
     A serving node builds the int8 scan in the background; export waits for it, so its training
-    rows never depend on timing. `verified(name)` returns once that file's checksum passed."""
+    rows never depend on timing."""
 
     def part(name: str, build: Any, *args: Any) -> Any:
         try:
@@ -177,7 +169,6 @@ def model_from_trees(
             EMBEDDINGS,
             embeddings_from_tree,
             scan_in_background,
-            None if verified is None else lambda: verified(EMBEDDINGS),
         ),
         covisitation=part(COVISITATION, graph_from_tree),
         regression=part(REGRESSION, graph_from_tree),
@@ -300,14 +291,10 @@ def popularity_to_tree(
             raise ValueError(f"context {key!r} has {scores.size} scores for {overall.size} items")
         top = _top_items(scores, top_n)
         sparse[key] = {"items": top, "scores": scores[top]}
-    by_category = popular_by_category(
-        np.asarray(category), n_categories, overall, category_top_n
-    )
+    by_category = popular_by_category(np.asarray(category), n_categories, overall, category_top_n)
     return {
         "overall": overall,
         "top_overall": _top_items(overall, top_n),
         "contexts": sparse,
-        "category_top": graph_to_tree(
-            by_category.indptr, by_category.indices, by_category.scores
-        ),
+        "category_top": graph_to_tree(by_category.indptr, by_category.indices, by_category.scores),
     }

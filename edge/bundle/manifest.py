@@ -8,8 +8,6 @@ New fields always come with defaults, so older bundles of a supported format sti
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Annotated, Any, Literal
 
@@ -25,9 +23,10 @@ from edge.segments import SegmentRule
 # rows than items (an "items" count), neighbour graphs store row lengths ("lengths") and may
 # store one-byte scores ("score_codes", "score_levels"). 6: the manifest is typed throughout
 # (`Manifest`): unknown keys are refused, and `models` always has `serving` and `contexts`.
+# 7: `signature` is an Ed25519 signature (`Signature`, edge.bundle.signing), no longer an HMAC.
 # This edge reads 4 and later.
-FORMAT_VERSION = 6
-SUPPORTED_FORMAT_VERSIONS = frozenset({4, 5, 6})
+FORMAT_VERSION = 7
+SUPPORTED_FORMAT_VERSIONS = frozenset({4, 5, 6, 7})
 
 Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 Count = Annotated[int, Meta(ge=0)]
@@ -253,6 +252,14 @@ class Metrics(Strict, frozen=True):
 
 
 # ---------------------------------------------------------------- the manifest
+class Signature(Strict, frozen=True):
+    """An Ed25519 signature of `signed_payload` (edge.bundle.signing makes and checks it)."""
+
+    algorithm: Literal["ed25519"]
+    key_id: Annotated[str, Meta(pattern="^[0-9a-f]{16}$")]  # sha256 of the public key, 16 hex
+    value: Annotated[str, Meta(min_length=1)]  # the 64-byte signature, base64
+
+
 class Manifest(Strict, frozen=True):
     format_version: int
     build_id: Name
@@ -265,10 +272,9 @@ class Manifest(Strict, frozen=True):
     # The embedded profile store (profiles.msgpack), apart from `files`: a node reading profiles
     # from a key-value store neither needs nor checks it.
     profile_store: dict[str, FileEntry] = {}
-    signature: str | None = None  # HMAC-SHA256, hex (`manifest_signature`)
-
-
-manifest_decoder = msgspec.json.Decoder(Manifest)
+    # Ed25519 since format 7. A string is an HMAC-SHA256 of formats 6 and older: read so that
+    # such a bundle still loads where no key is configured, never accepted where one is.
+    signature: Signature | str | None = None
 
 
 def signed_payload(manifest: dict[str, Any]) -> bytes:
@@ -277,17 +283,6 @@ def signed_payload(manifest: dict[str, Any]) -> bytes:
     bytes read, whatever the types would add."""
     unsigned = {k: v for k, v in manifest.items() if k != "signature"}
     return json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
-
-
-def manifest_signature(manifest: dict[str, Any], key: bytes) -> str:
-    """HMAC-SHA256 of `signed_payload` with the shop's signing key."""
-    return hmac.new(key, signed_payload(manifest), hashlib.sha256).hexdigest()
-
-
-def signed(manifest: Manifest, signing_key: bytes) -> Manifest:
-    """`manifest` with its signature."""
-    signature = manifest_signature(msgspec.to_builtins(manifest, str_keys=True), signing_key)
-    return msgspec.structs.replace(manifest, signature=signature)
 
 
 def manifest_json(manifest: Manifest) -> str:

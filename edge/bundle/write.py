@@ -1,6 +1,7 @@
 """Writing a bundle directory: files first, then a manifest with each file's sha256 and size,
-the models, lineage and metrics, optionally signed. The directory appears whole or not at all.
-Export writes every bundle through here, and tests write small ones without the build."""
+the models, lineage and metrics, signed with the build's Ed25519 key when one is given. The
+directory appears whole or not at all. Export writes every bundle through here, and tests write
+small ones without the build."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge import arrays
 from edge.bundle.checks import sha256_file
@@ -24,10 +25,13 @@ from edge.bundle.manifest import (
     Metrics,
     Models,
     manifest_json,
-    signed,
 )
+from edge.bundle.signing import sign_manifest
 from edge.profiles import encode_profiles
 from edge.schemas import Profile
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
 def write_bundle(
@@ -40,7 +44,7 @@ def write_bundle(
     models: Models,
     lineage: Lineage = Lineage(),
     metrics: Metrics = Metrics(),
-    signing_key: bytes | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
     optional_files: dict[str, bytes] | None = None,
 ) -> Manifest:
     """Write to a staging directory next to `out_dir`, then swap it in whole. `trees` holds
@@ -76,7 +80,7 @@ def write_bundle(
             profile_store={PROFILES: entry(PROFILES)},
         )
         if signing_key is not None:
-            manifest = signed(manifest, signing_key)
+            manifest = sign_manifest(manifest, signing_key)
         (staging / MANIFEST).write_text(manifest_json(manifest))
         _swap_in(staging, out_dir)
     except BaseException:

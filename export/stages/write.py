@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import onnx
 import pandas as pd
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.bandits import Bandit, BanditTable
 from edge.bundle import (
@@ -65,7 +66,7 @@ class Trained:
 @dataclass(frozen=True)
 class Destination:
     out_dir: Path
-    signing_key: bytes | None = None
+    signing_key: Ed25519PrivateKey | None = None  # the build's Ed25519 key (edge.bundle.signing)
     rules: RuleBook = DEFAULT_RULES
     bandit_log: tuple[Path, ...] = ()  # the feedback log the bandits' priors come from
 
@@ -99,7 +100,7 @@ def write_files(
     config: BuildConfig,
     lineage: Lineage,
     metrics: Metrics,
-    signing_key: bytes | None,
+    signing_key: Ed25519PrivateKey | None,
     rules: RuleBook = DEFAULT_RULES,
     bandits: list[Bandit] | None = None,
 ) -> Manifest:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper
 
 from edge.bandits import Bandit, BanditTable
@@ -353,7 +354,7 @@ def array_trees(rows: int | None = None) -> dict[str, dict]:
 def write_small_bundle(
     directory: str | Path,
     *,
-    signing_key: bytes | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
     rules: RuleBook = DEFAULT_RULES,
     experiments: list[Experiment] | None = None,
     bandits: list[Bandit] | None = None,

@@ -147,11 +147,11 @@ def test_random_garbage_never_gets_a_5xx(client, seed):
 
 
 def test_a_refused_bundle_keeps_the_service_answering(tmp_path):
-    (tmp_path / "manifest.json").write_text('{"format_version": 7}')
+    (tmp_path / "manifest.json").write_text('{"format_version": 99}')
     app = create_app(Settings(bundle_dir=str(tmp_path)))
     with TestClient(app) as client:
         ready = client.get("/readyz")
-        assert ready.status_code == 503 and "format_version 7" in ready.json()["reason"]
+        assert ready.status_code == 503 and "format_version 99" in ready.json()["reason"]
         answer = post(client, {"k": 3})
         assert answer.status_code == 200
         assert answer.json()["fallback"].startswith("bundle_unavailable")

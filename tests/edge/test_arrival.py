@@ -1,11 +1,12 @@
 import asyncio
 import http.client
+import socket
 import threading
 import time
 
 import uvicorn
 
-from edge.arrival import RECEIVED, ArrivalStampingProtocol, queued_ms
+from edge.arrival import RECEIVED, ArrivalStampingProtocol, no_delay, queued_ms
 from tests.servers import free_port
 
 
@@ -58,3 +59,30 @@ def test_the_protocol_stamps_every_request_before_the_app_runs():
     assert len(seen) == 3
     for stamp, called in seen:
         assert isinstance(stamp, float) and stamp <= called
+
+
+def test_connections_accepted_on_the_socket_uvicorn_makes_for_workers_send_without_delay():
+    """`--workers N` listens on a socket uvicorn makes itself (protocol number 0), on which
+    asyncio leaves Nagle's algorithm on: a kept-alive client then waited about 40 ms for each
+    answer. The protocol turns it off."""
+    listening = uvicorn.Config(app=None, host="127.0.0.1", port=0).bind_socket()
+    options = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport):
+            sock = transport.get_extra_info("socket")
+            options.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            no_delay(transport)
+            options.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    async def main():
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
+        _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+        while not options:
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+
+    asyncio.run(main())
+    assert options[0] == 0  # what asyncio left: the delay this guards against
+    assert options[1] != 0

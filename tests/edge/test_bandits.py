@@ -63,15 +63,20 @@ def test_priors_from_export_steer_the_first_choices_and_propensities_are_honest(
 
 def test_feedback_for_another_slot_or_arm_is_ignored(seed):
     policy = BanditPolicy([banner()], seed=seed)
-    policy.record("footer", "b1", "loyal", clicked=True)
-    policy.record("home-banner", "b9", "loyal", clicked=True)
+    assert policy.record("footer", "b1", "loyal", clicked=True) is False
+    assert policy.record("home-banner", "b9", "loyal", clicked=True) is False
     assert policy.seen == {}
+    assert policy.record("home-banner", "b1", "loyal", clicked=True) is True
 
 
-def test_answers_fill_the_slots_asked_for_and_feedback_teaches_the_node(small_bundle, seed):
+def test_answers_fill_the_slots_asked_for_and_verified_feedback_teaches_the_node(
+    small_bundle, seed
+):
     import dataclasses
+    import time
 
     from edge.app import learn_from
+    from edge.decisions import DecisionSigner, FeedbackGate
     from edge.errors import ValidationError
     from edge.recommend import Recommender
     from edge.schemas import FeedbackBatch, RecommendRequest
@@ -85,18 +90,22 @@ def test_answers_fill_the_slots_asked_for_and_feedback_teaches_the_node(small_bu
     with pytest.raises(ValidationError, match="slot 'footer' is not one this bundle's bandits"):
         recommender.recommend(RecommendRequest(slots=["footer"]))
     user = next(u for u, p in small_bundle.profiles.as_dict().items() if p.segment)
-    shown = {"slot": "home-banner", "variant": "b2", "item_id": "-", "user_id": user}
-    batch = msgspec.convert(
-        {
-            "events": [
-                {**shown, "type": "impression"},
-                {**shown, "type": "click"},
-                {**shown, "type": "purchase"},
-            ]
-        },
-        FeedbackBatch,
-    )
-    learn_from(recommender.bandits, recommender.bundle, batch)
+    request = RecommendRequest(user_id=user, slots=["home-banner"])
+    signer = DecisionSigner(bytes(32))
+    answer = signer.stamp(request, recommender.recommend(request))
+    arm = answer.slots["home-banner"].arm
+    shown = {"slot": "home-banner", "variant": arm, "item_id": "-", "user_id": user}
+    events = [
+        {**shown, "type": "impression", "decision_id": answer.decision_id},
+        {**shown, "type": "click", "decision_id": answer.decision_id},
+        {**shown, "type": "purchase", "decision_id": answer.decision_id},
+        {**shown, "type": "click"},  # quotes no decision: stored, but teaches nothing
+    ]
+    batch = msgspec.convert({"events": events}, FeedbackBatch)
+    gate = FeedbackGate(signer)
+    assert learn_from(recommender.bandits, gate, batch, time.time()) == 2
     [(key, seen)] = recommender.bandits.seen.items()
     assert key == ("home-banner", ALL_SEGMENTS)  # its segment has no prior of its own
-    assert seen[2].tolist() == [1.0, 1.0]  # one impression, one click; the purchase is not one
+    index = int(arm[1:])
+    assert seen[index].tolist() == [1.0, 1.0]  # one impression, one click; the purchase is not one
+    assert seen.sum() == 2.0

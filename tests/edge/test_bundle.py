@@ -15,7 +15,8 @@ from edge.bundle import (
     load_bundle,
     verify,
 )
-from edge.bundle.manifest import manifest_signature
+from edge.bundle.manifest import manifest_json
+from edge.bundle.signing import raw_public_key, sign_manifest
 from edge.errors import BundleError
 from tests.edge import small_bundle as shop
 
@@ -54,7 +55,7 @@ def test_an_unknown_format_version_is_refused(copy):
     manifest = json.loads((copy / MANIFEST).read_text())
     manifest["format_version"] = 99
     (copy / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="format_version 99; this edge reads \\[4, 5, 6\\]"):
+    with pytest.raises(BundleError, match="format_version 99; this edge reads \\[4, 5, 6, 7\\]"):
         verify(copy)
 
 
@@ -64,18 +65,22 @@ def test_no_manifest_is_refused(tmp_path):
 
 
 def test_signature_is_checked_when_a_key_is_configured(copy):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     with pytest.raises(BundleError, match="not signed"):
-        verify(copy, signing_key=b"k")
+        verify(copy, public_key=raw_public_key(key))
+    signed = sign_manifest(verify(copy), key)
+    (copy / MANIFEST).write_text(manifest_json(signed))
+    assert verify(copy, public_key=raw_public_key(key)).signature == signed.signature
+    assert verify(copy).signature == signed.signature  # no key: read, not checked
+    with pytest.raises(BundleError, match="but this edge trusts key"):
+        verify(copy, public_key=raw_public_key(other))
     manifest = json.loads((copy / MANIFEST).read_text())
-    manifest["signature"] = manifest_signature(manifest, b"right key")
+    manifest["lineage"]["rows_kept"] += 1  # any change after signing breaks it
     (copy / MANIFEST).write_text(json.dumps(manifest))
-    assert verify(copy, signing_key=b"right key").signature == manifest["signature"]
-    with pytest.raises(BundleError, match="signature does not match"):
-        verify(copy, signing_key=b"wrong key")
-    manifest["metrics"] = {"tampered": True}  # any change after signing breaks it
-    (copy / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="signature does not match"):
-        verify(copy, signing_key=b"right key")
+    with pytest.raises(BundleError, match="signature does not match the public key"):
+        verify(copy, public_key=raw_public_key(key))
 
 
 def test_a_path_outside_the_bundle_is_refused(copy):

@@ -88,3 +88,46 @@ def test_the_server_logs_an_exposure_for_every_answer_with_a_variant(experiment_
     assert {r["session_id"]: r["variant"] for r in logged} == expected
     assert set(expected.values()) == {"a", "b"}  # both variants were seen
     assert not list(events_dir.glob("*.jsonl"))  # the feedback log holds no exposure
+
+
+def test_a_failing_exposure_sink_never_stops_the_server(monkeypatch):
+    import anyio
+
+    import edge.exposures
+
+    class Broken(ListSink):
+        def write(self, records):
+            raise RuntimeError("a bug in another store")
+
+        def close(self):
+            raise RuntimeError("and again")
+
+    monkeypatch.setattr(edge.exposures, "FLUSH_SECONDS", 0.01)
+    exposures = ExposureLog(Broken())
+    exposures.add(RecommendRequest(user_id="u1"), answer({"strip": "b"}))
+
+    async def run_a_while() -> None:
+        with anyio.move_on_after(0.1):
+            await exposures.run()  # flushes fail every 10 ms; the loop goes on
+
+    anyio.run(run_a_while)
+    exposures.close()  # logged, not raised
+
+
+def test_exposures_into_a_directory_that_cannot_be_used_leave_answers_alone(
+    experiment_bundle, tmp_path
+):
+    blocker = tmp_path / "var"
+    blocker.write_text("a file where the events directory's parent should be")
+    settings = Settings(
+        bundle_dir=str(experiment_bundle), events_dir=str(blocker / "events"), reload_seconds=0
+    )
+    with TestClient(create_app(settings)) as client:
+        for i in range(3):
+            body = json.dumps({"session_id": f"s{i}", "k": 3}).encode()
+            response = client.post(
+                "/v1/recommend", content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 200 and response.json()["variants"]
+        client.app.state.exposures.flush()  # refused by the sink: kept for later, no error
+        assert len(client.app.state.exposures._buffer) == 3

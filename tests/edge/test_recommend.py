@@ -264,11 +264,15 @@ def test_the_bundle_sets_the_default_cap_and_a_request_can_lift_it(tmp_path):
 
 
 def test_one_viewed_item_is_enough_to_personalize(small_bundle, recommender):
-    cold = ids(recommender.recommend(RecommendRequest(k=10)))
-    item = small_bundle.model.items.ids[int(small_bundle.model.popularity.top_overall[25])]
-    session = Session(events=[SessionEvent(type="view", item_id=item)])
-    response = recommender.recommend(RecommendRequest(session=session, k=10))
-    assert response.personalized and ids(response) != cold
+    # A fixed hour: the hour's context popularity must not decide what this test sees.
+    noon = Context(local_hour=12)
+    cold = ids(recommender.recommend(RecommendRequest(k=20, context=noon)))
+    viewed = int(small_bundle.model.popularity.top_overall[25])
+    strongest = max(shop.COVISITATION_OFFSETS, key=shop.COVISITATION_OFFSETS.__getitem__)
+    neighbour = shop.IDS[viewed + strongest]  # its strongest co-visitation neighbour
+    session = Session(events=[SessionEvent(type="view", item_id=shop.IDS[viewed])])
+    response = recommender.recommend(RecommendRequest(session=session, k=20, context=noon))
+    assert response.personalized and neighbour in ids(response) and neighbour not in cold
 
 
 def test_every_answer_names_the_visitors_segment(recommender):

@@ -2,7 +2,6 @@
 the new bundle in, a refused one leaves the old one serving and says why."""
 
 import json
-import os
 import shutil
 
 import anyio
@@ -10,11 +9,13 @@ import pytest
 from starlette.applications import Starlette
 
 from edge.bundle import load_bundle
+from edge.bundle.publish import publish, rollback
 from edge.config import Settings
 from edge.errors import BundleError
 from edge.profiles import encode_profiles
 from edge.recommend import Recommender
-from edge.reload import load_recommender, manifest_stamp, watch_bundle
+from edge.reload import bundle_stamp, initial_recommender, load_recommender, watch_bundle
+from edge.rules import RuleBook
 from tests.edge.small_bundle import PROFILES, write_small_bundle
 
 
@@ -34,13 +35,21 @@ def test_the_loaded_recommender_serves_the_bundle_warmed_up_with_the_settings_bu
     assert warmed == [recommender]
 
 
-def test_with_a_signing_key_only_a_bundle_signed_with_it_loads(small_bundle_dir, tmp_path):
-    signed = write_small_bundle(tmp_path / "signed", signing_key=b"shop key")
-    assert load_recommender(Settings(bundle_dir=str(signed), signing_key=b"shop key")).bundle
-    with pytest.raises(BundleError, match="signature does not match"):
-        load_recommender(Settings(bundle_dir=str(signed), signing_key=b"another key"))
+def test_with_a_public_key_only_a_bundle_signed_with_its_private_key_loads(
+    small_bundle_dir, tmp_path
+):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edge.bundle.signing import raw_public_key
+
+    shop_key, another_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    signed = write_small_bundle(tmp_path / "signed", signing_key=shop_key)
+    trusted = raw_public_key(shop_key)
+    assert load_recommender(Settings(bundle_dir=str(signed), public_key=trusted)).bundle
+    with pytest.raises(BundleError, match="signature is by key [0-9a-f]{16}, but this edge trusts"):
+        load_recommender(Settings(bundle_dir=str(signed), public_key=raw_public_key(another_key)))
     with pytest.raises(BundleError, match="not signed"):
-        load_recommender(Settings(bundle_dir=str(small_bundle_dir), signing_key=b"shop key"))
+        load_recommender(Settings(bundle_dir=str(small_bundle_dir), public_key=trusted))
 
 
 def test_a_profile_store_in_the_settings_replaces_the_embedded_one(small_bundle_dir, tmp_path):
@@ -54,14 +63,21 @@ def test_a_profile_store_in_the_settings_replaces_the_embedded_one(small_bundle_
     assert profiles.get("u-loyal") is None and len(profiles) == 1
 
 
-def test_the_manifest_stamp_is_none_without_one_and_changes_when_it_is_replaced(tmp_path):
-    assert manifest_stamp(str(tmp_path / "nothing here")) is None
+def test_the_stamp_changes_with_the_pointer_and_with_any_file_of_the_bundle_it_names(tmp_path):
+    nothing = bundle_stamp(tmp_path / "nothing here")
+    assert nothing == (None, "missing")
     bundle = write_small_bundle(tmp_path / "bundle")
-    stat = os.stat(bundle / "manifest.json")
-    first = manifest_stamp(str(bundle))
-    assert first == (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-    write_small_bundle(bundle, profiles={})  # a new bundle swapped in whole
-    assert manifest_stamp(str(bundle)) not in (None, first)
+    first = bundle_stamp(bundle)
+    assert first != nothing and bundle_stamp(bundle) == first  # stat calls only: stable
+    (bundle / "covisitation.msgpack").write_bytes(b"")  # a file truncated in place
+    truncated = bundle_stamp(bundle)
+    assert truncated != first
+    root = tmp_path / "root"
+    publish(bundle_b := write_small_bundle(tmp_path / "b", visitor=False), root)
+    published = bundle_stamp(root)
+    publish(write_small_bundle(tmp_path / "c", rules=RuleBook()), root)
+    assert bundle_stamp(root) != published  # the pointer moved
+    assert bundle_b.exists()
 
 
 def swap_in(new, live) -> None:
@@ -97,7 +113,10 @@ def test_a_changed_manifest_brings_the_new_bundle_in_and_a_refused_one_keeps_the
             swap_in(broken, live)
             await until(lambda: app.state.reload_error is not None)
             assert app.state.reload_error.startswith(
-                "new bundle refused, still serving the old one: items.msgpack has 8 bytes"
+                "bundle on disk refused: items.msgpack has 8 bytes"
+            )
+            assert app.state.reload_error.endswith(
+                f"still serving {old.bundle.build_id}, as verified when it was loaded"
             )
             assert app.state.recommender is old
 
@@ -108,7 +127,7 @@ def test_a_changed_manifest_brings_the_new_bundle_in_and_a_refused_one_keeps_the
             assert app.state.recommender.bundle.build_id == build
             assert app.state.reload_error is None  # the new bundle clears the old refusal
             serving = app.state.recommender
-            await anyio.sleep(0.1)  # ten polls: an unchanged manifest is not loaded again
+            await anyio.sleep(0.1)  # ten polls: an unchanged bundle is not loaded again
             assert app.state.recommender is serving
             tasks.cancel_scope.cancel()
 
@@ -121,3 +140,123 @@ def test_without_a_bundle_directory_there_is_nothing_to_watch():
             await watch_bundle(Starlette(), Settings(reload_seconds=0.01))
 
     anyio.run(main)
+
+
+def watching(app, settings, scenario) -> None:
+    """Run `scenario(until)` while the watcher polls `settings.bundle_dir`."""
+
+    async def until(predicate, seconds=10) -> None:
+        with anyio.fail_after(seconds):
+            while not predicate():
+                await anyio.sleep(0.01)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch_bundle, app, settings)
+            await anyio.sleep(0.05)  # the watcher has taken the first stamp
+            await scenario(until)
+            tasks.cancel_scope.cancel()
+
+    anyio.run(main)
+
+
+def serving_app(directory) -> Starlette:
+    app = Starlette()
+    app.state.recommender = Recommender(load_bundle(directory))
+    app.state.reload_error = None
+    return app
+
+
+def test_a_bundle_copied_in_file_by_file_is_served_once_its_last_file_lands(tmp_path):
+    live = write_small_bundle(tmp_path / "live")
+    app = serving_app(live)
+    old = app.state.recommender
+    new = write_small_bundle(tmp_path / "new", profiles={})
+    names = ["manifest.json"] + sorted(p.name for p in new.iterdir() if p.name != "manifest.json")
+
+    async def scenario(until) -> None:
+        for path in live.iterdir():
+            path.unlink()
+        for name in names[:-1]:  # the manifest first, as a careless copy does
+            shutil.copyfile(new / name, live / name)
+        await until(lambda: app.state.reload_error is not None)
+        assert app.state.recommender is old
+        shutil.copyfile(new / names[-1], live / names[-1])
+        await until(lambda: app.state.recommender is not old, seconds=1)
+        assert app.state.recommender.bundle.manifest == load_bundle(new).manifest
+        assert app.state.reload_error is None
+
+    watching(app, Settings(bundle_dir=str(live), reload_seconds=0.01), scenario)
+
+
+def test_a_refused_bundle_is_retried_even_when_its_files_do_not_change(tmp_path, monkeypatch):
+    live = write_small_bundle(tmp_path / "live")
+    app = serving_app(live)
+    old = app.state.recommender
+    attempts = []
+    real = load_recommender
+
+    def counting(settings):
+        attempts.append(1)
+        return real(settings)
+
+    monkeypatch.setattr("edge.reload.load_recommender", counting)
+
+    async def scenario(until) -> None:
+        (live / "items.msgpack").write_bytes(b"tampered")
+        await until(lambda: len(attempts) >= 3)  # first on the change, then with backoff
+        assert app.state.recommender is old and "items.msgpack" in app.state.reload_error
+
+    watching(app, Settings(bundle_dir=str(live), reload_seconds=0.01), scenario)
+
+
+def test_the_same_bundle_put_back_keeps_the_recommender_and_clears_the_error(tmp_path):
+    live = write_small_bundle(tmp_path / "live")
+    app = serving_app(live)
+    old = app.state.recommender
+    items = (live / "items.msgpack").read_bytes()
+
+    async def scenario(until) -> None:
+        (live / "items.msgpack").write_bytes(items[: len(items) // 2])
+        await until(lambda: app.state.reload_error is not None)
+        (live / "items.msgpack").write_bytes(items)
+        await until(lambda: app.state.reload_error is None)
+        assert app.state.recommender is old  # what its bandits learned stays
+
+    watching(app, Settings(bundle_dir=str(live), reload_seconds=0.01), scenario)
+
+
+def test_a_server_on_a_publish_root_follows_the_pointer_and_rolls_back(tmp_path):
+    root = tmp_path / "root"
+    first = publish(write_small_bundle(tmp_path / "a"), root)
+    app = serving_app(root / "builds" / first.build)
+    second_dir = write_small_bundle(tmp_path / "b", visitor=False)
+    settings = Settings(bundle_dir=str(root), reload_seconds=0.01)
+
+    async def scenario(until) -> None:
+        second = publish(second_dir, root)
+        assert second.previous == first.build
+        await until(lambda: app.state.recommender.bundle.build_id == second.build)
+        back = rollback(root)
+        assert (back.build, back.previous) == (first.build, second.build)
+        await until(lambda: app.state.recommender.bundle.build_id == first.build)
+
+    watching(app, settings, scenario)
+
+
+def test_a_server_started_on_a_refused_bundle_serves_it_once_it_is_fixed(tmp_path):
+    live = write_small_bundle(tmp_path / "live")
+    items = (live / "items.msgpack").read_bytes()
+    (live / "items.msgpack").write_bytes(b"")
+    settings = Settings(bundle_dir=str(live), reload_seconds=0.01)
+    app = Starlette()
+    app.state.recommender = initial_recommender(settings)
+    app.state.reload_error = None
+    assert app.state.recommender.bundle is None
+    assert "items.msgpack has 0 bytes" in app.state.recommender.unavailable_reason
+
+    async def scenario(until) -> None:
+        (live / "items.msgpack").write_bytes(items)
+        await until(lambda: app.state.recommender.bundle is not None)
+
+    watching(app, settings, scenario)

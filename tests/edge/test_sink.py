@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from edge.sink import JsonlSegmentSink, SinkError, recover_segments
+from edge.sink import JsonlSegmentSink, LogFull, RetryingSink, SinkError, recover_segments
 from tests.servers import free_port, start_edge_app
 
 
@@ -56,6 +56,80 @@ def test_a_failed_batch_leaves_nothing_behind(tmp_path, monkeypatch):
     sink.write([{"n": 4}])
     sink.close()
     assert [r["n"] for r in lines(tmp_path)] == [1, 4]
+
+
+def test_a_write_cut_short_by_the_disk_leaves_no_part_of_its_batch(tmp_path):
+    """A real short write: past RLIMIT_FSIZE, write(2) takes what fits, then fails (EFBIG), as
+    it does on a full disk (ENOSPC) without needing one."""
+    import resource
+
+    sink = JsonlSegmentSink(tmp_path)
+    sink.write([{"n": 1}])
+    [segment] = tmp_path.glob("*.jsonl.open")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (segment.stat().st_size + 100, limits[1]))
+    try:
+        with pytest.raises(SinkError, match="File too large"):
+            sink.write([{"n": 2, "pad": "x" * 40} for _ in range(10)])  # 10 lines, 6 KB
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert segment.read_text() == '{"n":1}\n'  # the part that fitted was cut off
+    sink.write([{"n": 3}])
+    sink.close()
+    assert [r["n"] for r in lines(tmp_path)] == [1, 3]
+
+
+def test_a_full_disk_is_log_full_and_a_refused_reservation_writes_nothing(tmp_path):
+    from edge.sink import disk_error
+
+    assert isinstance(disk_error(OSError(28, "No space left on device")), LogFull)
+    assert type(disk_error(OSError(5, "Input/output error"))) is SinkError
+
+    def refuse(size: int) -> None:
+        if size > 20:
+            raise LogFull(f"no room for {size} bytes")
+
+    sink = JsonlSegmentSink(tmp_path, reserve=refuse)
+    sink.write([{"n": 1}])
+    with pytest.raises(LogFull, match="no room for"):
+        sink.write([{"n": 2, "pad": "x" * 40}])
+    sink.close()
+    assert [r["n"] for r in lines(tmp_path)] == [1]
+
+
+def test_a_segment_that_cannot_be_made_is_a_sink_error_not_a_crash(tmp_path):
+    import shutil
+
+    directory = tmp_path / "events"
+    sink = JsonlSegmentSink(directory, max_bytes=10)
+    sink.write([{"n": 1, "pad": "over ten bytes"}])
+    shutil.rmtree(directory)  # the next batch must rotate, into a directory that is gone
+    with pytest.raises(SinkError, match="could not be made"):
+        sink.write([{"n": 2}])
+    sink.close()
+
+
+def test_a_sink_whose_directory_cannot_be_used_is_tried_again_until_it_opens(tmp_path):
+    blocker = tmp_path / "var"
+    blocker.write_text("a file, not a directory")
+    clock = [0.0]
+    sink = RetryingSink(
+        lambda: JsonlSegmentSink(blocker / "events"), "event log", 5.0, lambda: clock[0]
+    )
+    assert not sink.try_open() and "Not a directory" in (sink.error or "")
+    with pytest.raises(SinkError, match="the event log cannot be opened") as refused:
+        sink.write([{"n": 1}])
+    assert refused.value.retry_after == 5
+    blocker.unlink()
+    with pytest.raises(SinkError):
+        sink.write([{"n": 1}])  # not tried again before 5 s
+    clock[0] += 5.0
+    sink.write([{"n": 2}])  # tried again, opened
+    assert sink.is_open and sink.error is None
+    sink.close()
+    assert [r["n"] for r in lines(blocker / "events")] == [2]
 
 
 def test_concurrent_batches_share_fsyncs_and_each_returns_only_once_synced(tmp_path, monkeypatch):
@@ -152,9 +226,12 @@ def post_batch(port: int, body: bytes) -> int:
 
 
 @pytest.mark.slow
-def test_a_sigterm_during_a_burst_of_events_loses_no_accepted_event(bundle_dir, tmp_path):
+def test_a_sigterm_during_a_burst_of_events_loses_no_accepted_event(
+    bundle_dir, tmp_path, monkeypatch
+):
     """The server is stopped while four clients send batches; every event it acknowledged must
     be in the log afterwards (a test that counts them, by id)."""
+    monkeypatch.setenv("EDGEPERSO_EVENTS_PER_SECOND", "0")  # four clients on one address
     port, events_dir = free_port(), tmp_path / "events"
     server = start_edge_app(bundle_dir, events_dir, port)
     try:

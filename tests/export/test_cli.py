@@ -23,11 +23,16 @@ def test_inspect_summarizes_a_valid_bundle_and_fails_on_a_broken_one(bundle_dir,
     assert "covisitation.msgpack has 4 bytes" in capsys.readouterr().err
 
 
-def test_export_maps_foreign_columns_by_flag(tmp_path, shop, capsys):
+def test_export_maps_foreign_columns_by_flag_and_signs_with_the_key_given(
+    tmp_path, shop, capsys, monkeypatch
+):
     events = shop.events.head(3000).rename(columns={"user_id": "Customer", "item_id": "Sku"})
     path = tmp_path / "events.csv"
     events.to_csv(path, index=False)
     out = tmp_path / "bundle"
+    assert main(["keygen", "--out", str(tmp_path / "keys")]) == 0
+    public_line = capsys.readouterr().out.strip()
+    monkeypatch.setenv("EDGEPERSO_SIGNING_KEY_FILE", str(tmp_path / "keys" / "private.pem"))
     code = main(
         [
             "export",
@@ -42,8 +47,45 @@ def test_export_maps_foreign_columns_by_flag(tmp_path, shop, capsys):
         ]
     )
     assert code == 0, capsys.readouterr().err
-    assert "[3/3] write the bundle" in capsys.readouterr().err
-    assert main(["inspect", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "[3/3] write the bundle" in err and ", signed by key " in err
+    assert main(["inspect", str(out), "--public-key", public_line]) == 0
+    assert main(["inspect", str(out), "--public-key", str(tmp_path / "keys" / "public.pem")]) == 0
+
+
+def test_keygen_prints_the_public_key_alone_on_stdout_and_never_overwrites(tmp_path, capsys):
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_public_key,
+    )
+
+    assert main(["keygen", "--out", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    public = load_pem_public_key((tmp_path / "public.pem").read_bytes())
+    assert (
+        out == base64.b64encode(public.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode() + "\n"
+    )
+    assert "never on an edge node" in err and "EDGEPERSO_PUBLIC_KEY" in err
+    assert main(["keygen", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("keygen failed: ")
+
+
+def test_export_refuses_a_key_that_cannot_sign_before_any_work(tmp_path, capsys, monkeypatch):
+    """The events file does not exist: the key is read first, so a bad one costs no build."""
+    assert main(["keygen", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    export = ["export", "--events", "missing.csv", "--out", str(tmp_path / "b")]
+    assert main([*export, "--signing-key", str(tmp_path / "public.pem")]) == 2
+    assert "holds a public key: export signs with the private key" in capsys.readouterr().err
+    monkeypatch.setenv("EDGEPERSO_SIGNING_KEY", "the old shared secret")
+    assert main([*export, "--signing-key", str(tmp_path / "private.pem")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "export failed: EDGEPERSO_SIGNING_KEY (a shared HMAC secret) is no longer"
+    )
 
 
 def test_export_errors_are_one_clear_line(tmp_path, capsys):

@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { handle, positiveVar, readBudgets, DEFAULT_BUDGET_MS, MAX_BODY_BYTES } from "../gateway.js";
 
 const CONTENT = {
@@ -25,13 +26,12 @@ function gateway(app, { env = {}, content = CONTENT } = {}) {
     log: (m) => logged.push(m),
   };
   const ctx = { waitUntil: (promise) => background.push(promise) };
-  const call = (path, init = {}) =>
-    handle(
-      new Request(`https://shop.example${path}`, init),
-      { APP_BUDGET_MS: "50", ...env },
-      ctx,
-      deps,
-    );
+  // `cf` stands for what Cloudflare knows of the request (`request.cf`, set by the runtime).
+  const call = (path, init = {}, cf = undefined) => {
+    const request = new Request(`https://shop.example${path}`, init);
+    if (cf) Object.defineProperty(request, "cf", { value: cf });
+    return handle(request, { APP_BUDGET_MS: "50", ...env }, ctx, deps);
+  };
   return { call, background, logged };
 }
 
@@ -133,6 +133,9 @@ test("events: the app's JSON errors pass through; a gateway 503 asks for the bat
   const refused = await sink.call("/v1/events", post({ events: [] }));
   assert.equal(refused.status, 503);
   assert.equal((await refused.json()).error.code, "event_sink_unavailable");
+  assert.deepEqual(sink.logged, [
+    { event: "app_failed", method: "POST", path: "/v1/events", answered: 503, status: 503 },
+  ]);
 
   const down = gateway(() => Promise.reject(new TypeError("connection refused")));
   const response = await down.call("/v1/events", post({ events: [] }));
@@ -184,4 +187,328 @@ test("budgets come from the Worker's variables and bad ones are refused by name"
   const answer = await (await call("/v1/recommend", post({}))).json();
   assert.match(answer.fallback, /misconfigured: APP_BUDGET_MS must be a positive number/);
   assert.equal(answer.items.length, 3);
+});
+
+// A body sent in chunks with no content-length, as a chunked upload arrives. `sent()` counts the
+// bytes the reader has pulled from the client so far; `cancelled()` says whether it gave up.
+function chunkedBody(totalBytes, chunkBytes = 64 * 1024) {
+  let sent = 0;
+  let cancelled = false;
+  const stream = new ReadableStream(
+    {
+      pull(controller) {
+        if (sent >= totalBytes) return controller.close();
+        const size = Math.min(chunkBytes, totalBytes - sent);
+        controller.enqueue(new Uint8Array(size).fill(0x20));
+        sent += size;
+      },
+      cancel() {
+        cancelled = true;
+      },
+    },
+    { highWaterMark: 0 }, // pulled only when read
+  );
+  return { stream, sent: () => sent, cancelled: () => cancelled };
+}
+
+const streamed = (stream) => ({
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: stream,
+  duplex: "half",
+});
+
+test("a body streamed without a content-length is cut off past the limit with the same 413", async () => {
+  for (const path of ["/v1/events", "/v1/recommend"]) {
+    let asked = false;
+    const { call } = gateway(() => {
+      asked = true;
+      return appJson(200, {});
+    });
+    const body = chunkedBody(4 * MAX_BODY_BYTES);
+    const response = await call(path, streamed(body.stream));
+    assert.equal(response.status, 413, path);
+    assert.equal(response.headers.get("content-type"), "application/json");
+    const { error } = await response.json();
+    assert.equal(error.code, "payload_too_large");
+    assert.match(error.message, /at most 2097152 bytes are allowed/);
+    assert.equal(asked, false, "the app is not asked");
+    // Reading stops at the first chunk past the limit and the rest is never pulled.
+    assert.ok(body.sent() <= MAX_BODY_BYTES + 2 * 64 * 1024, `${body.sent()} bytes pulled`);
+    assert.equal(body.cancelled(), true);
+  }
+});
+
+test("a streamed body of exactly the limit is accepted, one byte more is not", async () => {
+  let received = 0;
+  const { call } = gateway(async (request) => {
+    received = (await request.arrayBuffer()).byteLength;
+    return appJson(200, {});
+  });
+  const atLimit = await call("/v1/events", streamed(chunkedBody(MAX_BODY_BYTES).stream));
+  assert.equal(atLimit.status, 200);
+  assert.equal(received, MAX_BODY_BYTES);
+  const over = await call("/v1/events", streamed(chunkedBody(MAX_BODY_BYTES + 1).stream));
+  assert.equal(over.status, 413);
+});
+
+test("a streamed body reaches the app byte for byte, a character split across chunks too", async () => {
+  let seen;
+  const { call } = gateway(async (request) => {
+    seen = new Uint8Array(await request.arrayBuffer());
+    return appJson(200, {});
+  });
+  const bytes = new TextEncoder().encode(JSON.stringify({ events: [], note: "é".repeat(40_000) }));
+  const cuts = [0, 22, 50_001, bytes.length]; // 22 falls inside the first "é"
+  const stream = new ReadableStream({
+    start(controller) {
+      for (let i = 1; i < cuts.length; i++) controller.enqueue(bytes.slice(cuts[i - 1], cuts[i]));
+      controller.close();
+    },
+  });
+  const response = await call("/v1/events", streamed(stream));
+  assert.equal(response.status, 200);
+  assert.deepEqual(seen, bytes);
+});
+
+// The request headers the app reads (edge/context.py), found in its source so that a header it
+// starts reading is covered here too.
+const APP_READS = [
+  ...readFileSync(new URL("../../edge/context.py", import.meta.url), "utf8").matchAll(
+    /headers\.get\("([^"]+)"\)/g,
+  ),
+].map((match) => match[1]);
+
+test("every header the app reads reaches it with the gateway's value, never the client's", async () => {
+  assert.ok(APP_READS.includes("cf-ipcountry") && APP_READS.includes("x-edgeperso-timezone"));
+  const claimed = APP_READS.filter((name) => name !== "user-agent"); // the device comes from it
+  const spoofed = Object.fromEntries(claimed.map((name) => [name, `spoofed-${name}`]));
+  let seen;
+  const { call } = gateway((request) => {
+    seen = request.headers;
+    return appJson(200, {});
+  });
+  const iphone = "Mozilla/5.0 (iPhone) Mobile";
+  await call("/v1/recommend", post({}, { ...spoofed, "user-agent": iphone }), {
+    country: "DE",
+    timezone: "Europe/Berlin",
+  });
+  for (const name of claimed) assert.notEqual(seen.get(name), spoofed[name], name);
+  assert.equal(seen.get("x-edgeperso-country"), "de");
+  assert.equal(seen.get("x-edgeperso-timezone"), "Europe/Berlin");
+  assert.equal(seen.get("x-edgeperso-device"), "mobile");
+  assert.equal(seen.get("user-agent"), iphone);
+  assert.equal(seen.get("cf-ipcountry"), null);
+  assert.equal(seen.get("cf-timezone"), null);
+
+  // Where Cloudflare knows nothing, the app hears nothing: no client claim fills the gap.
+  await call("/v1/recommend", post({}, spoofed));
+  for (const name of claimed) assert.equal(seen.get(name), null, name);
+});
+
+test("cf-*, forwarding and x-edgeperso-* headers a client sends are dropped; the rest pass", async () => {
+  let seen;
+  const { call } = gateway((request) => {
+    seen = Object.fromEntries(request.headers);
+    return appJson(200, {});
+  });
+  const sent = {
+    "cf-connecting-ip": "203.0.113.7", // what Cloudflare's edge sets on the request
+    "cf-ray": "8f0000000000-FRA",
+    "cf-ipcountry": "FR",
+    "cf-timezone": "Asia/Tokyo",
+    "cf-visitor": '{"scheme":"https"}',
+    "x-forwarded-for": "198.51.100.1",
+    "x-forwarded-proto": "http",
+    "x-forwarded-host": "evil.example",
+    "x-real-ip": "198.51.100.2",
+    forwarded: "for=198.51.100.3;proto=http",
+    "true-client-ip": "198.51.100.4",
+    "x-edgeperso-client": "198.51.100.5",
+    "x-edgeperso-segment": "vip",
+    "accept-language": "de-DE",
+    "x-shop-page": "home",
+  };
+  await call("/v1/events", post({ events: [] }, sent), {
+    country: "DE",
+    timezone: "Europe/Berlin",
+  });
+  const names = Object.keys(seen);
+  assert.deepEqual(
+    names.filter((name) => /^(cf-|x-forwarded-)/.test(name)),
+    [],
+  );
+  for (const name of ["x-real-ip", "forwarded", "true-client-ip"])
+    assert.equal(seen[name], undefined);
+  assert.deepEqual(names.filter((name) => name.startsWith("x-edgeperso-")).sort(), [
+    "x-edgeperso-client",
+    "x-edgeperso-country",
+    "x-edgeperso-timezone",
+  ]);
+  assert.equal(seen["x-edgeperso-client"], "203.0.113.7");
+  assert.equal(seen["accept-language"], "de-DE");
+  assert.equal(seen["x-shop-page"], "home");
+  assert.equal(seen["content-type"], "application/json");
+});
+
+test("the client identity is only ever Cloudflare's connecting IP, and only an address", async () => {
+  let seen;
+  const { call } = gateway((request) => {
+    seen = request.headers.get("x-edgeperso-client");
+    return appJson(200, {});
+  });
+  for (const [sent, expected] of [
+    [{ "cf-connecting-ip": "2001:db8::1" }, "2001:db8::1"],
+    [{ "cf-connecting-ip": " 192.0.2.1 " }, "192.0.2.1"],
+    [{ "cf-connecting-ip": "192.0.2.1, 198.51.100.1" }, null], // not one address: not passed
+    [{ "cf-connecting-ip": "<script>" }, null],
+    [{ "x-forwarded-for": "198.51.100.1", "x-real-ip": "198.51.100.2" }, null],
+  ]) {
+    await call("/v1/events", post({ events: [] }, sent));
+    assert.equal(seen, expected, JSON.stringify(sent));
+  }
+});
+
+test("a fallback answer's context is Cloudflare's, not the client's headers", async () => {
+  const content = {
+    bundle: "b1",
+    contexts: { "country=de": [["de1", 1]], "country=fr": [["fr1", 1]], all: [["a", 1]] },
+  };
+  const { call } = gateway(() => Promise.reject(new TypeError("down")), { content });
+  const response = await call(
+    "/v1/recommend",
+    post({}, { "cf-ipcountry": "FR", "x-edgeperso-country": "fr" }),
+    { country: "DE" },
+  );
+  const answer = await response.json();
+  assert.equal(answer.context.country, "de");
+  assert.deepEqual(
+    answer.items.map((item) => item.item_id),
+    ["de1"],
+  );
+});
+
+// An answer with any body and content-type (none when `type` is null).
+const appText = (status, text, type) =>
+  new Response(typeof text === "string" ? new TextEncoder().encode(text) : text, {
+    status,
+    headers: type ? { "content-type": type } : {},
+  });
+
+test("events: an app answer that is not JSON becomes a JSON 502, logged without body or IP", async () => {
+  for (const [answer, status, problem] of [
+    [
+      appText(200, "<h1>secret</h1>", "text/html; charset=utf-8"),
+      200,
+      /not JSON \(content-type text\/html/,
+    ],
+    [appText(200, '{"secret": [', "application/json"), 200, /JSON that does not parse/],
+    [appText(200, new Uint8Array([0x22, 0xff, 0x22]), "application/json"), 200, /does not parse/],
+    [appText(400, "secret request", "text/plain"), 400, /not JSON \(content-type text\/plain\)/],
+    [appText(404, "secret", null), 404, /not JSON \(no content-type\)/],
+  ]) {
+    const { call, logged } = gateway(() => answer);
+    const response = await call(
+      "/v1/events?session=secret",
+      post(
+        { events: [] },
+        {
+          "cf-connecting-ip": "203.0.113.7",
+        },
+      ),
+    );
+    assert.equal(response.status, 502, String(problem));
+    assert.equal(response.headers.get("content-type"), "application/json");
+    assert.equal(response.headers.get("x-edgeperso-source"), "gateway");
+    const { error } = await response.json();
+    assert.equal(error.code, "bad_app_answer");
+    assert.match(error.message, new RegExp(`the app answered ${status} with`));
+    assert.match(error.message, problem);
+    assert.match(error.message, /send the same request again/);
+    const [entry] = logged;
+    assert.equal(logged.length, 1);
+    assert.equal(typeof entry, "object", "a structured entry, not a line of text");
+    assert.deepEqual(
+      { event: entry.event, method: entry.method, path: entry.path, status: entry.status },
+      { event: "app_answer_not_json", method: "POST", path: "/v1/events", status },
+    );
+    assert.equal(entry.answered, 502);
+    assert.match(entry.problem, problem);
+    const text = JSON.stringify(logged);
+    assert.ok(!/secret|203\.0\.113\.7/.test(text), text);
+  }
+});
+
+test("recommend: an app answer that is not JSON gets fallback content, and is logged", async () => {
+  for (const answer of [
+    appText(200, "<html>login</html>", "text/html"),
+    appText(200, "{", "application/json"),
+    appText(429, "slow down", "text/plain"),
+  ]) {
+    const { call, logged } = gateway(() => answer);
+    const response = await call("/v1/recommend", post({ k: 2 }));
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("x-edgeperso-source"), "gateway-fallback");
+    const body = await response.json();
+    assert.match(body.fallback, /^gateway: the app answered (200|429) with /);
+    assert.equal(body.items.length, 2);
+    assert.equal(logged[0].event, "app_answer_not_json");
+    assert.equal(logged[0].answered, "fallback");
+  }
+});
+
+test("a 5xx whose JSON does not parse is not passed on: events get the 503 to retry", async () => {
+  const { call } = gateway(() => appText(503, '{"error": ', "application/json"));
+  const response = await call("/v1/events", post({ events: [] }));
+  assert.equal(response.status, 503);
+  assert.equal((await response.json()).error.code, "app_unavailable");
+});
+
+test("an app answer over the limit is not read whole: a 502 for events", async () => {
+  const body = chunkedBody(4 * MAX_BODY_BYTES);
+  const { call } = gateway(
+    () => new Response(body.stream, { headers: { "content-type": "application/json" } }),
+  );
+  const response = await call("/v1/events", post({ events: [] }));
+  assert.equal(response.status, 502);
+  assert.match((await response.json()).error.message, /a body over 2097152 bytes/);
+  assert.ok(body.sent() <= MAX_BODY_BYTES + 2 * 64 * 1024, `${body.sent()} bytes pulled`);
+  assert.equal(body.cancelled(), true);
+});
+
+test("the budget covers the app's whole answer: a body still arriving gets fallback content", async () => {
+  let finish;
+  const { call, background } = gateway(() => {
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"items": '));
+        finish = () => {
+          controller.enqueue(new TextEncoder().encode("[]}"));
+          controller.close();
+        };
+      },
+    });
+    return new Response(stream, { headers: { "content-type": "application/json" } });
+  });
+  const response = await call("/v1/recommend", post({ k: 1 }));
+  const answer = await response.json();
+  assert.equal(response.headers.get("x-edgeperso-source"), "gateway-fallback");
+  assert.equal(answer.fallback, "gateway: the app did not answer within 50 ms");
+  assert.equal(background.length, 1);
+  finish();
+  await Promise.all(background);
+});
+
+test("HEAD: the app's answer has no body to check and passes as it is", async () => {
+  const { call } = gateway(
+    () =>
+      new Response(null, {
+        status: 405,
+        headers: { "content-type": "application/json", allow: "POST" },
+      }),
+  );
+  const response = await call("/v1/events", { method: "HEAD" });
+  assert.equal(response.status, 405);
+  assert.equal(response.headers.get("allow"), "POST");
+  assert.equal(response.headers.get("x-edgeperso-source"), "app");
 });
