@@ -3,17 +3,24 @@ container starts it, and helpers to wait for them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import json
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import uvicorn
 
 from edge.ports import free_port
 
 __all__ = [
     "answers",
+    "in_a_thread",
     "edge_app_command",
     "free_port",
     "get_json",
@@ -71,3 +78,20 @@ def start_edge_app(bundle_dir: Path, events_dir: Path, port: int) -> subprocess.
         server.kill()
         raise
     return server
+
+
+@contextlib.contextmanager
+def in_a_thread(config: uvicorn.Config) -> Iterator[uvicorn.Server]:
+    """A uvicorn server run by `config` in a thread of this process, started; stopped after."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10.0
+        while not server.started:
+            assert time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.01)
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10.0)

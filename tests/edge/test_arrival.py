@@ -1,13 +1,12 @@
 import asyncio
 import http.client
 import socket
-import threading
 import time
 
 import uvicorn
 
 from edge.arrival import RECEIVED, ArrivalStampingProtocol, no_delay, queued_ms
-from tests.servers import free_port
+from tests.servers import free_port, in_a_thread
 
 
 def test_queued_ms_is_the_time_since_the_stamp_and_zero_without_one():
@@ -40,22 +39,12 @@ def test_the_protocol_stamps_every_request_before_the_app_runs():
         log_level="warning",
         ws="none",
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10.0
-        while not server.started:
-            assert time.monotonic() < deadline, "the test server did not start"
-            time.sleep(0.01)
+    with in_a_thread(config):
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         for _ in range(3):
             connection.request("GET", "/")
             assert connection.getresponse().read() == b"ok"
         connection.close()
-    finally:
-        server.should_exit = True
-        thread.join(10.0)
     assert len(seen) == 3
     for stamp, called in seen:
         assert isinstance(stamp, float) and stamp <= called

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -19,7 +18,7 @@ from edge.app import create_app
 from edge.arrival import ArrivalStampingProtocol
 from edge.config import Settings
 from edge.connections import FD_RESERVE
-from tests.servers import edge_app_command, free_port, wait_for
+from tests.servers import edge_app_command, free_port, in_a_thread, wait_for
 
 PARTIAL_HEAD = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # no blank line: the headers go on
 
@@ -51,20 +50,12 @@ def serving(app, monkeypatch, **limits):
         log_level="error",
         ws="none",
     )
-    server = uvicorn.Server(config)
-    sockets = Sockets(port)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10.0
-        while not server.started:
-            assert time.monotonic() < deadline, "the test server did not start"
-            time.sleep(0.01)
-        yield sockets
-    finally:
-        sockets.close()
-        server.should_exit = True
-        thread.join(10.0)
+    with in_a_thread(config):
+        sockets = Sockets(port)
+        try:
+            yield sockets
+        finally:
+            sockets.close()
 
 
 class Sockets:
