@@ -24,6 +24,7 @@ DROP_REASONS = (
     "missing_user_and_session",
     "bad_timestamp",
     "future_timestamp",
+    "stray_timestamp",
     "unknown_type",
     "negative_price",
     "non_positive_qty",
@@ -104,6 +105,11 @@ def normalize_text(column: pd.Series) -> pd.Series:
     return column.astype("string").str.strip().fillna("").astype(object)
 
 
+# What a nanosecond timestamp holds: seconds either side of 1970, and the whole years inside.
+NS_LIMIT_S = 9.2e9
+NS_FIRST_YEAR, NS_LAST_YEAR = 1678, 2261
+
+
 def parse_timestamps(column: pd.Series, timezone: str) -> pd.Series:
     """ISO 8601 (naive ones in `timezone`), epoch seconds or epoch milliseconds → UTC. Values
     that are none of these become NaT."""
@@ -113,6 +119,7 @@ def parse_timestamps(column: pd.Series, timezone: str) -> pd.Series:
             if column.dt.tz is not None
             else column.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
         )
+        ts = ts.where((ts.dt.year >= NS_FIRST_YEAR) & (ts.dt.year <= NS_LAST_YEAR))
         utc: pd.Series = ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
         return utc
     out = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
@@ -121,6 +128,9 @@ def parse_timestamps(column: pd.Series, timezone: str) -> pd.Series:
     if is_number.any():
         values = numeric[is_number]
         millis = values.abs() >= 1e11  # 1e11 s is the year 5138; in ms it is 1973
+        # Past what a nanosecond timestamp holds (1677 to 2262), pandas fails instead of
+        # giving NaT: such a value is no time of an event, and is dropped as unparseable.
+        values = values.where(values.abs() < np.where(millis, NS_LIMIT_S * 1e3, NS_LIMIT_S))
         units: tuple[tuple[pd.Series, Literal["ms", "s"]], ...] = ((millis, "ms"), (~millis, "s"))
         for mask, unit in units:
             if mask.any():
@@ -129,6 +139,8 @@ def parse_timestamps(column: pd.Series, timezone: str) -> pd.Series:
                 )
     text = column[~is_number].astype("string").str.strip()
     text = text[text.fillna("") != ""]
+    year = pd.to_numeric(text.str.extract(r"^([+-]?\d{4,})", expand=False), errors="coerce")
+    text = text[~((year < NS_FIRST_YEAR) | (year > NS_LAST_YEAR)).fillna(False).astype(bool)]
     if not text.empty:
         aware = text.str.contains(_TZ_SUFFIX, regex=True).fillna(False).astype(bool)
         if aware.any():
@@ -281,6 +293,7 @@ def normalize_events(
         ("missing_user_and_session", (out["user_id"] == "") & (out["session_id"] == "")),
         ("bad_timestamp", out["ts"].isna()),
         ("future_timestamp", out["ts"] > horizon),
+        ("stray_timestamp", stray_timestamps(out["ts"].where(out["ts"] <= horizon))),
         ("unknown_type", ~out["type"].isin(config.event_types)),
         ("negative_price", out["price"] < 0),
         ("non_positive_qty", (out["qty"] <= 0) & out["type"].isin(["purchase", "add_to_cart"])),
@@ -313,6 +326,29 @@ def normalize_events(
     report.rows_read += n
     report.rows_kept += len(out)
     return sorted_by_time(out)
+
+
+STRAY_SHARE = 0.001  # at most this share of the events, at each end of the log, can be stray
+
+
+def stray_timestamps(ts: pd.Series) -> pd.Series:
+    """Events far from where the rest of the log is: before its 0.1% quantile or after its
+    99.9% quantile (the second and the second-to-last event of a log under 2,000 events) by
+    more than the whole time between those two (at least a day). One
+    mistyped date months away from a week of events would otherwise stretch every window that
+    is a share of the log's span (the ranker's label window, the evaluation's holdout) over
+    nearly all of it, and move the time every recency is counted from. At most 0.2% of a log is
+    ever stray; a shop whose events thin out gradually towards its start loses none."""
+    valid = ts.dropna()
+    n = len(valid)
+    if n < 3:
+        return pd.Series(False, index=ts.index)
+    k = max(1, int(STRAY_SHARE * n))  # one event at each end of a small log may be stray
+    order = np.partition(valid.dt.tz_convert(None).to_numpy(), [k, n - 1 - k])
+    lo = pd.Timestamp(order[k]).tz_localize("UTC")
+    hi = pd.Timestamp(order[n - 1 - k]).tz_localize("UTC")
+    margin = max(hi - lo, pd.Timedelta(days=1))
+    return (ts < lo - margin) | (ts > hi + margin)
 
 
 def sorted_by_time(events: pd.DataFrame) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from edge.scoring import CONTEXT_FEATURES, FEATURES
 from edge.visitor import SegmentHead, VisitorModel
 from export.cases import time_split
 from export.config import BuildConfig
+from export.errors import CannotTrainError
 from export.intent import fit_intent
 from export.profiles import build_profiles
 from export.ranker import fit_trees, ranker_to_onnx, training_rows
@@ -96,15 +97,18 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
     # Leave-last-out is an evaluation split; inside the training part, the window is a time one.
     protocol = config.evaluation.protocol.replace("leave_last_out", "users")
     protocol, cases = cases_for(protocol, history, labels, profiles, config, rc.max_cases)
-    x, y, stats = training_rows(
-        model,
-        profiles,
-        cases,
-        rc.negatives_per_case,
-        config.seed,
-        config.serving.candidates,
-        visitor,
-    )
+    try:
+        x, y, stats = training_rows(
+            model,
+            profiles,
+            cases,
+            rc.negatives_per_case,
+            config.seed,
+            config.serving.candidates,
+            visitor,
+        )
+    except CannotTrainError as exc:
+        raise CannotTrainError(f"{exc}. {_windows(history, labels, label_days)}") from exc
     # A constant column is one no tree can split on: how each ablation switch works.
     switched_off = [] if rc.context_features else list(CONTEXT_FEATURES)
     switched_off += [] if rc.intent_feature else ["purchase_intent"]
@@ -120,6 +124,18 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
         features_switched_off=switched_off,
     )
     return FittedRanker(ranker_to_onnx(ranker), training)
+
+
+def _windows(history: pd.DataFrame, labels: pd.DataFrame, label_days: float) -> str:
+    """What the label window held, for an error that must say what in the data caused it."""
+    first, cut, last = history["ts"].min(), labels["ts"].min(), labels["ts"].max()
+    return (
+        f"The label window is the last {label_days:.1f} days ({cut:%Y-%m-%d %H:%M} to "
+        f"{last:%Y-%m-%d %H:%M}: {len(labels):,} events of {labels['user_id'].nunique():,} "
+        f"customers), after {len(history):,} events from {first:%Y-%m-%d %H:%M}; set "
+        "ranker.label_days to a window that holds a share of the visitors (the data-quality "
+        "table counts the stray timestamps already dropped)"
+    )
 
 
 def _visitor_model(

@@ -16,6 +16,7 @@ from export.validate import (
     normalize_ids,
     normalize_labels,
     parse_timestamps,
+    stray_timestamps,
 )
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -44,6 +45,51 @@ def test_timestamps_iso_naive_aware_and_epochs_become_utc():
     assert str(ts.iloc[2]) == "2026-01-02 03:04:05+00:00"
     assert ts.iloc[3] == ts.iloc[4] == pd.Timestamp(1767323045, unit="s", tz="UTC")
     assert ts.iloc[5:].isna().all()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        ["9999999999", "99999999999", "-10000000000"],  # epoch seconds past 2262 or before 1677
+        [9_999_999_999, 9.3e12, -1e10],  # the same as numbers, and milliseconds past 2262
+        ["9999-12-31T23:59:59Z", "9999-12-31 10:00", "+12345-01-01", "1000-01-01"],
+        np.array(["9999-12-31", "1000-01-01", "2262-06-01"], dtype="datetime64[s]"),
+    ],
+    ids=["epoch text", "epoch numbers", "iso text", "datetime column"],
+)
+def test_times_a_nanosecond_timestamp_cannot_hold_are_unparseable_not_a_crash(raw):
+    good = pd.Series([pd.Timestamp("2026-01-02T03:04:05")], dtype="datetime64[s]")
+    column = pd.concat(
+        [
+            pd.Series(raw),
+            good if isinstance(raw, np.ndarray) else pd.Series(["2026-01-02T03:04:05"]),
+        ],
+        ignore_index=True,
+    )
+    ts = parse_timestamps(column, "UTC")
+    assert ts.iloc[:-1].isna().all()
+    assert str(ts.iloc[-1]) == "2026-01-02 03:04:05+00:00"
+
+
+def test_a_stray_timestamp_far_from_the_rest_of_the_log_is_dropped_and_counted():
+    """One event two months before a week of events (a mistyped date) would stretch every window
+    that is a share of the log's span over nearly all of it."""
+    hours = pd.date_range("2026-03-01", periods=7 * 24, freq="h").strftime("%Y-%m-%dT%H:%M:%S")
+    ts = ["2026-01-01T09:00:00", *hours, "2026-05-20T09:00:00"]
+    raw = events(ts=ts, user_id=[f"u{i % 9}" for i in range(len(ts))], item_id="a", type="view")
+    report = QualityReport()
+    out = normalize_events(raw, BuildConfig(), report, now=NOW)
+    assert report.dropped["stray_timestamp"] == 2
+    assert str(out["ts"].min()) == "2026-03-01 00:00:00+00:00" and len(out) == 7 * 24
+    assert "dropped: stray_timestamp" in report.table()
+
+
+def test_a_log_thinning_out_towards_its_start_has_no_stray_timestamp():
+    rng = np.random.default_rng(0)
+    start = pd.Timestamp("2025-01-01", tz="UTC")
+    early = start + pd.to_timedelta(rng.uniform(0, 365, 50), unit="D")
+    busy = start + pd.to_timedelta(rng.uniform(365, 730, 20_000), unit="D")
+    assert not stray_timestamps(pd.Series([*early, *busy])).any()
 
 
 def test_naive_timestamps_are_read_in_the_configured_zone():
@@ -76,6 +122,7 @@ def test_each_bad_row_is_dropped_and_counted_by_reason():
         "missing_user_and_session": 1,
         "bad_timestamp": 1,
         "future_timestamp": 1,
+        "stray_timestamp": 0,
         "unknown_type": 1,
         "negative_price": 1,
         "non_positive_qty": 0,

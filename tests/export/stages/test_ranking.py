@@ -1,6 +1,8 @@
 """The ranking stage: the ranker's rows from a label window, and reusing the evaluation's fit
 of the history when it is the same history."""
 
+import pandas as pd
+
 from export.config import BuildConfig
 from export.interactions import build_universe
 from export.segments import user_features
@@ -44,3 +46,23 @@ def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history
     assert wrong.onnx != refitted.onnx
     mismatched = FittedBefore(len(train_part) // 2, other)
     assert ranker(mismatched).onnx == refitted.onnx
+
+
+def test_a_ranker_that_cannot_be_trained_says_what_its_label_window_held(shop, seed):
+    """Every item of the label window new to the history: no visitor took a candidate."""
+    import pytest
+
+    from export.errors import CannotTrainError
+
+    config = BuildConfig(seed=seed)
+    events = normalize_events(shop.events, config, QualityReport())
+    cut = events["ts"].max() - pd.Timedelta(days=ranker_label_days(events, config))
+    late = events["ts"] >= cut
+    events.loc[late, "item_id"] = "new-" + events.loc[late, "item_id"]
+    data = Dataset(events, build_universe(events, None))
+    with pytest.raises(CannotTrainError) as refused:
+        fit_ranking(RankingInput(data, fit_segments(data, config), None), config)
+    message = str(refused.value)
+    assert message.startswith("no visitor in the label window")
+    assert f"The label window is the last {ranker_label_days(events, config):.1f} days" in message
+    assert f"{int(late.sum()):,} events of" in message and "set ranker.label_days" in message
