@@ -12,7 +12,7 @@ SYSTEM_GROUPS ?= python node
 NODE_STAMP := node_modules/.installed
 MUTANTS_STAMP := $(VENV)/.mutants-installed
 
-.PHONY: system demo test lint bench loadtest mutants sample clean
+.PHONY: system demo test lint bench loadtest mutants sample clean stress
 
 system:
 	$(SYSTEM) $(SYSTEM_GROUPS)
@@ -56,6 +56,12 @@ bench: $(STAMP)
 	$(PY) bench/bench_overload.py
 	$(PY) bench/bench_slow_clients.py
 	$(PY) bench/summary.py
+
+# Recommendation quality on shaped logs: `edgeperso evaluate` on every shared data set and the
+# simulator, as they are and in each stress shape, under each protocol (bench/stress.py;
+# docs/benchmarks.md#stress-shapes). Tables in bench/results/stress.md; STRESS_ARGS="--quick".
+stress: $(STAMP)
+	$(PY) bench/stress.py $(STRESS_ARGS)
 
 # Locust against the edge on 127.0.0.1 for 20 s (loadtest/run.py): Locust's CSV and HTML report
 # and build/loadtest/summary.json; exits 1 when a request fails unexpectedly or p99 is over budget.

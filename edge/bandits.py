@@ -5,12 +5,18 @@ clicks; each node adds what it sees through POST /v1/events: impressions and cli
 the slot and the arm as `variant` and quote the answer's `decision_id`, which must verify
 (`edge.decisions`), so only choices the edge really made, each counted once, teach it. Every
 choice comes with its selection probability, so the page can log it and a new policy can be
-evaluated offline (inverse propensity scoring)."""
+evaluated offline (inverse propensity scoring).
+
+With `by_segment`, each of the bundle's segments keeps its own counts at the node, from the
+segment's own prior when export wrote one, else everyone's; visitors without a segment (no
+consent, no visitor graph) and any name the bundle does not know share the all-segments key,
+so the keys a node keeps per slot are bounded by the bundle, not by what feedback says."""
 
 from __future__ import annotations
 
 import threading
-from typing import Annotated
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 import numpy as np
@@ -18,7 +24,12 @@ from msgspec import Meta, Struct
 
 from edge.schemas import Label, SlotChoice
 
-ALL_SEGMENTS = ""  # the prior of visitors whose segment has no data of its own
+if TYPE_CHECKING:
+    from edge.visitor import VisitorModel
+
+# Everyone's prior (also where a segment without one of its own starts), and at the node the
+# counts of visitors with no segment this bundle knows.
+ALL_SEGMENTS = ""
 PROPENSITY_DRAWS = 500  # Monte Carlo draws behind each reported selection probability
 
 
@@ -45,23 +56,41 @@ class BanditPolicy:
     """Thompson sampling for every slot of a bundle, with this node's own feedback added to
     the export's priors. Thread-safe: feedback arrives from worker threads."""
 
-    def __init__(self, bandits: list[Bandit], seed: int | None = None) -> None:
+    def __init__(
+        self, bandits: list[Bandit], seed: int | None = None, segments: Iterable[str] = ()
+    ) -> None:
+        """`segments`: the names the bundle's visitor graph can give (`segment_names`); each
+        learns on its own, as does any segment a bandit's priors name."""
         self.bandits = {b.slot: b for b in bandits}
         self.arm_index = {b.slot: {a.name: i for i, a in enumerate(b.arms)} for b in bandits}
+        self.segments = frozenset(segments)
         # (slot, segment) -> float64 [arms, 2]: impressions and clicks seen at this node
         self.seen: dict[tuple[str, str], np.ndarray] = {}
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(seed)
 
-    def posterior(self, slot: str, segment: str) -> np.ndarray:
-        """[arms, 2] Beta parameters: the prior plus this node's clicks and non-clicks."""
+    def key(self, slot: str, segment: str | None) -> str:
+        """The segment whose counts a choice for `segment` reads and its feedback adds to: its
+        own when the slot learns per segment and the bundle knows the name, else everyone's."""
         bandit = self.bandits[slot]
-        key = segment if bandit.by_segment and segment in bandit.priors else ALL_SEGMENTS
-        prior = np.array(bandit.priors.get(key) or [(1.0, 1.0)] * len(bandit.arms), np.float64)
+        if bandit.by_segment and segment and (segment in self.segments or segment in bandit.priors):
+            return segment
+        return ALL_SEGMENTS
+
+    def posterior(self, slot: str, segment: str | None) -> np.ndarray:
+        """[arms, 2] Beta parameters: the segment's prior (else everyone's, else flat) plus this
+        node's clicks and non-clicks under the segment's key."""
+        bandit = self.bandits[slot]
+        key = self.key(slot, segment)
+        flat = [(1.0, 1.0)] * len(bandit.arms)
+        start = bandit.priors.get(key) or bandit.priors.get(ALL_SEGMENTS) or flat
+        prior = np.array(start, np.float64)
         with self._lock:
             seen = self.seen.get((slot, key))
             if seen is not None:
-                prior = prior + np.column_stack([seen[:, 1], seen[:, 0] - seen[:, 1]])
+                # A click whose impression never came still counts; non-clicks never go below 0.
+                misses = np.maximum(seen[:, 0] - seen[:, 1], 0.0)
+                prior = prior + np.column_stack([seen[:, 1], misses])
         return np.maximum(prior, 1e-3)
 
     def choose(self, slot: str, segment: str | None) -> SlotChoice:
@@ -71,7 +100,7 @@ class BanditPolicy:
         call here, its normal sampler a few µs, and the chosen arm and its probability come
         from the same draws, so the logged probability is the policy's own."""
         bandit = self.bandits[slot]
-        params = self.posterior(slot, segment or ALL_SEGMENTS)
+        params = self.posterior(slot, segment)
         alpha, beta = params[:, :1], params[:, 1:]
         total = alpha + beta
         mean, sd = alpha / total, np.sqrt(alpha * beta / (total * total * (total + 1.0)))
@@ -86,16 +115,24 @@ class BanditPolicy:
 
     def record(self, slot: str, arm: str, segment: str | None, clicked: bool) -> bool:
         """An impression (clicked=False) or a click (clicked=True) of an arm, under the segment
-        the arm was chosen for; whether this bundle runs that arm (else nothing is counted)."""
+        the arm was chosen for (the verified decision's, never one an event names); whether
+        this bundle runs that arm (else nothing is counted)."""
         index = self.arm_index.get(slot, {}).get(arm)
         if index is None:
             return False  # a slot or arm this bundle does not run: not ours to learn from
         bandit = self.bandits[slot]
-        key = segment if bandit.by_segment and segment in bandit.priors else ALL_SEGMENTS
+        key = self.key(slot, segment)
         with self._lock:
             seen = self.seen.setdefault((slot, key), np.zeros((len(bandit.arms), 2)))
             seen[index, 1 if clicked else 0] += 1.0
         return True
+
+
+def segment_names(visitor: VisitorModel | None) -> frozenset[str]:
+    """Every segment the bundle's visitor graph can name: its clusters and the shop's rules."""
+    if visitor is None or visitor.segments is None:
+        return frozenset()
+    return frozenset(visitor.segments.codes)
 
 
 bandit_table_decoder = msgspec.msgpack.Decoder(BanditTable)

@@ -36,6 +36,9 @@ def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return distinct
 
 
+_NO_CODES = np.empty(0, dtype=np.int8)
+
+
 @dataclass(frozen=True)
 class ItemTable:
     """Per-item facts. Item i is the i-th id in UTF-8 byte order; ids are found by binary
@@ -48,6 +51,21 @@ class ItemTable:
     in_stock: np.ndarray  # bool
     age_days: np.ndarray  # float16 or 32: days from the item's first event to the end of training
     repeat_rate: np.ndarray  # float16 or 32: share of the item's buyers who bought it again
+    # Brands and tags, for merchandising (`edge.merchandising`); format 8 and later. Left empty,
+    # every item's brand is unknown (-1) and no item has tags.
+    brand: np.ndarray = field(default_factory=lambda: _NO_CODES)  # signed code per item, -1
+    brand_names: list[str] = field(default_factory=list)
+    # Tags in CSR form: item i's tag codes are tag_codes[tag_indptr[i]:tag_indptr[i + 1]].
+    tag_indptr: np.ndarray = field(default_factory=lambda: _NO_CODES)
+    tag_codes: np.ndarray = field(default_factory=lambda: _NO_CODES)
+    tag_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = self.id_bytes.size
+        if self.brand.size == 0 and n:
+            object.__setattr__(self, "brand", np.full(n, -1, dtype=np.int8))
+        if self.tag_indptr.size == 0:
+            object.__setattr__(self, "tag_indptr", np.zeros(n + 1, dtype=np.int64))
 
     def __len__(self) -> int:
         return self.id_bytes.size
@@ -298,6 +316,9 @@ class Model:
     popularity: Popularity
     event_weights: dict[str, float]
     ranker: Ranker | None = None  # attached by export once trained; always set in a bundle
+    # Items without interactions next to the items they resemble (`content.msgpack`); None in
+    # bundles written before it.
+    content: ItemGraph | None = None
     category_lift: dict[str, np.ndarray] = field(init=False, repr=False)
     # Per item: popularity, log price (-1 unknown), age in days, repeat rate (float32 [n, 4]).
     static_features: np.ndarray = field(init=False, repr=False)

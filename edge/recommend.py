@@ -8,13 +8,16 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 
-from edge.bandits import BanditPolicy
+import numpy as np
+
+from edge.bandits import BanditPolicy, segment_names
 from edge.bundle import Bundle
 from edge.bundle.manifest import Serving
 from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
 from edge.experiments import NO_TREATMENT, Treatment, treatment
-from edge.rules import NO_RULES, RuleOutcome, RulePlan, visit_signals
+from edge.merchandising import Merchandiser, Policy, place_pins
+from edge.rules import NO_RULES, RuleOutcome, RulePlan, cart_from, visit_signals
 from edge.schemas import (
     FEEDBACK_TYPES,
     Intent,
@@ -67,12 +70,22 @@ class Recommender:
         serving = bundle.manifest.models.serving if bundle is not None else Serving()
         self.max_per_category = serving.max_per_category
         self.sizes = serving.candidates
+        self.scorer = serving.scorer or "ranker"
         # Thompson sampling per slot; what this node learns lives as long as the bundle does.
-        self.bandits = BanditPolicy(list(bundle.bandits)) if bundle and bundle.bandits else None
+        self.bandits = (
+            BanditPolicy(list(bundle.bandits), segments=segment_names(bundle.visitor))
+            if bundle and bundle.bandits
+            else None
+        )
         self.rules = RulePlan(bundle.rules) if bundle and bundle.rules else None
         # What POST /v1/events may log: the feedback types and any this bundle weighs.
         weighed = bundle.model.event_weights if bundle is not None else {}
         self.feedback_types = frozenset(FEEDBACK_TYPES) | frozenset(weighed)
+        # The catalog's names and the bundle's own pins, boosts and filters, compiled at load.
+        self.merchandiser = None
+        if bundle is not None:
+            spec = bundle.manifest.models.merchandising
+            self.merchandiser = bundle.merchandiser or Merchandiser(bundle.model.items, spec)
 
     def warm_up(self) -> None:
         """Run a cold and a personalized request once at load, so the first real visitor does not
@@ -126,9 +139,13 @@ class Recommender:
         context = resolve_context(request.context, headers or {})
         self._check_event_types(request)
         self._check_slots(request)
+        policy = self._policy(request)
         bundle = self.bundle
         if bundle is None:
-            items = self._popular(None, context, request, set(), request.k)
+            # Without a catalog, a request's filters cannot be honoured: no items rather than
+            # one they rule out.
+            restricts = request.merchandising is not None and request.merchandising.restricts
+            items = [] if restricts else self._popular(None, context, request, set(), request.k)
             reason = f"bundle_unavailable: {self.unavailable_reason}"
             return self._answer(items, None, reason, False, context, started)
         deadline = Deadline(self.budget_ms - queued_ms)
@@ -151,7 +168,10 @@ class Recommender:
                 cart = request.context.cart if request.context else []
             else:  # not consented: only the context, nothing about the visitor
                 profile, events, cart = None, [], []
-            state = build_user_state(bundle.model, profile, events, cart, request.exclude)
+            # A cart the page does not send is the one the session's events leave: never
+            # recommended, like a sent one (not weighed twice: its events already count).
+            exclude = list(request.exclude) + ([] if cart else cart_from(events))
+            state = build_user_state(bundle.model, profile, events, cart, exclude)
             step = "segment and intent"
             segment, intent = None, None
             if request.consent and bundle.visitor is not None:
@@ -166,7 +186,7 @@ class Recommender:
             outcome = NO_RULES
             if request.consent and self.rules is not None:
                 outcome = self._rules(
-                    bundle, request, profile, state, context, segment, intent, chosen.rules
+                    bundle, request, profile, state, context, segment, intent, chosen.rules, policy
                 )
             step = "slots"
             slots = {}
@@ -175,7 +195,7 @@ class Recommender:
             step = "candidates"
             deadline.check(step)
             if chosen.ranker == "popularity":  # a variant that holds personalization out
-                items = self._popular(bundle, context, request, set(), request.k)
+                items = self._popular(bundle, context, request, set(), request.k, policy)
                 personalized = False
             else:
                 candidates = candidate_features(
@@ -187,8 +207,9 @@ class Recommender:
                     *visitor_features(bundle.visitor, segment, intent),
                 )
                 step = "ranker"
-                items = self._ranked(bundle, request, candidates, context, deadline)
+                items = self._ranked(bundle, request, candidates, context, deadline, policy)
                 personalized = state.has_history
+            items = self._pinned(bundle, policy, items, request.k, state.blocked)
             return self._answer(
                 items,
                 bundle.build_id,
@@ -207,8 +228,35 @@ class Recommender:
         except Exception:  # any failing step: log it, answer with fallback, never a 500
             log.exception("recommend step %r failed; answering with fallback content", step)
             reason = f"error: step '{step}' failed"
-        items = self._popular(bundle, context, request, set(), request.k)
+        items = self._popular(bundle, context, request, set(), request.k, policy)
+        if policy is not None and policy.pins:
+            blocked = bundle.model.items.lookup(sorted(self._blocked(bundle, request)))
+            items = self._pinned(bundle, policy, items, request.k, blocked)
         return self._answer(items, bundle.build_id, reason, False, context, started)
+
+    def _policy(self, request: RecommendRequest) -> Policy | None:
+        """The merchandising policy of this request: the bundle's, with the request's on top
+        (a ValidationError naming the field when it names what the catalog lacks)."""
+        if self.merchandiser is None:
+            return None
+        return self.merchandiser.for_request(request.merchandising)
+
+    def _pinned(
+        self,
+        bundle: Bundle,
+        policy: Policy | None,
+        items: list[ScoredItem],
+        k: int,
+        blocked: np.ndarray,
+    ) -> list[ScoredItem]:
+        """The answer with the policy's pins at their positions: a pinned item keeps its score
+        when it was in the answer, else scores 0."""
+        pins = policy.pinned(blocked) if policy is not None else []
+        if not pins:
+            return items
+        scores = {it.item_id: it.score for it in items}
+        ids = place_pins([it.item_id for it in items], pins, k)
+        return [ScoredItem(i, scores.get(i, 0.0)) for i in ids]
 
     def _rules(
         self,
@@ -220,6 +268,7 @@ class Recommender:
         segment: str | None,
         intent: Intent | None,
         rule_set: str,
+        policy: Policy | None = None,
     ) -> RuleOutcome:
         plan = self.rules
         if plan is None:
@@ -238,9 +287,15 @@ class Recommender:
             plan.guardrails.quiet_after_purchase_hours,
         )
         model = bundle.model
-        return plan.evaluate(
-            signals, lambda item, k: accessories(model, item, k, state.blocked), rule_set
-        )
+
+        def goes_with(item: str, k: int) -> list[str]:
+            if policy is None or not policy.restricts:
+                return accessories(model, item, k, state.blocked)
+            found = accessories(model, item, len(model.items), state.blocked)  # all, then filter
+            keep = policy.allows(model.items.positions(found)).tolist()
+            return [i for i, ok in zip(found, keep) if ok][:k]
+
+        return plan.evaluate(signals, goes_with, rule_set)
 
     def _ranked(
         self,
@@ -249,16 +304,26 @@ class Recommender:
         candidates: Candidates,
         context: ResolvedContext,
         deadline: Deadline,
+        policy: Policy | None = None,
     ) -> list[ScoredItem]:
-        """The candidates scored by the composite ranker, topped up when short."""
+        """The candidates scored by the composite ranker, topped up when short. A policy's
+        filters take candidates out before the ranker; its boosts multiply the scores before
+        the top k."""
         cap = request.max_per_category
         if cap is None:
             cap = self.max_per_category
-        top, scores = rank(bundle.model, candidates, request.k, deadline, cap)
+        boost = None
+        if policy is not None:
+            if policy.restricts:
+                keep = policy.allows(candidates.items)
+                candidates = Candidates(candidates.items[keep], candidates.features[keep])
+            if policy.boosts:
+                boost = policy.factors(candidates.items)
+        top, scores = rank(bundle.model, candidates, request.k, deadline, cap, self.scorer, boost)
         ids = bundle.model.items.ids_of(top)
         items = [ScoredItem(i, round(float(s), 6)) for i, s in zip(ids, scores)]
         if len(items) < request.k:  # a tiny catalog or a long exclude list: top up
-            items += self._top_up(bundle, context, request, items, cap)
+            items += self._top_up(bundle, context, request, items, cap, policy)
         return items
 
     def _top_up(
@@ -268,11 +333,13 @@ class Recommender:
         request: RecommendRequest,
         items: list[ScoredItem],
         cap: int,
+        policy: Policy | None = None,
     ) -> list[ScoredItem]:
         """Popular items after the ranked ones, under the same category cap. Scored 0:
         popularity is on another scale than the ranker's probabilities."""
         taken = {it.item_id for it in items}
-        pool = self._popular(bundle, context, request, taken, limit=None if cap else request.k)
+        limit = None if cap else request.k
+        pool = self._popular(bundle, context, request, taken, limit, policy)
         table = bundle.model.items
         counts = Counter(table.categories([it.item_id for it in items]).tolist())
         out = []
@@ -292,27 +359,21 @@ class Recommender:
         request: RecommendRequest,
         taken: set[str],
         limit: int | None,
+        policy: Policy | None = None,
     ) -> list[ScoredItem]:
         """Precomputed popular items for the most specific context there is content for:
-        enough to fill k next to `taken`, or all of them with `limit=None`."""
-        blocked = set(request.exclude) | taken
-        if request.context is not None and request.consent:
-            blocked |= set(request.context.cart)
-        if bundle is not None and request.user_id and request.consent:
-            try:  # the fallback must not fail when the profile store does
-                profile = bundle.profiles.get(request.user_id)
-            except Exception:
-                log.exception("profile store failed while answering with fallback content")
-                profile = None
-            if profile is not None:
-                blocked |= set(profile.bought_items)
+        enough to fill k next to `taken`, or all of them with `limit=None`; with a policy,
+        only what it allows, in the order its boosts give."""
+        blocked = self._blocked(bundle, request) | taken
         keys = context_keys(context)
         for key in (keys["country"], keys["device"], keys["hour"], "all"):
             if key in self.fallback_content:
                 ranked = self.fallback_content[key]
                 break
         else:
-            ranked = []
+            key, ranked = "", []
+        if bundle is not None and policy is not None:
+            ranked = policy.popular(bundle.model, key, ranked)
         wanted = len(ranked) if limit is None else limit - len(taken)
         out: list[ScoredItem] = []
         for item_id, score in ranked:
@@ -321,6 +382,23 @@ class Recommender:
             if item_id not in blocked:
                 out.append(ScoredItem(item_id, float(score)))
         return out
+
+    def _blocked(self, bundle: Bundle | None, request: RecommendRequest) -> set[str]:
+        """What a fallback answer must not show: `exclude`, and with consent the cart and what
+        a known customer bought."""
+        blocked = set(request.exclude)
+        if request.consent:
+            cart = request.context.cart if request.context else []
+            blocked |= set(cart or cart_from(request.session.events if request.session else []))
+        if bundle is not None and request.user_id and request.consent:
+            try:  # the fallback must not fail when the profile store does
+                profile = bundle.profiles.get(request.user_id)
+            except Exception:
+                log.exception("profile store failed while answering with fallback content")
+                profile = None
+            if profile is not None:
+                blocked |= set(profile.bought_items)
+        return blocked
 
     def _answer(
         self,

@@ -165,7 +165,7 @@ def visit_signals(
     quiet_after_purchase_hours: float,
 ) -> VisitSignals:
     """What this request says about the visit, for the rules."""
-    cart = list(cart) or _cart_from(events)
+    cart = list(cart) or cart_from(events)
     touched = [t for e in events if e.type in CART_EVENTS and (t := epoch_of(e.ts)) is not None]
     idle = (now - max(touched)) / 60.0 if cart and touched else None
     dwelled = max(
@@ -203,8 +203,9 @@ def visit_signals(
 CART_EVENTS = ("add_to_cart", "remove_from_cart")
 
 
-def _cart_from(events: Sequence[SessionEvent]) -> list[str]:
-    """The cart as this session's events leave it, when the page does not send it."""
+def cart_from(events: Sequence[SessionEvent]) -> list[str]:
+    """The cart as this session's events leave it, when the page does not send it (the rules'
+    abandoned cart, and what an answer must not recommend)."""
     cart: dict[str, None] = {}
     for event in events:
         if event.type == "add_to_cart":

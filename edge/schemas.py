@@ -9,6 +9,8 @@ from typing import Annotated
 
 from msgspec import Meta, Struct
 
+from edge.merchandising import Merchandising
+
 # Event types every shop has; a build config may add more (with a weight of their own).
 DEFAULT_EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
 
@@ -54,6 +56,8 @@ class RecommendRequest(Struct, frozen=True, forbid_unknown_fields=True):
     max_per_category: Annotated[int, Meta(ge=0, le=100)] | None = None
     consent: bool = True
     slots: Annotated[list[Label], Meta(max_length=20)] = []  # bandit slots to fill (banners...)
+    # Pins, boosts, buries and filters on top of the bundle's own (edge.merchandising).
+    merchandising: Merchandising | None = None
 
 
 class ScoredItem(Struct, frozen=True):

@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated, overload
+from typing import Annotated, Literal, get_args, overload
 
 import numpy as np
 from msgspec import Meta, Struct
@@ -19,6 +19,7 @@ from msgspec import Meta, Struct
 from edge.context import context_keys
 from edge.errors import BudgetExceeded
 from edge.model import ItemGraph, Model, top_k
+from edge.ranker import Ranker
 from edge.schemas import Profile, ResolvedContext, SessionEvent
 
 FEATURES = (
@@ -46,6 +47,7 @@ FEATURES = (
     "session_events",  # events in this session so far
     "purchase_intent",  # the intent model's probability for this visit (NaN: none, no consent)
     "segment",  # the visitor's segment code (`SegmentHead.code`; NaN: none, no consent)
+    "content_score",  # resemblance of an item without interactions to the recent items
 )
 # What the visitor's context (device, country, local hour) adds; `ranker.context_features =
 # false` trains without them, to measure what they are worth.
@@ -60,6 +62,17 @@ CONTEXT_FEATURES = (
 COLUMN = {name: i for i, name in enumerate(FEATURES)}
 # Features of the item alone, gathered in one step from `Model.static_features`.
 STATIC_COLUMNS = [COLUMN[name] for name in ("pop_overall", "log_price", "age_days", "repeat_rate")]
+
+# What the edge ranks candidates by: the composite ranker, or one of the generators alone by
+# its own score (export's selection guard ships whichever answered its validation cases best).
+Scorer = Literal["ranker", "als", "regression", "covis", "popular"]
+SCORERS: tuple[Scorer, ...] = get_args(Scorer)
+GENERATOR_COLUMN = {
+    "als": COLUMN["als_score"],
+    "regression": COLUMN["regression_score"],
+    "covis": COLUMN["covis_score"],
+    "popular": COLUMN["pop_overall"],
+}
 
 RECENT_ITEMS_FOR_COVIS = 10
 LONG_DWELL_MS = 30_000.0  # a view this long counts twice as much as a glance
@@ -96,6 +109,7 @@ class CandidateSizes(Struct, frozen=True, forbid_unknown_fields=True):
     popular: Size = 10
     category: Annotated[int, Meta(ge=0, le=50)] = 5  # of each of the user's two top categories
     history: Size = 20
+    content: Size = 10  # items without interactions that resemble the recent items
 
 
 class Deadline:
@@ -335,11 +349,16 @@ def candidate_features(
         # EASE is a regression on binary histories: every item the user has counts once.
         "regression": _neighbour_scores(model.regression, state.items, np.ones(state.items.size)),
     }
+    if model.content is not None:
+        neighbours["content"] = _neighbour_scores(
+            model.content, state.recent, state.recent_weights
+        )
     for name, (found, scores) in neighbours.items():
         if found.size:
             best = found[top_k(scores, getattr(sizes, name))]
             sources.append(best)
-            ranked[name] = _reciprocal_ranks(best)
+            if name != "content":
+                ranked[name] = _reciprocal_ranks(best)
     affinity = None
     if state.has_history:
         affinity = _category_shares(model, state.items, state.weights)
@@ -363,8 +382,7 @@ def candidate_features(
         features[:, column["als_score"]] = model.embeddings.rows(items) @ user_vector
     for name, (keys_ranked, rr) in ranked.items():
         features[:, column[f"{name}_rr"]] = _lookup(n_items, keys_ranked, rr, items)
-    for name in ("covis", "regression"):
-        found, scores = neighbours[name]
+    for name, (found, scores) in neighbours.items():
         features[:, column[f"{name}_score"]] = _lookup(n_items, found, scores, items)
     features[:, column["history_weight"]] = _lookup(n_items, state.items, state.weights, items)
     features[:, STATIC_COLUMNS] = model.static_features[items]
@@ -390,26 +408,43 @@ def candidate_features(
     return Candidates(items, features)
 
 
+def score_candidates(
+    ranker: Ranker | None, features: np.ndarray, scorer: Scorer = "ranker"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(score per candidate row, the rows best first). A generator alone ranks by its own score,
+    ties (a visitor it knows nothing of scores 0 everywhere) going to the more popular item."""
+    if scorer == "ranker":
+        if ranker is None:
+            raise RuntimeError("this model has no ranker; export attaches one before serving")
+        scores = ranker.predict(features)
+        return scores, np.argsort(-scores, kind="stable")
+    scores = features[:, GENERATOR_COLUMN[scorer]]
+    return scores, np.lexsort((-features[:, COLUMN["pop_overall"]], -scores))
+
+
 def rank(
     model: Model,
     candidates: Candidates,
     k: int,
     deadline: Deadline = NO_DEADLINE,
     max_per_category: int = 0,
+    scorer: Scorer = "ranker",
+    boost: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The top k candidates by the ranker's purchase probability: (item indices, scores). With
-    `max_per_category`, no category fills more than that many of the k places (items of an
-    unknown category are not capped)."""
+    """The top k candidates by `scorer` (the ranker's purchase probability by default): (item
+    indices, scores). With `max_per_category`, no category fills more than that many of the k
+    places (items of an unknown category are not capped). `boost`, a factor per candidate
+    (merchandising), multiplies its score before the top k (divides a negative one)."""
     if candidates.items.size == 0:
         return candidates.items, np.empty(0, dtype=np.float32)
     deadline.check("ranker")
-    if model.ranker is None:
-        raise RuntimeError("this model has no ranker; export attaches one before serving")
-    scores = model.ranker.predict(candidates.features)
+    scores, order = score_candidates(model.ranker, candidates.features, scorer)
+    if boost is not None:
+        scores = np.where(scores >= 0, scores * boost, scores / boost)
+        order = order[np.argsort(-scores[order], kind="stable")]  # ties keep the scorer's order
     if max_per_category <= 0:
-        top = top_k(scores, k)
+        top = order[:k]
         return candidates.items[top], scores[top]
-    order = np.argsort(-scores, kind="stable")
     categories = model.items.category[candidates.items[order]]
     # Rank of each candidate within its category, in score order: keep the first N of each.
     by_category = np.argsort(categories, kind="stable")

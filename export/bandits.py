@@ -1,6 +1,13 @@
 """Bandit priors from logged feedback: per slot, segment and arm, the impressions and clicks the
 feedback log holds (events that name the slot and the arm as `variant`) become a Beta prior,
-shrunk to at most `prior_weight` observations so that each node can still learn quickly."""
+shrunk to at most `prior_weight` observations so that each node can still learn quickly.
+
+Everyone's prior (segment "") is Beta(1 + clicks, 1 + non-clicks) of all the slot's traffic.
+A segment's prior is everyone's plus the segment's own counts, shrunk back to `prior_weight`
+observations: a segment with n impressions of an arm holds n / (n + min(N, prior_weight)) of
+its own rate against everyone's (N: everyone's impressions of it). One that saw an arm a few
+times keeps about everyone's rate for it; one with thousands, about its own; one with none
+gets no prior of its own, and the edge starts it from everyone's, the same prior."""
 
 from __future__ import annotations
 
@@ -41,12 +48,14 @@ def bandit_priors(
     for config in bandits:
         names = [a.name for a in config.arms]
         counts = _counts(config.slot, names, log, segment_of, config.by_segment)
-        priors = {
-            segment: [
-                _beta(*counts.get((segment, arm), (0, 0)), config.prior_weight) for arm in names
+        weight = config.prior_weight
+        pooled = [_beta(*counts.get((ALL_SEGMENTS, arm), (0, 0)), weight) for arm in names]
+        priors = {ALL_SEGMENTS: pooled}
+        for segment in sorted({s for s, _ in counts} - {ALL_SEGMENTS}):
+            priors[segment] = [
+                _shrunk(*counts.get((segment, arm), (0, 0)), everyone, weight)
+                for arm, everyone in zip(names, pooled, strict=True)
             ]
-            for segment in {ALL_SEGMENTS, *(s for s, _ in counts)}
-        }
         out.append(Bandit(config.slot, list(config.arms), config.by_segment, priors))
     return out
 
@@ -83,8 +92,18 @@ def _counts(
     return counts
 
 
-def _beta(impressions: int, clicks: int, weight: float) -> tuple[float, float]:
+def _beta(impressions: float, clicks: float, weight: float) -> tuple[float, float]:
     """Beta(1 + clicks, 1 + impressions - clicks), scaled down to at most `weight` of them."""
     clicks = min(clicks, impressions)
     scale = min(1.0, weight / impressions) if impressions else 1.0
     return (1.0 + clicks * scale, 1.0 + (impressions - clicks) * scale)
+
+
+def _shrunk(
+    impressions: int, clicks: int, everyone: tuple[float, float], weight: float
+) -> tuple[float, float]:
+    """A segment's prior for one arm: everyone's (its observations beyond Beta(1, 1)) plus the
+    segment's own impressions and clicks, the sum scaled down to at most `weight`."""
+    clicks = min(clicks, impressions)
+    pooled_clicks, pooled_misses = everyone[0] - 1.0, everyone[1] - 1.0
+    return _beta(impressions + pooled_clicks + pooled_misses, clicks + pooled_clicks, weight)

@@ -10,6 +10,13 @@ baselines alike, so all of them are asked the same questions:
   take next. Anonymous sessions count (the session is all there is); for a known customer the
   profile rides along.
 - `leave_last_out` (a split, then `users` cases): each customer's last target event is the test.
+- `random` (a split, then `users` cases): a seeded share of each customer's distinct target
+  items is the test, from the first time they took each; for logs whose order means little
+  (ratings entered in bulk, baskets).
+- `next_new_item` (a split, then `users` cases): each customer's last target event on an item
+  they had never touched before is the test; the targets most logs' shops care about.
+- `temporal`: the last days of the log are the test, asked as `users` or `sessions` cases
+  (`choose_protocol`).
 """
 
 from __future__ import annotations
@@ -21,9 +28,20 @@ import numpy as np
 import pandas as pd
 
 from edge.context import hour_bucket
+from edge.rules import cart_from
 from edge.schemas import Profile, ResolvedContext, SessionEvent
 
-PROTOCOLS = ("auto", "users", "sessions", "leave_last_out")
+PROTOCOLS = (
+    "auto",
+    "temporal",
+    "users",
+    "sessions",
+    "leave_last_out",
+    "random",
+    "next_new_item",
+)
+# Protocols whose split is per customer (not a time window), asked as `users` cases.
+PER_CUSTOMER = ("leave_last_out", "random", "next_new_item")
 
 
 @dataclass(frozen=True)
@@ -121,7 +139,14 @@ def session_cases(
         positions = np.flatnonzero(is_target[start + 1 : end]) + start + 1
         if positions.size == 0:
             continue
-        cut = int(rng.choice(positions))
+        taken = int(rng.choice(positions))
+        # An item the session put in its cart before taking it is asked for before it went
+        # in: the edge never recommends what is in the cart, so after that it is no question.
+        cut = taken
+        while cut > start and item_in_cart(types[start:cut], items[start:cut], items[taken]):
+            cut = start + _last_add(types[start:cut], items[start:cut], items[taken])
+        if cut == start:
+            continue
         user = users[cut] if users[cut] in profiles else None
         session = tuple(
             SessionEvent(
@@ -131,10 +156,12 @@ def session_cases(
             )
             for j in range(start, cut)
         )
-        bought = {e.item_id for e in session if e.type == "purchase"}
+        # What the edge would never show: bought (in this session or before), or in the cart
+        # this session's events leave.
+        blocked = {e.item_id for e in session if e.type == "purchase"} | set(cart_from(session))
         if user is not None:
-            bought |= set(profiles[user].bought_items)
-        if items[cut] in bought:
+            blocked |= set(profiles[user].bought_items)
+        if items[taken] in blocked:
             continue
         row = events.iloc[cut]
         cases.append(
@@ -142,18 +169,37 @@ def session_cases(
                 user,
                 session,
                 context_of(row),
-                frozenset([items[cut]]),
-                frozenset(bought),
+                frozenset([items[taken]]),
+                frozenset(blocked),
                 row["ts"].timestamp(),
             )
         )
     return cases
 
 
+def item_in_cart(types: np.ndarray, items: np.ndarray, item: str) -> bool:
+    """Whether these events (a session's, in order) leave `item` in the cart."""
+    events = [
+        SessionEvent(type=t, item_id=i)
+        for t, i in zip(types, items)
+        if i == item or t == "purchase"
+    ]
+    return item in cart_from(events)
+
+
+def _last_add(types: np.ndarray, items: np.ndarray, item: str) -> int:
+    """The position of the last add_to_cart of `item` among these events."""
+    adds = np.flatnonzero((types == "add_to_cart") & (items == item))
+    return int(adds[-1])
+
+
 def choose_protocol(protocol: str, history: pd.DataFrame, window: pd.DataFrame) -> str:
-    """`auto`: `users` when most target-window events come from customers known before it,
-    else `sessions` (a log of anonymous visits)."""
-    if protocol != "auto":
+    """The kind of cases a window asks: `users` or `sessions` as set, `users` for the
+    per-customer splits; for a time window (`auto`, `temporal`), `users` when most target-window
+    events come from customers known before it, else `sessions` (a log of anonymous visits)."""
+    if protocol in PER_CUSTOMER:
+        return "users"
+    if protocol not in ("auto", "temporal"):
         return protocol
     known = pd.unique(history["user_id"])  # a hash table, not a set of Python strings
     share = window["user_id"].isin(known[known != ""]).mean() if len(window) else 0.0
@@ -168,7 +214,7 @@ def make_cases(
     limit: int,
     seed: int,
 ) -> list[Case]:
-    if protocol in ("users", "leave_last_out"):
+    if protocol == "users" or protocol in PER_CUSTOMER:
         return user_cases(window, profiles, target_types, limit, seed)
     if protocol == "sessions":
         return session_cases(window, profiles, target_types, limit, seed)
@@ -203,3 +249,64 @@ def leave_last_out(
     test_mask = cut.notna() & (events["ts"] >= cut)
     test = events[test_mask & events["type"].isin(target_types)]
     return events[~test_mask], test
+
+
+def random_holdout(
+    events: pd.DataFrame, target_types: list[str], share: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded `share` of each known customer's distinct target items (at least one, and never
+    all: customers with a single one stay in training) becomes the test: their target events on
+    those items. The training part drops their events on those items from the first target
+    event on, and keeps what came before it (the view before a purchase), as leave-last-out
+    does: a model is asked at the moment the customer took the item."""
+    known = events[(events["user_id"] != "") & events["type"].isin(target_types)]
+    pairs = known[["user_id", "item_id"]].drop_duplicates()
+    if pairs.empty:
+        return events, events.iloc[:0]
+    rng = np.random.default_rng(seed)
+    pairs = pairs.iloc[rng.permutation(len(pairs))]
+    position = pairs.groupby("user_id", sort=False).cumcount().to_numpy()
+    count = pairs.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
+    held_count = np.clip(np.floor(share * count + 0.5), 1, count - 1)
+    held = pairs[(count >= 2) & (position < held_count)]
+    if held.empty:
+        return events, events.iloc[:0]
+    # Each held item's first target event, per customer: from it on, their events on the item
+    # are the test's (targets) or left out (the rest); what they did before it (a view, a cart)
+    # stays, as it would at the moment they took it.
+    first = known.merge(held, on=["user_id", "item_id"]).groupby(["user_id", "item_id"])["ts"]
+    since = first.min().rename("since")
+    joined = events[["user_id", "item_id", "ts"]].join(since, on=["user_id", "item_id"])
+    after = (joined["ts"] >= joined["since"]).to_numpy()  # False where no item is held
+    test = events[after & events["type"].isin(target_types).to_numpy()]
+    return events[~after], test
+
+
+def next_new_item(
+    events: pd.DataFrame, target_types: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For each known customer, the last item they took (a target event) that they had never
+    touched before: the cut is their first event on it (a view that led to the purchase, or the
+    purchase itself), the test their target events on it, with any other item first touched at
+    that same moment and taken. The training part keeps every event before the cut. Customers
+    with nothing before it stay in training."""
+    known = events[events["user_id"] != ""]
+    first = known.drop_duplicates(["user_id", "item_id"])  # events are in time order
+    taken = known.loc[known["type"].isin(target_types), ["user_id", "item_id"]]
+    taken = taken.drop_duplicates()
+    first = first.merge(taken, on=["user_id", "item_id"])
+    if first.empty:
+        return events, events.iloc[:0]
+    cut = first.groupby("user_id")["ts"].max()
+    before = known[known["ts"] < known["user_id"].map(cut)]["user_id"].unique()
+    cut = cut[cut.index.isin(before)]
+    if cut.empty:
+        return events, events.iloc[:0]
+    newest = first[first["ts"] == first["user_id"].map(cut)][["user_id", "item_id"]]
+    user_cut = events["user_id"].map(cut)
+    later = (user_cut.notna() & (events["ts"] >= user_cut)).to_numpy()
+    is_newest = pd.MultiIndex.from_frame(events[["user_id", "item_id"]]).isin(
+        pd.MultiIndex.from_frame(newest)
+    )
+    test = events[later & is_newest & events["type"].isin(target_types).to_numpy()]
+    return events[~later], test

@@ -34,6 +34,16 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 USER_ERROR = 2  # the input, the config or the data needs changing
+# export.config's `Protocol` (not imported here: the parser must not load pandas)
+EVALUATION_PROTOCOLS = (
+    "auto",
+    "temporal",
+    "users",
+    "sessions",
+    "leave_last_out",
+    "random",
+    "next_new_item",
+)
 BUG = 1
 REPORT_BUG = (
     "This is a bug in edgeperso, not a problem with your data or settings: please report it "
@@ -127,8 +137,9 @@ def evaluate(args: argparse.Namespace) -> int:
         return USER_ERROR
     config = load_config(args.config, _parse_map(args.map))
     overrides = {
-        "protocol": args.protocol,
+        "protocol": args.protocol and args.protocol.replace("-", "_"),
         "holdout_days": args.holdout_days,
+        "holdout_share": args.holdout_share,
         "max_cases": args.max_cases,
     }
     evaluation_config = msgspec.structs.replace(
@@ -300,8 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="train on a split and compare the bundle with public baselines"
     )
     _add_input_arguments(e)
-    e.add_argument("--protocol", choices=["auto", "users", "sessions", "leave_last_out"])
+    e.add_argument(
+        "--protocol",
+        type=lambda value: value.replace("_", "-"),
+        choices=[p.replace("_", "-") for p in EVALUATION_PROTOCOLS],
+        help="how the test part is held out (docs/evaluation.md); default: the config's, auto",
+    )
     e.add_argument("--holdout-days", type=float, help="test window (time split)")
+    e.add_argument(
+        "--holdout-share", type=float, help="random: share of each customer's items held out"
+    )
     e.add_argument("--max-cases", type=int, help="test cases sampled at most")
     e.add_argument(
         "--baselines",

@@ -13,6 +13,7 @@ from msgspec import Meta, Struct
 
 from edge.bundle.manifest import Serving
 from edge.experiments import Experiment, experiment_errors
+from edge.merchandising import Merchandising, policy_errors
 from edge.rules import DEFAULT_RULES, RuleBook, rule_book_errors, rule_sets
 from edge.schemas import DEFAULT_EVENT_TYPES
 from edge.segments import SegmentRule, rule_errors
@@ -35,7 +36,16 @@ CANONICAL_EVENT_COLUMNS = (
     "category",
     "brand",
 )
-CATALOG_COLUMNS = ("item_id", "title", "category", "price", "brand", "in_stock")
+CATALOG_COLUMNS = (
+    "item_id",
+    "title",
+    "category",
+    "price",
+    "brand",
+    "in_stock",
+    "non_product",  # true: postage, a fee, a discount... never recommended (export.non_products)
+    "tags",  # labels separated by "|" ("sale|vegan"), for merchandising (edge.merchandising)
+)
 
 Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
 Positive = Annotated[float, Meta(gt=0.0)]
@@ -73,6 +83,16 @@ class InputConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # as those of a log with dates only do. It adds that many seconds to the timestamp.
     order_column: str | None = None
     max_future_skew_minutes: Annotated[float, Meta(ge=0)] = 5.0
+
+
+class CatalogConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Items that are not products (postage, fees, discounts): kept in the data, never
+    recommended (`export.non_products`)."""
+
+    non_product_ids: list[str] = []  # regular expressions searched in item ids (^POST$)
+    non_product_titles: list[str] = []  # searched in titles, in any case (^postage$)
+    # Flag oddly shaped ids whose title names a service or that are in most baskets; reported.
+    non_product_heuristic: bool = True
 
 
 class EventsConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -135,6 +155,10 @@ class PopularityConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class RankerConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    # How the label part is cut (docs/models.md#training-the-ranker): "window", the last
+    # `label_days`; "random", a share of each customer's items; "auto", a window when it asks
+    # enough questions, else random.
+    labels: Literal["auto", "window", "random"] = "auto"
     label_days: Positive | None = None  # label window before the cut; default: 15% of the span
     max_cases: PositiveInt = 30_000  # training cases (visitors asked a question)
     negatives_per_case: PositiveInt = 40
@@ -150,7 +174,9 @@ class RankerConfig(Struct, frozen=True, forbid_unknown_fields=True):
     learning_rate: Positive = 0.1
 
 
-Protocol = Literal["auto", "users", "sessions", "leave_last_out"]
+Protocol = Literal[
+    "auto", "temporal", "users", "sessions", "leave_last_out", "random", "next_new_item"
+]
 
 
 class SegmentsConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -177,8 +203,12 @@ class IntentConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class EvaluationConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    # auto: `users` when most holdout events come from known customers, else `sessions`
+    # How the evaluation holds out, and how the ranker's labels are cut (docs/evaluation.md).
+    # auto: a time window when it asks enough questions, else `random`; a time window is asked
+    # as `users` when most of its events come from known customers, else as `sessions`.
     protocol: Protocol = "auto"
+    # `random`: the share of each customer's distinct target items held out
+    holdout_share: Annotated[float, Meta(gt=0.0, lt=1.0)] = 0.25
     # Default: the ranker's label window (15% of the span), so the final ranker's history
     # models are the evaluation's, fitted once.
     holdout_days: Positive | None = None
@@ -194,6 +224,7 @@ class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):
     seed: int = 0
     input: InputConfig = InputConfig()
     events: EventsConfig = EventsConfig()
+    catalog: CatalogConfig = CatalogConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     covisitation: CoVisitationConfig = CoVisitationConfig()
     regression: RegressionConfig = RegressionConfig()
@@ -209,6 +240,9 @@ class BuildConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # [[bandits]]: slot, arms (name, content = {...}), by_segment, prior_weight; priors come
     # from the feedback log given to export with --bandit-log.
     bandits: list[BanditConfig] = []
+    # [merchandising]: pins, boost, bury, filters, only; shipped in the manifest, and every
+    # request's own merchandising goes on top (docs/merchandising.md).
+    merchandising: Merchandising = Merchandising()
 
     @property
     def event_types(self) -> tuple[str, ...]:
@@ -280,6 +314,21 @@ def _unwrapped(info: msgspec.inspect.Type | None) -> msgspec.inspect.Type | None
     return info
 
 
+def _pattern_errors(catalog: CatalogConfig) -> list[str]:
+    """Each [catalog] pattern that is not a regular expression, with why."""
+    errors = []
+    for key in ("non_product_ids", "non_product_titles"):
+        for i, pattern in enumerate(getattr(catalog, key)):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                errors.append(
+                    f"catalog.{key}[{i}]: {pattern!r} is not a regular expression ({exc}); "
+                    "allowed: a Python regular expression, such as '^POST$'"
+                )
+    return errors
+
+
 def load_config(path: str | Path | None, column_map: dict[str, str] | None = None) -> BuildConfig:
     """Read a TOML build config (or the defaults), then apply `--map canonical=source` flags."""
     config = BuildConfig()
@@ -306,6 +355,8 @@ def load_config(path: str | Path | None, column_map: dict[str, str] | None = Non
         errors.append(f"segments.k_min ({config.segments.k_min}) is over k_max")
     errors += experiment_errors(config.experiments)
     errors += bandit_errors(config.bandits)
+    errors += _pattern_errors(config.catalog)
+    errors += [f"merchandising{field}: {why}" for field, why in policy_errors(config.merchandising)]
     if config.intent.browsing > config.intent.high:
         errors.append(
             f"intent.browsing ({config.intent.browsing}) is over intent.high "

@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from edge.bundle import Bundle
-from edge.bundle.manifest import Evaluation
+from edge.bundle.manifest import Evaluation, RankerTraining
 from edge.model import top_k
 from edge.recommend import Recommender
 from edge.schemas import Context, RecommendRequest, Session
@@ -49,11 +49,18 @@ def measure(answer: Answer, cases: Sequence[Case], k: int, n_catalog: int) -> di
 
 
 def measure_per_case(
-    answer: Answer, cases: Sequence[Case], k: int, n_catalog: int
+    answer: Answer,
+    cases: Sequence[Case],
+    k: int,
+    n_catalog: int,
+    cold: AbstractSet[str] = frozenset(),
 ) -> tuple[dict[str, float], np.ndarray]:
-    """`measure`, and each case's NDCG@k (for paired comparisons)."""
+    """`measure`, and each case's NDCG@k (for paired comparisons). With `cold` (items without
+    events in the training part), also the share of the cold items wanted that were in the
+    top RECALL_K, when any was wanted."""
     depth = max(k, RECALL_K)
     hr = recall = 0.0
+    cold_wanted = cold_found = 0
     ndcgs = np.zeros(len(cases))
     shown: set[str] = set()
     latencies = []
@@ -65,6 +72,10 @@ def measure_per_case(
         hr += h
         recall += len(case.relevant.intersection(ranked[:RECALL_K])) / len(case.relevant)
         shown.update(ranked[:k])
+        if cold:
+            wanted = case.relevant & cold
+            cold_wanted += len(wanted)
+            cold_found += len(wanted.intersection(ranked[:RECALL_K]))
     n = max(len(cases), 1)
     metrics = {
         f"hr@{k}": round(hr / n, 4),
@@ -74,6 +85,9 @@ def measure_per_case(
         "ms_p50": round(float(np.percentile(latencies, 50)), 3) if latencies else 0.0,
         "ms_p99": round(float(np.percentile(latencies, 99)), 3) if latencies else 0.0,
     }
+    if cold_wanted:
+        metrics[f"cold_recall@{RECALL_K}"] = round(cold_found / cold_wanted, 4)
+        metrics["cold_wanted"] = cold_wanted
     return metrics, ndcgs
 
 
@@ -235,9 +249,12 @@ def evaluate_models(
 ) -> dict[str, Any]:
     """The bundle and each baseline on the same test cases."""
     n_catalog = int(universe.in_stock.sum())
+    # Items first seen after the cut: only content can find them.
+    seen = pd.unique(train_events["item_id"])
+    cold = frozenset(universe.ids) - frozenset(seen.tolist())
     answer = BundleAnswer(bundle)
     results, versus = {}, {}
-    results["edgeperso"], ours = measure_per_case(answer, test_cases, k, n_catalog)
+    results["edgeperso"], ours = measure_per_case(answer, test_cases, k, n_catalog, cold)
     results["edgeperso"]["fallbacks"] = answer.fallbacks
     say(f"  edgeperso: {results['edgeperso']}")
     tuning = {}
@@ -257,7 +274,7 @@ def evaluate_models(
             available[name],
         )
         answer_of = baseline_answer(model, histories)
-        results[name], theirs = measure_per_case(answer_of, test_cases, k, n_catalog)
+        results[name], theirs = measure_per_case(answer_of, test_cases, k, n_catalog, cold)
         versus[name] = paired_difference(ours, theirs)
         say(f"  {name} {tuning[name]['chosen']}: {results[name]}")
     # NDCG@k of edgeperso minus each baseline's, case by case, with its 95% interval.
@@ -277,13 +294,22 @@ def format_table(evaluation: Evaluation) -> str:
         return f"evaluation: {evaluation.note or 'no result'}"
     k = evaluation.k
     columns = [f"hr@{k}", f"ndcg@{k}", f"recall@{RECALL_K}", "coverage", "ms_p50"]
+    cold = f"cold_recall@{RECALL_K}"
+    if all(cold in row for row in evaluation.table.values()):
+        columns.insert(3, cold)  # items first seen after the cut were wanted
+    split = evaluation.split
+    held_out = "" if split is None else f" ({split.split} split)"
     lines = [
-        f"offline evaluation: {evaluation.protocol} protocol, {evaluation.cases:,} test "
-        f"cases, targets: {', '.join(evaluation.target_types)}",
-        f"  {'model':<12}" + "".join(f"{c:>12}" for c in columns),
+        f"offline evaluation: {evaluation.protocol} protocol{held_out}, {evaluation.cases:,} "
+        f"test cases, targets: {', '.join(evaluation.target_types)}; edgeperso ranked by "
+        f"{evaluation.scorer or 'ranker'}",
     ]
+    if split is not None and split.chosen_because:
+        lines.append(f"  split chosen because {split.chosen_because}")
+    width = max(12, *(len(c) + 2 for c in columns))
+    lines.append(f"  {'model':<12}" + "".join(f"{c:>{width}}" for c in columns))
     for name, row in evaluation.table.items():
-        lines.append(f"  {name:<12}" + "".join(f"{row[c]:>12.4f}" for c in columns))
+        lines.append(f"  {name:<12}" + "".join(f"{row[c]:>{width}.4f}" for c in columns))
     for name, paired in evaluation.versus.items():
         interval = paired.ci95
         spread = (
@@ -293,3 +319,18 @@ def format_table(evaluation: Evaluation) -> str:
             f"  ndcg@{k}, edgeperso − {name}, case by case: {paired.difference:+.4f}{spread}"
         )
     return "\n".join(lines)
+
+
+def format_selection(training: RankerTraining) -> str:
+    """What the ranker learned from and what the selection guard served, for the build's
+    output."""
+    labels = f"ranker labels: {training.labels} ({training.labels_chosen_because})"
+    selection = training.selection
+    if selection is None:
+        return labels
+    figures = ", ".join(f"{name} {value:.4f}" for name, value in selection.ndcg.items())
+    served = f"served: {selection.chosen} ({selection.reason})"
+    if figures:
+        served += f"; NDCG@{selection.k} on {selection.validation_cases:,} validation cases: "
+        served += figures
+    return f"{labels}\n{served}"

@@ -9,6 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from edge.arrays import narrowest_int
+from edge.bundle.codecs import brands_and_tags_to_tree
 from edge.ids import encode_ids
 from edge.scoring import MAX_CONFIDENCE_WEIGHT, dwell_factor
 
@@ -31,33 +32,43 @@ class ItemUniverse:
     price: np.ndarray  # float32, NaN unknown
     in_stock: np.ndarray  # bool
     brand: np.ndarray | None = None  # object: label per item, "" unknown (export only: cold start)
+    tags: list[list[str]] | None = None  # the catalog's tags per item (merchandising)
+    title: np.ndarray | None = None  # object: per item, "" unknown (export only: content)
 
     def codes(self, item_ids: pd.Series) -> np.ndarray:
         """Index of each id in this universe (-1 for ids it does not hold)."""
         return pd.Index(self.ids).get_indexer(pd.Index(item_ids))
 
     def to_tree(self) -> dict[str, object]:
+        # Brands and tags for merchandising, when any item has one (format 8).
+        known = self.brand is not None and bool(np.any(self.brand != ""))
+        brands = self.brand.tolist() if known and self.brand is not None else None
+        tags = self.tags if self.tags is not None and any(self.tags) else None
         return {
             "ids": encode_ids(self.ids),
             "category": narrowest_int(self.category),  # int8 for up to 127 categories
             "category_names": self.category_names,
             "price": self.price,
             "in_stock": self.in_stock,
-        }
+        } | brands_and_tags_to_tree(len(self.ids), brands, tags)
 
 
 def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUniverse:
     """Catalog items plus any item seen in events; catalog facts win over what events say."""
     seen = events.groupby("item_id", sort=True).agg(price=("price", "median"))
-    for label in ("category", "brand"):
+    for label in ("category", "brand", "title"):
         named = most_frequent(events, "item_id", label).reindex(seen.index)
         seen[label] = named.fillna("").astype(object)
     if catalog is not None and len(catalog):
-        table = catalog.reindex(columns=["item_id", "price", "category", "brand", "in_stock"])
+        table = catalog.reindex(
+            columns=["item_id", "price", "category", "brand", "title", "in_stock", "tags"]
+        )
         table = table.set_index("item_id")
         table["brand"] = table["brand"].astype(object).fillna("")
+        table["title"] = table["title"].astype(object).fillna("")
         # An empty catalog label is unknown: what the events say fills it.
-        table[["category", "brand"]] = table[["category", "brand"]].replace("", np.nan)
+        labels = ["category", "brand", "title"]
+        table[labels] = table[labels].replace("", np.nan)
         table = table.combine_first(seen.assign(in_stock=True))
         table["price"] = table["price"].fillna(seen["price"].reindex(table.index))
         table["in_stock"] = table["in_stock"].fillna(True).astype(bool)
@@ -74,6 +85,10 @@ def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUn
         price=table["price"].to_numpy(dtype=np.float32, na_value=np.nan),
         in_stock=table["in_stock"].to_numpy(dtype=bool),
         brand=table["brand"].fillna("").astype(str).to_numpy(dtype=object),
+        tags=[t.split("|") if t else [] for t in table["tags"].astype(object).fillna("")]
+        if "tags" in table
+        else None,
+        title=table["title"].fillna("").astype(str).to_numpy(dtype=object),
     )
 
 

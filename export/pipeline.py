@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.bundle.manifest import Evaluation, Lineage, Manifest, Metrics, Signature
 from export.baselines import BASELINES
 from export.config import BuildConfig, check_rule_sets, load_rules
-from export.evaluate import format_table
+from export.evaluate import format_selection, format_table
 from export.progress import Progress
 from export.stages.candidates import fit_candidates
 from export.stages.evaluation import EvaluationInput, evaluate_held_out
@@ -58,6 +58,7 @@ def export_bundle(
     truth = None if truth_path is None else read_intent_truth(truth_path)
     with progress.step("train on all events"):
         trained = train(data, config, truth, fitted_before)
+    progress.say(format_selection(trained.ranker_training))
     destination = Destination(
         Path(out_dir), signing_key, rules, tuple(Path(p) for p in bandit_log or ())
     )
@@ -147,6 +148,7 @@ def _evaluate(
         inputs = EvaluationInput(data, split, held, tuple(baselines))
         evaluation = evaluate_held_out(inputs, config, progress.say)
     fitted_before = None
-    if split.description.split == "time":
-        fitted_before = FittedBefore(len(split.train), held.trees, held.segment_features)
+    if split.description.split in ("time", "random"):
+        kind = split.description.split
+        fitted_before = FittedBefore(kind, len(split.train), held.trees, held.segment_features)
     return evaluation, fitted_before

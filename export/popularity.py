@@ -52,7 +52,10 @@ class Popularity:
         w = event_weights(events, weights) * 0.5 ** (age_days / self.half_life_days)
         items = item_codes(events, universe)
         self.overall_ = _scaled(np.bincount(items, weights=w, minlength=n_items))
-        self.top_overall_ = _top(self.overall_, self.context_top_n)
+        # The candidate lists hold only what can be served: an out-of-stock or non-product item
+        # (postage tops UCI's lists) would take a place the edge then filters out.
+        self.available_ = universe.in_stock
+        self.top_overall_ = _top(self.overall_ * self.available_, self.context_top_n)
         hours = events["local_hour"].to_numpy() // 6
         values = {
             "device": events["device"].to_numpy(dtype=object),
@@ -73,13 +76,13 @@ class Popularity:
             for value in counts[counts >= self.min_context_events].index:
                 mask = codes == code_of[value]
                 scores = _scaled(np.bincount(items[mask], weights=w[mask], minlength=n_items))
-                top = _top(scores, self.context_top_n)
+                top = _top(scores * self.available_, self.context_top_n)
                 self.contexts_[f"{dimension}={value}"] = {"items": top, "scores": scores[top]}
         return self
 
     def to_tree(self) -> dict[str, object]:
         top = popular_by_category(
-            self.category_, self.n_categories_, self.overall_, self.category_top_n
+            self.category_, self.n_categories_, self.overall_ * self.available_, self.category_top_n
         )
         return {
             "overall": self.overall_,

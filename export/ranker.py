@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from edge.model import Model
+from edge.rules import cart_from
 from edge.schemas import Profile
 from edge.scoring import (
     FEATURES,
@@ -30,6 +32,7 @@ from edge.scoring import (
 from edge.visitor import VisitorModel, describe_visitor, visitor_features
 from export.cases import Case
 from export.errors import CannotTrainError
+from export.selection import HeldCase
 
 ONNX_TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 
@@ -52,6 +55,15 @@ def _ints_for_missing_tracks() -> Iterator[None]:
         tree_ensemble.add_node = original
 
 
+@dataclass(frozen=True)
+class TrainingRows:
+    x: np.ndarray  # float32 [rows, len(FEATURES)]
+    y: np.ndarray  # int8 [rows]: the visitor took the item
+    held_out: np.ndarray  # bool [rows]: the row belongs to a validation case
+    held: list[HeldCase]  # the validation cases' full candidate lists
+    stats: dict[str, int]
+
+
 def training_rows(
     model: Model,
     profiles: dict[str, Profile],
@@ -60,18 +72,22 @@ def training_rows(
     seed: int,
     sizes: CandidateSizes = CandidateSizes(),
     visitor: VisitorModel | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    validation: frozenset[int] = frozenset(),
+) -> TrainingRows:
     """One row per (case, candidate): features, and whether the visitor took that item.
-    Negatives are subsampled per case; cases without a positive among their candidates are
-    skipped (the ranker cannot fix what the candidate sources missed). With `visitor` (segments
+    Negatives are subsampled per case; cases without a positive among their candidates give no
+    rows (the ranker cannot fix what the candidate sources missed). With `visitor` (segments
     and an intent model the cases cannot leak into), each case's segment and purchase intent
-    are features."""
+    are features. The cases at the positions in `validation` also keep every candidate, as the
+    edge would rank them (`HeldCase`), with a positive or not: the selection guard's questions."""
     rng = np.random.default_rng(seed)
-    xs, ys = [], []
+    xs, ys, held_flags = [], [], []
+    held: list[HeldCase] = []
     stats = {"cases": len(cases), "cases_with_positive": 0, "rows": 0, "positives": 0}
-    for case in cases:
+    for position, case in enumerate(cases):
         profile = profiles.get(case.user_id) if case.user_id else None
-        state = build_user_state(model, profile, case.session)
+        # As the edge answers: the cart the session's events leave is never a candidate.
+        state = build_user_state(model, profile, case.session, exclude=cart_from(case.session))
         segment, intent = None, None
         if visitor is not None:
             segment, intent = describe_visitor(
@@ -81,6 +97,9 @@ def training_rows(
         candidates = candidate_features(model, state, case.context, sizes, NO_DEADLINE, *found)
         wanted = model.items.lookup(list(case.relevant))
         label = np.isin(candidates.items, wanted)
+        is_held = position in validation
+        if is_held:
+            held.append(HeldCase(candidates.features, label, len(case.relevant)))
         if not label.any():
             continue
         negatives = np.flatnonzero(~label)
@@ -89,6 +108,7 @@ def training_rows(
         rows = np.concatenate([np.flatnonzero(label), negatives])
         xs.append(candidates.features[rows])
         ys.append(label[rows])
+        held_flags.append(np.full(rows.size, is_held))
         stats["cases_with_positive"] += 1
     if not xs:
         raise CannotTrainError(
@@ -98,7 +118,7 @@ def training_rows(
         )
     x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int8)
     stats["rows"], stats["positives"] = int(y.size), int(y.sum())
-    return x, y, stats
+    return TrainingRows(x, y, np.concatenate(held_flags), held, stats)
 
 
 def fit_trees(

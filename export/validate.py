@@ -15,9 +15,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from edge.bundle.manifest import InputFile, Lineage
+from edge.bundle.manifest import FlaggedItems, InputFile, Lineage
 from export.config import CANONICAL_EVENT_COLUMNS, CATALOG_COLUMNS, BuildConfig, DateColumns
 from export.errors import DataQualityError
+from export.non_products import catalog_flags
 
 DROP_REASONS = (
     "missing_item_id",
@@ -40,6 +41,12 @@ class QualityReport:
     rows_read: int = 0
     rows_kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    # Informational, nothing dropped: anonymous events given to the customer their session
+    # logged in as (`join_logins`), sessions left alone because they name two customers or more,
+    # and the non-product items (`export.non_products`): how → (count, a few ids).
+    logins_joined: int = 0
+    logins_ambiguous: int = 0
+    non_products: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
 
     @property
     def drop_share(self) -> float:
@@ -53,6 +60,11 @@ class QualityReport:
             rows_kept=self.rows_kept,
             rows_dropped=self.rows_read - self.rows_kept,
             dropped_by_reason=dict(self.dropped),
+            anonymous_events_joined=self.logins_joined,
+            non_products={
+                how: FlaggedItems(n, list(examples))
+                for how, (n, examples) in self.non_products.items()
+            },
         )
 
     def table(self) -> str:
@@ -63,6 +75,17 @@ class QualityReport:
                 share = count / self.rows_read if self.rows_read else 0.0
                 lines.append(f"  dropped: {reason:<19}{count:>12,}  ({share:.1%})")
         lines.append(f"  {'rows kept':<28}{self.rows_kept:>12,}  ({1 - self.drop_share:.1%})")
+        if self.logins_joined or self.logins_ambiguous:
+            lines.append(
+                f"  {'joined to their login':<28}{self.logins_joined:>12,}  anonymous events "
+                f"({self.logins_ambiguous:,} sessions with two customers or more left alone)"
+            )
+        for how, (n, examples) in self.non_products.items():
+            lines.append(
+                f"  {'non-products (' + how + ')':<28}{n:>12,}  never recommended: "
+                + ", ".join(examples)
+                + (", …" if n > len(examples) else "")
+            )
         for f in self.files:
             lines.append(
                 f"  {f.role}: {f.name} sha256 {f.sha256[:16]}… ({f.rows:,} rows)"
@@ -98,6 +121,15 @@ def normalize_ids(column: pd.Series) -> pd.Series:
 @per_distinct_value
 def normalize_labels(column: pd.Series) -> pd.Series:
     return column.astype("string").str.strip().str.lower().fillna("").astype(object)
+
+
+@per_distinct_value
+def normalize_tags(column: pd.Series) -> pd.Series:
+    """A catalog's tags ("Sale | Vegan|sale") as labels, distinct and sorted, joined by "|"
+    ("sale|vegan"); "" for none."""
+    return column.astype("string").fillna("").map(
+        lambda text: "|".join(sorted({t.strip().lower() for t in text.split("|")} - {""}))
+    ).astype(object)
 
 
 @per_distinct_value
@@ -370,6 +402,33 @@ def duplicated_rows(frame: pd.DataFrame) -> np.ndarray:
     return duplicate
 
 
+def join_logins(events: pd.DataFrame, report: QualityReport) -> None:
+    """In place: a session's anonymous events given to the one customer its other events
+    name, so a visitor who logs in mid-visit keeps what they did before. A session that names
+    two customers or more is left alone (counted in `report.logins_ambiguous`)."""
+    users = events["user_id"].to_numpy(dtype=object)
+    anonymous = users == ""
+    if anonymous.all() or not anonymous.any():
+        return
+    sessions = events["session_id"].to_numpy(dtype=object)
+    # Only sessions with anonymous events are looked at: in most logs, a handful.
+    mixed = ~anonymous & pd.Series(sessions).isin(pd.unique(sessions[anonymous])).to_numpy()
+    if not mixed.any():
+        return
+    pairs = pd.DataFrame({"session": sessions[mixed], "user": users[mixed]}).drop_duplicates()
+    customers = pairs.groupby("session")["user"].agg(["first", "size"])
+    report.logins_ambiguous += int((customers["size"] > 1).sum())
+    one = customers.loc[customers["size"] == 1, "first"]
+    rows = np.flatnonzero(anonymous)
+    found = pd.Series(sessions[rows]).map(one).to_numpy(dtype=object)
+    joined = pd.notna(found)
+    if joined.any():
+        users = users.copy()
+        users[rows[joined]] = found[joined]
+        events["user_id"] = users
+        report.logins_joined += int(joined.sum())
+
+
 def check_drop_share(report: QualityReport, config: BuildConfig) -> None:
     limit = config.events.max_drop_share
     if report.drop_share > limit:
@@ -429,5 +488,9 @@ def normalize_catalog(raw: pd.DataFrame, config: BuildConfig) -> pd.DataFrame:
         out["in_stock"] = ~text.isin(["0", "false", "no", "n", "f"])
     else:
         out["in_stock"] = True
+    if "non_product" in frame:  # absent: no item is flagged by the catalog
+        out["non_product"] = catalog_flags(frame["non_product"])
+    if "tags" in frame:
+        out["tags"] = normalize_tags(frame["tags"])
     out = out[out["item_id"] != ""]
     return out.drop_duplicates("item_id", keep="last").reset_index(drop=True)

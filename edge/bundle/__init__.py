@@ -13,6 +13,7 @@ from edge.bundle.codecs import (
 from edge.bundle.files import (
     ARRAY_FILES,
     BANDITS,
+    CONTENT,
     COVISITATION,
     EMBEDDINGS,
     EXPERIMENTS,
@@ -35,6 +36,7 @@ from edge.errors import BundleError
 __all__ = [
     "ARRAY_FILES",
     "BANDITS",
+    "CONTENT",
     "COVISITATION",
     "EMBEDDINGS",
     "EXPERIMENTS",

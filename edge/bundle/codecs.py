@@ -4,12 +4,13 @@ the checks that every per-item array has one entry per item and every index is i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from edge import arrays
-from edge.bundle.files import COVISITATION, EMBEDDINGS, ITEMS, POPULARITY, REGRESSION
+from edge.bundle.files import CONTENT, COVISITATION, EMBEDDINGS, ITEMS, POPULARITY, REGRESSION
 from edge.errors import BundleError
 from edge.ids import encode_ids, is_sorted_and_unique
 from edge.int8_scan import Int8Scan
@@ -31,7 +32,40 @@ def items_from_tree(tree: dict[str, Any]) -> ItemTable:
         in_stock=tree["in_stock"],
         age_days=tree["age_days"],
         repeat_rate=tree["repeat_rate"],
+        **_brands_and_tags(tree, ids.size),
     )
+
+
+def _brands_and_tags(tree: dict[str, Any], n_items: int) -> dict[str, Any]:
+    """Brands and tags (format 8), checked: codes in range of their names, a tag row per item.
+    Absent (older bundles, a catalog without them): every brand unknown, no tags."""
+    out: dict[str, Any] = {}
+    if "brand" in tree:
+        brand, names = tree["brand"], list(tree["brand_names"])
+        _check_codes("brand", brand, len(names), allow_unknown=True)
+        out |= {"brand": brand, "brand_names": names}
+    if "tag_lengths" in tree:
+        lengths, codes, names = tree["tag_lengths"], tree["tag_codes"], list(tree["tag_names"])
+        if lengths.dtype.kind not in "iu" or (lengths.size and lengths.min() < 0):
+            raise ValueError(f"tag_lengths must be counts, got {lengths.dtype}")
+        if lengths.size != n_items or int(lengths.sum()) != codes.size:
+            raise ValueError(
+                f"tag_lengths has {lengths.size} rows summing to {int(lengths.sum())} for "
+                f"{n_items} items and {codes.size} tag codes"
+            )
+        _check_codes("tag_codes", codes, len(names), allow_unknown=False)
+        indptr = np.zeros(n_items + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        out |= {"tag_indptr": indptr, "tag_codes": codes, "tag_names": names}
+    return out
+
+
+def _check_codes(name: str, codes: np.ndarray, n_names: int, allow_unknown: bool) -> None:
+    low = -1 if allow_unknown else 0
+    if codes.dtype.kind not in "iu" or (
+        codes.size and (int(codes.min()) < low or int(codes.max()) >= n_names)
+    ):
+        raise ValueError(f"{name} must be integer codes in {low}..{n_names - 1}")
 
 
 def embeddings_from_tree(tree: dict[str, Any], scan_in_background: bool = False) -> Embeddings:
@@ -175,6 +209,7 @@ def model_from_trees(
         popularity=part(POPULARITY, popularity_from_tree, len(items)),
         event_weights=event_weights,
         ranker=ranker,
+        content=part(CONTENT, graph_from_tree) if CONTENT in trees else None,
     )
     check_consistency(model)
     return model
@@ -186,13 +221,16 @@ def check_consistency(model: Model) -> None:
     sizes = {
         ITEMS: tuple(
             getattr(model.items, a).size
-            for a in ("category", "price", "in_stock", "age_days", "repeat_rate")
-        ),
+            for a in ("category", "price", "in_stock", "age_days", "repeat_rate", "brand")
+        )
+        + (model.items.tag_indptr.size - 1,),
         EMBEDDINGS: (model.embeddings.n_items,),
         COVISITATION: (model.covisitation.indptr.size - 1,),
         REGRESSION: (model.regression.indptr.size - 1,),
         POPULARITY: (model.popularity.overall.size,),
     }
+    if model.content is not None:
+        sizes[CONTENT] = (model.content.indptr.size - 1,)
     for name, counts in sizes.items():
         if any(count != n for count in counts):
             raise BundleError(f"{name} has {counts} rows but the bundle has {n} items", file=name)
@@ -202,6 +240,7 @@ def check_consistency(model: Model) -> None:
         (REGRESSION, model.regression.indices),
         (POPULARITY, model.popularity.top_overall),
         *((POPULARITY, top) for top in model.popularity.top_contexts.values()),
+        *([(CONTENT, model.content.indices)] if model.content is not None else []),
     ]
     for name, index in indices:
         if index.size and (index.min() < 0 or index.max() >= n):
@@ -221,10 +260,14 @@ def items_to_tree(
     in_stock: np.ndarray,
     age_days: np.ndarray,
     repeat_rate: np.ndarray,
+    *,
+    brands: Sequence[str] | None = None,
+    tags: Sequence[Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """items.msgpack's tree. `ids` sorted in UTF-8 byte order (item i is the i-th id, the index
-    every other file uses); `category` a code per item (-1 unknown) into `category_names`."""
-    return {
+    every other file uses); `category` a code per item (-1 unknown) into `category_names`;
+    `brands` a label per item ("" unknown) and `tags` a list of labels per item, when known."""
+    tree = {
         "ids": encode_ids(ids),
         "category": arrays.narrowest_int(np.asarray(category)),  # int8 up to 127 categories
         "category_names": list(category_names),
@@ -234,6 +277,41 @@ def items_to_tree(
         "age_days": np.asarray(age_days, dtype=np.float16),
         "repeat_rate": np.asarray(repeat_rate, dtype=np.float16),
     }
+    return tree | brands_and_tags_to_tree(len(ids), brands, tags)
+
+
+def brands_and_tags_to_tree(
+    n_items: int,
+    brands: Sequence[str] | None = None,
+    tags: Sequence[Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """The items tree's brand and tag entries: a code per item into the sorted distinct brand
+    names (-1 unknown), and each item's tag codes as CSR (row lengths in the narrowest integer
+    type, then the codes) into the sorted distinct tag names. Nothing for what is not given."""
+    tree: dict[str, Any] = {}
+    if brands is not None:
+        if len(brands) != n_items:
+            raise ValueError(f"{len(brands)} brands for {n_items} items")
+        names = sorted({b for b in brands if b})
+        code = {name: i for i, name in enumerate(names)}
+        # Signed, -1 unknown: one byte up to 127 brands (`narrowest_int` takes -1 and 1 to int16).
+        dtype = next(t for t in (np.int8, np.int16, np.int32) if len(names) <= np.iinfo(t).max)
+        brand = np.array([code.get(b, -1) for b in brands], dtype=dtype)
+        tree |= {"brand": brand, "brand_names": names}
+    if tags is not None:
+        if len(tags) != n_items:
+            raise ValueError(f"{len(tags)} tag lists for {n_items} items")
+        rows = [sorted(set(t) - {""}) for t in tags]
+        names = sorted({t for row in rows for t in row})
+        code = {name: i for i, name in enumerate(names)}
+        codes = np.array([code[t] for row in rows for t in row], dtype=np.int64)
+        lengths = np.array([len(row) for row in rows], dtype=np.int64)
+        tree |= {
+            "tag_lengths": arrays.narrowest_int(lengths),
+            "tag_codes": arrays.narrowest_int(codes),
+            "tag_names": names,
+        }
+    return tree
 
 
 def embeddings_to_tree(

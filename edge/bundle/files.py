@@ -16,9 +16,13 @@ VISITOR = "visitor.onnx"
 EXPERIMENTS = "experiments.msgpack"  # when the build config defines experiments
 RULES = "rules.msgpack"  # triggered offers and their guardrails (export writes the defaults)
 BANDITS = "bandits.msgpack"  # when the build config defines bandit slots
+# Content neighbours: items without interactions, next to the items they resemble (format 8;
+# an older bundle has none, and cold items reach the candidates only through their factors).
+CONTENT = "content.msgpack"
 # The embedded profile store: listed in the manifest's `profile_store`, not in `files`, since a
 # node that reads profiles from a key-value store neither needs nor checks it.
 PROFILES = "profiles.msgpack"
 
 REQUIRED_FILES = (ITEMS, EMBEDDINGS, COVISITATION, REGRESSION, POPULARITY, RANKER, FALLBACK)
 ARRAY_FILES = (ITEMS, EMBEDDINGS, COVISITATION, REGRESSION, POPULARITY)
+OPTIONAL_ARRAY_FILES = (CONTENT,)

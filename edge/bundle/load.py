@@ -30,18 +30,21 @@ from edge.bundle.files import (
     EXPERIMENTS,
     FALLBACK,
     MANIFEST,
+    OPTIONAL_ARRAY_FILES,
     PROFILES,
     RANKER,
     RULES,
     VISITOR,
 )
 from edge.bundle.manifest import Manifest
-from edge.errors import BundleError
+from edge.errors import BundleError, ValidationError
 from edge.experiments import Experiment, experiment_table_decoder
+from edge.merchandising import Merchandiser
 from edge.model import Model
 from edge.profiles import EmbeddedProfileStore, EmptyProfileStore, ProfileStore
 from edge.ranker import Ranker
 from edge.rules import RuleBook, rule_book_decoder
+from edge.scoring import COLUMN, FEATURES
 from edge.visitor import SegmentHead, VisitorModel
 
 
@@ -66,6 +69,8 @@ class Bundle:
     experiments: tuple[Experiment, ...] = ()  # in the order they apply
     rules: RuleBook | None = None
     bandits: tuple[Bandit, ...] = ()
+    # The catalog's names and the bundle's own merchandising policy, checked and compiled once.
+    merchandiser: Merchandiser | None = None
 
     @property
     def build_id(self) -> str:
@@ -123,6 +128,22 @@ def load_bundle(
     return bundle
 
 
+def _feature_columns(names: list[str]) -> list[int] | None:
+    """Where the ranker's features are in the rows the edge computes (`FEATURES`): None when
+    they are all of them in order, else their positions (a bundle trained before a feature
+    was added ranks on the ones it knows)."""
+    if tuple(names) == FEATURES:
+        return None
+    unknown = [name for name in names if name not in COLUMN]
+    if unknown:
+        raise BundleError(
+            f"{MANIFEST}: models.ranker.features names {unknown}, which this edge does not "
+            f"compute; known: {', '.join(FEATURES)}",
+            file=MANIFEST,
+        )
+    return [COLUMN[name] for name in names]
+
+
 def _decode(
     directory: Path,
     manifest: Manifest,
@@ -130,14 +151,19 @@ def _decode(
     scan_in_background: bool,
     verified: Callable[[str], memoryview],
 ) -> Bundle:
-    trees = {name: arrays.loads(verified(name), where=name) for name in ARRAY_FILES}
+    present = [name for name in OPTIONAL_ARRAY_FILES if name in manifest.files]
+    trees = {name: arrays.loads(verified(name), where=name) for name in (*ARRAY_FILES, *present)}
     models = manifest.models
     if not models.event_weights:
         raise BundleError(
             f"{MANIFEST}: models.event_weights is empty; a bundle weighs at least one event type",
             file=MANIFEST,
         )
-    ranker = Ranker(bytes(verified(RANKER)), tuple(models.ranker.features))
+    ranker = Ranker(
+        bytes(verified(RANKER)),
+        tuple(models.ranker.features),
+        columns=_feature_columns(models.ranker.features),
+    )
     model = model_from_trees(trees, models.event_weights, ranker, scan_in_background)
     if profiles is None:
         if PROFILES in manifest.profile_store:
@@ -157,8 +183,25 @@ def _decode(
     bandits: tuple[Bandit, ...] = ()
     if BANDITS in manifest.files:
         bandits = tuple(_decoded(BANDITS, verified(BANDITS), bandit_table_decoder).bandits)
+    try:
+        merchandiser = Merchandiser(model.items, models.merchandising)
+    except ValidationError as exc:
+        raise BundleError(
+            f"{MANIFEST}: models.{exc.field}: {exc.message}; re-export with a [merchandising] "
+            "section that names what the catalog holds",
+            file=MANIFEST,
+        ) from exc
     return Bundle(
-        directory, manifest, model, profiles, fallback, visitor, experiments, rules, bandits
+        directory,
+        manifest,
+        model,
+        profiles,
+        fallback,
+        visitor,
+        experiments,
+        rules,
+        bandits,
+        merchandiser,
     )
 
 

@@ -15,8 +15,9 @@ import msgspec
 from msgspec import Meta, Struct
 
 from edge.intent import IntentLabels
+from edge.merchandising import Merchandising
 from edge.rules import Guardrails
-from edge.scoring import CandidateSizes
+from edge.scoring import CandidateSizes, Scorer
 from edge.segments import SegmentRule
 
 # 4: memory-mapped arrays, int8 embeddings, ids searched in place. 5: embeddings may hold fewer
@@ -24,9 +25,10 @@ from edge.segments import SegmentRule
 # store one-byte scores ("score_codes", "score_levels"). 6: the manifest is typed throughout
 # (`Manifest`): unknown keys are refused, and `models` always has `serving` and `contexts`.
 # 7: `signature` is an Ed25519 signature (`Signature`, edge.bundle.signing), no longer an HMAC.
+# 8: items.msgpack may hold brands and tags, and `models` a `merchandising` policy.
 # This edge reads 4 and later.
-FORMAT_VERSION = 7
-SUPPORTED_FORMAT_VERSIONS = frozenset({4, 5, 6, 7})
+FORMAT_VERSION = 8
+SUPPORTED_FORMAT_VERSIONS = frozenset({4, 5, 6, 7, 8})
 
 Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 Count = Annotated[int, Meta(ge=0)]
@@ -46,6 +48,27 @@ class FileEntry(Strict, frozen=True):
 
 
 # ---------------------------------------------------------------- models: what the edge runs
+class Comparison(Strict, frozen=True):
+    """NDCG@k of one model minus another's (the bundle minus a baseline), case by case, with
+    its 95% interval."""
+
+    difference: float
+    ci95: tuple[float, float] | None = None
+
+
+class ScorerSelection(Strict, frozen=True):
+    """The selection guard (export's `export.selection`): the composite ranker and each
+    generator alone, asked the ranker's validation cases (held out of its fit), and what won."""
+
+    chosen: Scorer
+    reason: str
+    validation_cases: Count
+    ndcg: dict[str, float]  # scorer -> mean NDCG@k over the validation cases
+    k: Count = 10
+    # NDCG@k of the chosen scorer minus the ranker's, case by case, with its 95% interval
+    versus_ranker: Comparison | None = None
+
+
 class RankerTraining(Strict, frozen=True):
     """How the ranker's training rows were made (export's `training_rows` and `fit_ranking`)."""
 
@@ -58,6 +81,9 @@ class RankerTraining(Strict, frozen=True):
     label_cut: str  # the first timestamp of the label window (ISO 8601)
     trees: Count
     features_switched_off: list[str] = []
+    labels: str = "time"  # how the label part was cut: "time" (a window) or "random"
+    labels_chosen_because: str = ""
+    selection: ScorerSelection | None = None
 
 
 class RankerInfo(Strict, frozen=True):
@@ -87,6 +113,9 @@ class Serving(Strict, frozen=True):
 
     max_per_category: Annotated[int, Meta(ge=0, le=100)] = 0  # 0: no cap
     candidates: CandidateSizes = CandidateSizes()
+    # What ranks the candidates. A build config leaves it unset: the build's selection guard
+    # writes what answered its validation cases best. A manifest without it: the ranker.
+    scorer: Scorer | None = None
 
 
 class SegmentSummary(Strict, frozen=True):
@@ -189,6 +218,7 @@ class Models(Strict, frozen=True):
     rules: RulesInfo | None = None
     bandits: BanditsInfo | None = None
     experiments: ExperimentsInfo | None = None
+    merchandising: Merchandising | None = None  # pins, boosts, filters (a config's [merchandising])
 
 
 # ---------------------------------------------------------------- reports: read by people
@@ -197,6 +227,13 @@ class InputFile(Strict, frozen=True):
     name: str
     sha256: Sha256
     rows: Count
+
+
+class FlaggedItems(Strict, frozen=True):
+    """How many items one way of flagging found, and the first few of them."""
+
+    items: Count
+    examples: list[str] = []
 
 
 class Lineage(Strict, frozen=True):
@@ -211,23 +248,22 @@ class Lineage(Strict, frozen=True):
     items: Count = 0
     users: Count = 0
     users_with_attributes: Count = 0
+    # Anonymous events given to the customer their session logged in as
+    anonymous_events_joined: Count = 0
+    # Items never recommended (postage, fees...), by how they were flagged: "catalog", "config"
+    # or "heuristic" (export's `export.non_products`)
+    non_products: dict[str, FlaggedItems] = {}
     # The build config as export read it (`export.config.BuildConfig`, whose strict decoding
     # checked it): a record for people, never read by the edge, which cannot import its type.
     config: dict[str, Any] = {}
 
 
 class SplitInfo(Strict, frozen=True):
-    split: Literal["time", "leave_last_out"]
-    days: float | None = None
+    split: Literal["time", "leave_last_out", "random", "next_new_item"]
+    days: float | None = None  # a time split's test window
     train_events: Count = 0
     test_events: Count = 0
-
-
-class Comparison(Strict, frozen=True):
-    """NDCG@k of the bundle minus a baseline's, case by case, with its 95% interval."""
-
-    difference: float
-    ci95: tuple[float, float] | None = None
+    chosen_because: str = ""  # why `auto` settled on this split
 
 
 class Evaluation(Strict, frozen=True):
@@ -236,6 +272,7 @@ class Evaluation(Strict, frozen=True):
     cases: Count
     note: str | None = None  # why there are no cases, when there are none
     protocol: str = ""
+    scorer: str = ""  # what ranked the evaluated bundle's answers (its selection guard's choice)
     validation_cases: Count = 0
     k: Count = 0
     target_types: list[str] = []

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from edge import arrays
 from edge.bundle.checks import sha256_file
-from edge.bundle.files import ARRAY_FILES, FALLBACK, MANIFEST, PROFILES, RANKER, REQUIRED_FILES
+from edge.bundle.files import (
+    ARRAY_FILES,
+    FALLBACK,
+    MANIFEST,
+    OPTIONAL_ARRAY_FILES,
+    PROFILES,
+    RANKER,
+    REQUIRED_FILES,
+)
 from edge.bundle.manifest import (
     FORMAT_VERSION,
     FileEntry,
@@ -54,7 +62,8 @@ def write_bundle(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        for name in ARRAY_FILES:
+        optional_arrays = [name for name in OPTIONAL_ARRAY_FILES if name in trees]
+        for name in (*ARRAY_FILES, *optional_arrays):
             arrays.write_file(staging / name, trees[name])
         (staging / RANKER).write_bytes(ranker_onnx)
         (staging / FALLBACK).write_text(json.dumps({"contexts": fallback}, ensure_ascii=False))
@@ -66,7 +75,8 @@ def write_bundle(
             path = staging / name
             return FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)
 
-        files = {name: entry(name) for name in (*REQUIRED_FILES, *(optional_files or {}))}
+        listed = (*REQUIRED_FILES, *optional_arrays, *(optional_files or {}))
+        files = {name: entry(name) for name in listed}
         created = datetime.now(UTC)
         manifest = Manifest(
             format_version=FORMAT_VERSION,

@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edge.bundle import COVISITATION, EMBEDDINGS, ITEMS, POPULARITY, REGRESSION
+import numpy as np
+
+from edge.bundle import CONTENT, COVISITATION, EMBEDDINGS, ITEMS, POPULARITY, REGRESSION
 from export.config import BuildConfig
+from export.content import content_neighbours
 from export.covisitation import CoVisitation
 from export.embeddings import ItemEmbeddings, item_metadata
 from export.interactions import interaction_matrix, item_statistics
@@ -49,5 +52,6 @@ def fit_candidates(data: Dataset, config: BuildConfig) -> CandidateModels:
         COVISITATION: covisitation.to_tree(),
         REGRESSION: regression.to_tree(),
         POPULARITY: popularity.to_tree(),
+        CONTENT: content_neighbours(universe, np.asarray(matrix.getnnz(axis=0)) > 0),
     }
     return CandidateModels(trees, popularity.fallback(universe))

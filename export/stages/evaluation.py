@@ -41,7 +41,7 @@ def evaluate_held_out(inputs: EvaluationInput, config: BuildConfig, say: Say) ->
     train_part, test_part = inputs.split.train, inputs.split.test
     weights = config.events.weights
     protocol, test_cases = cases_for(
-        ec.protocol, train_part, test_part, held.profiles, config, ec.max_cases
+        inputs.split.protocol, train_part, test_part, held.profiles, config, ec.max_cases
     )
     if not test_cases:
         return Evaluation(
@@ -51,10 +51,10 @@ def evaluate_held_out(inputs: EvaluationInput, config: BuildConfig, say: Say) ->
     validation_cases: list[Case] = []
     tuned = grids(len(universe.ids), ec.ease_max_items, config.seed)
     if any(len(tuned.get(name, [])) > 1 for name in inputs.baselines):  # else nothing is tuned
-        validation = split_for_evaluation(train_part, config)
+        validation = split_for_evaluation(train_part, config, protocol)
         fit_part = validation.train
         _, validation_cases = cases_for(
-            ec.protocol,
+            protocol,
             fit_part,
             validation.test,
             build_profiles(fit_part, weights, universe=universe),
@@ -77,8 +77,10 @@ def evaluate_held_out(inputs: EvaluationInput, config: BuildConfig, say: Say) ->
             ec.ease_max_items,
             say=say,
         )
+    selection = held.ranker_training.selection
     return Evaluation(
         protocol=protocol,
+        scorer=selection.chosen if selection else "ranker",
         cases=len(test_cases),
         validation_cases=len(validation_cases),
         k=ec.k,

@@ -11,34 +11,41 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import numpy as np
 import pandas as pd
 
 from edge.bundle import model_from_trees
 from edge.bundle.manifest import RankerTraining
 from edge.intent import IntentLabels
+from edge.ranker import Ranker
 from edge.scoring import CONTEXT_FEATURES, FEATURES
 from edge.visitor import SegmentHead, VisitorModel
-from export.cases import time_split
 from export.config import BuildConfig
 from export.errors import CannotTrainError
 from export.intent import fit_intent
 from export.profiles import build_profiles
 from export.ranker import fit_trees, ranker_to_onnx, training_rows
+from export.selection import MIN_VALIDATION_CASES, select_scorer
 from export.stages.candidates import fit_candidates
 from export.stages.read import Dataset
-from export.stages.split import cases_for, ranker_label_days
+from export.stages.split import cases_for, choose_holdout, holdout, ranker_label_days
 from export.stages.visitors import LearnedSegments
 from export.visitor import visitor_graph
+
+VALIDATION_SHARE = 0.2  # of the label part's cases, held out of the ranker's first fit
+VALIDATION_CASES = 5_000  # at most: enough to tell scorers apart, little memory (full lists)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
 class FittedBefore:
-    """Candidate models and customers' segment features of the first `rows` events of a build's,
-    in time order (a time split's training part). The evaluation computes them on its training
-    part; when that part is the final ranker's history (the default holdout is the label
-    window), the ranker reuses them: the same fit on the same events, once instead of twice.
-    Two time splits of the same events that keep the same number of rows keep the same rows."""
+    """Candidate models and customers' segment features of the training part of a build's
+    events under a `split` ("time" or "random") that kept `rows` events. The evaluation
+    computes them on its training part; when that part is the final ranker's history (the
+    default holdout is the label part), the ranker reuses them: the same fit on the same events,
+    once instead of twice. Two time splits of the same events that keep the same number of rows
+    keep the same rows; so do two random ones (same seed, same share)."""
 
+    split: str
     rows: int
     trees: dict[str, dict[str, Any]]
     segment_features: pd.DataFrame | None = None
@@ -68,10 +75,13 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
     weights = config.events.weights
     rc, ic = config.ranker, config.intent
     label_days = ranker_label_days(events, config)
-    history, labels = time_split(events, label_days)
+    chosen = choose_holdout(events, config, _label_protocol(config), label_days)
+    label_split = holdout(events, config, chosen.protocol, label_days)
+    history, labels = label_split.train, label_split.test
     reused = None
-    if inputs.fitted_before is not None and inputs.fitted_before.rows == len(history):
-        reused = inputs.fitted_before
+    before = inputs.fitted_before
+    if before and (before.split, before.rows) == (label_split.description.split, len(history)):
+        reused = before
     if reused is not None:
         trees = reused.trees
     else:
@@ -94,11 +104,10 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
             for user, profile in profiles.items()
         }
     visitor = _visitor_model(segments, history_intent, intent_labels)
-    # Leave-last-out is an evaluation split; inside the training part, the window is a time one.
-    protocol = config.evaluation.protocol.replace("leave_last_out", "users")
-    protocol, cases = cases_for(protocol, history, labels, profiles, config, rc.max_cases)
+    protocol, cases = cases_for(chosen.protocol, history, labels, profiles, config, rc.max_cases)
+    validation = _validation_cases(len(cases), config.seed)
     try:
-        x, y, stats = training_rows(
+        rows = training_rows(
             model,
             profiles,
             cases,
@@ -106,32 +115,77 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
             config.seed,
             config.serving.candidates,
             visitor,
+            validation,
         )
     except CannotTrainError as exc:
-        raise CannotTrainError(f"{exc}. {_windows(history, labels, label_days)}") from exc
+        described = _windows(history, labels, label_days, chosen.protocol)
+        raise CannotTrainError(f"{exc}. {described}") from exc
     # A constant column is one no tree can split on: how each ablation switch works.
     switched_off = [] if rc.context_features else list(CONTEXT_FEATURES)
     switched_off += [] if rc.intent_feature else ["purchase_intent"]
     switched_off += [] if rc.segment_feature else ["segment"]
-    x[:, [FEATURES.index(f) for f in switched_off]] = 0.0
-    ranker = fit_trees(x, y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed)
+    off = [FEATURES.index(f) for f in switched_off]
+    rows.x[:, off] = 0.0
+    for case in rows.held:
+        case.features[:, off] = 0.0
+    fit = ~rows.held_out
+    if not rows.y[fit].any():  # every case with a positive was held out: fit on all of them
+        fit[:] = True
+    ranker = fit_trees(
+        rows.x[fit], rows.y[fit], rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed
+    )
+    onnx = ranker_to_onnx(ranker)
+    k = config.evaluation.k
+    selection = select_scorer(Ranker(onnx, FEATURES), rows.held, k, config.serving.scorer)
+    if not fit.all():  # the validation cases' rows too, for the ranker the bundle ships
+        ranker = fit_trees(
+            rows.x, rows.y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed
+        )
+        onnx = ranker_to_onnx(ranker)
+    is_time = label_split.description.split == "time"
     training = RankerTraining(
-        **stats,
+        **rows.stats,
         protocol=protocol,
-        label_days=round(label_days, 2),
+        label_days=round(label_days, 2) if is_time else 0.0,
         label_cut=labels["ts"].min().isoformat(),
         trees=int(ranker.n_iter_),
         features_switched_off=switched_off,
+        labels=label_split.description.split,
+        labels_chosen_because=chosen.reason,
+        selection=selection,
     )
-    return FittedRanker(ranker_to_onnx(ranker), training)
+    return FittedRanker(onnx, training)
 
 
-def _windows(history: pd.DataFrame, labels: pd.DataFrame, label_days: float) -> str:
-    """What the label window held, for an error that must say what in the data caused it."""
+def _label_protocol(config: BuildConfig) -> str:
+    """The protocol the label part is cut by (`ranker.labels`), whatever the evaluation's: the
+    bundle `edgeperso evaluate` measures is the one `export` would ship."""
+    return {"auto": "auto", "window": "temporal", "random": "random"}[config.ranker.labels]
+
+
+def _validation_cases(n_cases: int, seed: int) -> frozenset[int]:
+    """The cases held out of the ranker's first fit for the selection guard: a fifth, at most
+    VALIDATION_CASES, none when that would be under the guard's minimum."""
+    n = min(VALIDATION_CASES, round(VALIDATION_SHARE * n_cases))
+    if n < MIN_VALIDATION_CASES:
+        return frozenset()
+    rng = np.random.default_rng(seed + 1)
+    return frozenset(rng.choice(n_cases, n, replace=False).tolist())
+
+
+def _windows(history: pd.DataFrame, labels: pd.DataFrame, label_days: float, protocol: str) -> str:
+    """What the label part held, for an error that must say what in the data caused it."""
+    customers = labels["user_id"].nunique()
+    if protocol == "random":
+        return (
+            f"The labels are a random share of each customer's items ({len(labels):,} events "
+            f"of {customers:,} customers), beside {len(history):,} events; a log of more "
+            "customers with two items or more, or other evaluation.target_types, may help"
+        )
     first, cut, last = history["ts"].min(), labels["ts"].min(), labels["ts"].max()
     return (
         f"The label window is the last {label_days:.1f} days ({cut:%Y-%m-%d %H:%M} to "
-        f"{last:%Y-%m-%d %H:%M}: {len(labels):,} events of {labels['user_id'].nunique():,} "
+        f"{last:%Y-%m-%d %H:%M}: {len(labels):,} events of {customers:,} "
         f"customers), after {len(history):,} events from {first:%Y-%m-%d %H:%M}; set "
         "ranker.label_days to a window that holds a share of the visitors (the data-quality "
         "table counts the stray timestamps already dropped)"

@@ -19,10 +19,12 @@ from export.config import BuildConfig
 from export.errors import CannotTrainError, InputError
 from export.interactions import ItemUniverse, attach_item_codes, build_universe
 from export.io import read_table
+from export.non_products import find_non_products, withhold
 from export.progress import Say
 from export.validate import (
     QualityReport,
     check_drop_share,
+    join_logins,
     normalize_catalog,
     normalize_events,
     normalize_users,
@@ -73,11 +75,14 @@ def read_inputs(sources: Sources, config: BuildConfig, say: Say) -> Dataset:
         else normalize_catalog(read(sources.catalog, "catalog"), config)
     )
     users = {} if sources.users is None else normalize_users(read(sources.users, "users"), config)
+    join_logins(events, report)  # across files: a visit's two halves may be in two of them
+    non_products = find_non_products(events, catalog, config.catalog)
+    report.non_products = non_products.summary()
     say(report.table())
     check_drop_share(report, config)
     if events.empty:
         raise _nothing_kept(report)
-    universe = build_universe(events, catalog)
+    universe = withhold(build_universe(events, catalog), non_products)
     attach_item_codes(events, universe)
     # A handful of labels: as a categorical, each comparison with one (event weights, targets,
     # purchases; dozens per build) compares small integer codes, not ten million strings.

@@ -1,23 +1,43 @@
 """Split: `Dataset` → `Split` (a training part and a test part under the configured
 protocol, for the evaluation).
 
-The ranking stage cuts its own label window the same way (`ranker_label_days`), and both ask
-a window the questions (`cases_for`) a model of the events before it must answer."""
+The ranking stage cuts its label part the same way (`holdout`), and both ask that part the
+questions (`cases_for`) a model of the rest must answer. `choose_protocol` settles `auto`: a
+time window when it holds enough cases, else a random share of each customer's items (a log
+whose order means little: ratings entered in bulk, a short log of long-known customers)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 import pandas as pd
 
 from edge.bundle.manifest import SplitInfo
 from edge.schemas import Profile
-from export.cases import Case, choose_protocol, leave_last_out, make_cases, time_split
+from export.cases import (
+    PER_CUSTOMER,
+    Case,
+    choose_protocol,
+    leave_last_out,
+    make_cases,
+    next_new_item,
+    random_holdout,
+    time_split,
+)
 from export.config import BuildConfig
 from export.errors import CannotTrainError
 from export.stages.read import Dataset
 
 DAY = pd.Timedelta(days=1)
+# `auto` keeps the time window when it asks at least ENOUGH_CASES questions; below that, when
+# it asks at least MIN_WINDOW_CASES and WINDOW_SHARE of what a random share of each customer's
+# items would. A window is what a shop meets (what comes next), and a ranker trained on a
+# small one still beats one trained on a random share on a time split (docs/models.md); a
+# log whose customers arrive in bulk leaves the window a small share of them, first visits.
+ENOUGH_CASES = 1_000
+MIN_WINDOW_CASES = 200
+WINDOW_SHARE = 0.25
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
@@ -25,6 +45,15 @@ class Split:
     train: pd.DataFrame
     test: pd.DataFrame
     description: SplitInfo  # what the manifest says of it
+    protocol: str  # settled (never `auto`): what `cases_for` asks the test part
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """A protocol `auto` was settled into, and why (the build's output and manifest say it)."""
+
+    protocol: str  # one of export.cases.PROTOCOLS but `auto`
+    reason: str
 
 
 def split_events(data: Dataset, config: BuildConfig) -> Split:
@@ -39,7 +68,8 @@ def split_events(data: Dataset, config: BuildConfig) -> Split:
 
 
 def _empty_because(data: Dataset, config: BuildConfig) -> str:
-    if config.evaluation.protocol == "leave_last_out":
+    protocol = config.evaluation.protocol
+    if protocol in PER_CUSTOMER:
         targets = " or ".join(present_target_types(data.events, config))
         return (
             f"no known customer has two {targets} events or more; set evaluation.protocol "
@@ -49,17 +79,81 @@ def _empty_because(data: Dataset, config: BuildConfig) -> str:
     return f"the log spans {span:.1f} days; set evaluation.holdout_days to fit the data"
 
 
-def split_for_evaluation(events: pd.DataFrame, config: BuildConfig) -> Split:
-    """(train, test, a description of the split) under the configured protocol."""
+def split_for_evaluation(
+    events: pd.DataFrame, config: BuildConfig, protocol: str | None = None
+) -> Split:
+    """The training and test parts under `protocol` (default: the configured one, `auto`
+    settled by `choose_holdout`)."""
     ec = config.evaluation
-    if ec.protocol == "leave_last_out":
-        train_part, test_part = leave_last_out(events, present_target_types(events, config))
-        return Split(train_part, test_part, SplitInfo(split="leave_last_out"))
-    # By default the ranker's label window, so the final ranker's history models are the
-    # evaluation's (`FittedBefore` in the ranking stage).
+    chosen = choose_holdout(events, config, protocol or ec.protocol)
     days = ec.holdout_days or ranker_label_days(events, config)
-    train_part, test_part = time_split(events, days)
-    return Split(train_part, test_part, SplitInfo(split="time", days=round(days, 2)))
+    split = holdout(events, config, chosen.protocol, days)
+    described = msgspec.structs.replace(split.description, chosen_because=chosen.reason)
+    return Split(split.train, split.test, described, split.protocol)
+
+
+def holdout(events: pd.DataFrame, config: BuildConfig, protocol: str, days: float) -> Split:
+    """`events` split under a settled protocol; `days`: a time split's test window."""
+    targets = present_target_types(events, config)
+    if protocol == "leave_last_out":
+        train_part, test_part = leave_last_out(events, targets)
+    elif protocol == "random":
+        share = config.evaluation.holdout_share
+        train_part, test_part = random_holdout(events, targets, share, config.seed)
+    elif protocol == "next_new_item":
+        train_part, test_part = next_new_item(events, targets)
+    else:
+        train_part, test_part = time_split(events, days)
+        info = SplitInfo(split="time", days=round(days, 2))
+        return Split(train_part, test_part, info, protocol)
+    info = msgspec.convert({"split": protocol}, SplitInfo)
+    return Split(train_part, test_part, info, protocol)
+
+
+def choose_holdout(
+    events: pd.DataFrame, config: BuildConfig, protocol: str, days: float | None = None
+) -> Holdout:
+    """`protocol` as set, or for `auto`: a time window of `days` (default: the evaluation's
+    holdout) unless it asks too few questions, in absolute terms (under MIN_WINDOW_CASES) or
+    against a random share of each customer's target items (under WINDOW_SHARE of what that
+    asks), or when its visitors are mostly customers new to the history (the shape of a log
+    whose customers arrive in bulk, all their events at once); then the random share. A window
+    that asks ENOUGH_CASES is always kept."""
+    if protocol != "auto":
+        return Holdout(protocol, "set in evaluation.protocol (or --protocol)")
+    days = days or config.evaluation.holdout_days or ranker_label_days(events, config)
+    history, window = time_split(events, days)
+    kind = choose_protocol("auto", history, window)
+    targets = present_target_types(events, config)
+    in_window = _questions(kind, history, window, targets)
+    described = f"the last {days:.1f} days ask {in_window:,} {kind} questions"
+    if in_window >= ENOUGH_CASES:
+        return Holdout(kind, f"{described} (at least {ENOUGH_CASES:,})")
+    known = events[(events["user_id"] != "") & events["type"].isin(targets)]
+    distinct = known.drop_duplicates(["user_id", "item_id"]).groupby("user_id").size()
+    per_customer = int((distinct >= 2).sum())
+    share = f"a random {config.evaluation.holdout_share:.0%} of each customer's items"
+    asks = f"{share} asks {per_customer:,}"
+    identified = float((window["user_id"] != "").mean()) if len(window) else 0.0
+    if kind == "sessions" and identified >= 0.5 and per_customer > in_window:
+        # Logged-in visitors who are new to the history: customers whose whole log arrives
+        # at once (ratings entered in bulk, an imported order history).
+        return Holdout("random", f"{described}, mostly first visits of customers; {asks}")
+    if in_window >= max(MIN_WINDOW_CASES, WINDOW_SHARE * per_customer):
+        return Holdout(kind, f"{described}; {asks}, and the window asks enough of them")
+    if per_customer > in_window:
+        return Holdout("random", f"{described}, too few; {asks}")
+    return Holdout(kind, f"{described}; {share} would ask fewer ({per_customer:,})")
+
+
+def _questions(kind: str, history: pd.DataFrame, window: pd.DataFrame, targets: list[str]) -> int:
+    """About how many cases `make_cases` finds in `window` (without building profiles)."""
+    hits = window[window["type"].isin(targets)]
+    if kind == "users":
+        known = pd.unique(history["user_id"])
+        return int(hits.loc[hits["user_id"].isin(known[known != ""]), "user_id"].nunique())
+    sizes = window.groupby("session_id", sort=False).size()
+    return int(hits.loc[hits["session_id"].map(sizes) >= 2, "session_id"].nunique())
 
 
 def ranker_label_days(events: pd.DataFrame, config: BuildConfig) -> float:

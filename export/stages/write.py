@@ -21,11 +21,13 @@ from edge.bundle import (
     BANDITS,
     EMBEDDINGS,
     EXPERIMENTS,
+    ITEMS,
     POPULARITY,
     RULES,
     VISITOR,
     write_bundle,
 )
+from edge.bundle.codecs import items_from_tree
 from edge.bundle.manifest import (
     BanditsInfo,
     BanditSlotInfo,
@@ -40,13 +42,17 @@ from edge.bundle.manifest import (
     RankerTraining,
     RulesInfo,
     SegmentsInfo,
+    Serving,
 )
+from edge.errors import ValidationError
 from edge.experiments import ExperimentTable
+from edge.merchandising import Merchandiser
 from edge.rules import DEFAULT_RULES, RuleBook
 from edge.schemas import Profile
 from edge.scoring import FEATURES
 from export.bandits import bandit_priors
 from export.config import BuildConfig
+from export.errors import ConfigError
 from export.experiment_report import read_log
 
 
@@ -118,7 +124,7 @@ def write_files(
         embeddings=EmbeddingsInfo(
             method="implicit ALS", factors=config.embeddings.factors, **quantization
         ),
-        serving=config.serving,
+        serving=_serving(config, trained.ranker_training),
         contexts=sorted(trained.trees[POPULARITY]["contexts"]),
         segments=trained.segments,
         intent=trained.intent,
@@ -140,13 +146,14 @@ def write_files(
         )
         if config.experiments
         else None,
+        merchandising=config.merchandising or None,
     )
     return write_bundle(
         out_dir,
         trained.trees,
         trained.ranker_onnx,
         onnx_opset(trained.ranker_onnx),
-        trained.fallback,
+        merchandised_fallback(trained, config),
         trained.profiles,
         models,
         lineage,
@@ -156,8 +163,34 @@ def write_files(
     )
 
 
+def merchandised_fallback(trained: Trained, config: BuildConfig) -> dict[str, Any]:
+    """The fallback content without what the config's [merchandising] filters out, so that
+    answers made without the catalog (the gateway's, a refused bundle's) never show it either.
+    A policy naming what the catalog lacks stops the build, naming the key."""
+    if not config.merchandising:
+        return trained.fallback
+    items = items_from_tree(trained.trees[ITEMS])
+    try:
+        policy = Merchandiser(items, config.merchandising).policy
+    except ValidationError as exc:
+        raise ConfigError(f"config {exc.field}: {exc.message}") from exc
+    if policy is None or not policy.restricts:
+        return trained.fallback
+    out = {}
+    for key, pairs in trained.fallback.items():
+        keep = policy.allows(items.positions([str(pair[0]) for pair in pairs])).tolist()
+        out[key] = [pair for pair, ok in zip(pairs, keep) if ok]
+    return out
+
+
 def onnx_opset(onnx_bytes: bytes) -> int:
     """The default-domain opset a graph was written for, as the manifest records it."""
     model = onnx.load_from_string(onnx_bytes)
     version: int = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     return version
+
+
+def _serving(config: BuildConfig, training: RankerTraining) -> Serving:
+    """The config's [serving], with the scorer the selection guard chose."""
+    chosen = training.selection.chosen if training.selection else config.serving.scorer
+    return msgspec.structs.replace(config.serving, scorer=chosen or "ranker")

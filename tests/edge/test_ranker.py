@@ -76,3 +76,22 @@ def test_the_input_is_fed_by_the_graphs_own_name():
     ranker = Ranker(classifier(3, ["probabilities"], name="float_input"), ("a", "b", "c"))
     assert ranker.input_name == "float_input" and ranker.feature_names == ("a", "b", "c")
     np.testing.assert_allclose(ranker.predict(ROWS[:1]), [0.9], rtol=1e-6)
+
+
+def test_a_ranker_trained_on_fewer_features_reads_its_own_columns():
+    """A bundle trained before a feature was added: its ranker reads the columns its
+    manifest names, wherever the edge computes them."""
+    from edge.bundle.load import _feature_columns
+    from edge.scoring import FEATURES
+
+    older = tuple(name for name in FEATURES if name != "als_score")
+    columns = _feature_columns(list(older))
+    assert columns is not None and len(columns) == len(FEATURES) - 1
+    assert _feature_columns(list(FEATURES)) is None  # today's bundles: no copy
+    ranker = Ranker(classifier(len(older), ["probabilities"]), older, columns=columns)
+    rows = np.zeros((2, len(FEATURES)), dtype=np.float32)
+    rows[:, FEATURES.index(older[0])] = [0.25, 0.75]  # the older ranker's first column
+    rows[:, 0] = 0.5
+    assert ranker.predict(rows).tolist() == [0.25, 0.75]
+    with pytest.raises(BundleError, match="names \\['no_such_feature'\\]"):
+        _feature_columns([*older, "no_such_feature"])

@@ -107,6 +107,50 @@ def test_excluded_cart_and_out_of_stock_items_are_never_returned(small_bundle, r
         )
 
 
+def test_items_a_sessions_events_left_in_the_cart_are_never_recommended(
+    small_bundle, recommender
+):
+    """No cart sent: the cart is what the session's add_to_cart events leave (minus removals
+    and what a purchase emptied), in the ranked answer and in fallback content alike."""
+    viewed = [item for item, _ in small_bundle.fallback["all"][10:13]]
+    views = [SessionEvent(type="view", item_id=i) for i in viewed]
+    plain = ids(recommender.recommend(RecommendRequest(session=Session(events=views), k=10)))
+    carted, removed = plain[0], plain[1]
+    events = views + [
+        SessionEvent(type="add_to_cart", item_id=carted),
+        SessionEvent(type="add_to_cart", item_id=removed),
+        SessionEvent(type="remove_from_cart", item_id=removed),
+    ]
+    request = RecommendRequest(session=Session(events=events), k=10)
+    answer = ids(recommender.recommend(request))
+    assert carted not in answer and len(answer) == 10
+    fallback = Recommender(small_bundle, budget_ms=0.0).recommend(request)
+    assert fallback.fallback and carted not in ids(fallback)
+    bought = events + [SessionEvent(type="purchase", item_id=viewed[0])]  # empties the cart
+    after = ids(recommender.recommend(RecommendRequest(session=Session(events=bought), k=10)))
+    assert viewed[0] not in after
+
+
+def test_the_bundles_scorer_ranks_the_candidates(tmp_path):
+    """A bundle whose selection guard chose a generator serves its candidates in that
+    generator's order (ties by popularity), through the same candidate sources."""
+    from edge.bundle import load_bundle
+    from edge.bundle.manifest import Serving
+    from edge.scoring import build_user_state, candidate_features, score_candidates
+
+    bundle = load_bundle(shop.write_small_bundle(tmp_path / "b", serving=Serving(scorer="covis")))
+    served = Recommender(bundle, budget_ms=math.inf)
+    user = regular_customer(bundle)
+    response = served.recommend(RecommendRequest(user_id=user, k=5))
+    state = build_user_state(bundle.model, bundle.profiles.get(user))
+    candidates = candidate_features(bundle.model, state, response.context)
+    covis = candidates.features[:, 2]  # covis_score
+    scores, order = score_candidates(None, candidates.features, "covis")
+    assert ids(response) == bundle.model.items.ids_of(candidates.items[order[:5]])
+    assert [it.score for it in response.items] == [round(float(s), 6) for s in covis[order[:5]]]
+    assert list(covis[order[:5]]) == sorted(covis, reverse=True)[:5]
+
+
 def test_an_anonymous_session_is_personalized_from_its_views(small_bundle, recommender):
     viewed = [item for item, _ in small_bundle.fallback["all"][10:13]]
     session = Session(events=[SessionEvent(type="view", item_id=i) for i in viewed])

@@ -56,6 +56,32 @@ def test_session_cases_cut_before_a_later_target_and_keep_the_prefix():
     assert known.user_id == "u1" and set(known.relevant) == {"e"}
 
 
+def test_an_item_carted_before_it_is_bought_is_asked_for_before_it_went_in_the_cart():
+    """The edge never recommends what is in the cart: the question is asked before the
+    add_to_cart, with the cart the events left then; an item carted at the session's first
+    event is no question at all."""
+    window = log(
+        [
+            (1, "", "s1", "a", "view"),
+            (1, "", "s1", "b", "add_to_cart"),
+            (1, "", "s1", "c", "view"),
+            (1, "", "s1", "c", "add_to_cart"),
+            (1, "", "s1", "c", "purchase"),
+            (2, "", "s2", "d", "add_to_cart"),
+            (2, "", "s2", "d", "purchase"),
+        ]
+    )
+    cases = session_cases(window, {}, ["purchase"], limit=10, seed=0)
+    [case] = cases
+    assert set(case.relevant) == {"c"}
+    assert [(e.type, e.item_id) for e in case.session] == [
+        ("view", "a"),
+        ("add_to_cart", "b"),
+        ("view", "c"),
+    ]
+    assert set(case.blocked) == {"b"}  # the cart then: b, never recommended by any model
+
+
 def test_sampling_is_seeded_and_bounded():
     rows = [(1, "", f"s{i}", item, "view") for i in range(50) for item in "abc"]
     window = log(rows)

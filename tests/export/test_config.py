@@ -12,7 +12,7 @@ from export.config import BuildConfig, ConfigError, load_config, load_rules
         ),
         (
             "[ranker]\nintent_features = true\n",
-            "unknown field `intent_features` - at `$.ranker`; allowed: label_days,",
+            "unknown field `intent_features` - at `$.ranker`; allowed: labels, label_days,",
         ),
         ("colour = 1\n", "unknown field `colour`; allowed: seed, input, events,"),
         ('[segments]\nk = "x"\n', "Expected `int | null`, got `str` - at `$.segments.k`"),
@@ -79,3 +79,13 @@ def test_a_variant_naming_an_unknown_rule_set_stops_the_build(tmp_path):
         match="variant 'a', rules: 'agressive' is not a rule set; allowed: default, none",
     ):
         check_rule_sets(load_config(path), load_rules(None))
+
+
+def test_the_cli_offers_every_protocol_the_config_and_the_cases_know():
+    from typing import get_args
+
+    from export.cases import PROTOCOLS
+    from export.cli import EVALUATION_PROTOCOLS
+    from export.config import Protocol
+
+    assert EVALUATION_PROTOCOLS == get_args(Protocol) == PROTOCOLS

@@ -140,7 +140,7 @@ def test_the_ranker_is_trained_with_the_visitors_segment_and_intent(bundle, shop
     )
     profiles = build_profiles(history, BuildConfig().events.weights)
     cases = make_cases("sessions", window, profiles, ["purchase", "add_to_cart"], 200, 0)
-    x, _, _ = training_rows(bundle.model, profiles, cases, 5, 0, CandidateSizes(), bundle.visitor)
+    x = training_rows(bundle.model, profiles, cases, 5, 0, CandidateSizes(), bundle.visitor).x
     intent, segment = x[:, FEATURES.index("purchase_intent")], x[:, FEATURES.index("segment")]
     assert ((intent > 0) & (intent < 1)).all() and len(set(intent.tolist())) > 5
     assert set(segment.tolist()) <= set(range(len(bundle.visitor.segments.names)))

@@ -11,6 +11,7 @@ from export.validate import (
     QualityReport,
     check_drop_share,
     duplicated_rows,
+    join_logins,
     normalize_catalog,
     normalize_events,
     normalize_ids,
@@ -442,3 +443,44 @@ def test_datetime_columns_are_read_in_the_configured_zone_or_their_own():
     assert str(parse_timestamps(pd.Series(["100000000000"]), "UTC").iloc[0]) == (
         "1973-03-03 09:46:40+00:00"
     )
+
+
+def test_a_session_that_logs_in_gives_its_anonymous_events_to_its_customer():
+    log = pd.DataFrame(
+        {
+            "user_id": ["", "", "u1", "", "u2", "u3", "", "u4"],
+            "session_id": ["s1", "s1", "s1", "s2", "s2", "s2", "s3", "s4"],
+        }
+    )
+    report = QualityReport()
+    join_logins(log, report)
+    # s2 names two customers: whose its anonymous event was is unknown; s3 never logged in
+    assert log["user_id"].tolist() == ["u1", "u1", "u1", "", "u2", "u3", "", "u4"]
+    assert (report.logins_joined, report.logins_ambiguous) == (2, 1)
+    assert "joined to their login" in report.table()
+    assert report.lineage().anonymous_events_joined == 2
+
+
+def test_after_export_a_customer_who_logged_in_mid_visit_has_the_visits_start(shop, tmp_path):
+    from edge.bundle import load_bundle
+    from export.pipeline import export_bundle
+
+    events = shop.events.head(3_000)
+    start = events["ts"].max() + pd.Timedelta(minutes=1)
+    visit = pd.DataFrame(
+        {
+            "ts": [start, start + pd.Timedelta(minutes=1), start + pd.Timedelta(minutes=2)],
+            "user_id": ["", "", "u-new"],
+            "session_id": ["s-login"] * 3,
+            "item_id": ["i000001", "i000002", "i000003"],
+            "type": ["view", "add_to_cart", "purchase"],
+        }
+    )
+    path = tmp_path / "events.csv"
+    pd.concat([events, visit]).to_csv(path, index=False)
+    manifest = export_bundle([path], tmp_path / "b", BuildConfig(), quiet=True, evaluate=False)
+    assert manifest.lineage.anonymous_events_joined == 2
+    profile = load_bundle(tmp_path / "b").profiles.get("u-new")
+    assert profile is not None
+    assert sorted(profile.recent_items) == ["i000001", "i000002", "i000003"]
+    assert profile.n_events == 3

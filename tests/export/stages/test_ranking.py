@@ -1,7 +1,9 @@
 """The ranking stage: the ranker's rows from a label window, and reusing the evaluation's fit
 of the history when it is the same history."""
 
+import msgspec
 import pandas as pd
+import pytest
 
 from export.config import BuildConfig
 from export.interactions import build_universe
@@ -14,16 +16,27 @@ from export.stages.visitors import fit_segments
 from export.validate import QualityReport, normalize_events
 
 
-def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history(shop, seed):
-    """With the default holdout, the evaluation's training part is the final ranker's history:
-    the candidate models fitted on it serve both, and the ranker is the one a refit gives."""
-    config = BuildConfig(seed=seed)
+@pytest.mark.parametrize("protocol", ["users", "random"])
+def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history(
+    shop, seed, protocol
+):
+    """With the default holdout, the evaluation's training part is the final ranker's history
+    (a time window's or a random share's): the candidate models fitted on it serve both, and
+    the ranker is the one a refit gives."""
+    labels = "window" if protocol == "users" else "random"
+    config = msgspec.convert(
+        {"seed": seed, "evaluation": {"protocol": protocol}, "ranker": {"labels": labels}},
+        BuildConfig,
+    )
     events = normalize_events(shop.events, config, QualityReport())
     universe = build_universe(events, None)
     data = Dataset(events, universe)
     split = split_for_evaluation(events, config)
     train_part = split.train
-    assert split.description.days == round(ranker_label_days(events, config), 2)
+    kind = split.description.split
+    assert kind == ("time" if protocol == "users" else "random")
+    if kind == "time":
+        assert split.description.days == round(ranker_label_days(events, config), 2)
     trees = fit_candidates(data.with_events(train_part), config).trees
     features = user_features(train_part, universe)
     segments = fit_segments(data, config)
@@ -31,7 +44,7 @@ def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history
     def ranker(fitted_before: FittedBefore | None = None):
         return fit_ranking(RankingInput(data, segments, fitted_before), config)
 
-    before = FittedBefore(len(train_part), trees, features)
+    before = FittedBefore(kind, len(train_part), trees, features)
     reused = ranker(before)
     refitted = ranker()
     assert reused.onnx == refitted.onnx
@@ -39,22 +52,20 @@ def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history
     # Models of other rows are not taken for the history's: a wrong fit would show here.
     half = data.with_events(train_part.iloc[: len(train_part) // 2])
     other = fit_candidates(half, config).trees
-    wrong = ranker(FittedBefore(len(train_part), other))
+    wrong = ranker(FittedBefore(kind, len(train_part), other))
     assert wrong.onnx != refitted.onnx
     half_features = user_features(half.events, universe)
-    wrong = ranker(FittedBefore(len(train_part), trees, half_features))
+    wrong = ranker(FittedBefore(kind, len(train_part), trees, half_features))
     assert wrong.onnx != refitted.onnx
-    mismatched = FittedBefore(len(train_part) // 2, other)
+    mismatched = FittedBefore(kind, len(train_part) // 2, other)
     assert ranker(mismatched).onnx == refitted.onnx
 
 
 def test_a_ranker_that_cannot_be_trained_says_what_its_label_window_held(shop, seed):
     """Every item of the label window new to the history: no visitor took a candidate."""
-    import pytest
-
     from export.errors import CannotTrainError
 
-    config = BuildConfig(seed=seed)
+    config = msgspec.convert({"seed": seed, "ranker": {"labels": "window"}}, BuildConfig)
     events = normalize_events(shop.events, config, QualityReport())
     cut = events["ts"].max() - pd.Timedelta(days=ranker_label_days(events, config))
     late = events["ts"] >= cut

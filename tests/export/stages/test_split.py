@@ -8,7 +8,12 @@ from export.config import BuildConfig
 from export.errors import CannotTrainError
 from export.interactions import build_universe
 from export.stages.read import Dataset
-from export.stages.split import ranker_label_days, split_events
+from export.stages.split import (
+    choose_holdout,
+    ranker_label_days,
+    split_events,
+    split_for_evaluation,
+)
 from export.validate import QualityReport, normalize_events
 
 
@@ -17,8 +22,8 @@ def _data(shop, config):
     return Dataset(events, build_universe(events, None))
 
 
-def test_the_default_split_holds_out_the_rankers_label_window(shop):
-    config = BuildConfig()
+def test_a_time_split_holds_out_the_rankers_label_window(shop):
+    config = msgspec.convert({"evaluation": {"protocol": "temporal"}}, BuildConfig)
     data = _data(shop, config)
     split = split_events(data, config)
     days = ranker_label_days(data.events, config)
@@ -52,3 +57,69 @@ def test_leave_last_out_without_repeat_customers_names_protocol_and_targets(shop
     message = str(caught.value)
     assert "leave_last_out split left an empty part" in message
     assert "evaluation.protocol" in message and "evaluation.target_types" in message
+
+
+def test_auto_keeps_a_window_that_asks_enough_and_else_holds_out_a_random_share(shop):
+    """The small simulated shop's last 6 days ask 125 questions: too few for the ranker, while
+    a random share of each customer's items asks every repeat customer (241)."""
+    config = BuildConfig()
+    data = _data(shop, config)
+    chosen = choose_holdout(data.events, config, "auto")
+    assert chosen.protocol == "random"
+    assert "a random 25% of each customer's items asks" in chosen.reason
+    split = split_events(data, config)
+    assert split.description.split == "random" and split.protocol == "random"
+    assert split.description.chosen_because == chosen.reason
+    # A window of most of the log asks more than the random share would.
+    wide = msgspec.convert({"ranker": {"label_days": 38}}, BuildConfig)
+    wider = choose_holdout(data.events, wide, "auto")
+    assert wider.protocol == "sessions" and "the window asks enough" in wider.reason
+
+
+def test_random_holds_out_a_share_of_each_customers_items_from_the_first_time_they_took_them(
+    shop,
+):
+    config = BuildConfig()
+    data = _data(shop, config)
+    split = split_for_evaluation(data.events, config, "random")
+    train, test = split.train, split.test
+    assert set(test["type"]) == {"purchase"}
+    held = set(zip(test["user_id"], test["item_id"]))
+    first_taken = test.groupby(["user_id", "item_id"])["ts"].min()
+    on_held = train.join(first_taken.rename("taken"), on=["user_id", "item_id"], how="inner")
+    assert held and (on_held["ts"] < on_held["taken"]).all()  # only what came before it
+    assert set(on_held["type"]) <= {"view", "add_to_cart", "remove_from_cart"}
+    purchases = data.events[(data.events["type"] == "purchase") & (data.events["user_id"] != "")]
+    distinct = purchases.drop_duplicates(["user_id", "item_id"]).groupby("user_id").size()
+    held_per_user = test.drop_duplicates(["user_id", "item_id"]).groupby("user_id").size()
+    for user, n in held_per_user.items():
+        assert n == max(1, min(distinct[user] - 1, int(0.25 * distinct[user] + 0.5)))
+    assert (distinct[~distinct.index.isin(held_per_user.index)] == 1).all()
+    again = split_for_evaluation(data.events, config, "random")
+    assert again.test.index.equals(test.index)  # seeded
+
+
+def test_next_new_item_holds_out_each_customers_last_first_time_purchase(shop):
+    config = BuildConfig()
+    data = _data(shop, config)
+    split = split_for_evaluation(data.events, config, "next_new_item")
+    train, test = split.train, split.test
+    assert not test.empty and set(test["type"]) == {"purchase"}
+    for user, rows in test.groupby("user_id"):
+        cut = rows["ts"].min()
+        before = train[train["user_id"] == user]
+        assert not before.empty and (before["ts"] < cut).all()
+        assert not set(rows["item_id"]) & set(before["item_id"])
+
+
+def test_auto_holds_out_a_random_share_of_a_log_whose_customers_arrive_in_bulk(shop):
+    """Every customer's events at their first moment (ratings entered at a sitting): the window
+    is mostly first visits, whatever its size, and says little of what comes next."""
+    config = BuildConfig()
+    data = _data(shop, config)
+    events = data.events.copy()
+    events["ts"] = events.groupby("user_id")["ts"].transform("min")
+    events = events.sort_values("ts", kind="stable")
+    wide = msgspec.convert({"ranker": {"label_days": 20}}, BuildConfig)
+    chosen = choose_holdout(events, wide, "auto")
+    assert chosen.protocol == "random" and "mostly first visits" in chosen.reason
