@@ -582,6 +582,9 @@ class Shop:
         if self.server is None or self.client is None:
             self.starts += 1
             self.server = start_server(self.root, self.tmp / f"server-{self.starts}.log", 2)
+            # Each worker loads the bundle itself: one still loading when a case damages a file
+            # would refuse it, rightly. Cases start once both answer from the build.
+            self.server.until(serving(self.build), "every worker serving", in_a_row=12)
             recorded = record_answers(self.server.port)
             assert recorded == (self.expected or recorded), "the same bundle answers otherwise"
             self.expected = recorded
