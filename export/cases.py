@@ -143,7 +143,7 @@ def session_cases(
         # An item the session put in its cart before taking it is asked for before it went
         # in: the edge never recommends what is in the cart, so after that it is no question.
         cut = taken
-        while cut > start and item_in_cart(types[start:cut], items[start:cut], items[taken]):
+        while cut > start and _in_cart(types[start:cut], items[start:cut], items[taken]):
             cut = start + _last_add(types[start:cut], items[start:cut], items[taken])
         if cut == start:
             continue
@@ -177,7 +177,7 @@ def session_cases(
     return cases
 
 
-def item_in_cart(types: np.ndarray, items: np.ndarray, item: str) -> bool:
+def _in_cart(types: np.ndarray, items: np.ndarray, item: str) -> bool:
     """Whether these events (a session's, in order) leave `item` in the cart."""
     events = [
         SessionEvent(type=t, item_id=i)

@@ -2,9 +2,9 @@
 protocol, for the evaluation).
 
 The ranking stage cuts its label part the same way (`holdout`), and both ask that part the
-questions (`cases_for`) a model of the rest must answer. `choose_protocol` settles `auto`: a
-time window when it holds enough cases, else a random share of each customer's items (a log
-whose order means little: ratings entered in bulk, a short log of long-known customers)."""
+questions (`cases_for`) a model of the rest must answer. `choose_holdout` settles `auto`: a
+time window when it asks enough questions, else a random share of each customer's items (a
+log whose customers arrive in bulk, as ratings entered at a sitting do)."""
 
 from __future__ import annotations
 
