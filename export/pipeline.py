@@ -19,9 +19,9 @@ from export.evaluate import format_selection, format_table
 from export.progress import Progress
 from export.stages.candidates import fit_candidates
 from export.stages.evaluation import EvaluationInput, evaluate_held_out
-from export.stages.ranking import FittedBefore, RankingInput, fit_ranking
+from export.stages.ranking import FittedBefore, RankingInput, choose_labels, fit_ranking
 from export.stages.read import Dataset, Sources, read_inputs, read_intent_truth
-from export.stages.split import split_events
+from export.stages.split import Holdout, split_events
 from export.stages.visitors import fit_segments, fit_visitors
 from export.stages.write import Destination, Trained, write
 
@@ -50,14 +50,15 @@ def export_bundle(
     data = _read(events_paths, catalog_path, users_path, config, progress)
     metrics = Metrics()
     fitted_before = None
+    labels = choose_labels(data.events, config)
     if evaluate:
         baselines = list(config.evaluation.baselines)
-        evaluation, fitted_before = _evaluate(data, config, baselines, progress)
+        evaluation, fitted_before = _evaluate(data, config, baselines, labels, progress)
         metrics = Metrics(evaluation=evaluation)
         progress.say(format_table(evaluation))
     truth = None if truth_path is None else read_intent_truth(truth_path)
     with progress.step("train on all events"):
-        trained = train(data, config, truth, fitted_before)
+        trained = train(data, config, labels, truth, fitted_before)
     progress.say(format_selection(trained.ranker_training))
     destination = Destination(
         Path(out_dir), signing_key, rules, tuple(Path(p) for p in bandit_log or ())
@@ -88,22 +89,24 @@ def evaluate_events(
     progress = Progress(3, quiet=quiet)
     data = _read(events_paths, catalog_path, users_path, config, progress)
     names = list(BASELINES) if baselines is None else baselines
-    evaluation, _ = _evaluate(data, config, names, progress)
+    evaluation, _ = _evaluate(data, config, names, choose_labels(data.events, config), progress)
     return evaluation, data.lineage
 
 
 def train(
     data: Dataset,
     config: BuildConfig,
+    labels: Holdout,
     intent_truth: pd.Series | None = None,
     fitted_before: FittedBefore | None = None,
 ) -> Trained:
-    """Every model of a bundle, on all of `data.events`. `fitted_before`: the candidate models
-    and segment features of the ranker's history, when the evaluation already computed them."""
+    """Every model of a bundle, on all of `data.events`. `labels`: how the ranker's label part
+    is cut (`choose_labels`). `fitted_before`: the candidate models and segment features of
+    the ranker's history, when the evaluation already computed them."""
     segments = fit_segments(data, config)
     # The ranker before the final candidate models: its training rows and its history's models
     # are freed before those are fitted, so they have the memory to themselves.
-    ranker = fit_ranking(RankingInput(data, segments, fitted_before), config)
+    ranker = fit_ranking(RankingInput(data, segments, fitted_before, labels), config)
     candidates = fit_candidates(data, config)
     visitors = fit_visitors(data, segments, config, intent_truth)
     return Trained(
@@ -136,14 +139,18 @@ def _read(
 
 
 def _evaluate(
-    data: Dataset, config: BuildConfig, baselines: Sequence[str], progress: Progress
+    data: Dataset,
+    config: BuildConfig,
+    baselines: Sequence[str],
+    labels: Holdout,
+    progress: Progress,
 ) -> tuple[Evaluation, FittedBefore | None]:
     """Split, train on the training part, and score that bundle and the baselines on the test
     part. Also the models fitted on a time split's training part, for the final ranker, whose
     history that part is by default."""
     split = split_events(data, config)
     with progress.step(f"train on {len(split.train):,} events, hold out {len(split.test):,}"):
-        held = train(data.with_events(split.train), config)
+        held = train(data.with_events(split.train), config, labels)
     with progress.step(f"evaluate through the edge code path, against {', '.join(baselines)}"):
         inputs = EvaluationInput(data, split, held, tuple(baselines))
         evaluation = evaluate_held_out(inputs, config, progress.say)

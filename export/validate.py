@@ -87,9 +87,7 @@ class QualityReport:
                 + (", …" if n > len(examples) else "")
             )
         for f in self.files:
-            lines.append(
-                f"  {f.role}: {f.name} sha256 {f.sha256[:16]}… ({f.rows:,} rows)"
-            )
+            lines.append(f"  {f.role}: {f.name} sha256 {f.sha256[:16]}… ({f.rows:,} rows)")
         return "\n".join(lines)
 
 
@@ -127,9 +125,12 @@ def normalize_labels(column: pd.Series) -> pd.Series:
 def normalize_tags(column: pd.Series) -> pd.Series:
     """A catalog's tags ("Sale | Vegan|sale") as labels, distinct and sorted, joined by "|"
     ("sale|vegan"); "" for none."""
-    return column.astype("string").fillna("").map(
-        lambda text: "|".join(sorted({t.strip().lower() for t in text.split("|")} - {""}))
-    ).astype(object)
+    return (
+        column.astype("string")
+        .fillna("")
+        .map(lambda text: "|".join(sorted({t.strip().lower() for t in text.split("|")} - {""})))
+        .astype(object)
+    )
 
 
 @per_distinct_value

@@ -28,7 +28,13 @@ from export.ranker import fit_trees, ranker_to_onnx, training_rows
 from export.selection import MIN_VALIDATION_CASES, select_scorer
 from export.stages.candidates import fit_candidates
 from export.stages.read import Dataset
-from export.stages.split import cases_for, choose_holdout, holdout, ranker_label_days
+from export.stages.split import (
+    Holdout,
+    cases_for,
+    choose_holdout,
+    holdout,
+    ranker_label_days,
+)
 from export.stages.visitors import LearnedSegments
 from export.visitor import visitor_graph
 
@@ -56,6 +62,9 @@ class RankingInput:
     data: Dataset
     segments: LearnedSegments | None  # learned on all of `data` (the ones the bundle serves)
     fitted_before: FittedBefore | None = None
+    # How the label part is cut, settled once on all of a build's events (`choose_labels`):
+    # the evaluation's ranker, fitted on a training part, is then built as the shipped one is.
+    labels: Holdout | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
     weights = config.events.weights
     rc, ic = config.ranker, config.intent
     label_days = ranker_label_days(events, config)
-    chosen = choose_holdout(events, config, _label_protocol(config), label_days)
+    chosen = inputs.labels or choose_labels(events, config)
     label_split = holdout(events, config, chosen.protocol, label_days)
     history, labels = label_split.train, label_split.test
     reused = None
@@ -157,10 +166,14 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
     return FittedRanker(onnx, training)
 
 
-def _label_protocol(config: BuildConfig) -> str:
-    """The protocol the label part is cut by (`ranker.labels`), whatever the evaluation's: the
-    bundle `edgeperso evaluate` measures is the one `export` would ship."""
-    return {"auto": "auto", "window": "temporal", "random": "random"}[config.ranker.labels]
+def choose_labels(events: pd.DataFrame, config: BuildConfig) -> Holdout:
+    """How the ranker's label part is cut from `events` (`ranker.labels`, whatever the
+    evaluation's protocol): a window at the end, a random share of each customer's items, or
+    for `auto` the one `choose_holdout` finds asks enough questions. A build settles it once,
+    on all of its events, so the bundle `edgeperso evaluate` measures is the one `export`
+    ships: a training part near a threshold could otherwise settle it the other way."""
+    protocol = {"auto": "auto", "window": "temporal", "random": "random"}[config.ranker.labels]
+    return choose_holdout(events, config, protocol, ranker_label_days(events, config))
 
 
 def _validation_cases(n_cases: int, seed: int) -> frozenset[int]:

@@ -197,19 +197,19 @@ def test_time_waited_in_the_server_is_spent_from_the_budget(small_bundle):
 
 
 def test_a_request_with_less_budget_left_than_an_answer_takes_gets_fallback_at_once(small_bundle):
-    recommender = Recommender(small_bundle, budget_ms=50.0)
+    recommender = Recommender(small_bundle, budget_ms=1000.0)
     request = RecommendRequest(user_id=regular_customer(small_bundle), k=5)
     assert recommender.answer_ms == 0.0  # nothing measured yet: every request may start
     first = recommender.recommend(request, {}, queued_ms=0.0)
     assert first.fallback is None and recommender.answer_ms == first.took_ms  # the first sets it
     recommender.answer_ms = 8.0  # as if answers had been taking 8 ms
-    late = recommender.recommend(request, {}, queued_ms=45.0)
+    late = recommender.recommend(request, {}, queued_ms=995.0)
     assert late.fallback == (
-        "latency_budget: the request waited 45.0 ms in the server's queue; with the 8.0 ms an "
-        "answer takes here, it would end past its 50 ms budget"
+        "latency_budget: the request waited 995.0 ms in the server's queue; with the 8.0 ms an "
+        "answer takes here, it would end past its 1000 ms budget"
     )
     assert len(late.items) == 5 and recommender.answer_ms == 8.0  # a fallback teaches nothing
-    on_time = recommender.recommend(request, {}, queued_ms=40.0)
+    on_time = recommender.recommend(request, {}, queued_ms=900.0)  # 92 ms to spare, when busy
     assert on_time.fallback is None
     # The newest answer weighs 5%: the mean moves a twentieth of the way towards it.
     assert recommender.answer_ms == pytest.approx(8.0 + (on_time.took_ms - 8.0) * 0.05)

@@ -13,6 +13,7 @@ from export.interactions import build_universe
 from export.pipeline import export_bundle
 from export.profiles import build_profiles
 from export.ranker import training_rows
+from export.stages.ranking import choose_labels
 from export.stages.read import Dataset
 from export.stages.visitors import fit_segments
 from export.validate import QualityReport, normalize_events
@@ -105,7 +106,9 @@ def test_a_ranker_trained_without_context_ignores_the_context_features(shop, see
 
     config = msgspec.convert({"seed": seed, "ranker": {"context_features": False}}, BuildConfig)
     events = normalize_events(shop.events, config, QualityReport())
-    trained = train(Dataset(events, build_universe(events, None)), config)
+    trained = train(
+        Dataset(events, build_universe(events, None)), config, choose_labels(events, config)
+    )
     ranker = Ranker(trained.ranker_onnx, FEATURES)
     rows = np.random.default_rng(seed).random((200, len(FEATURES))).astype(np.float32)
     shifted = rows.copy()
@@ -120,7 +123,9 @@ def test_intent_can_be_switched_on_as_a_ranker_feature(shop, seed):
 
     config = msgspec.convert({"seed": seed, "ranker": {"intent_feature": True}}, BuildConfig)
     events = normalize_events(shop.events, config, QualityReport())
-    trained = train(Dataset(events, build_universe(events, None)), config)
+    trained = train(
+        Dataset(events, build_universe(events, None)), config, choose_labels(events, config)
+    )
     assert trained.ranker_training.features_switched_off == []
     assert trained.intent is not None and trained.segments is not None
 

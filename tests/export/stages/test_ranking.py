@@ -77,3 +77,22 @@ def test_a_ranker_that_cannot_be_trained_says_what_its_label_window_held(shop, s
     assert message.startswith("no visitor in the label window")
     assert f"The label window is the last {ranker_label_days(events, config):.1f} days" in message
     assert f"{int(late.sum()):,} events of" in message and "set ranker.label_days" in message
+
+
+def test_a_label_construction_settled_on_all_events_is_kept_for_a_training_part(shop, seed):
+    """The evaluation's ranker is fitted on a training part with the labels `choose_labels`
+    settled on all of the build's events, not settled again on that part."""
+    from export.stages.ranking import choose_labels
+    from export.stages.split import Holdout
+
+    config = msgspec.convert({"seed": seed}, BuildConfig)
+    events = normalize_events(shop.events, config, QualityReport())
+    data = Dataset(events, build_universe(events, None))
+    segments = fit_segments(data, config)
+    on_its_own = fit_ranking(RankingInput(data, segments), config).training
+    assert on_its_own.labels_chosen_because == choose_labels(events, config).reason
+    # The other construction than this part would settle on by itself:
+    other, split = ("users", "time") if on_its_own.labels == "random" else ("random", "random")
+    settled = Holdout(other, "settled on all events")
+    fitted = fit_ranking(RankingInput(data, segments, None, settled), config).training
+    assert (fitted.labels, fitted.labels_chosen_because) == (split, "settled on all events")
