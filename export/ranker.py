@@ -59,7 +59,7 @@ def _ints_for_missing_tracks() -> Iterator[None]:
 class TrainingRows:
     x: np.ndarray  # float32 [rows, len(FEATURES)]
     y: np.ndarray  # int8 [rows]: the visitor took the item
-    held_out: np.ndarray  # bool [rows]: the row belongs to a validation case
+    fold: np.ndarray  # int8 [rows]: the validation fold of the row's case, -1 for none
     held: list[HeldCase]  # the validation cases' full candidate lists
     stats: dict[str, int]
 
@@ -72,16 +72,17 @@ def training_rows(
     seed: int,
     sizes: CandidateSizes = CandidateSizes(),
     visitor: VisitorModel | None = None,
-    validation: frozenset[int] = frozenset(),
+    folds: np.ndarray | None = None,
 ) -> TrainingRows:
     """One row per (case, candidate): features, and whether the visitor took that item.
     Negatives are subsampled per case; cases without a positive among their candidates give no
     rows (the ranker cannot fix what the candidate sources missed). With `visitor` (segments
     and an intent model the cases cannot leak into), each case's segment and purchase intent
-    are features. The cases at the positions in `validation` also keep every candidate, as the
-    edge would rank them (`HeldCase`), with a positive or not: the selection guard's questions."""
+    are features. `folds`, a validation fold per case (-1: none): the cases in one also keep
+    every candidate, as the edge would rank them (`HeldCase`), with a positive or not: the
+    selection guard's questions."""
     rng = np.random.default_rng(seed)
-    xs, ys, held_flags = [], [], []
+    xs, ys, row_folds = [], [], []
     held: list[HeldCase] = []
     stats = {"cases": len(cases), "cases_with_positive": 0, "rows": 0, "positives": 0}
     for position, case in enumerate(cases):
@@ -97,9 +98,9 @@ def training_rows(
         candidates = candidate_features(model, state, case.context, sizes, NO_DEADLINE, *found)
         wanted = model.items.lookup(list(case.relevant))
         label = np.isin(candidates.items, wanted)
-        is_held = position in validation
-        if is_held:
-            held.append(HeldCase(candidates.features, label, len(case.relevant)))
+        fold = -1 if folds is None else int(folds[position])
+        if fold >= 0:
+            held.append(HeldCase(candidates.features, label, len(case.relevant), fold))
         if not label.any():
             continue
         negatives = np.flatnonzero(~label)
@@ -108,7 +109,7 @@ def training_rows(
         rows = np.concatenate([np.flatnonzero(label), negatives])
         xs.append(candidates.features[rows])
         ys.append(label[rows])
-        held_flags.append(np.full(rows.size, is_held))
+        row_folds.append(np.full(rows.size, fold, dtype=np.int8))
         stats["cases_with_positive"] += 1
     if not xs:
         raise CannotTrainError(
@@ -118,7 +119,7 @@ def training_rows(
         )
     x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int8)
     stats["rows"], stats["positives"] = int(y.size), int(y.sum())
-    return TrainingRows(x, y, np.concatenate(held_flags), held, stats)
+    return TrainingRows(x, y, np.concatenate(row_folds), held, stats)
 
 
 def fit_trees(

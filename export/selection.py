@@ -2,6 +2,8 @@
 and each candidate generator alone (ALS, item-to-item regression, co-visitation, popularity:
 `edge.scoring.SCORERS`) rank the same validation cases, held out of the ranker's fit, through
 the edge's own `score_candidates`; the best mean NDCG@k is served (`models.serving.scorer`).
+The ranking stage holds out a fifth of a large label part, and cross-validates a small one:
+every case is asked once, of a ranker fitted without its fold.
 
 The ranker sees every generator's score as a feature, so it can in principle match the best of
 them; the guard catches the logs where it does not (a label window that taught it the wrong
@@ -30,6 +32,7 @@ class HeldCase:
     features: np.ndarray  # float32 [candidates, len(FEATURES)]
     taken: np.ndarray  # bool [candidates]
     wanted: int  # items the case counts as hits (the ideal DCG's length), taken or not
+    fold: int = 0  # the validation fold: a ranker fitted without this fold's rows answers it
 
 
 def case_ndcg(scores_order: np.ndarray, taken: np.ndarray, wanted: int, k: int) -> float:
@@ -54,32 +57,51 @@ def ndcg_by_scorer(ranker: Ranker, held: list[HeldCase], k: int) -> dict[str, np
 
 
 def select_scorer(
-    ranker: Ranker, held: list[HeldCase], k: int, forced: Scorer | None = None
+    per_case: dict[str, np.ndarray], k: int, forced: Scorer | None = None, folds: int = 1
 ) -> ScorerSelection:
-    """The scorer with the best mean NDCG@k on `held` (ties: the ranker), or `forced`."""
-    if len(held) < MIN_VALIDATION_CASES and forced is None:
+    """The scorer with the best mean NDCG@k over the validation cases (`ndcg_by_scorer`, per
+    fold and joined), or `forced`. A generator replaces the ranker only when the 95% interval
+    of its advantage, case by case, lies above zero: ties and noise keep the ranker."""
+    n = len(per_case.get("ranker", ()))
+    asked = f"{n:,} validation cases" + (f" ({folds} folds)" if folds > 1 else "")
+    if n < MIN_VALIDATION_CASES and forced is None:
         return ScorerSelection(
             "ranker",
-            f"{len(held)} validation cases are too few to compare (at least "
-            f"{MIN_VALIDATION_CASES}); the ranker is served",
-            len(held),
+            f"{asked} are too few to compare (at least {MIN_VALIDATION_CASES}); the ranker is "
+            "served",
+            n,
             {},
             k,
         )
-    per_case = ndcg_by_scorer(ranker, held, k)
     means = {name: round(float(v.mean()), 4) if v.size else 0.0 for name, v in per_case.items()}
     if forced is not None:
         chosen, reason = forced, "set in serving.scorer"
-    else:
-        chosen = max(SCORERS, key=lambda name: (means[name], name == "ranker"))
-        if chosen == "ranker":
-            reason = "the composite ranker answered the validation cases best"
-        else:
-            reason = (
-                f"{chosen} alone answered the validation cases better than the composite "
-                f"ranker (NDCG@{k} {means[chosen]:.4f} against {means['ranker']:.4f})"
-            )
-    versus = None
-    if chosen != "ranker":
-        versus = Comparison(**paired_difference(per_case[chosen], per_case["ranker"]))
-    return ScorerSelection(chosen, reason, len(held), means, k, versus)
+        versus = _versus_ranker(per_case, chosen)
+        return ScorerSelection(chosen, reason, n, means, k, versus)
+    best = max(SCORERS, key=lambda name: (means[name], name == "ranker"))
+    if best == "ranker":
+        return ScorerSelection(
+            "ranker", f"the composite ranker answered the {asked} best", n, means, k
+        )
+    versus = Comparison(**paired_difference(per_case[best], per_case["ranker"]))
+    low, high = versus.ci95 or (0.0, 0.0)  # n >= MIN_VALIDATION_CASES: always an interval
+    if low <= 0:  # the ranker sees every generator's score: a generator must show it is better
+        reason = (
+            f"{best} alone answered the {asked} better by {versus.difference:+.4f} NDCG@{k}, "
+            f"within noise (95% interval {low:+.4f} to {high:+.4f}); the composite ranker is "
+            "served"
+        )
+        return ScorerSelection("ranker", reason, n, means, k, versus)
+    chosen = best
+    reason = (
+        f"{chosen} alone answered the {asked} better than the composite ranker "
+        f"(NDCG@{k} {means[chosen]:.4f} against {means['ranker']:.4f})"
+    )
+    return ScorerSelection(chosen, reason, n, means, k, versus)
+
+
+def _versus_ranker(per_case: dict[str, np.ndarray], scorer: str) -> Comparison | None:
+    """`scorer`'s NDCG minus the ranker's, case by case, with its 95% interval."""
+    if scorer == "ranker" or not len(per_case.get("ranker", ())):
+        return None
+    return Comparison(**paired_difference(per_case[scorer], per_case["ranker"]))

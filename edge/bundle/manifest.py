@@ -65,7 +65,9 @@ class ScorerSelection(Strict, frozen=True):
     validation_cases: Count
     ndcg: dict[str, float]  # scorer -> mean NDCG@k over the validation cases
     k: Count = 10
-    # NDCG@k of the chosen scorer minus the ranker's, case by case, with its 95% interval
+    # NDCG@k of the chosen scorer (or of the best generator, when the ranker was kept because
+    # that one's advantage was within noise) minus the ranker's, case by case, with its 95%
+    # interval
     versus_ranker: Comparison | None = None
 
 

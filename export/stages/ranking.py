@@ -15,21 +15,22 @@ import numpy as np
 import pandas as pd
 
 from edge.bundle import model_from_trees
-from edge.bundle.manifest import RankerTraining
+from edge.bundle.manifest import RankerTraining, ScorerSelection
 from edge.intent import IntentLabels
 from edge.ranker import Ranker
-from edge.scoring import CONTEXT_FEATURES, FEATURES
+from edge.scoring import CONTEXT_FEATURES, FEATURES, SCORERS
 from edge.visitor import SegmentHead, VisitorModel
 from export.config import BuildConfig
 from export.errors import CannotTrainError
 from export.intent import fit_intent
 from export.profiles import build_profiles
-from export.ranker import fit_trees, ranker_to_onnx, training_rows
-from export.selection import MIN_VALIDATION_CASES, select_scorer
+from export.ranker import TrainingRows, fit_trees, ranker_to_onnx, training_rows
+from export.selection import MIN_VALIDATION_CASES, ndcg_by_scorer, select_scorer
 from export.stages.candidates import fit_candidates
 from export.stages.read import Dataset
 from export.stages.split import (
     Holdout,
+    Split,
     cases_for,
     choose_holdout,
     holdout,
@@ -38,8 +39,12 @@ from export.stages.split import (
 from export.stages.visitors import LearnedSegments
 from export.visitor import visitor_graph
 
-VALIDATION_SHARE = 0.2  # of the label part's cases, held out of the ranker's first fit
+VALIDATION_SHARE = 0.2  # of a large label part's cases, held out of the ranker's first fit
 VALIDATION_CASES = 5_000  # at most: enough to tell scorers apart, little memory (full lists)
+# Up to this many cases, all of them are validated, each by a ranker fitted without its fold:
+# a fifth of a few hundred cases is too few to tell scorers apart, and small fits are cheap.
+CROSS_VALIDATE_UP_TO = 2_500
+FOLDS = 5
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
@@ -80,11 +85,66 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
     from a classifier fitted on the part before it; the segment from the segments learned on
     all of the events (the ones the bundle serves, so their codes mean the same in training
     and serving), assigned from each customer's history before the window."""
+    events = inputs.data.events
+    rc = config.ranker
+    label_days = ranker_label_days(events, config)
+    chosen = inputs.labels or choose_labels(events, config)
+    try:
+        part = _label_rows(inputs, config, chosen, label_days)
+    except CannotTrainError as exc:
+        other = _other_labels(chosen, config)
+        if other is None:
+            raise
+        try:
+            chosen = other
+            part = _label_rows(inputs, config, chosen, label_days)
+        except CannotTrainError:
+            raise exc from None  # the construction the data asked for says most
+    rows, label_split, protocol = part.rows, part.split, part.protocol
+    labels = label_split.test
+    # A constant column is one no tree can split on: how each ablation switch works.
+    switched_off = [] if rc.context_features else list(CONTEXT_FEATURES)
+    switched_off += [] if rc.intent_feature else ["purchase_intent"]
+    switched_off += [] if rc.segment_feature else ["segment"]
+    off = [FEATURES.index(f) for f in switched_off]
+    rows.x[:, off] = 0.0
+    for case in rows.held:
+        case.features[:, off] = 0.0
+    selection = _guard(rows, config)
+    ranker = fit_trees(
+        rows.x, rows.y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed
+    )
+    onnx = ranker_to_onnx(ranker)
+    is_time = label_split.description.split == "time"
+    training = RankerTraining(
+        **rows.stats,
+        protocol=protocol,
+        label_days=round(label_days, 2) if is_time else 0.0,
+        label_cut=labels["ts"].min().isoformat(),
+        trees=int(ranker.n_iter_),
+        features_switched_off=switched_off,
+        labels=label_split.description.split,
+        labels_chosen_because=chosen.reason,
+        selection=selection,
+    )
+    return FittedRanker(onnx, training)
+
+
+@dataclass(frozen=True, eq=False)
+class _LabelRows:
+    rows: TrainingRows
+    split: Split  # the history (train) and the label part (test)
+    protocol: str  # the cases' kind
+
+
+def _label_rows(
+    inputs: RankingInput, config: BuildConfig, chosen: Holdout, label_days: float
+) -> _LabelRows:
+    """The ranker's training rows from the label part `chosen` cuts, described by models of the
+    history before it."""
     events, universe, segments = inputs.data.events, inputs.data.universe, inputs.segments
     weights = config.events.weights
     rc, ic = config.ranker, config.intent
-    label_days = ranker_label_days(events, config)
-    chosen = inputs.labels or choose_labels(events, config)
     label_split = holdout(events, config, chosen.protocol, label_days)
     history, labels = label_split.train, label_split.test
     reused = None
@@ -114,7 +174,7 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
         }
     visitor = _visitor_model(segments, history_intent, intent_labels)
     protocol, cases = cases_for(chosen.protocol, history, labels, profiles, config, rc.max_cases)
-    validation = _validation_cases(len(cases), config.seed)
+    folds = _validation_folds(len(cases), config.seed)
     try:
         rows = training_rows(
             model,
@@ -124,46 +184,23 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
             config.seed,
             config.serving.candidates,
             visitor,
-            validation,
+            folds,
         )
     except CannotTrainError as exc:
         described = _windows(history, labels, label_days, chosen.protocol)
         raise CannotTrainError(f"{exc}. {described}") from exc
-    # A constant column is one no tree can split on: how each ablation switch works.
-    switched_off = [] if rc.context_features else list(CONTEXT_FEATURES)
-    switched_off += [] if rc.intent_feature else ["purchase_intent"]
-    switched_off += [] if rc.segment_feature else ["segment"]
-    off = [FEATURES.index(f) for f in switched_off]
-    rows.x[:, off] = 0.0
-    for case in rows.held:
-        case.features[:, off] = 0.0
-    fit = ~rows.held_out
-    if not rows.y[fit].any():  # every case with a positive was held out: fit on all of them
-        fit[:] = True
-    ranker = fit_trees(
-        rows.x[fit], rows.y[fit], rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed
-    )
-    onnx = ranker_to_onnx(ranker)
-    k = config.evaluation.k
-    selection = select_scorer(Ranker(onnx, FEATURES), rows.held, k, config.serving.scorer)
-    if not fit.all():  # the validation cases' rows too, for the ranker the bundle ships
-        ranker = fit_trees(
-            rows.x, rows.y, rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed
-        )
-        onnx = ranker_to_onnx(ranker)
-    is_time = label_split.description.split == "time"
-    training = RankerTraining(
-        **rows.stats,
-        protocol=protocol,
-        label_days=round(label_days, 2) if is_time else 0.0,
-        label_cut=labels["ts"].min().isoformat(),
-        trees=int(ranker.n_iter_),
-        features_switched_off=switched_off,
-        labels=label_split.description.split,
-        labels_chosen_because=chosen.reason,
-        selection=selection,
-    )
-    return FittedRanker(onnx, training)
+    return _LabelRows(rows, label_split, protocol)
+
+
+def _other_labels(chosen: Holdout, config: BuildConfig) -> Holdout | None:
+    """For `ranker.labels = "auto"`, the other construction than `chosen`, for a label part
+    whose visitors took none of their candidates."""
+    if config.ranker.labels != "auto":
+        return None
+    failed = f"{chosen.reason}; no visitor of that part took a candidate, so"
+    if chosen.protocol == "random":
+        return Holdout("temporal", f"{failed} a time window instead")
+    return Holdout("random", f"{failed} a random share of each customer's items instead")
 
 
 def choose_labels(events: pd.DataFrame, config: BuildConfig) -> Holdout:
@@ -176,14 +213,39 @@ def choose_labels(events: pd.DataFrame, config: BuildConfig) -> Holdout:
     return choose_holdout(events, config, protocol, ranker_label_days(events, config))
 
 
-def _validation_cases(n_cases: int, seed: int) -> frozenset[int]:
-    """The cases held out of the ranker's first fit for the selection guard: a fifth, at most
-    VALIDATION_CASES, none when that would be under the guard's minimum."""
-    n = min(VALIDATION_CASES, round(VALIDATION_SHARE * n_cases))
-    if n < MIN_VALIDATION_CASES:
-        return frozenset()
-    rng = np.random.default_rng(seed + 1)
-    return frozenset(rng.choice(n_cases, n, replace=False).tolist())
+def _validation_folds(n_cases: int, seed: int) -> np.ndarray:
+    """The validation fold of each case (-1: fit only): FOLDS folds of every case up to
+    CROSS_VALIDATE_UP_TO cases, else one fold of a fifth (at most VALIDATION_CASES); none when
+    that would be under the guard's minimum."""
+    folds = np.full(n_cases, -1, dtype=np.int8)
+    order = np.random.default_rng(seed + 1).permutation(n_cases)
+    if n_cases <= CROSS_VALIDATE_UP_TO:
+        if n_cases >= MIN_VALIDATION_CASES:
+            folds[order] = np.arange(n_cases) % FOLDS
+        return folds
+    folds[order[: min(VALIDATION_CASES, round(VALIDATION_SHARE * n_cases))]] = 0
+    return folds
+
+
+def _guard(rows: TrainingRows, config: BuildConfig) -> ScorerSelection:
+    """The selection guard's figures: each fold's cases asked of a ranker fitted on the other
+    rows (through its ONNX graph, as the edge scores), and of each generator alone."""
+    rc, k = config.ranker, config.evaluation.k
+    n_folds = int(rows.fold.max()) + 1 if rows.fold.size else 0
+    per_fold: list[dict[str, np.ndarray]] = []
+    for fold in range(n_folds):
+        fit = rows.fold != fold
+        if not rows.y[fit].any():  # every positive is in this fold: no ranker to ask
+            continue
+        trees = fit_trees(
+            rows.x[fit], rows.y[fit], rc.max_iter, rc.max_leaf_nodes, rc.learning_rate, config.seed
+        )
+        held = [case for case in rows.held if case.fold == fold]
+        per_fold.append(ndcg_by_scorer(Ranker(ranker_to_onnx(trees), FEATURES), held, k))
+    per_case: dict[str, np.ndarray] = {}
+    if per_fold:
+        per_case = {s: np.concatenate([f[s] for f in per_fold]) for s in SCORERS}
+    return select_scorer(per_case, k, config.serving.scorer, n_folds)
 
 
 def _windows(history: pd.DataFrame, labels: pd.DataFrame, label_days: float, protocol: str) -> str:

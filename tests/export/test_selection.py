@@ -8,7 +8,13 @@ import pytest
 from edge.ranker import Ranker
 from edge.scoring import COLUMN, FEATURES, SCORERS
 from export.ranker import fit_trees, ranker_to_onnx
-from export.selection import MIN_VALIDATION_CASES, HeldCase, case_ndcg, select_scorer
+from export.selection import (
+    MIN_VALIDATION_CASES,
+    HeldCase,
+    case_ndcg,
+    ndcg_by_scorer,
+    select_scorer,
+)
 
 
 def _ranker_that_learned_popularity(rng) -> Ranker:
@@ -32,13 +38,12 @@ def _cases(rng, n: int, knows: str) -> list[HeldCase]:
 
 def test_a_generator_that_knows_the_answer_is_served_over_a_ranker_that_does_not():
     rng = np.random.default_rng(0)
-    selection = select_scorer(
-        _ranker_that_learned_popularity(rng), _cases(rng, 300, "als_score"), 10
-    )
+    ranker = _ranker_that_learned_popularity(rng)
+    selection = select_scorer(ndcg_by_scorer(ranker, _cases(rng, 300, "als_score"), 10), 10)
     assert selection.chosen == "als"
     assert selection.ndcg["als"] == 1.0 and selection.ndcg["ranker"] < 0.6
     assert set(selection.ndcg) == set(SCORERS) and selection.validation_cases == 300
-    assert "als alone answered the validation cases better" in selection.reason
+    assert "als alone answered the 300 validation cases better" in selection.reason
     assert selection.versus_ranker is not None and selection.versus_ranker.ci95[0] > 0
 
 
@@ -55,22 +60,40 @@ def test_the_ranker_is_served_when_it_is_best_or_tied():
         taken = np.zeros(30, dtype=bool)
         taken[np.argmax(features[:, als] + features[:, covis])] = True
         cases.append(HeldCase(features, taken, 1))
-    selection = select_scorer(ranker, cases, 10)
+    selection = select_scorer(ndcg_by_scorer(ranker, cases, 10), 10)
     assert selection.chosen == "ranker" and selection.versus_ranker is None
     assert selection.ndcg["ranker"] > max(selection.ndcg["als"], selection.ndcg["covis"])
     nobody_took = [HeldCase(case.features, np.zeros(30, dtype=bool), 1) for case in cases]
-    tied = select_scorer(ranker, nobody_took, 10)
+    tied = select_scorer(ndcg_by_scorer(ranker, nobody_took, 10), 10)
     assert set(tied.ndcg.values()) == {0.0} and tied.chosen == "ranker"
+
+
+def test_a_generator_ahead_by_less_than_the_noise_does_not_replace_the_ranker():
+    rng = np.random.default_rng(3)
+    ranker = rng.random(200)
+    per_case = {name: rng.random(200) * 0.5 for name in SCORERS}
+    per_case["ranker"] = ranker
+    per_case["regression"] = ranker + rng.normal(0.005, 0.1, 200)  # ahead, within noise
+    kept = select_scorer(per_case, 10)
+    assert kept.chosen == "ranker" and kept.ndcg["regression"] > kept.ndcg["ranker"]
+    assert "regression alone answered the 200 validation cases better by" in kept.reason
+    assert "within noise" in kept.reason
+    assert kept.versus_ranker is not None and kept.versus_ranker.ci95[0] <= 0
+    per_case["regression"] = ranker + rng.normal(0.05, 0.1, 200)  # ahead beyond it
+    assert select_scorer(per_case, 10, folds=5).chosen == "regression"
 
 
 def test_too_few_cases_keep_the_ranker_and_a_forced_scorer_is_served_with_its_figures():
     rng = np.random.default_rng(2)
     ranker = _ranker_that_learned_popularity(rng)
-    few = select_scorer(ranker, _cases(rng, MIN_VALIDATION_CASES - 1, "als_score"), 10)
+    few_cases = _cases(rng, MIN_VALIDATION_CASES - 1, "als_score")
+    few = select_scorer(ndcg_by_scorer(ranker, few_cases, 10), 10)
     assert few.chosen == "ranker" and "too few to compare" in few.reason and not few.ndcg
-    forced = select_scorer(ranker, _cases(rng, 10, "als_score"), 10, forced="covis")
+    forced = select_scorer(ndcg_by_scorer(ranker, _cases(rng, 10, "als_score"), 10), 10, "covis")
     assert forced.chosen == "covis" and forced.reason == "set in serving.scorer"
     assert forced.ndcg["als"] == 1.0
+    unasked = select_scorer({}, 10, "covis")
+    assert unasked.chosen == "covis" and unasked.versus_ranker is None
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 of the history when it is the same history."""
 
 import msgspec
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -79,6 +80,25 @@ def test_a_ranker_that_cannot_be_trained_says_what_its_label_window_held(shop, s
     assert f"{int(late.sum()):,} events of" in message and "set ranker.label_days" in message
 
 
+def test_a_window_no_visitor_could_train_on_gives_way_to_a_random_share(shop, seed):
+    """`labels = "auto"`: the other construction before giving up; its reason says why."""
+    from export.stages.split import Holdout
+
+    config = msgspec.convert({"seed": seed}, BuildConfig)
+    events = normalize_events(shop.events, config, QualityReport())
+    cut = events["ts"].max() - pd.Timedelta(days=ranker_label_days(events, config))
+    late = events["ts"] >= cut
+    events.loc[late, "item_id"] = "new-" + events.loc[late, "item_id"]
+    data = Dataset(events, build_universe(events, None))
+    window = Holdout("temporal", "the window asks enough")
+    training = fit_ranking(RankingInput(data, None, None, window), config).training
+    assert training.labels == "random" and training.positives > 0
+    assert training.labels_chosen_because == (
+        "the window asks enough; no visitor of that part took a candidate, so a random share "
+        "of each customer's items instead"
+    )
+
+
 def test_a_label_construction_settled_on_all_events_is_kept_for_a_training_part(shop, seed):
     """The evaluation's ranker is fitted on a training part with the labels `choose_labels`
     settled on all of the build's events, not settled again on that part."""
@@ -96,3 +116,34 @@ def test_a_label_construction_settled_on_all_events_is_kept_for_a_training_part(
     settled = Holdout(other, "settled on all events")
     fitted = fit_ranking(RankingInput(data, segments, None, settled), config).training
     assert (fitted.labels, fitted.labels_chosen_because) == (split, "settled on all events")
+
+
+def test_a_small_label_part_is_cross_validated_and_a_large_one_holds_out_a_fifth():
+    from export.selection import MIN_VALIDATION_CASES
+    from export.stages.ranking import (
+        CROSS_VALIDATE_UP_TO,
+        FOLDS,
+        VALIDATION_CASES,
+        _validation_folds,
+    )
+
+    assert (_validation_folds(MIN_VALIDATION_CASES - 1, 0) == -1).all()
+    small = _validation_folds(CROSS_VALIDATE_UP_TO, 0)
+    assert sorted(set(small.tolist())) == list(range(FOLDS))
+    assert np.bincount(small).max() - np.bincount(small).min() <= 1
+    large = _validation_folds(CROSS_VALIDATE_UP_TO + 1_000, 0)
+    assert (large == 0).sum() == round(0.2 * (CROSS_VALIDATE_UP_TO + 1_000))
+    assert set(large.tolist()) == {-1, 0}
+    assert (_validation_folds(100_000, 0) == 0).sum() == VALIDATION_CASES
+    assert not (_validation_folds(300, 0) == _validation_folds(300, 1)).all()  # seeded
+
+
+def test_the_guard_asks_every_case_of_a_small_label_part_once(shop, seed):
+    config = msgspec.convert({"seed": seed}, BuildConfig)
+    events = normalize_events(shop.events, config, QualityReport())
+    data = Dataset(events, build_universe(events, None))
+    training = fit_ranking(RankingInput(data, fit_segments(data, config)), config).training
+    selection = training.selection
+    assert selection is not None and training.cases <= 2_500
+    assert selection.validation_cases == training.cases
+    assert "(5 folds)" in selection.reason and set(selection.ndcg) >= {"ranker", "popular"}
