@@ -250,21 +250,28 @@ def _guard(rows: TrainingRows, config: BuildConfig) -> ScorerSelection:
 
 def _windows(history: pd.DataFrame, labels: pd.DataFrame, label_days: float, protocol: str) -> str:
     """What the label part held, for an error that must say what in the data caused it."""
-    customers = labels["user_id"].nunique()
+    known = labels["user_id"] != ""
+    who = _count(labels.loc[known, "user_id"].nunique(), "customer")
+    if not known.all():
+        who += " and " + _count(labels.loc[~known, "session_id"].nunique(), "anonymous session")
     if protocol == "random":
         return (
             f"The labels are a random share of each customer's items ({len(labels):,} events "
-            f"of {customers:,} customers), beside {len(history):,} events; a log of more "
+            f"of {who}), beside {len(history):,} events; a log of more "
             "customers with two items or more, or other evaluation.target_types, may help"
         )
     first, cut, last = history["ts"].min(), labels["ts"].min(), labels["ts"].max()
     return (
         f"The label window is the last {label_days:.1f} days ({cut:%Y-%m-%d %H:%M} to "
-        f"{last:%Y-%m-%d %H:%M}: {len(labels):,} events of {customers:,} "
-        f"customers), after {len(history):,} events from {first:%Y-%m-%d %H:%M}; set "
+        f"{last:%Y-%m-%d %H:%M}: {len(labels):,} events of {who}), after "
+        f"{len(history):,} events from {first:%Y-%m-%d %H:%M}; set "
         "ranker.label_days to a window that holds a share of the visitors (the data-quality "
         "table counts the stray timestamps already dropped)"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _visitor_model(

@@ -77,7 +77,13 @@ def test_a_ranker_that_cannot_be_trained_says_what_its_label_window_held(shop, s
     message = str(refused.value)
     assert message.startswith("no visitor in the label window")
     assert f"The label window is the last {ranker_label_days(events, config):.1f} days" in message
-    assert f"{int(late.sum()):,} events of" in message and "set ranker.label_days" in message
+    window = events[late]
+    known = window["user_id"] != ""
+    who = f"{window.loc[known, 'user_id'].nunique():,} customers"
+    if not known.all():  # anonymous visitors are counted by session, not as one customer ""
+        who += f" and {window.loc[~known, 'session_id'].nunique():,} anonymous sessions"
+    assert f"{int(late.sum()):,} events of {who})" in message
+    assert "set ranker.label_days" in message
 
 
 def test_a_window_no_visitor_could_train_on_gives_way_to_a_random_share(shop, seed):
