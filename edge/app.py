@@ -46,12 +46,14 @@ from edge.eventlog import EventLog, LogStatus
 from edge.exposures import ExposureLog
 from edge.feedback import feedback_records
 from edge.json_text import check_json_text
+from edge.objectstore import ObjectStore
 from edge.openapi import PATH as OPENAPI_PATH
 from edge.openapi import openapi_json
 from edge.quota import EventQuota, client_key
 from edge.recommend import Recommender
 from edge.reload import initial_recommender, watch_bundle
 from edge.schemas import FeedbackAccepted, FeedbackBatch, RecommendRequest
+from edge.shipping import Shipper, new_node_id, node_id_of
 from edge.sink import EventSink, LogFull, SinkError
 from edge.turns import Turns
 
@@ -204,6 +206,14 @@ def events_status(state: State) -> LogStatus:
     return LogStatus("disabled", "no events directory is set (EDGEPERSO_EVENTS_DIR)")
 
 
+async def shipping_status(state: State) -> dict[str, object]:
+    """/readyz's `shipping`, when a store is set (it lists the events directory: off the loop)."""
+    shipper: Shipper | None = state.shipper
+    if shipper is None:
+        return {}
+    return {"shipping": await anyio.to_thread.run_sync(shipper.status)}
+
+
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
@@ -213,10 +223,12 @@ async def readyz(request: Request) -> Response:
     if recommender.bundle is None:
         reason = request.app.state.reload_error or recommender.unavailable_reason
         events = events_status(request.app.state)
-        refusal = {"status": "not ready", "reason": reason, "events": events}
+        refusal: dict[str, object] = {"status": "not ready", "reason": reason, "events": events}
+        refusal.update(await shipping_status(request.app.state))
         return json_response(refusal, status_code=503)
     body: dict[str, object] = {"status": "ready", "bundle": recommender.bundle.build_id}
     body["events"] = events_status(request.app.state)
+    body.update(await shipping_status(request.app.state))
     if request.app.state.reload_error:
         body["reload_error"] = request.app.state.reload_error
     return json_response(body)
@@ -234,6 +246,19 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path)
     body = {"error": {"code": "internal_error", "message": "the server failed; see its log"}}
     return json_response(body, 500)
+
+
+def _shipper(settings: Settings) -> Shipper | None:
+    """The events directory's shipper, when a store is set. A store the settings cannot reach
+    (a bad endpoint, half a key pair) stops the start; a store that is down does not."""
+    if settings.events_store is None or settings.events_dir is None:
+        return None
+    store = ObjectStore(settings.events_store)
+    try:
+        node = settings.node_id or node_id_of(settings.events_dir)
+    except OSError:  # the directory is unusable for now (edge.eventlog says why): no segments
+        node = new_node_id()
+    return Shipper(settings.events_dir, store, node)
 
 
 def one_blas_thread() -> None:
@@ -269,6 +294,7 @@ def create_app(
             app.state.sink = app.state.sink or event_log.feedback
             exposures_to = exposures_to or event_log.exposures
         app.state.exposures = ExposureLog(exposures_to) if exposures_to else None
+        app.state.shipper = shipper = _shipper(settings)
         try:
             async with anyio.create_task_group() as tasks:
                 if settings.reload_seconds > 0:
@@ -277,6 +303,8 @@ def create_app(
                     tasks.start_soon(app.state.exposures.run)
                 if app.state.event_log is not None:
                     tasks.start_soon(app.state.event_log.run)
+                    if shipper is not None:
+                        tasks.start_soon(shipper.run, app.state.event_log.close_due_segments)
                 yield
                 tasks.cancel_scope.cancel()
         finally:
@@ -285,6 +313,9 @@ def create_app(
                 app.state.exposures.close()
             if app.state.sink is not None:
                 app.state.sink.close()
+            if shipper is not None:  # the segments just closed, and any left from before
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(shipper.drain, settings.ship_grace_seconds)
 
     app = Starlette(
         routes=[
@@ -302,6 +333,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.shipper = None  # set in the lifespan when a store is set
     # Decision ids (edge.decisions); without a key set, one for this process only.
     signer = DecisionSigner(settings.decision_key or new_key(), settings.decision_ttl_seconds)
     app.state.decisions, app.state.feedback_gate = signer, FeedbackGate(signer)

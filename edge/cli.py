@@ -24,6 +24,7 @@ from edge.bundle.signing import SigningKeyError, public_key_from_env
 from edge.config import Settings
 from edge.context import HOUR_BUCKETS
 from edge.errors import BundleError
+from edge.objectstore import ObjectStore, StoreError
 
 LOOPS = ("asyncio", "uvloop")
 
@@ -74,6 +75,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "feedback is refused with 503)",
     )
     parser.add_argument(
+        "--events-store",
+        default=None,
+        metavar="s3://BUCKET/PREFIX/",
+        help="ship closed event segments to this object store, deleting each once it is there "
+        "(default: EDGEPERSO_EVENTS_STORE; credentials and endpoint from AWS_* variables, "
+        "docs/deploy.md)",
+    )
+    parser.add_argument(
         "--header-timeout",
         type=float,
         default=None,
@@ -117,6 +126,8 @@ def serve(args: argparse.Namespace) -> int:
         os.environ["EDGEPERSO_BUDGET_MS"] = str(args.budget_ms)
     if args.events_dir is not None:
         os.environ["EDGEPERSO_EVENTS_DIR"] = str(args.events_dir)
+    if args.events_store is not None:
+        os.environ["EDGEPERSO_EVENTS_STORE"] = str(args.events_store)
     if args.header_timeout is not None:
         os.environ["EDGEPERSO_HEADER_TIMEOUT_SECONDS"] = str(args.header_timeout)
     if args.body_timeout is not None:
@@ -135,8 +146,13 @@ def serve(args: argparse.Namespace) -> int:
         os.environ["EDGEPERSO_DECISION_KEY"] = secrets.token_hex(32)
     try:
         settings = Settings.from_env()  # fail here, loudly, rather than in each worker
-    except SigningKeyError as exc:
+    except (SigningKeyError, ValueError) as exc:
         raise SystemExit(f"serve: {exc}") from None
+    if settings.events_store:
+        try:  # the client's settings (endpoint, keys): a mistake stops the start, not a worker
+            ObjectStore(settings.events_store)
+        except StoreError as exc:
+            raise SystemExit(f"serve: EDGEPERSO_EVENTS_STORE: {exc}") from None
     if args.bundle_url:
         fetch_at_start(args.bundle_url, args.bundle, settings)
     if args.workers < 1:

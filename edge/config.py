@@ -37,12 +37,27 @@ class Settings:
     events_max_bytes: int = 1024**3
     events_min_free_bytes: int = 64 * 1024**2
     events_retention_days: float | None = None
+    # Shipping (edge.shipping): the s3://bucket/prefix/ closed segments are uploaded to (None:
+    # they stay on this disk), how old a segment may get before it is closed (None: 10 s with a
+    # store, an hour without), the seconds left to ship at shutdown, and this node's name in
+    # the store's keys (None: the one kept in the events directory, made on first use).
+    events_store: str | None = None
+    events_rotate_seconds: float | None = None
+    ship_grace_seconds: float = 10.0
+    node_id: str | None = None
     # Slow clients (edge.connections): seconds to send a request's headers, from the connection's
     # opening or its last answer; seconds to send the body after them; open connections per
     # server process (each costs an fd and 5 to 10 KB; a slow crowd past the cap is evicted).
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 10.0
     max_connections: int = 2000
+
+    @property
+    def rotate_seconds(self) -> float:
+        """How old a segment may get: shipped logs rotate often, local ones hourly."""
+        if self.events_rotate_seconds is not None:
+            return self.events_rotate_seconds
+        return 10.0 if self.events_store else 3600.0
 
     @classmethod
     def from_env(cls, env: Environ | dict[str, str] = environ) -> Settings:
@@ -74,6 +89,12 @@ class Settings:
             events_retention_days=config(
                 "EDGEPERSO_EVENTS_RETENTION_DAYS", cast=_optional_float, default=None
             ),
+            events_store=config("EDGEPERSO_EVENTS_STORE", default=None) or None,
+            events_rotate_seconds=config(
+                "EDGEPERSO_EVENTS_ROTATE_SECONDS", cast=_optional_float, default=None
+            ),
+            ship_grace_seconds=config("EDGEPERSO_SHIP_GRACE_SECONDS", cast=float, default=10.0),
+            node_id=config("EDGEPERSO_NODE_ID", default=None) or None,
             header_timeout_seconds=config(
                 "EDGEPERSO_HEADER_TIMEOUT_SECONDS", cast=float, default=10.0
             ),
@@ -143,5 +164,42 @@ def _check_event_settings(settings: Settings) -> None:
             "EDGEPERSO_EVENTS_RETENTION_DAYS must be positive (unset keeps every segment), got "
             f"{days}"
         )
+    problems += _shipping_problems(settings)
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def _shipping_problems(settings: Settings) -> list[str]:
+    from edge.objectstore import StoreConfigError, parse_store_url
+    from edge.shipping import check_node_id
+
+    problems = []
+    rotate = settings.events_rotate_seconds
+    if rotate is not None and rotate <= 0:
+        problems.append(f"EDGEPERSO_EVENTS_ROTATE_SECONDS must be positive, got {rotate}")
+    if settings.ship_grace_seconds < 0:
+        problems.append(
+            f"EDGEPERSO_SHIP_GRACE_SECONDS must not be negative, got {settings.ship_grace_seconds}"
+        )
+    if settings.node_id is not None:
+        try:
+            check_node_id(settings.node_id)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if settings.events_store is None:
+        return problems
+    try:
+        parse_store_url(settings.events_store)
+    except StoreConfigError as exc:
+        problems.append(f"EDGEPERSO_EVENTS_STORE: {exc}")
+    if settings.events_dir is None:
+        problems.append(
+            "EDGEPERSO_EVENTS_STORE needs EDGEPERSO_EVENTS_DIR: events are written there first, "
+            "and shipped once their segment closes"
+        )
+    if settings.events_retention_days is not None:
+        problems.append(
+            "EDGEPERSO_EVENTS_RETENTION_DAYS would delete segments not shipped yet; with "
+            "EDGEPERSO_EVENTS_STORE set, each segment is deleted once the store has it: unset it"
+        )
+    return problems

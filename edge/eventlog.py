@@ -130,6 +130,7 @@ class EventLog:
         min_free_bytes: int = 64 * 1024**2,
         retention_days: float | None = None,
         retry_s: float = UPKEEP_S,
+        rotate_s: float = 3600.0,
     ) -> None:
         self.root = Path(root)
         self.retention_days = retention_days
@@ -137,10 +138,12 @@ class EventLog:
         self.space = LogSpace(self.root, max_bytes, min_free_bytes)
         reserve = self.space.reserve
         self.feedback = RetryingSink(
-            lambda: JsonlSegmentSink(self.root, reserve=reserve), "event log", retry_s
+            lambda: JsonlSegmentSink(self.root, max_age_s=rotate_s, reserve=reserve),
+            "event log",
+            retry_s,
         )
         self.exposures = RetryingSink(
-            lambda: JsonlSegmentSink(self.root / EXPOSURES, reserve=reserve),
+            lambda: JsonlSegmentSink(self.root / EXPOSURES, max_age_s=rotate_s, reserve=reserve),
             "exposure log",
             retry_s,
         )
@@ -156,6 +159,7 @@ class EventLog:
             settings.events_min_free_bytes,
             settings.events_retention_days,
             UPKEEP_S,
+            settings.rotate_seconds,
         )
 
     def open(self) -> None:
@@ -193,6 +197,11 @@ class EventLog:
                 await anyio.to_thread.run_sync(self.upkeep)
             except Exception:  # the upkeep must never stop the server
                 log.exception("event log upkeep failed; trying again in %g s", self.retry_s)
+
+    def close_due_segments(self) -> None:
+        """Close segments past their age, written to or not (shipping calls it every second)."""
+        self.feedback.close_if_due()
+        self.exposures.close_if_due()
 
     def close(self) -> None:
         self.feedback.close()

@@ -149,6 +149,18 @@ class JsonlSegmentSink:
                 if file is self._file:
                     self._durable_offset = max(self._durable_offset, end)
 
+    def close_if_due(self) -> None:
+        """Close the segment when it is past its age, even with no batch coming to rotate it
+        (so that it can be shipped); the next batch opens a new one. An empty one waits."""
+        with self._sync_lock, self._lock:
+            file = self._file
+            if file is None or file.tell() == 0 or not self._due_for_rotation(file):
+                return
+            try:
+                self._close_segment()
+            except OSError:
+                log.exception("could not close the event segment %s", self._path)
+
     def close(self) -> None:
         """Close the segment; a failure is logged (what it cuts off was never acknowledged)."""
         with self._sync_lock, self._lock:
@@ -268,6 +280,12 @@ class RetryingSink:
             error.retry_after = max(1, round(self.retry_s))
             raise error
         sink.write(records)
+
+    def close_if_due(self) -> None:
+        with self._lock:
+            sink = self._sink
+        if isinstance(sink, JsonlSegmentSink):
+            sink.close_if_due()
 
     def close(self) -> None:
         with self._lock:

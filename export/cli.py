@@ -206,7 +206,7 @@ def experiment_report(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"edgeperso experiment-report needs the build extra ({exc})", file=sys.stderr)
         return USER_ERROR
-    log = read_log([Path(p) for p in args.log])
+    log = read_log(args.log)
     experiments = bundle_experiments(Path(args.bundle)) if args.bundle else None
     report = experiment_report(log, args.target, experiments) if not args.policy else {}
     if args.policy:
@@ -259,7 +259,14 @@ def _read_policy(path: Path) -> Policy:
 
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--events", required=True, nargs="+", help="CSV, JSONL or Parquet (.gz ok)")
+    p.add_argument(
+        "--events",
+        required=True,
+        nargs="+",
+        help="CSV, JSONL or Parquet files (.gz ok), directories of them (what `serve "
+        "--events-dir` writes) or object-store prefixes (s3://bucket/prefix/, what `serve "
+        "--events-store` ships to; AWS_* variables say where and how, docs/deploy.md)",
+    )
     p.add_argument("--catalog", help="item_id, title, category, price, brand, in_stock")
     p.add_argument("--users", help="user_id plus attributes the shop holds")
     p.add_argument(
@@ -287,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bandit-log",
         nargs="+",
-        help="the feedback log (events dir or segment files) the [[bandits]] priors come from",
+        help="the feedback log (events dir, its store prefix or segment files) the [[bandits]] "
+        "priors come from",
     )
     p.add_argument(
         "--truth",
@@ -345,7 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="conversion per experiment variant, with intervals and a sample-ratio check",
     )
     r.add_argument(
-        "--log", nargs="+", required=True, help="the events dir (exposures/ inside) or files"
+        "--log",
+        nargs="+",
+        required=True,
+        help="the events dir (exposures/ inside), its store prefix (s3://bucket/prefix/) or files",
     )
     r.add_argument("--bundle", help="the bundle that ran the experiments (for their weights)")
     r.add_argument("--target", default="purchase", help="the event type that counts as converting")

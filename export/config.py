@@ -35,6 +35,9 @@ CANONICAL_EVENT_COLUMNS = (
     "title",
     "category",
     "brand",
+    # The sender's id of an event (POST /v1/events keeps it): a retried batch shipped twice is
+    # dropped by it (`export.validate.drop_repeated_event_ids`).
+    "event_id",
 )
 CATALOG_COLUMNS = (
     "item_id",

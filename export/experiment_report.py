@@ -10,6 +10,7 @@ who logged in mid-visit under a "user" experiment) are counted in neither and re
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +20,26 @@ import pandas as pd
 from scipy.stats import chisquare, norm
 
 from edge.experiments import ExperimentTable, experiment_table_decoder
+from edge.objectstore import is_store_url
 from export.errors import InputError
+from export.sources import local_inputs
 
 Z95 = float(norm.ppf(0.975))
 SRM_P_VALUE = 0.001  # below this, the split is not the one configured: do not trust the test
 
 
-def read_log(paths: list[Path]) -> pd.DataFrame:
-    """JSON-lines segments (closed ones: `*.jsonl`) from files or directories, as one frame."""
-    files: list[Path] = []
+def read_log(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """JSON-lines segments (closed ones: `*.jsonl`) from files, directories or `s3://`
+    prefixes (`export.sources`; exposures included), as one frame."""
     for path in paths:
-        if not path.exists():
+        if not is_store_url(path) and not Path(path).exists():
             raise InputError(
                 f"{path}: no such file or directory; pass the directory `serve --events-dir` "
-                "writes (its exposures/ folder is read too) or segment files"
+                "writes (its exposures/ folder is read too), its store prefix "
+                "(`serve --events-store`) or segment files"
             )
-        files += sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
-    frames = [_read_segment(f) for f in files if f.stat().st_size]
+    with local_inputs(paths, exposures=True) as inputs:
+        frames = [_read_segment(f) for f in inputs.paths if f.stat().st_size]
     if not frames:
         raise InputError(f"no log records in {', '.join(map(str, paths))} (*.jsonl files)")
     return pd.concat(frames, ignore_index=True)

@@ -17,6 +17,7 @@ from export.baselines import BASELINES
 from export.config import BuildConfig, check_rule_sets, load_rules
 from export.evaluate import format_selection, format_table
 from export.progress import Progress
+from export.sources import local_inputs
 from export.stages.candidates import fit_candidates
 from export.stages.evaluation import EvaluationInput, evaluate_held_out
 from export.stages.ranking import FittedBefore, RankingInput, choose_labels, fit_ranking
@@ -61,7 +62,7 @@ def export_bundle(
         trained = train(data, config, labels, truth, fitted_before)
     progress.say(format_selection(trained.ranker_training))
     destination = Destination(
-        Path(out_dir), signing_key, rules, tuple(Path(p) for p in bandit_log or ())
+        Path(out_dir), signing_key, rules, tuple(bandit_log or ())
     )
     with progress.step(f"write the bundle to {out_dir}"):
         manifest = write(trained, destination, config, data.lineage, metrics)
@@ -129,12 +130,13 @@ def _read(
     config: BuildConfig,
     progress: Progress,
 ) -> Dataset:
-    sources = Sources(
-        tuple(Path(p) for p in events_paths),
-        None if catalog_path is None else Path(catalog_path),
-        None if users_path is None else Path(users_path),
-    )
-    with progress.step("read and validate the input"):
+    with progress.step("read and validate the input"), local_inputs(events_paths) as events:
+        sources = Sources(
+            tuple(events.paths),
+            None if catalog_path is None else Path(catalog_path),
+            None if users_path is None else Path(users_path),
+            events.names,
+        )
         return read_inputs(sources, config, progress.say)
 
 

@@ -69,3 +69,26 @@ def bundle(bundle_dir):
     from edge.bundle import load_bundle
 
     return load_bundle(bundle_dir)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3-compatible store on 127.0.0.1, shared by the tests that only use it (tests
+    that stop it start their own `tests.servers.SeaweedFS`)."""
+    from tests.servers import SeaweedFS
+
+    store = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    store.start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+def store_url(seaweedfs, monkeypatch, request) -> str:
+    """A bucket prefix of its own on the shared store, with the store's variables set."""
+    import re
+
+    for name, value in seaweedfs.env.items():
+        monkeypatch.setenv(name, value)
+    test = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40]
+    return f"s3://edgeperso-tests/{test}-{os.getpid()}/"

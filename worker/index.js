@@ -24,6 +24,12 @@ export class EdgeApp extends Container {
       // One key for every container: feedback reaching any of them verifies the decisions
       // another made (edge/decisions.py); a secret (`wrangler secret put DECISION_KEY`).
       EDGEPERSO_DECISION_KEY: env.DECISION_KEY ?? "",
+      // Feedback leaves the container's ephemeral disk for an object store within seconds
+      // (edge/shipping.py); unset, it stays on that disk (docs/deploy.md).
+      EDGEPERSO_EVENTS_STORE: env.EVENTS_STORE ?? "",
+      AWS_ENDPOINT_URL: env.STORE_ENDPOINT ?? "",
+      AWS_ACCESS_KEY_ID: env.STORE_ACCESS_KEY_ID ?? "",
+      AWS_SECRET_ACCESS_KEY: env.STORE_SECRET_ACCESS_KEY ?? "",
       ...TRUST_CLIENT_HEADER_ENV,
     };
   }

@@ -24,6 +24,7 @@ from export.progress import Say
 from export.validate import (
     QualityReport,
     check_drop_share,
+    drop_repeated_event_ids,
     join_logins,
     normalize_catalog,
     normalize_events,
@@ -39,6 +40,8 @@ class Sources:
     events: tuple[Path, ...]
     catalog: Path | None = None
     users: Path | None = None
+    # What the lineage calls a file made from many (`export.sources`: a directory, a prefix).
+    names: dict[Path, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
@@ -63,12 +66,14 @@ def read_inputs(sources: Sources, config: BuildConfig, say: Say) -> Dataset:
     def read(path: Path, role: Literal["events", "catalog", "users"]) -> pd.DataFrame:
         """Read one input file and record it (name, sha256, rows) in the lineage."""
         raw = read_table(path)
-        report.files.append(InputFile(role, path.name, sha256_file(path), len(raw)))
+        name = sources.names.get(path, path.name)
+        report.files.append(InputFile(role, name, sha256_file(path), len(raw)))
         return raw
 
     frames = [normalize_events(read(path, "events"), config, report) for path in sources.events]
     events = sorted_by_time(frames[0] if len(frames) == 1 else pd.concat(frames))
     del frames
+    events = drop_repeated_event_ids(events, report)  # across files: a retry lands anywhere
     catalog = (
         None
         if sources.catalog is None

@@ -74,7 +74,7 @@ class Destination:
     out_dir: Path
     signing_key: Ed25519PrivateKey | None = None  # the build's Ed25519 key (edge.bundle.signing)
     rules: RuleBook = DEFAULT_RULES
-    bandit_log: tuple[Path, ...] = ()  # the feedback log the bandits' priors come from
+    bandit_log: tuple[str | Path, ...] = ()  # the feedback log the bandits' priors come from
 
 
 def write(

@@ -145,7 +145,7 @@ def test_the_command_reads_the_servers_segments(tmp_path, seed, capsys):
     assert "nothing: no such file or directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["experiment-report", "--log", str(tmp_path / "empty")]) == 2
-    assert "no log records" in capsys.readouterr().err
+    assert "no table files" in capsys.readouterr().err
 
 
 def test_ips_estimates_a_candidate_policy_from_logged_propensities(seed, tmp_path, capsys):

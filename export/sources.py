@@ -1,0 +1,133 @@
+"""Where a build's input tables come from: files, a directory of log segments (what `serve
+--events-dir` writes), or a prefix of an object store (`s3://bucket/prefix/`, where serving
+nodes ship those segments, `edge.shipping`).
+
+A directory or a prefix stands for every table file under it (.jsonl, .ndjson, .csv, .tsv,
+.parquet, optionally .gz), in name order, leaving out `exposures/` folders unless asked for
+(they are the experiment report's input, not the build's). Its plain JSON-lines files are
+joined into one local file, so a day of segments (thousands of small files) is parsed once
+rather than file by file; the lineage names the directory or prefix and how many files it
+held. Objects are downloaded into a temporary directory that is deleted after reading."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from edge.objectstore import ObjectStore, StoreError, is_store_url
+from export.errors import InputError
+from export.io import SUFFIXES
+
+EXPOSURES = "exposures"
+DOWNLOADS_AT_ONCE = 8  # small objects: the time is in round trips, not bytes
+
+
+@dataclass
+class LocalInputs:
+    paths: list[Path] = field(default_factory=list)
+    names: dict[Path, str] = field(default_factory=dict)  # what the lineage calls a joined file
+
+
+def is_table(name: str) -> bool:
+    suffixes = [s.lower() for s in PurePosixPath(name).suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".gzip"):
+        suffixes = suffixes[:-1]
+    return bool(suffixes) and suffixes[-1] in SUFFIXES
+
+
+def _is_plain_jsonl(name: str) -> bool:
+    return name.lower().endswith((".jsonl", ".ndjson"))
+
+
+@contextlib.contextmanager
+def local_inputs(given: Sequence[str | Path], exposures: bool = False) -> Iterator[LocalInputs]:
+    """Local files for `given` (files, directories, `s3://` prefixes), kept until the block
+    ends. `exposures`: also read `exposures/` folders."""
+    scratch: Path | None = None
+    inputs = LocalInputs()
+    try:
+        for source in given:
+            if is_store_url(source):
+                scratch = scratch or Path(tempfile.mkdtemp(prefix="edgeperso-inputs-"))
+                _from_store(str(source), exposures, scratch, inputs)
+            elif Path(source).is_dir():
+                scratch = scratch or Path(tempfile.mkdtemp(prefix="edgeperso-inputs-"))
+                _from_directory(Path(source), exposures, scratch, inputs)
+            else:
+                inputs.paths.append(Path(source))
+        yield inputs
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _from_directory(root: Path, exposures: bool, scratch: Path, inputs: LocalInputs) -> None:
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and is_table(p.name)
+        and (exposures or EXPOSURES not in p.relative_to(root).parts)
+    )
+    if not files:
+        raise InputError(
+            f"{root}: no table files (.jsonl, .csv, .parquet, optionally .gz) in this directory; "
+            "pass files, or the directory `serve --events-dir` writes"
+        )
+    joined = [p for p in files if _is_plain_jsonl(p.name)]
+    inputs.paths += [p for p in files if not _is_plain_jsonl(p.name)]
+    if joined:
+        target = scratch / f"{len(inputs.paths)}-{root.name or 'events'}.jsonl"
+        with target.open("wb") as out:
+            for path in joined:
+                _append_lines(out, path.read_bytes())
+        inputs.paths.append(target)
+        inputs.names[target] = f"{root}/ ({len(joined):,} JSON-lines files)"
+
+
+def _from_store(url: str, exposures: bool, scratch: Path, inputs: LocalInputs) -> None:
+    try:
+        store = ObjectStore(url)
+        keys = sorted(
+            o.key
+            for o in store.list()
+            if is_table(o.key) and (exposures or EXPOSURES not in o.key.split("/")[:-1])
+        )
+    except StoreError as exc:
+        raise InputError(str(exc)) from exc  # it names the object
+    if not keys:
+        raise InputError(
+            f"{url}: no table files (.jsonl, .csv, .parquet, optionally .gz) under this prefix; "
+            "`serve --events-store` ships a node's feedback to <prefix>events/"
+        )
+    joined = [k for k in keys if _is_plain_jsonl(k)]
+    others = [k for k in keys if not _is_plain_jsonl(k)]
+    with ThreadPoolExecutor(DOWNLOADS_AT_ONCE) as pool:
+        try:
+            for n, key in enumerate(others):
+                path = scratch / f"{len(inputs.paths)}-{n}-{PurePosixPath(key).name}"
+                path.write_bytes(store.get(key))
+                inputs.paths.append(path)
+                inputs.names[path] = f"{url}{key}"
+            if joined:
+                target = scratch / f"{len(inputs.paths)}-store.jsonl"
+                with target.open("wb") as out:
+                    for data in pool.map(store.get, joined):  # in key order
+                        _append_lines(out, data)
+                inputs.paths.append(target)
+                inputs.names[target] = f"{url} ({len(joined):,} JSON-lines objects)"
+        except StoreError as exc:
+            raise InputError(str(exc)) from exc  # it names the object
+
+
+def _append_lines(out: BinaryIO, data: bytes) -> None:
+    """`data` as whole lines: a file without a final newline does not run into the next."""
+    out.write(data)
+    if data and not data.endswith(b"\n"):
+        out.write(b"\n")
