@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from edge.arrival import queued_ms
 from edge.bandits import BanditPolicy
+from edge.bundle.remote import StoreFollower
 from edge.config import Settings
 from edge.context import resolve_context
 from edge.decisions import DecisionSigner, FeedbackGate, new_key
@@ -206,12 +207,15 @@ def events_status(state: State) -> LogStatus:
     return LogStatus("disabled", "no events directory is set (EDGEPERSO_EVENTS_DIR)")
 
 
-async def shipping_status(state: State) -> dict[str, object]:
-    """/readyz's `shipping`, when a store is set (it lists the events directory: off the loop)."""
-    shipper: Shipper | None = state.shipper
-    if shipper is None:
-        return {}
-    return {"shipping": await anyio.to_thread.run_sync(shipper.status)}
+async def store_status(state: State) -> dict[str, object]:
+    """/readyz's `shipping` and `bundle_store`, for the stores that are set (the first lists the
+    events directory: off the loop)."""
+    said: dict[str, object] = {}
+    if state.shipper is not None:
+        said["shipping"] = await anyio.to_thread.run_sync(state.shipper.status)
+    if state.follower is not None:
+        said["bundle_store"] = state.follower.status()
+    return said
 
 
 async def healthz(request: Request) -> Response:
@@ -224,11 +228,11 @@ async def readyz(request: Request) -> Response:
         reason = request.app.state.reload_error or recommender.unavailable_reason
         events = events_status(request.app.state)
         refusal: dict[str, object] = {"status": "not ready", "reason": reason, "events": events}
-        refusal.update(await shipping_status(request.app.state))
+        refusal.update(await store_status(request.app.state))
         return json_response(refusal, status_code=503)
     body: dict[str, object] = {"status": "ready", "bundle": recommender.bundle.build_id}
     body["events"] = events_status(request.app.state)
-    body.update(await shipping_status(request.app.state))
+    body.update(await store_status(request.app.state))
     if request.app.state.reload_error:
         body["reload_error"] = request.app.state.reload_error
     return json_response(body)
@@ -259,6 +263,16 @@ def _shipper(settings: Settings) -> Shipper | None:
     except OSError:  # the directory is unusable for now (edge.eventlog says why): no segments
         node = new_node_id()
     return Shipper(settings.events_dir, store, node)
+
+
+def _follower(settings: Settings) -> StoreFollower | None:
+    """The bundle store's follower, when one is set: it keeps the publish root EDGEPERSO_BUNDLE
+    in step with the store, whose reload watcher swaps the bundle in."""
+    if settings.bundle_store is None or settings.bundle_dir is None:
+        return None
+    return StoreFollower(
+        settings.bundle_store, settings.bundle_dir, settings.public_key, settings.allow_unsigned
+    )
 
 
 def one_blas_thread() -> None:
@@ -295,10 +309,13 @@ def create_app(
             exposures_to = exposures_to or event_log.exposures
         app.state.exposures = ExposureLog(exposures_to) if exposures_to else None
         app.state.shipper = shipper = _shipper(settings)
+        app.state.follower = follower = _follower(settings)
         try:
             async with anyio.create_task_group() as tasks:
                 if settings.reload_seconds > 0:
                     tasks.start_soon(watch_bundle, app, settings)
+                if follower is not None:
+                    tasks.start_soon(follower.run, settings.bundle_poll_seconds)
                 if app.state.exposures is not None:
                     tasks.start_soon(app.state.exposures.run)
                 if app.state.event_log is not None:
@@ -333,7 +350,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.shipper = None  # set in the lifespan when a store is set
+    app.state.shipper = app.state.follower = None  # set in the lifespan when stores are set
     # Decision ids (edge.decisions); without a key set, one for this process only.
     signer = DecisionSigner(settings.decision_key or new_key(), settings.decision_ttl_seconds)
     app.state.decisions, app.state.feedback_gate = signer, FeedbackGate(signer)

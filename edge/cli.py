@@ -24,7 +24,7 @@ from edge.bundle.signing import SigningKeyError, public_key_from_env
 from edge.config import Settings
 from edge.context import HOUR_BUCKETS
 from edge.errors import BundleError
-from edge.objectstore import ObjectStore, StoreError
+from edge.objectstore import ObjectStore, StoreError, is_store_url
 
 LOOPS = ("asyncio", "uvloop")
 
@@ -73,6 +73,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="directory for the POST /v1/events log (default: EDGEPERSO_EVENTS_DIR; unset: "
         "feedback is refused with 503)",
+    )
+    parser.add_argument(
+        "--bundle-store",
+        default=None,
+        metavar="s3://BUCKET/PREFIX/",
+        help="follow the bundles `edgeperso publish` puts in this object store: --bundle is then "
+        "the local copy, polled every EDGEPERSO_BUNDLE_POLL_SECONDS (10) and swapped in when "
+        "the store points to a new build (default: EDGEPERSO_BUNDLE_STORE; needs --public-key "
+        "unless --allow-unsigned)",
     )
     parser.add_argument(
         "--events-store",
@@ -128,6 +137,8 @@ def serve(args: argparse.Namespace) -> int:
         os.environ["EDGEPERSO_EVENTS_DIR"] = str(args.events_dir)
     if args.events_store is not None:
         os.environ["EDGEPERSO_EVENTS_STORE"] = str(args.events_store)
+    if args.bundle_store is not None:
+        os.environ["EDGEPERSO_BUNDLE_STORE"] = str(args.bundle_store)
     if args.header_timeout is not None:
         os.environ["EDGEPERSO_HEADER_TIMEOUT_SECONDS"] = str(args.header_timeout)
     if args.body_timeout is not None:
@@ -153,7 +164,9 @@ def serve(args: argparse.Namespace) -> int:
             ObjectStore(settings.events_store)
         except StoreError as exc:
             raise SystemExit(f"serve: EDGEPERSO_EVENTS_STORE: {exc}") from None
-    if args.bundle_url:
+    if settings.bundle_store:
+        follow_at_start(settings)
+    elif args.bundle_url:
         fetch_at_start(args.bundle_url, args.bundle, settings)
     if args.workers < 1:
         raise SystemExit(f"--workers must be at least 1, got {args.workers}")
@@ -178,6 +191,24 @@ def serve(args: argparse.Namespace) -> int:
         # go to the requests that did complete their headers
     )
     return 0
+
+
+def follow_at_start(settings: Settings) -> None:
+    """The bundle the store points to, before the first request. Settings that cannot work
+    (no public key, a bad endpoint) stop the start; a store that fails leaves the server up,
+    answering fallback content, and following it again every few seconds."""
+    from edge.bundle.remote import StoreFollower
+
+    assert settings.bundle_store is not None and settings.bundle_dir is not None
+    try:
+        follower = StoreFollower(
+            settings.bundle_store, settings.bundle_dir, settings.public_key, settings.allow_unsigned
+        )
+    except (BundleError, StoreError) as exc:
+        raise SystemExit(f"serve: EDGEPERSO_BUNDLE_STORE: {exc}") from None
+    follower.follow_once()
+    if follower.error is not None:
+        print(f"bundle store: {follower.error}", file=sys.stderr)
 
 
 def fetch_at_start(url: str, directory: str, settings: Settings) -> None:
@@ -362,6 +393,8 @@ def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
 def publish(args: argparse.Namespace) -> int:
     """Verify a bundle, copy it under the publish root in its own directory, point to it."""
     key = Settings.from_env().public_key
+    if is_store_url(args.dest):
+        return _publish_to_store(args.bundle, args.dest, key)
     try:
         pointer_file = Path(args.dest) / POINTER
         previous = read_pointer(args.dest).build if pointer_file.is_file() else None
@@ -379,9 +412,38 @@ def publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_to_store(bundle: str, url: str, key: bytes | None) -> int:
+    from edge.bundle.remote import publish_to_store, store_pointer
+
+    try:
+        before = store_pointer(ObjectStore(url))
+        pointer = publish_to_store(bundle, url, key)
+    except (BundleError, StoreError, OSError) as exc:
+        print(f"not published: {exc}", file=sys.stderr)
+        return 1
+    was = before.build if before is not None else "nothing"
+    print(
+        f"{url}: now serving {pointer.build} (was {was}); nodes following it switch within "
+        f"their poll (EDGEPERSO_BUNDLE_POLL_SECONDS); roll back with `edgeperso rollback {url}`"
+    )
+    return 0
+
+
 def rollback(args: argparse.Namespace) -> int:
     """Point the publish root back to the previous build (or to --to)."""
     key = Settings.from_env().public_key
+    if is_store_url(args.dest):
+        from edge.bundle.remote import rollback_in_store, store_pointer
+
+        try:
+            before = store_pointer(ObjectStore(args.dest))
+            pointer = rollback_in_store(args.dest, args.to, key)
+        except (BundleError, StoreError, OSError) as exc:
+            print(f"not rolled back: {exc}", file=sys.stderr)
+            return 1
+        was = before.build if before is not None else "nothing"
+        print(f"{args.dest}: now serving {pointer.build} (was {was})")
+        return 0
     try:
         was = read_pointer(args.dest).build
         pointer = rollback_to(args.dest, args.to, key)
@@ -394,18 +456,23 @@ def rollback(args: argparse.Namespace) -> int:
 
 def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle directory made by export")
-    parser.add_argument("dest", help="publish root (created if missing)")
+    parser.add_argument(
+        "dest",
+        help="publish root (created if missing), or an object store prefix s3://bucket/prefix/ "
+        "that nodes follow (serve --bundle-store; AWS_* variables say where and how)",
+    )
     parser.add_argument(
         "--keep",
         type=int,
         default=5,
-        help="builds to keep under the root, the current and previous always among them "
-        "(default 5; 0 keeps all)",
+        help="builds to keep under a local root, the current and previous always among them "
+        "(default 5; 0 keeps all; a store keeps every build: expire old ones with its own "
+        "lifecycle rules)",
     )
 
 
 def add_rollback_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dest", help="publish root")
+    parser.add_argument("dest", help="publish root, or the object store prefix published to")
     parser.add_argument("--to", default=None, help="build id to serve (default: the previous)")
 
 

@@ -42,6 +42,11 @@ class Settings:
     # store, an hour without), the seconds left to ship at shutdown, and this node's name in
     # the store's keys (None: the one kept in the events directory, made on first use).
     events_store: str | None = None
+    # Following bundles published to an object store (edge.bundle.remote): its s3:// prefix
+    # (None: the bundle directory or publish root is all there is), and how often its pointer
+    # is polled (a request of a few hundred bytes, answered 304 while nothing changed).
+    bundle_store: str | None = None
+    bundle_poll_seconds: float = 10.0
     events_rotate_seconds: float | None = None
     ship_grace_seconds: float = 10.0
     node_id: str | None = None
@@ -90,6 +95,8 @@ class Settings:
                 "EDGEPERSO_EVENTS_RETENTION_DAYS", cast=_optional_float, default=None
             ),
             events_store=config("EDGEPERSO_EVENTS_STORE", default=None) or None,
+            bundle_store=config("EDGEPERSO_BUNDLE_STORE", default=None) or None,
+            bundle_poll_seconds=config("EDGEPERSO_BUNDLE_POLL_SECONDS", cast=float, default=10.0),
             events_rotate_seconds=config(
                 "EDGEPERSO_EVENTS_ROTATE_SECONDS", cast=_optional_float, default=None
             ),
@@ -186,6 +193,19 @@ def _shipping_problems(settings: Settings) -> list[str]:
             check_node_id(settings.node_id)
         except ValueError as exc:
             problems.append(str(exc))
+    if settings.bundle_store is not None:
+        try:
+            parse_store_url(settings.bundle_store)
+        except StoreConfigError as exc:
+            problems.append(f"EDGEPERSO_BUNDLE_STORE: {exc}")
+        poll = settings.bundle_poll_seconds
+        if poll <= 0:
+            problems.append(f"EDGEPERSO_BUNDLE_POLL_SECONDS must be positive, got {poll}")
+        if settings.reload_seconds <= 0:
+            problems.append(
+                "EDGEPERSO_BUNDLE_STORE needs EDGEPERSO_RELOAD_SECONDS above 0: a build fetched "
+                "from the store is swapped in by the reload watcher"
+            )
     if settings.events_store is None:
         return problems
     try:

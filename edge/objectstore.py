@@ -118,11 +118,19 @@ class ObjectStore:
         except (BaseError, ValueError) as exc:  # ValueError: a key the client refuses
             raise self._error("upload", full, exc) from exc
 
-    def get(self, key: str) -> bytes:
-        """The object's bytes; a StoreError when it is missing or cannot be read."""
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; a StoreError when it is missing, cannot be read, or is larger
+        than `max_bytes` (checked before its body is read: a store cannot fill the memory)."""
         full = self.location.key(key)
         try:
-            return bytes(obstore.get(self._store, full).bytes())
+            result = obstore.get(self._store, full)
+            size = int(result.meta["size"])
+            if max_bytes is not None and size > max_bytes:
+                raise StoreError(
+                    f"{SCHEME}{self.location.bucket}/{full} has {size:,} bytes, more than the "
+                    f"{max_bytes:,} expected"
+                )
+            return bytes(result.bytes())
         except (BaseError, FileNotFoundError, ValueError) as exc:
             raise self._error("download", full, exc) from exc
 

@@ -23,7 +23,6 @@ a node's disk (edge containers have ephemeral disks, and are replaced or put to 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -40,6 +39,7 @@ import anyio.to_thread
 from msgspec import Struct
 
 from edge.durable import fsync_directory
+from edge.filelock import held
 from edge.objectstore import ObjectStore, StoreError
 
 log = logging.getLogger("edgeperso.shipping")
@@ -175,27 +175,14 @@ class Shipper:
 
     @contextlib.contextmanager
     def _lock(self, wait_until: float | None) -> Iterator[bool]:
-        """The shipping lock of the events directory: held (True) or not (False, another
-        process ships); waits for it until `wait_until`, else tries once."""
-        try:
-            fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            self._failed(f"the events directory cannot be used ({exc})")
-            yield False
-            return
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if wait_until is None or self._clock() > wait_until:
-                        yield False
-                        return
-                    time.sleep(0.05)
-            yield True
-        finally:
-            os.close(fd)  # releases the lock
+        """The shipping lock of the events directory (`edge.filelock`)."""
+        with contextlib.ExitStack() as stack:
+            try:
+                mine = stack.enter_context(held(self.root / LOCK, wait_until, self._clock))
+            except OSError as exc:  # opening the lock file; errors of the round go up
+                self._failed(f"the events directory cannot be used ({exc})")
+                mine = False
+            yield mine
 
     def status(self, now: float | None = None) -> ShippingStatus:
         waiting, size, oldest = 0, 0, None

@@ -20,6 +20,8 @@ export class EdgeApp extends Container {
     // gateway's x-edgeperso-client (worker/headers.js).
     this.envVars = {
       EDGEPERSO_BUNDLE_URL: env.BUNDLE_URL ?? "",
+      // Followed while running (edge/bundle/remote.py); when set, BUNDLE_URL is not used.
+      EDGEPERSO_BUNDLE_STORE: env.BUNDLE_STORE ?? "",
       EDGEPERSO_PUBLIC_KEY: env.BUNDLE_PUBLIC_KEY ?? "",
       // One key for every container: feedback reaching any of them verifies the decisions
       // another made (edge/decisions.py); a secret (`wrangler secret put DECISION_KEY`).
