@@ -91,6 +91,38 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+NOT_PUBLISHED = 3  # `rebuild`: built, and refused by its guard (worse than the published one)
+
+
+def rebuild(args: argparse.Namespace) -> int:
+    """Build from what nodes shipped, compare with the published bundle, publish if not worse."""
+    try:
+        from export.config import load_config
+        from export.rebuild import RebuildInputs
+        from export.rebuild import rebuild as run_rebuild
+    except ImportError as exc:
+        print(
+            f"edgeperso rebuild needs the build extra: pip install 'edgeperso[build]' ({exc})",
+            file=sys.stderr,
+        )
+        return USER_ERROR
+    if args.days is not None and args.days < 1:
+        raise ConfigError(f"--days must be at least 1, got {args.days}")
+    config = load_config(args.config, _parse_map(args.map))
+    signing_key = _signing_key(args.signing_key)
+    inputs = RebuildInputs(
+        events=list(args.events),
+        store=args.store,
+        out=Path(args.out),
+        catalog=args.catalog,
+        users=args.users,
+        days=args.days,
+        force=args.force,
+    )
+    outcome = run_rebuild(inputs, config, signing_key)
+    return 0 if outcome.published else NOT_PUBLISHED
+
+
 def _signing_key(option: str | None) -> Ed25519PrivateKey | None:
     """--signing-key, else EDGEPERSO_SIGNING_KEY_FILE: the Ed25519 private key that signs the
     bundle (None: unsigned). The old HMAC secret is refused rather than silently ignored."""
@@ -315,6 +347,38 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--out", required=True, help="directory for private.pem and public.pem (never overwritten)"
     )
+    r = sub.add_parser(
+        "rebuild",
+        help="build from the shipped feedback and publish only when not worse than the bundle "
+        "published now (exit 3 when refused)",
+    )
+    _add_input_arguments(r)
+    r.add_argument(
+        "--store",
+        required=True,
+        metavar="s3://BUCKET/PREFIX/",
+        help="where bundles are published: the candidate is compared with the one published "
+        "there, and published there when not worse",
+    )
+    r.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="read only what nodes shipped over the last DAYS days (their dt= folders; "
+        "files given by name are read whole)",
+    )
+    r.add_argument("--out", default="build/rebuild", help="where the candidate is written")
+    r.add_argument(
+        "--signing-key",
+        metavar="PATH",
+        help="the Ed25519 private key bundles are signed with; the published bundle is checked "
+        "against its public key (default: EDGEPERSO_SIGNING_KEY_FILE)",
+    )
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even when the candidate is worse or cannot be compared",
+    )
     e = sub.add_parser(
         "evaluate", help="train on a split and compare the bundle with public baselines"
     )
@@ -382,6 +446,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": evaluate,
     "simulate": simulate,
     "experiment-report": experiment_report,
+    "rebuild": rebuild,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
@@ -246,8 +246,10 @@ def evaluate_models(
     seed: int,
     ease_max_items: int,
     say: Callable[[str], None] = lambda _: None,
+    bundles: Mapping[str, Bundle] | None = None,
 ) -> dict[str, Any]:
-    """The bundle and each baseline on the same test cases."""
+    """The bundle and each baseline on the same test cases; also other `bundles` by name (the
+    one published now, which a rebuild must not be worse than), asked as the edge asks them."""
     n_catalog = int(universe.in_stock.sum())
     # Items first seen after the cut: only content can find them.
     seen = pd.unique(train_events["item_id"])
@@ -257,6 +259,12 @@ def evaluate_models(
     results["edgeperso"], ours = measure_per_case(answer, test_cases, k, n_catalog, cold)
     results["edgeperso"]["fallbacks"] = answer.fallbacks
     say(f"  edgeperso: {results['edgeperso']}")
+    for name, other in (bundles or {}).items():
+        other_answer = BundleAnswer(other)
+        results[name], theirs = measure_per_case(other_answer, test_cases, k, n_catalog, cold)
+        results[name]["fallbacks"] = other_answer.fallbacks
+        versus[name] = paired_difference(ours, theirs)
+        say(f"  {name} ({other.build_id}): {results[name]}")
     tuning = {}
     available = grids(len(universe.ids), ease_max_items, seed)
     for name in baselines:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
+import msgspec
 import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.bundle import Bundle
 from edge.bundle.manifest import Evaluation, Lineage, Manifest, Metrics, Signature
 from export.baselines import BASELINES
 from export.config import BuildConfig, check_rule_sets, load_rules
@@ -39,22 +42,31 @@ def export_bundle(
     truth_path: str | Path | None = None,
     rules_path: str | Path | None = None,
     bandit_log: list[str | Path] | None = None,
+    compare_with: dict[str, Bundle] | None = None,
+    events_since: date | None = None,
+    test_after: pd.Timestamp | None = None,
 ) -> Manifest:
     """Read, validate, evaluate (unless told not to), train and write a bundle. `truth_path`:
     a simulated shop's `truth` file, to measure the intent model against the true intent.
     `rules_path`: the triggered-offer rules (TOML), else the defaults. `bandit_log`: the
     feedback log (directories or segment files) the bandits' priors come from. `signing_key`:
-    the Ed25519 private key the manifest is signed with (`edge.bundle.signing`)."""
+    the Ed25519 private key the manifest is signed with (`edge.bundle.signing`).
+    `compare_with`: bundles the evaluation asks its test cases too, by name (a rebuild's
+    published bundle). `events_since`: leave out event files shipped before that day
+    (`export.sources`). `test_after`: evaluate on a time split whose test part is the events
+    after that moment (what `compare_with`'s bundles have not seen)."""
     rules = load_rules(rules_path)  # a bad rules file stops the build before any work
     check_rule_sets(config, rules)
     progress = Progress(5 if evaluate else 3, quiet=quiet)
-    data = _read(events_paths, catalog_path, users_path, config, progress)
+    data = _read(events_paths, catalog_path, users_path, config, progress, events_since)
     metrics = Metrics()
     fitted_before = None
     labels = choose_labels(data.events, config)
     if evaluate:
         baselines = list(config.evaluation.baselines)
-        evaluation, fitted_before = _evaluate(data, config, baselines, labels, progress)
+        evaluation, fitted_before = _evaluate(
+            data, config, baselines, labels, progress, compare_with or {}, test_after
+        )
         metrics = Metrics(evaluation=evaluation)
         progress.say(format_table(evaluation))
     truth = None if truth_path is None else read_intent_truth(truth_path)
@@ -129,8 +141,12 @@ def _read(
     users_path: str | Path | None,
     config: BuildConfig,
     progress: Progress,
+    since: date | None = None,
 ) -> Dataset:
-    with progress.step("read and validate the input"), local_inputs(events_paths) as events:
+    with (
+        progress.step("read and validate the input"),
+        local_inputs(events_paths, since=since) as events,
+    ):
         sources = Sources(
             tuple(events.paths),
             None if catalog_path is None else Path(catalog_path),
@@ -146,15 +162,26 @@ def _evaluate(
     baselines: Sequence[str],
     labels: Holdout,
     progress: Progress,
+    bundles: dict[str, Bundle] | None = None,
+    test_after: pd.Timestamp | None = None,
 ) -> tuple[Evaluation, FittedBefore | None]:
     """Split, train on the training part, and score that bundle and the baselines on the test
     part. Also the models fitted on a time split's training part, for the final ranker, whose
     history that part is by default."""
+    if test_after is not None:
+        days = (data.events["ts"].max() - test_after) / pd.Timedelta(days=1)
+        if days <= 0:
+            note = f"no event after {test_after.isoformat()}: nothing to compare on"
+            return Evaluation(cases=0, note=note), None
+        after = msgspec.structs.replace(
+            config.evaluation, protocol="temporal", holdout_days=float(days)
+        )
+        config = msgspec.structs.replace(config, evaluation=after)
     split = split_events(data, config)
     with progress.step(f"train on {len(split.train):,} events, hold out {len(split.test):,}"):
         held = train(data.with_events(split.train), config, labels)
     with progress.step(f"evaluate through the edge code path, against {', '.join(baselines)}"):
-        inputs = EvaluationInput(data, split, held, tuple(baselines))
+        inputs = EvaluationInput(data, split, held, tuple(baselines), bundles or {})
         evaluation = evaluate_held_out(inputs, config, progress.say)
     fitted_before = None
     if split.description.split in ("time", "random"):

@@ -12,11 +12,13 @@ held. Objects are downloaded into a temporary directory that is deleted after re
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -25,6 +27,7 @@ from export.errors import InputError
 from export.io import SUFFIXES
 
 EXPOSURES = "exposures"
+DAY_FOLDER = re.compile(r"dt=(\d{4}-\d{2}-\d{2})")  # edge.shipping's day folders
 DOWNLOADS_AT_ONCE = 8  # small objects: the time is in round trips, not bytes
 
 
@@ -46,19 +49,22 @@ def _is_plain_jsonl(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def local_inputs(given: Sequence[str | Path], exposures: bool = False) -> Iterator[LocalInputs]:
+def local_inputs(
+    given: Sequence[str | Path], exposures: bool = False, since: date | None = None
+) -> Iterator[LocalInputs]:
     """Local files for `given` (files, directories, `s3://` prefixes), kept until the block
-    ends. `exposures`: also read `exposures/` folders."""
+    ends. `exposures`: also read `exposures/` folders. `since`: leave out what lies in a
+    `dt=YYYY-MM-DD` folder of an earlier day (what nodes shipped before it)."""
     scratch: Path | None = None
     inputs = LocalInputs()
     try:
         for source in given:
             if is_store_url(source):
                 scratch = scratch or Path(tempfile.mkdtemp(prefix="edgeperso-inputs-"))
-                _from_store(str(source), exposures, scratch, inputs)
+                _from_store(str(source), exposures, since, scratch, inputs)
             elif Path(source).is_dir():
                 scratch = scratch or Path(tempfile.mkdtemp(prefix="edgeperso-inputs-"))
-                _from_directory(Path(source), exposures, scratch, inputs)
+                _from_directory(Path(source), exposures, since, scratch, inputs)
             else:
                 inputs.paths.append(Path(source))
         yield inputs
@@ -67,13 +73,27 @@ def local_inputs(given: Sequence[str | Path], exposures: bool = False) -> Iterat
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _from_directory(root: Path, exposures: bool, scratch: Path, inputs: LocalInputs) -> None:
+def _wanted(parts: Sequence[str], exposures: bool, since: date | None) -> bool:
+    """Whether a table file in these folders is read."""
+    if not exposures and EXPOSURES in parts:
+        return False
+    if since is not None:
+        for part in parts:
+            day = DAY_FOLDER.fullmatch(part)
+            if day and date.fromisoformat(day.group(1)) < since:
+                return False
+    return True
+
+
+def _from_directory(
+    root: Path, exposures: bool, since: date | None, scratch: Path, inputs: LocalInputs
+) -> None:
     files = sorted(
         p
         for p in root.rglob("*")
         if p.is_file()
         and is_table(p.name)
-        and (exposures or EXPOSURES not in p.relative_to(root).parts)
+        and _wanted(p.relative_to(root).parts[:-1], exposures, since)
     )
     if not files:
         raise InputError(
@@ -91,13 +111,15 @@ def _from_directory(root: Path, exposures: bool, scratch: Path, inputs: LocalInp
         inputs.names[target] = f"{root}/ ({len(joined):,} JSON-lines files)"
 
 
-def _from_store(url: str, exposures: bool, scratch: Path, inputs: LocalInputs) -> None:
+def _from_store(
+    url: str, exposures: bool, since: date | None, scratch: Path, inputs: LocalInputs
+) -> None:
     try:
         store = ObjectStore(url)
         keys = sorted(
             o.key
             for o in store.list()
-            if is_table(o.key) and (exposures or EXPOSURES not in o.key.split("/")[:-1])
+            if is_table(o.key) and _wanted(o.key.split("/")[:-1], exposures, since)
         )
     except StoreError as exc:
         raise InputError(str(exc)) from exc  # it names the object

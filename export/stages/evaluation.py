@@ -8,12 +8,12 @@ on a validation split carved the same way from the training part."""
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
-from edge.bundle import load_bundle
+from edge.bundle import Bundle, load_bundle
 from edge.bundle.manifest import Comparison, Evaluation, Metrics
 from export.baselines import grids
 from export.cases import Case
@@ -32,6 +32,8 @@ class EvaluationInput:
     split: Split
     held: Trained  # trained on `split.train` only
     baselines: tuple[str, ...]
+    # Bundles asked the same cases, by name: the one published now, for a rebuild's guard.
+    bundles: dict[str, Bundle] = field(default_factory=dict)
 
 
 def evaluate_held_out(inputs: EvaluationInput, config: BuildConfig, say: Say) -> Evaluation:
@@ -76,6 +78,7 @@ def evaluate_held_out(inputs: EvaluationInput, config: BuildConfig, say: Say) ->
             config.seed,
             ec.ease_max_items,
             say=say,
+            bundles=inputs.bundles,
         )
     selection = held.ranker_training.selection
     return Evaluation(
