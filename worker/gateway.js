@@ -83,9 +83,10 @@ function fromApp(response, bytes) {
   return new Response(bytes, { status: response.status, statusText: response.statusText, headers });
 }
 
-// The app's checked answer; a call that throws is a rejection like one that rejects.
-async function askApp(deps, request) {
-  return checkedAnswer(await deps.app(request), request.method);
+// The app's checked answer; a call that throws is a rejection like one that rejects. `cf`: what
+// the runtime says of where the visitor is (the forwarded request has none), for routing.
+async function askApp(deps, request, cf) {
+  return checkedAnswer(await deps.app(request, cf), request.method);
 }
 
 // The app's answer, or TIMED_OUT once the budget is spent. A call that outlives its budget is
@@ -166,8 +167,9 @@ async function route(request, env, ctx, deps) {
   // The budget covers the app's whole answer, body included, not only its headers.
   let outcome;
   try {
-    outcome = await callWithinBudget(askApp(deps, forwarded), budgetMs, ctx);
+    outcome = await callWithinBudget(askApp(deps, forwarded, request.cf), budgetMs, ctx);
   } catch (err) {
+    if (err instanceof ConfigError) throw err; // a setting, not the app: handle() names it
     outcome = err instanceof Error ? err : new Error(String(err));
   }
 

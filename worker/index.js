@@ -2,10 +2,11 @@
 // Bindings (wrangler.toml): APP, the container; FALLBACK, the KV namespace with the fallback
 // content; APP_ORIGIN, when set, an app served elsewhere (local tests, a self-hosted origin).
 
-import { Container, getRandom } from "@cloudflare/containers";
-import { handle, positiveVar } from "./gateway.js";
+import { Container } from "@cloudflare/containers";
+import { handle } from "./gateway.js";
 import { contentCache } from "./fallback.js";
 import { TRUST_CLIENT_HEADER_ENV } from "./headers.js";
+import { pickInstance, poolSizes } from "./routing.js";
 
 const FALLBACK_KEY = "fallback"; // the KV key `edgeperso gateway-content` is put under
 
@@ -47,9 +48,10 @@ function appFetcher(env) {
       return fetch(new Request(url, request));
     };
   }
-  return async (request) => {
-    const instances = positiveVar(env, "APP_INSTANCES", 3, { integer: true });
-    return (await getRandom(env.APP, instances)).fetch(request);
+  // One pool of instances per region, each started near its visitors (worker/routing.js).
+  return async (request, cf) => {
+    const { name, locationHint } = pickInstance(cf, poolSizes(env));
+    return env.APP.get(env.APP.idFromName(name), { locationHint }).fetch(request);
   };
 }
 
