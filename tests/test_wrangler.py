@@ -219,3 +219,63 @@ def test_every_variable_the_worker_gives_the_container_is_one_the_edge_reads():
     read = "".join((ROOT / "edge" / name).read_text() for name in ("config.py", "cli.py"))
     assert {"EDGEPERSO_BUNDLE_URL", "EDGEPERSO_PUBLIC_KEY"} <= given
     assert sorted(name for name in given if name not in read) == []
+
+
+def test_feedback_through_the_queue_lands_in_r2_as_the_build_reads_it(tmp_path):
+    """`wrangler dev --env local-queue` runs a Queue and R2 offline (miniflare): batches posted
+    to the gateway are acknowledged once queued, and the consumer writes them to the bucket as
+    JSON-lines objects under events/dt=<day>/queue/. (miniflare keeps its queue in memory: a
+    message not delivered when wrangler dev stops is lost there, unlike on Cloudflare.)"""
+    env, state, port = wrangler_env(tmp_path), tmp_path / "state", free_port()
+    log_path = tmp_path / "wrangler-dev.log"
+    with log_path.open("w") as log:
+        gateway = subprocess.Popen(
+            [
+                str(WRANGLER), "dev", "--env", "local-queue", "--ip", "127.0.0.1",
+                "--port", str(port), "--inspector-port", str(free_port()),
+                "--persist-to", str(state), "--show-interactive-dev-session=false",
+            ],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # wrangler runs workerd in children: stopped as a group
+        )  # fmt: skip
+    try:
+        try:
+            wait_for(port, "/not-routed", gateway, want=(404,), seconds=90)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; wrangler dev said:\n{log_path.read_text()}") from exc
+        sent = []
+        for n in range(5):
+            events = [
+                {"type": "view", "item_id": f"i{i}", "session_id": f"q{n}", "event_id": f"q{n}-{i}"}
+                for i in range(30)
+            ]
+            status, headers, answer, _ = post(port, "/v1/events", {"events": events})
+            assert (status, answer) == (200, {"accepted": 30})
+            assert headers["x-edgeperso-source"] == "gateway-queue"
+            sent += [e["event_id"] for e in events]
+        status, _, answer, _ = post(port, "/v1/events", {"events": [{"type": "view"}]})
+        assert status == 422 and answer["error"]["field"] == "$.events[0].item_id"
+        blobs = state / "v3" / "r2" / "edgeperso-feedback" / "blobs"
+        deadline = time.monotonic() + 30
+        while True:
+            records = [
+                json.loads(line)
+                for blob in (blobs.iterdir() if blobs.is_dir() else [])
+                for line in blob.read_text().splitlines()
+            ]
+            if (
+                sorted(r["event_id"] for r in records) == sorted(sent)
+                or time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.2)
+        assert sorted(r["event_id"] for r in records) == sorted(sent)
+        assert {r["country"] for r in records} == {"de"}  # the gateway's context, from request.cf
+        assert {r["via"] for r in records} == {"queue"}
+    finally:
+        os.killpg(gateway.pid, signal.SIGTERM)
+        try:
+            gateway.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(gateway.pid, signal.SIGKILL)
+            gateway.wait()

@@ -6,12 +6,21 @@ import { readAtMost } from "./body.js";
 import { resolveContext } from "./context.js";
 import { fallbackAnswer, parseRequestBody } from "./fallback.js";
 import { appHeaders } from "./headers.js";
+import {
+  checkedEvents,
+  enqueue,
+  feedbackRecords,
+  InvalidBatch,
+  MAX_EVENTS_BODY_BYTES,
+  messagesOf,
+} from "./queue.js";
 
 export const DEFAULT_BUDGET_MS = 150; // the app's own budget is 50 ms; the rest is the hop
 export const DEFAULT_EVENTS_BUDGET_MS = 2000; // a batch is fsynced before it is acknowledged
 export const MAX_BODY_BYTES = 2 * 1024 * 1024; // above the app's own limits (64 KiB, 1 MiB)
 export const MAX_ANSWER_BYTES = 2 * 1024 * 1024; // the app's answers are a few KiB
 const RECOMMEND = "/v1/recommend";
+const EVENTS = "/v1/events";
 const TIMED_OUT = Symbol("timed out");
 
 export class ConfigError extends Error {}
@@ -127,6 +136,64 @@ async function recommendFallback(request, body, reason, contentPromise, startedM
   return json(200, answer, { "x-edgeperso-source": "gateway-fallback" });
 }
 
+// Whether feedback goes to the queue instead of the app; a queue asked for but not bound is a
+// setting to fix, said by name.
+function feedbackViaQueue(env) {
+  const asked = String(env.EVENTS_VIA_QUEUE ?? "").toLowerCase();
+  if (asked !== "true" && asked !== "1") return false;
+  if (!env.EVENTS_QUEUE || typeof env.EVENTS_QUEUE.sendBatch !== "function") {
+    throw new ConfigError("EVENTS_VIA_QUEUE is set but no EVENTS_QUEUE queue producer is bound");
+  }
+  return true;
+}
+
+// POST /v1/events onto the queue (worker/queue.js): 200 once the queue has every event, 422
+// naming the first problem, 503 to send again when the queue refused.
+async function queueFeedback(request, body, env, deps) {
+  const size = body ? body.length : 0;
+  if (size > MAX_EVENTS_BODY_BYTES) {
+    return error(
+      413,
+      "payload_too_large",
+      `request body of ${size} bytes; a batch of events may have at most ${MAX_EVENTS_BODY_BYTES}`,
+    );
+  }
+  let events;
+  try {
+    events = checkedEvents(
+      new TextDecoder("utf-8", { fatal: true }).decode(body ?? new Uint8Array()),
+    );
+  } catch (err) {
+    if (err instanceof InvalidBatch) {
+      return json(422, {
+        error: { code: "invalid_request", message: err.message, field: err.field },
+      });
+    }
+    if (err instanceof TypeError) {
+      return error(400, "malformed_json", "the body is not UTF-8 text");
+    }
+    throw err;
+  }
+  const records = feedbackRecords(
+    events,
+    Object.fromEntries(appHeaders(request)),
+    deps.wallClock(),
+  );
+  try {
+    await enqueue(env.EVENTS_QUEUE, messagesOf(records));
+  } catch (err) {
+    deps.log({ event: "queue_refused", path: EVENTS, error: String(err.message ?? err) });
+    return error(
+      503,
+      "queue_unavailable",
+      "the feedback queue did not take the batch; send it again (events carry their event_id, " +
+        "so a batch sent twice can be de-duplicated)",
+      { "retry-after": "1", "x-edgeperso-source": "gateway-queue" },
+    );
+  }
+  return json(200, { accepted: records.length }, { "x-edgeperso-source": "gateway-queue" });
+}
+
 function tooLarge(size) {
   return error(
     413,
@@ -152,6 +219,9 @@ async function route(request, env, ctx, deps) {
     ? { bytes: null, over: false }
     : await readAtMost(request.body, MAX_BODY_BYTES);
   if (over) return tooLarge(`more than ${MAX_BODY_BYTES}`);
+  if (url.pathname === EVENTS && request.method === "POST" && feedbackViaQueue(env)) {
+    return queueFeedback(request, body, env, deps);
+  }
   const isRecommend = url.pathname === RECOMMEND && request.method === "POST";
   // Read now, while the app is asked, so a fallback costs nothing more than the budget.
   const contentPromise = isRecommend ? deps.fallbackContent() : null;

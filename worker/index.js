@@ -7,6 +7,7 @@ import { handle } from "./gateway.js";
 import { contentCache } from "./fallback.js";
 import { TRUST_CLIENT_HEADER_ENV } from "./headers.js";
 import { pickInstance, poolSizes } from "./routing.js";
+import { writeBatch } from "./queue.js";
 
 const FALLBACK_KEY = "fallback"; // the KV key `edgeperso gateway-content` is put under
 
@@ -68,5 +69,9 @@ export default {
       // Objects, so that Workers Logs indexes their fields.
       log: (entry) => console.error(entry),
     });
+  },
+  // The feedback queue's consumer (worker/queue.js), when one is configured.
+  async queue(batch, env) {
+    await writeBatch(batch, env);
   },
 };
