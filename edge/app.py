@@ -260,8 +260,14 @@ def _shipper(settings: Settings) -> Shipper | None:
     store = ObjectStore(settings.events_store)
     try:
         node = settings.node_id or node_id_of(settings.events_dir)
-    except OSError:  # the directory is unusable for now (edge.eventlog says why): no segments
+    except (OSError, ValueError) as exc:  # unusable for now (edge.eventlog says why), or edited
         node = new_node_id()
+        log.error(
+            "the node id in %s cannot be used (%s); this run ships as %s",
+            settings.events_dir,
+            exc,
+            node,
+        )
     return Shipper(settings.events_dir, store, node)
 
 

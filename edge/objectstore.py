@@ -13,6 +13,7 @@ Every failure is a `StoreError` saying which object and why, never a bare client
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -37,6 +38,14 @@ ALLOW_HTTP = "EDGEPERSO_STORE_ALLOW_HTTP"
 CONNECT_TIMEOUT = "5s"
 REQUEST_TIMEOUT = "60s"  # a bundle's largest file is tens of MB
 RETRIES = 2  # within a call; callers that must not give up (shipping) retry with their own backoff
+
+
+CREDENTIALS = (
+    ("AWS_ACCESS_KEY_ID", "access_key_id"),
+    ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
+    ("AWS_SESSION_TOKEN", "session_token"),
+)
+TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")  # printable ASCII without spaces
 
 
 class StoreError(Exception):
@@ -113,69 +122,83 @@ class ObjectStore:
     def put(self, key: str, data: bytes | memoryview) -> None:
         """Store `data` under `key` (replacing what was there); returns once the store holds it."""
         full = self.location.key(key)
-        try:
+        with self._calling("upload", full):
             obstore.put(self._store, full, data)
-        except (BaseError, ValueError) as exc:  # ValueError: a key the client refuses
-            raise self._error("upload", full, exc) from exc
 
     def get(self, key: str, max_bytes: int | None = None) -> bytes:
         """The object's bytes; a StoreError when it is missing, cannot be read, or is larger
         than `max_bytes` (checked before its body is read: a store cannot fill the memory)."""
         full = self.location.key(key)
-        try:
+        with self._calling("download", full):
             result = obstore.get(self._store, full)
-            size = int(result.meta["size"])
-            if max_bytes is not None and size > max_bytes:
-                raise StoreError(
-                    f"{SCHEME}{self.location.bucket}/{full} has {size:,} bytes, more than the "
-                    f"{max_bytes:,} expected"
-                )
+            self._check_size(full, int(result.meta["size"]), max_bytes)
             return bytes(result.bytes())
-        except (BaseError, FileNotFoundError, ValueError) as exc:
-            raise self._error("download", full, exc) from exc
 
-    def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str | None] | None:
+    def get_if_changed(
+        self, key: str, etag: str | None, max_bytes: int | None = None
+    ) -> tuple[bytes, str | None] | None:
         """The object and its ETag, or None when its ETag is still `etag` (a cheap poll: the
         store answers 304 and sends nothing)."""
         full = self.location.key(key)
         options = {"if_none_match": etag} if etag else None
-        try:
-            result = obstore.get(self._store, full, options=options)  # type: ignore[arg-type]
+        with self._calling("download", full):
+            try:
+                result = obstore.get(self._store, full, options=options)  # type: ignore[arg-type]
+            except NotModifiedError:
+                return None
+            self._check_size(full, int(result.meta["size"]), max_bytes)
             return bytes(result.bytes()), result.meta.get("e_tag")
-        except NotModifiedError:
-            return None
-        except (BaseError, FileNotFoundError, ValueError) as exc:
-            raise self._error("download", full, exc) from exc
 
     def exists(self, key: str) -> bool:
         full = self.location.key(key)
-        try:
-            obstore.head(self._store, full)
-        except (NotFoundError, FileNotFoundError):
-            return False
-        except (BaseError, ValueError) as exc:  # ValueError: a key the client refuses
-            raise self._error("look up", full, exc) from exc
-        return True
+        with self._calling("look up", full):
+            try:
+                obstore.head(self._store, full)
+            except (NotFoundError, FileNotFoundError):
+                return False
+            return True
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         """Every object whose key starts with `prefix` (relative), in the store's order."""
         full = self.location.key(prefix)
         start = len(self.location.prefix)
-        try:
+        with self._calling("list", full):
             for chunk in obstore.list(self._store, prefix=full):
                 for meta in chunk:
                     yield StoredObject(meta["path"][start:], int(meta["size"]), meta.get("e_tag"))
-        except (BaseError, ValueError) as exc:  # ValueError: a key the client refuses
-            raise self._error("list", full, exc) from exc
 
     def delete(self, key: str) -> None:
         full = self.location.key(key)
+        with self._calling("delete", full):
+            try:
+                obstore.delete(self._store, full)
+            except (NotFoundError, FileNotFoundError):
+                return
+
+    def _check_size(self, full_key: str, size: int, max_bytes: int | None) -> None:
+        if max_bytes is not None and size > max_bytes:
+            raise StoreError(
+                f"{SCHEME}{self.location.bucket}/{full_key} has {size:,} bytes, more than the "
+                f"{max_bytes:,} expected"
+            )
+
+    @contextlib.contextmanager
+    def _calling(self, action: str, full_key: str) -> Iterator[None]:
+        """The client's errors as StoreErrors; a panic of its Rust core (a value it cannot put
+        in a request) too, which Python sees as a BaseException."""
         try:
-            obstore.delete(self._store, full)
-        except (NotFoundError, FileNotFoundError):
-            return
-        except (BaseError, ValueError) as exc:  # ValueError: a key the client refuses
-            raise self._error("delete", full, exc) from exc
+            yield
+        except StoreError:
+            raise
+        except (BaseError, FileNotFoundError, ValueError) as exc:  # ValueError: a refused key
+            raise self._error(action, full_key, exc) from exc
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":
+                raise
+            where = f"{SCHEME}{self.location.bucket}/{full_key}"
+            raise StoreError(
+                f"could not {action} {where}: the store client failed ({exc})"
+            ) from None
 
     def _error(self, action: str, full_key: str, exc: Exception) -> StoreError:
         # The client's message carries a long debug trail; its first line says what happened.
@@ -192,11 +215,7 @@ def _client_config(env: Mapping[str, str]) -> dict[str, str]:
     """The client's settings from the AWS_* variables, read here rather than by the client so
     that what is used is what this module documents (and a test can pass its own)."""
     config: dict[str, str] = {}
-    for name, option in (
-        ("AWS_ACCESS_KEY_ID", "access_key_id"),
-        ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
-        ("AWS_SESSION_TOKEN", "session_token"),
-    ):
+    for name, option in CREDENTIALS:
         if env.get(name):
             config[option] = env[name]
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or ""
@@ -212,12 +231,22 @@ def _client_config(env: Mapping[str, str]) -> dict[str, str]:
         raise StoreConfigError(
             "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither (a public bucket)"
         )
+    if "access_key_id" not in config:
+        # Unsigned requests, rather than the client's search for credentials elsewhere (an
+        # instance metadata address a container should not be asking).
+        config["skip_signature"] = "true"
+    for name, option in (*CREDENTIALS, ("AWS_REGION", "region")):
+        if option in config and not TOKEN.fullmatch(config[option]):
+            raise StoreConfigError(
+                f"{name} holds a space or a control character; it must be printable text "
+                "(the value is not repeated here)"
+            )
     return config
 
 
 def _checked_endpoint(endpoint: str, env: Mapping[str, str]) -> str:
     parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not TOKEN.fullmatch(endpoint) or parts.scheme not in ("http", "https") or not parts.hostname:
         raise StoreConfigError(
             f"AWS_ENDPOINT_URL {endpoint!r} must be an http(s) URL with a host, e.g. "
             "https://<account>.r2.cloudflarestorage.com"

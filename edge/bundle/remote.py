@@ -195,7 +195,7 @@ class StoreFollower:
             if not mine:
                 return False  # another worker of this server follows
             try:
-                answer = self.store.get_if_changed(POINTER, self._etag)
+                answer = self.store.get_if_changed(POINTER, self._etag, MAX_POINTER_BYTES)
             except StoreError as exc:
                 if "no such object" not in str(exc):
                     raise
@@ -206,8 +206,6 @@ class StoreFollower:
             if answer is None:
                 return False
             data, etag = answer
-            if len(data) > MAX_POINTER_BYTES:
-                raise BundleError(f"{self.store.url}{POINTER} is larger than a pointer can be")
             pointer = _decode_pointer(data, self.store)
             target = build_directory(self.root, pointer.build)
             if not (target / MANIFEST).is_file():

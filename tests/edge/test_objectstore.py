@@ -87,3 +87,23 @@ def test_half_a_key_pair_is_refused(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     with pytest.raises(StoreConfigError, match="both"):
         ObjectStore("s3://bucket/p/")
+
+
+@pytest.mark.parametrize("name", ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"])
+def test_a_setting_with_a_control_character_is_refused_without_repeating_it(name, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv(name, "abc\ndef")
+    with pytest.raises(StoreConfigError, match=f"{name} holds a space") as refused:
+        ObjectStore("s3://bucket/p/")
+    assert "abc" not in str(refused.value)
+
+
+def test_without_keys_requests_go_unsigned_to_the_store_and_nowhere_else(seaweedfs, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweedfs.endpoint)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    with pytest.raises(StoreError) as refused:  # the store wants a signature
+        ObjectStore("s3://edgeperso-tests/unsigned/").put("x", b"1")
+    assert seaweedfs.endpoint in str(refused.value)
+    assert "169.254" not in str(refused.value)  # no search for credentials elsewhere
