@@ -120,6 +120,7 @@ class Shipper:
         self.error: str | None = None  # why the last round stopped, until one succeeds
         self._failures = 0
         self._next_round = -float("inf")
+        self._status: tuple[float, ShippingStatus] | None = None  # (when, what) /readyz said
 
     def waiting(self) -> list[Path]:
         """Closed segments not shipped yet, oldest first (by the start time in their names)."""
@@ -185,8 +186,18 @@ class Shipper:
             yield mine
 
     def status(self, now: float | None = None) -> ShippingStatus:
-        waiting, size, oldest = 0, 0, None
+        """What waits, read from the directory at most once a second (/readyz may be asked
+        much more often than that)."""
         now = time.time() if now is None else now
+        cached = self._status
+        if cached is not None and now - cached[0] < ROUND_S and cached[1].reason == self.error:
+            return cached[1]
+        status = self._read_status(now)
+        self._status = (now, status)
+        return status
+
+    def _read_status(self, now: float) -> ShippingStatus:
+        waiting, size, oldest = 0, 0, None
         for path in self.waiting():
             try:
                 stat = path.stat()

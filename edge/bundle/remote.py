@@ -257,9 +257,14 @@ class StoreFollower:
         self.error = error
 
     def status(self) -> FollowStatus:
-        return FollowStatus(
-            "retrying" if self.error else "ok", self.store.url, self.build, self.error
-        )
+        """The build the local root points to (another worker of the server may have moved it),
+        and whether this process's last poll failed."""
+        build = self.build
+        try:
+            build = read_pointer(self.root).build
+        except BundleError:
+            pass  # nothing followed yet
+        return FollowStatus("retrying" if self.error else "ok", self.store.url, build, self.error)
 
     async def run(self, poll_s: float) -> None:
         """Poll every `poll_s` seconds (later after failures) until cancelled."""
