@@ -20,10 +20,12 @@ import threadpoolctl
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from edge import metrics
 from edge.arrival import queued_ms
 from edge.bandits import BanditPolicy
 from edge.bundle.remote import StoreFollower
@@ -135,6 +137,7 @@ async def recommend(request: Request) -> Response:
     async with request.app.state.turns.turn():  # the wait for a turn counts in queued_ms
         response = recommender.recommend(parsed, request.headers, queued_ms(request.scope))
     response = request.app.state.decisions.stamp(parsed, response)
+    metrics.observe_answer(response)
     exposures: ExposureLog | None = request.app.state.exposures
     if exposures is not None:
         exposures.add(parsed, response)
@@ -158,6 +161,7 @@ async def events(request: Request) -> Response:
     except msgspec.DecodeError as exc:
         if quota is not None:
             quota.charge(client, 1)  # a refused body costs one event
+        metrics.FEEDBACK.labels("refused").inc()
         raise decode_error(exc) from None
     if quota is not None:
         quota.charge(client, len(batch.events))
@@ -170,11 +174,13 @@ async def events(request: Request) -> Response:
         await anyio.to_thread.run_sync(sink.write, records)
     except SinkError as exc:
         log.error("%s", exc)
+        metrics.FEEDBACK.labels("refused").inc(len(records))
         refused = EventLogFull if isinstance(exc, LogFull) else EventLogUnavailable
         raise refused(
             f"{exc}; nothing of this batch was kept: send it again in {exc.retry_after} s",
             retry_after=exc.retry_after,
         ) from None
+    metrics.FEEDBACK.labels("accepted").inc(len(records))
     if recommender.bandits is not None:
         learn_from(recommender.bandits, request.app.state.feedback_gate, batch, time.time())
     return json_response(FeedbackAccepted(len(records)))
@@ -216,6 +222,12 @@ async def store_status(state: State) -> dict[str, object]:
     if state.follower is not None:
         said["bundle_store"] = state.follower.status()
     return said
+
+
+async def metrics_text(request: Request) -> Response:
+    """GET /metrics: Prometheus's text format, summed over the server's workers."""
+    body, content_type = await anyio.to_thread.run_sync(metrics.exposition)
+    return Response(body, media_type=content_type)
 
 
 async def healthz(request: Request) -> Response:
@@ -303,6 +315,7 @@ def create_app(
         one_blas_thread()
         app.state.turns = Turns()
         app.state.recommender = initial_recommender(settings)
+        metrics.serving(app.state.recommender.bundle)
         app.state.reload_error = None
         app.state.sink, exposures_to = sink, exposure_sink
         app.state.event_log = None
@@ -346,6 +359,7 @@ def create_app(
             Route("/v1/events", events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_text, methods=["GET"]),
             Route(OPENAPI_PATH, openapi_json, methods=["GET"]),  # built from edge.schemas
         ],
         exception_handlers={
@@ -354,6 +368,7 @@ def create_app(
             EdgepersoError: handle_error,
         },
         lifespan=lifespan,
+        middleware=[Middleware(metrics.MetricsMiddleware)],
     )
     app.state.settings = settings
     app.state.shipper = app.state.follower = None  # set in the lifespan when stores are set

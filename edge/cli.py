@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,8 @@ def serve(args: argparse.Namespace) -> int:
             "--loop uvloop needs the uvloop package (pip install uvloop); "
             "the default, --loop asyncio, needs nothing more"
         )
+    if args.workers > 1:
+        share_metrics_directory()
     target = "edge.app:create_app" if args.workers > 1 else create_app()
     uvicorn.run(
         target,
@@ -191,6 +194,18 @@ def serve(args: argparse.Namespace) -> int:
         # go to the requests that did complete their headers
     )
     return 0
+
+
+def share_metrics_directory() -> None:
+    """One directory for every worker's metrics (edge.metrics), emptied of a previous run's:
+    set before the workers start, which read it when they import prometheus-client."""
+    from edge.metrics import MULTIPROC_DIR
+
+    directory = os.environ.get(MULTIPROC_DIR) or tempfile.mkdtemp(prefix="edgeperso-metrics-")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for stale in Path(directory).glob("*.db"):
+        stale.unlink(missing_ok=True)
+    os.environ[MULTIPROC_DIR] = directory
 
 
 def follow_at_start(settings: Settings) -> None:

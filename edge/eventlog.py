@@ -29,6 +29,7 @@ from pathlib import Path
 import anyio
 from msgspec import Struct
 
+from edge import metrics
 from edge.config import Settings
 from edge.sink import JsonlSegmentSink, LogFull, RetryingSink, SinkError
 
@@ -183,6 +184,8 @@ class EventLog:
                 self.space.refresh()
             except OSError:
                 log.exception("could not read the size of %s", self.root)
+            metrics.EVENT_LOG_BYTES.set(self.space.used)
+            metrics.EVENT_LOG_CAP.set(self.space.max_bytes)
         now = time.time() if now is None else now
         if self.retention_days is None or now - self._swept < SWEEP_S:
             return []

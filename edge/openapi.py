@@ -20,10 +20,12 @@ from msgspec import Meta, Struct
 from starlette.requests import Request
 from starlette.responses import Response
 
+from edge.bundle.remote import FollowStatus
 from edge.eventlog import LogStatus
 from edge.feedback import TS_WINDOW
 from edge.json_text import ALLOWED_IN_WORDS, ALLOWED_STRING_PATTERN
 from edge.schemas import FeedbackAccepted, FeedbackBatch, RecommendRequest, RecommendResponse
+from edge.shipping import ShippingStatus
 
 PATH = "/openapi.json"
 REF = "#/components/schemas/{name}"
@@ -69,6 +71,8 @@ class Readiness(Struct, frozen=True):
     reason: str | None = None  # why not ready
     reload_error: str | None = None  # why the newest bundle was refused (the old one serves)
     events: LogStatus | None = None  # whether POST /v1/events can store a batch now
+    shipping: ShippingStatus | None = None  # with an object store: what waits to be shipped
+    bundle_store: FollowStatus | None = None  # with a bundle store: what it points to
 
 
 # ---------------------------------------------------------------- the statuses a route answers
@@ -204,6 +208,18 @@ def build_document() -> dict[str, Any]:
                         "says why.",
                         "content": _json(readiness),
                     },
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics, summed over the server's workers.",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus's text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
                 },
             }
         },

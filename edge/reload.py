@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 
+from edge import metrics
 from edge.bundle import load_bundle, load_fallback_only
 from edge.bundle.publish import POINTER, bundle_directory
 from edge.config import Settings
@@ -129,6 +130,7 @@ async def watch_bundle(app: Starlette, settings: Settings) -> None:
             recommender = await anyio.to_thread.run_sync(load_recommender, settings)
         except Exception as exc:  # whatever it was, the watcher lives on and says so
             failures += 1
+            metrics.RELOAD_ERRORS.inc()
             app.state.reload_error = refusal(app.state.recommender, exc)
             expected = isinstance(exc, BundleError | OSError)
             log.error("%s", app.state.reload_error, exc_info=not expected)
@@ -143,6 +145,7 @@ async def watch_bundle(app: Starlette, settings: Settings) -> None:
         )
         if not same:  # the same bundle again (files touched, then put back) keeps the
             app.state.recommender = recommender  # recommender, and what its bandits learned
+            metrics.serving(recommender.bundle, serving.bundle)
         app.state.reload_error = None
         del recommender, serving
         await anyio.to_thread.run_sync(release_freed_memory)

@@ -38,6 +38,7 @@ import anyio
 import anyio.to_thread
 from msgspec import Struct
 
+from edge import metrics
 from edge.durable import fsync_directory
 from edge.filelock import held
 from edge.objectstore import ObjectStore, StoreError
@@ -156,7 +157,9 @@ class Shipper:
                     self.store.put(self.object_key(path, data), data)
                 except StoreError as exc:
                     self._failed(str(exc))
+                    metrics.SHIP_FAILURES.inc()
                     return shipped
+                metrics.SHIPPED.inc()
                 path.unlink(missing_ok=True)
                 fsync_directory(path.parent)
                 shipped += 1
@@ -194,6 +197,7 @@ class Shipper:
             return cached[1]
         status = self._read_status(now)
         self._status = (now, status)
+        metrics.SHIP_WAITING.set(status.oldest_waiting_s or 0.0)
         return status
 
     def _read_status(self, now: float) -> ShippingStatus:
@@ -229,6 +233,7 @@ class Shipper:
                 await anyio.to_thread.run_sync(before_round)
                 if self._clock() >= self._next_round:
                     await anyio.to_thread.run_sync(self.ship_once)
+                await anyio.to_thread.run_sync(self.status)  # the waiting-age gauge, too
             except Exception:  # shipping must never stop the server
                 log.exception("a shipping round failed; trying again in %g s", ROUND_S)
 

@@ -40,6 +40,7 @@ def test_the_image_installs_the_edge_runtime_and_nothing_else_pinned():
     server = {"uvicorn", "httptools"}  # the ASGI server, with its fast parser (stdlib loop)
     signatures = {"cryptography"}  # Ed25519: the container checks the bundle it downloads
     store = {"obstore"}  # feedback shipped to, and bundles followed from, an object store
+    metrics = {"prometheus-client"}  # GET /metrics
     assert runtime == {
         "numpy",
         "msgspec",
@@ -49,6 +50,7 @@ def test_the_image_installs_the_edge_runtime_and_nothing_else_pinned():
         *server,
         *signatures,
         *store,
+        *metrics,
     }
     assert runtime <= pins  # every runtime dependency is pinned
 
