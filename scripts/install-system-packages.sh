@@ -7,9 +7,11 @@
 #
 #   scripts/install-system-packages.sh [--check] [GROUP...]     (make system)
 #
-# Groups (without any: python and node, what `make demo` and `make test` need):
+# Groups (without any: python, node and prometheus, what `make demo` and `make test` need):
 #   python  building the virtualenv: a C compiler and headers, as LightFM compiles its extension
 #   node    the gateway Worker's tests: Node.js 20 or newer, and npm (wrangler 4.86 needs 20+)
+#   prometheus  the metrics tests scrape the app with a real Prometheus, and check the alert
+#           rules with its promtool (the package's own service is not left enabled)
 #   bench   make bench: wrk drives the HTTP benchmarks, taskset pins each process to a core
 set -euo pipefail
 
@@ -18,14 +20,14 @@ groups=()
 for arg in "$@"; do
     case "$arg" in
         --check) check=1 ;;
-        python | node | bench) groups+=("$arg") ;;
+        python | node | prometheus | bench) groups+=("$arg") ;;
         *)
-            echo "usage: $0 [--check] [python|node|bench]..." >&2
+            echo "usage: $0 [--check] [python|node|prometheus|bench]..." >&2
             exit 2
             ;;
     esac
 done
-[ ${#groups[@]} -gt 0 ] || groups=(python node)
+[ ${#groups[@]} -gt 0 ] || groups=(python node prometheus)
 python=${PYTHON:-python3}
 
 packages=() # missing Debian packages
@@ -56,6 +58,9 @@ for group in "${groups[@]}"; do
                 fi
             fi
             ;;
+        prometheus)
+            need prometheus "the metrics tests run a real Prometheus (and its promtool)" command -v promtool
+            ;;
         bench)
             need wrk "the HTTP benchmarks' load generator" command -v wrk
             need util-linux "taskset: each benchmark process gets its own core" command -v taskset
@@ -73,7 +78,7 @@ if [ ${#packages[@]} -eq 0 ]; then
 fi
 if [ "$check" = 1 ]; then
     setup="make system"
-    [ "${groups[*]}" = "python node" ] || setup="make system SYSTEM_GROUPS=\"${groups[*]}\""
+    [ "${groups[*]}" = "python node prometheus" ] || setup="make system SYSTEM_GROUPS=\"${groups[*]}\""
     {
         echo "missing Debian packages: ${packages[*]}"
         printf '  %s\n' "${reasons[@]}"
@@ -89,4 +94,9 @@ printf '  %s\n' "${reasons[@]}"
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# Debian's prometheus package enables a system service listening on every interface; the tests
+# start their own on 127.0.0.1, so the service is stopped and disabled where systemd runs.
+if [[ " ${packages[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+    "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
 exec "$0" --check "${groups[@]}" # what apt could not make work is named, and fails the run
