@@ -140,7 +140,7 @@ def product(bundle_dir: Path, loop: str) -> list[str]:
 
 
 def servers(
-    bundle_dir: Path, bodies: Path, loops: list[str]
+    bundle_dir: Path, bodies: Path, loops: list[str], compare_metrics: bool = False
 ) -> dict[str, tuple[list[str], dict[str, str]]]:
     """Each server's command and the environment it adds. The product runs once per event loop
     in `loops` (the first is its default's row); the bare endpoint runs as it did for the targets'
@@ -152,6 +152,11 @@ def servers(
         PRODUCT if i == 0 else f"{PRODUCT} (--loop {loop})": (product(bundle_dir, loop), {})
         for i, loop in enumerate(loops)
     }
+    if compare_metrics:  # what GET /metrics costs every request: the product without it
+        out[f"{PRODUCT} (metrics off)"] = (
+            product(bundle_dir, loops[0]),
+            {"EDGEPERSO_METRICS": "0"},
+        )
     out["bare starlette"] = ([*uvicorn, "--loop", "uvloop", "bench.bare_app:app"], {})
     out[FLOOR] = ([*uvicorn, "--loop", loops[0], "bench.floor_app:app"], floor_env)
     return out
@@ -171,6 +176,11 @@ def main() -> int:
         choices=LOOPS,
         help="event loops to serve the product with (the first one is the headline row)",
     )
+    parser.add_argument(
+        "--compare-metrics",
+        action="store_true",
+        help="also serve the product with EDGEPERSO_METRICS=0: what metrics cost a request",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "http.json"))
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
@@ -183,7 +193,8 @@ def main() -> int:
         bodies_file = Path(tmp) / "bodies.msgpack"
         bodies_file.write_bytes(msgspec.msgpack.encode(bodies))
         samples: dict[str, dict[int, list[dict[str, float]]]] = {}
-        for name, (command, env) in servers(bundle_dir, bodies_file, args.loops).items():
+        serving = servers(bundle_dir, bodies_file, args.loops, args.compare_metrics)
+        for name, (command, env) in serving.items():
             port = free_port()
             process = start([*command, "--port", str(port)], port, env)
             try:
@@ -209,8 +220,20 @@ def main() -> int:
                 run["requests_per_s"] / bare["requests_per_s"], 3
             )
             run["p99_over_bare"] = round(run["p99_ms"] / bare["p99_ms"], 2)
+    off = results.get(f"{PRODUCT} (metrics off)")
+    metrics_cost = {
+        c: {
+            "requests_per_s_on_over_off": round(
+                results[PRODUCT][c]["requests_per_s"] / off[c]["requests_per_s"], 3
+            ),
+            "p99_on_over_off": round(results[PRODUCT][c]["p99_ms"] / off[c]["p99_ms"], 3),
+        }
+        for c in map(str, args.connections)
+        if off is not None
+    }
     report = {
         "machine": machine(),
+        "metrics_cost": metrics_cost,
         "items": args.items,
         "seconds_per_run": args.seconds,
         "rounds": args.rounds,
@@ -237,6 +260,11 @@ def main() -> int:
                 f"{r['p99_ms']:>9.3f}{r['errors']:>8.0f}"
                 f"{r.get('budget_fallback_share', 0.0):>8.1%}{ratios}"
             )
+    for c, cost in metrics_cost.items():
+        print(
+            f"  metrics on/off at {c} connections: requests/s "
+            f"{cost['requests_per_s_on_over_off']:.3f}, p99 {cost['p99_on_over_off']:.3f}"
+        )
     return 0
 
 

@@ -137,7 +137,8 @@ async def recommend(request: Request) -> Response:
     async with request.app.state.turns.turn():  # the wait for a turn counts in queued_ms
         response = recommender.recommend(parsed, request.headers, queued_ms(request.scope))
     response = request.app.state.decisions.stamp(parsed, response)
-    metrics.observe_answer(response)
+    if request.app.state.settings.metrics:
+        metrics.observe_answer(response)
     exposures: ExposureLog | None = request.app.state.exposures
     if exposures is not None:
         exposures.add(parsed, response)
@@ -359,8 +360,8 @@ def create_app(
             Route("/v1/events", events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_text, methods=["GET"]),
             Route(OPENAPI_PATH, openapi_json, methods=["GET"]),  # built from edge.schemas
+            *([Route("/metrics", metrics_text, methods=["GET"])] if settings.metrics else []),
         ],
         exception_handlers={
             Exception: handle_error,
@@ -368,7 +369,7 @@ def create_app(
             EdgepersoError: handle_error,
         },
         lifespan=lifespan,
-        middleware=[Middleware(metrics.MetricsMiddleware)],
+        middleware=[Middleware(metrics.MetricsMiddleware)] if settings.metrics else [],
     )
     app.state.settings = settings
     app.state.shipper = app.state.follower = None  # set in the lifespan when stores are set

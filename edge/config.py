@@ -47,6 +47,8 @@ class Settings:
     # is polled (a request of a few hundred bytes, answered 304 while nothing changed).
     bundle_store: str | None = None
     bundle_poll_seconds: float = 10.0
+    # GET /metrics and what every request adds to it (edge.metrics); off: neither.
+    metrics: bool = True
     events_rotate_seconds: float | None = None
     ship_grace_seconds: float = 10.0
     node_id: str | None = None
@@ -96,6 +98,7 @@ class Settings:
             ),
             events_store=config("EDGEPERSO_EVENTS_STORE", default=None) or None,
             bundle_store=config("EDGEPERSO_BUNDLE_STORE", default=None) or None,
+            metrics=config("EDGEPERSO_METRICS", cast=bool, default=True),
             bundle_poll_seconds=config("EDGEPERSO_BUNDLE_POLL_SECONDS", cast=float, default=10.0),
             events_rotate_seconds=config(
                 "EDGEPERSO_EVENTS_ROTATE_SECONDS", cast=_optional_float, default=None

@@ -258,11 +258,14 @@ def test_feedback_through_the_queue_lands_in_r2_as_the_build_reads_it(tmp_path):
         blobs = state / "v3" / "r2" / "edgeperso-feedback" / "blobs"
         deadline = time.monotonic() + 30
         while True:
-            records = [
-                json.loads(line)
-                for blob in (blobs.iterdir() if blobs.is_dir() else [])
-                for line in blob.read_text().splitlines()
-            ]
+            try:
+                records = [
+                    json.loads(line)
+                    for blob in (blobs.iterdir() if blobs.is_dir() else [])
+                    for line in blob.read_text().splitlines()
+                ]
+            except ValueError:  # a blob miniflare is still writing: read it again
+                records = []
             if (
                 sorted(r["event_id"] for r in records) == sorted(sent)
                 or time.monotonic() > deadline

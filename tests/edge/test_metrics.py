@@ -131,3 +131,11 @@ def test_with_two_workers_any_worker_answers_for_both(small_bundle_dir, tmp_path
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_metrics_can_be_turned_off(small_bundle_dir):
+    settings = Settings(bundle_dir=str(small_bundle_dir), reload_seconds=0, metrics=False)
+    with TestClient(create_app(settings)) as off:
+        assert off.post("/v1/recommend", json={"k": 3}).status_code == 200
+        assert off.get("/metrics").status_code == 404
+    assert Settings.from_env({"EDGEPERSO_METRICS": "0"}).metrics is False

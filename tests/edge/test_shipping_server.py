@@ -29,8 +29,8 @@ def post(port: int, path: str, body: bytes) -> int:
         response = connection.getresponse()
         response.read()
         return response.status
-    except OSError:
-        return 0  # the server was killed under the request: not acknowledged
+    except (OSError, http.client.HTTPException):
+        return 0  # the server was killed under the request (a cut answer too): not acknowledged
     finally:
         connection.close()
 
