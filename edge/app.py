@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -25,7 +26,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from edge import metrics
+from edge import logs, metrics
+from edge.accesslog import AccessLogMiddleware, note, pseudonym
 from edge.arrival import queued_ms
 from edge.bandits import BanditPolicy
 from edge.bundle.remote import StoreFollower
@@ -139,6 +141,15 @@ async def recommend(request: Request) -> Response:
     response = request.app.state.decisions.stamp(parsed, response)
     if request.app.state.settings.metrics:
         metrics.observe_answer(response)
+    salt: bytes = request.app.state.log_salt
+    note(
+        request.scope,
+        user=pseudonym(salt, parsed.user_id),
+        session=pseudonym(salt, parsed.session_id),
+        fallback=response.fallback.split(":", 1)[0] if response.fallback else None,
+        personalized=response.personalized,
+        items=len(response.items),
+    )
     exposures: ExposureLog | None = request.app.state.exposures
     if exposures is not None:
         exposures.add(parsed, response)
@@ -182,6 +193,7 @@ async def events(request: Request) -> Response:
             retry_after=exc.retry_after,
         ) from None
     metrics.FEEDBACK.labels("accepted").inc(len(records))
+    note(request.scope, events=len(records))
     if recommender.bandits is not None:
         learn_from(recommender.bandits, request.app.state.feedback_gate, batch, time.time())
     return json_response(FeedbackAccepted(len(records)))
@@ -310,6 +322,8 @@ def create_app(
     exposures to `exposure_sink`, else to its `exposures/` folder (kept apart, so the feedback
     log stays the next build's input as it is)."""
     settings = settings or Settings.from_env()
+    if settings.log_format == "json":
+        logs.configure(settings.log_level)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -369,9 +383,13 @@ def create_app(
             EdgepersoError: handle_error,
         },
         lifespan=lifespan,
-        middleware=[Middleware(metrics.MetricsMiddleware)] if settings.metrics else [],
+        middleware=[
+            *([Middleware(metrics.MetricsMiddleware)] if settings.metrics else []),
+            *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
+        ],
     )
     app.state.settings = settings
+    app.state.log_salt = settings.log_salt or secrets.token_bytes(32)
     app.state.shipper = app.state.follower = None  # set in the lifespan when stores are set
     # Decision ids (edge.decisions); without a key set, one for this process only.
     signer = DecisionSigner(settings.decision_key or new_key(), settings.decision_ttl_seconds)

@@ -121,7 +121,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "EDGEPERSO_EVENTS_BURST, 1000); 0 turns quotas off (default: EDGEPERSO_EVENTS_PER_SECOND "
         "or 50)",
     )
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -152,6 +154,11 @@ def serve(args: argparse.Namespace) -> int:
         os.environ["EDGEPERSO_ALLOW_UNSIGNED"] = "1"
     if args.events_per_second is not None:
         os.environ["EDGEPERSO_EVENTS_PER_SECOND"] = str(args.events_per_second)
+    # JSON lines, unless told otherwise, at --log-level; one salt for every worker's pseudonyms.
+    os.environ.setdefault("EDGEPERSO_LOG_FORMAT", "json")
+    os.environ["EDGEPERSO_LOG_LEVEL"] = args.log_level
+    if not os.environ.get("EDGEPERSO_LOG_SALT", "").strip():
+        os.environ["EDGEPERSO_LOG_SALT"] = secrets.token_hex(32)
     if not os.environ.get("EDGEPERSO_DECISION_KEY", "").strip():
         # One key for all the workers, so each verifies the others' decision ids; a restart
         # makes a new one (set EDGEPERSO_DECISION_KEY to keep decisions valid across it).
@@ -176,6 +183,10 @@ def serve(args: argparse.Namespace) -> int:
             "--loop uvloop needs the uvloop package (pip install uvloop); "
             "the default, --loop asyncio, needs nothing more"
         )
+    if settings.log_format == "json":
+        from edge.logs import configure
+
+        configure(settings.log_level)  # the supervisor's own lines, with several workers
     if args.workers > 1:
         share_metrics_directory()
     target = "edge.app:create_app" if args.workers > 1 else create_app()
@@ -186,7 +197,8 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        access_log=False,
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        access_log=False,  # the app writes its own (edge.accesslog): ids hashed, no addresses
         ws="none",  # no WebSocket route: not importing a WebSocket library saves 20 ms of start
         loop=args.loop,
         http=ArrivalStampingProtocol,  # the budget counts the time a request waited; slow

@@ -49,6 +49,13 @@ class Settings:
     bundle_poll_seconds: float = 10.0
     # GET /metrics and what every request adds to it (edge.metrics); off: neither.
     metrics: bool = True
+    # The log (edge.logs, edge.accesslog): JSON lines or Python's plain text (`serve` writes
+    # JSON), a line per request or none, its level, and the salt visitors' ids are hashed with
+    # in it (None: a random one per process; `serve` makes one for all its workers).
+    log_format: str = "text"
+    access_log: bool = True
+    log_level: str = "info"
+    log_salt: bytes | None = field(default=None, repr=False)
     events_rotate_seconds: float | None = None
     ship_grace_seconds: float = 10.0
     node_id: str | None = None
@@ -99,6 +106,10 @@ class Settings:
             events_store=config("EDGEPERSO_EVENTS_STORE", default=None) or None,
             bundle_store=config("EDGEPERSO_BUNDLE_STORE", default=None) or None,
             metrics=config("EDGEPERSO_METRICS", cast=bool, default=True),
+            log_format=config("EDGEPERSO_LOG_FORMAT", default="text").strip().lower(),
+            access_log=config("EDGEPERSO_ACCESS_LOG", cast=bool, default=True),
+            log_level=config("EDGEPERSO_LOG_LEVEL", default="info").strip().lower(),
+            log_salt=_salt(config("EDGEPERSO_LOG_SALT", default="")),
             bundle_poll_seconds=config("EDGEPERSO_BUNDLE_POLL_SECONDS", cast=float, default=10.0),
             events_rotate_seconds=config(
                 "EDGEPERSO_EVENTS_ROTATE_SECONDS", cast=_optional_float, default=None
@@ -145,6 +156,19 @@ def _public_key(env: Environ | dict[str, str]) -> bytes | None:
     return public_key_from_env(env)
 
 
+def _salt(text: str) -> bytes | None:
+    """EDGEPERSO_LOG_SALT: hex, 16 bytes or more (the value is never repeated in an error)."""
+    if not text.strip():
+        return None
+    try:
+        salt = bytes.fromhex(text.strip())
+    except ValueError:
+        salt = b""
+    if len(salt) < 16:
+        raise ValueError("EDGEPERSO_LOG_SALT must be hex of 16 bytes or more (32 hex digits)")
+    return salt
+
+
 def _optional_float(text: str) -> float | None:
     return float(text) if text.strip() else None
 
@@ -175,6 +199,13 @@ def _check_event_settings(settings: Settings) -> None:
             f"{days}"
         )
     problems += _shipping_problems(settings)
+    if settings.log_format not in ("json", "text"):
+        problems.append(f"EDGEPERSO_LOG_FORMAT must be json or text, got {settings.log_format!r}")
+    levels = ("debug", "info", "warning", "error", "critical")
+    if settings.log_level not in levels:
+        problems.append(
+            f"EDGEPERSO_LOG_LEVEL must be one of {', '.join(levels)}, got {settings.log_level!r}"
+        )
     if problems:
         raise ValueError("; ".join(problems))
 

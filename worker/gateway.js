@@ -5,7 +5,7 @@
 import { readAtMost } from "./body.js";
 import { resolveContext } from "./context.js";
 import { fallbackAnswer, parseRequestBody } from "./fallback.js";
-import { appHeaders } from "./headers.js";
+import { appHeaders, rayId } from "./headers.js";
 import {
   checkedEvents,
   enqueue,
@@ -252,7 +252,14 @@ async function route(request, env, ctx, deps) {
   else if (answer?.response) answered = answer.status;
   else if (answer && answer.status < 500) answered = 502;
   // One structured entry per answer the app did not give: no bodies, no addresses, no query.
-  const entry = { method: request.method, path: url.pathname, answered };
+  // `ray` is the id the app's access log gives the same request; `ms`, how long it waited.
+  const entry = {
+    method: request.method,
+    path: url.pathname,
+    answered,
+    ray: rayId(request),
+    ms: Math.round(deps.now() - startedMs),
+  };
   let reason;
   if (outcome === TIMED_OUT) {
     reason = `the app did not answer within ${budgetMs} ms`;

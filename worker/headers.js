@@ -6,6 +6,16 @@ import { contextHeaders } from "./context.js";
 
 // The visitor's connecting IP, for the app to rate-limit on.
 export const CLIENT_HEADER = "x-edgeperso-client";
+// The request's Cloudflare ray id, for the app's access log (edge/accesslog.py): the gateway's
+// log entries and the app's line about one request carry the same id.
+export const REQUEST_ID_HEADER = "x-edgeperso-request-id";
+const RAY = /^[0-9a-f]{16}(?:-[A-Z]{3})?$/;
+
+// Cloudflare's ray id of the request, or null when it has none (a local run) or a malformed one.
+export function rayId(request) {
+  const value = (request.headers.get("cf-ray") ?? "").trim();
+  return RAY.test(value) ? value : null;
+}
 // The container's environment that makes the app key its quotas on CLIENT_HEADER (edge/config.py)
 // rather than on the socket's peer, which behind the gateway is the same for every visitor. Safe
 // there: a container is reached only through its Worker, never from the internet.
@@ -38,7 +48,11 @@ export function appHeaders(request) {
   for (const [name, value] of request.headers) {
     if (!isDropped(name)) headers.append(name, value);
   }
-  const set = { ...contextHeaders(request), [CLIENT_HEADER]: connectingIp(request) };
+  const set = {
+    ...contextHeaders(request),
+    [CLIENT_HEADER]: connectingIp(request),
+    [REQUEST_ID_HEADER]: rayId(request),
+  };
   for (const [name, value] of Object.entries(set)) {
     if (value) headers.set(name, value);
   }

@@ -79,3 +79,14 @@ test("the container is told to trust the client header, by the names the app rea
   assert.equal(value, "true"); // one of the strings Starlette's Config reads as True
   assert.match(source("edge/quota.py"), new RegExp(`CLIENT_HEADER = "${CLIENT_HEADER}"`));
 });
+
+test("the ray id reaches the app as the gateway's request id, and a client's never does", () => {
+  const request = new Request("https://shop.example/v1/recommend", {
+    headers: { "cf-ray": "8c0f1a2b3c4d5e6f-FRA", "x-edgeperso-request-id": "forged" },
+  });
+  assert.equal(appHeaders(request).get("x-edgeperso-request-id"), "8c0f1a2b3c4d5e6f-FRA");
+  const odd = new Request("https://shop.example/", {
+    headers: { "cf-ray": "not a ray", "x-edgeperso-request-id": "forged" },
+  });
+  assert.equal(appHeaders(odd).get("x-edgeperso-request-id"), null);
+});
