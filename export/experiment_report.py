@@ -29,8 +29,9 @@ SRM_P_VALUE = 0.001  # below this, the split is not the one configured: do not t
 
 
 def read_log(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """JSON-lines segments (closed ones: `*.jsonl`) from files, directories or `s3://`
-    prefixes (`export.sources`; exposures included), as one frame."""
+    """JSON-lines segments from files, directories or `s3://` prefixes (`export.sources`;
+    exposures included, and in a directory the segments a running server still writes, up
+    to their last whole line), as one frame."""
     for path in paths:
         if not is_store_url(path) and not Path(path).exists():
             raise InputError(
@@ -38,7 +39,7 @@ def read_log(paths: Sequence[str | Path]) -> pd.DataFrame:
                 "writes (its exposures/ folder is read too), its store prefix "
                 "(`serve --events-store`) or segment files"
             )
-    with local_inputs(paths, exposures=True) as inputs:
+    with local_inputs(paths, exposures=True, open_segments=True) as inputs:
         frames = [_read_segment(f) for f in inputs.paths if f.stat().st_size]
     if not frames:
         raise InputError(f"no log records in {', '.join(map(str, paths))} (*.jsonl files)")
@@ -88,6 +89,7 @@ def experiment_report(
     exposures.loc[no_user, "unit"] = exposures.loc[no_user, "session_id"].astype(str)
     exposures["t"] = pd.to_datetime(exposures["ts"], utc=True, format="ISO8601")
     conversions = _conversion_times(log, target)
+    revenue = _revenue_events(log, target)
     weights = (
         {e.key: {v.name: v.weight for v in e.variants} for e in experiments.experiments}
         if (experiments)
@@ -97,7 +99,7 @@ def experiment_report(
     for key, rows in exposures.groupby("experiment", sort=True):
         experiment = str(key)  # the log is read as strings (`dtype=False`): the key itself
         report["experiments"][experiment] = _one_experiment(
-            rows, conversions, weights.get(experiment)
+            rows, conversions, revenue, weights.get(experiment)
         )
     return report
 
@@ -114,8 +116,50 @@ def _conversion_times(log: pd.DataFrame, target: str) -> pd.Series:
     return first
 
 
+def _revenue_events(log: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Each target event's revenue (price × qty; no price: 0), once under its user id and once
+    under its session id: `id`, `t`, `revenue`."""
+    hits = log[log["type"] == target]
+    if hits.empty or "price" not in hits:
+        return pd.DataFrame({"id": [], "t": [], "revenue": []})
+    price = pd.to_numeric(hits["price"], errors="coerce").fillna(0.0)
+    qty = pd.to_numeric(hits["qty"], errors="coerce").fillna(1.0) if "qty" in hits else 1.0
+    t = pd.to_datetime(hits["ts"], utc=True, format="ISO8601")
+    value = (price * qty).clip(lower=0.0)
+    frame = pd.DataFrame(
+        {
+            "id": pd.concat([hits["user_id"], hits["session_id"]]).fillna("").astype(str),
+            "t": pd.concat([t, t]),
+            "revenue": pd.concat([value, value]),
+        }
+    )
+    return frame[frame["id"] != ""]
+
+
+def _revenue_per_unit(per_unit: pd.DataFrame, revenue: pd.DataFrame) -> pd.Series:
+    """Each unit's revenue from target events at or after its first exposure."""
+    if revenue.empty:
+        return pd.Series(0.0, index=per_unit.index)
+    joined = revenue.merge(per_unit[["first"]], left_on="id", right_index=True)
+    joined = joined[joined["t"] >= joined["first"]]
+    summed = joined.groupby("id")["revenue"].sum()
+    return summed.reindex(per_unit.index, fill_value=0.0)
+
+
+def _mean_interval(values: np.ndarray) -> tuple[float, list[float]]:
+    """The mean and its 95% interval (normal approximation)."""
+    if values.size == 0:
+        return math.nan, [math.nan, math.nan]
+    mean = float(values.mean())
+    half = Z95 * float(values.std(ddof=1)) / math.sqrt(values.size) if values.size > 1 else 0.0
+    return mean, [mean - half, mean + half]
+
+
 def _one_experiment(
-    rows: pd.DataFrame, conversions: pd.Series, weights: dict[str, float] | None
+    rows: pd.DataFrame,
+    conversions: pd.Series,
+    revenue: pd.DataFrame,
+    weights: dict[str, float] | None,
 ) -> dict[str, Any]:
     per_unit = rows.groupby("unit").agg(
         variants=("variant", "nunique"), variant=("variant", "first"), first=("t", "min")
@@ -124,6 +168,7 @@ def _one_experiment(
     per_unit = per_unit[per_unit["variants"] == 1]
     converted_at = conversions.reindex(per_unit.index)
     per_unit["converted"] = (converted_at >= per_unit["first"]).to_numpy()
+    per_unit["revenue"] = _revenue_per_unit(per_unit, revenue).to_numpy()
     names = list(weights) if weights else sorted(per_unit["variant"].unique())
     unknown = sorted(set(per_unit["variant"]) - set(names))
     # Per variant: counts, rate and interval, and its difference from the control (a report
@@ -133,15 +178,21 @@ def _one_experiment(
         members = per_unit[per_unit["variant"] == name]
         n, k = len(members), int(members["converted"].sum())
         low, high = wilson(k, n)
+        mean, interval = _mean_interval(members["revenue"].to_numpy(dtype=float))
         variants[name] = {
             "units": n,
             "conversions": k,
             "rate": round(k / n, 5) if n else math.nan,
             "rate_ci95": [round(low, 5), round(high, 5)],
+            "revenue_per_unit": round(mean, 4),
+            "revenue_per_unit_ci95": [round(v, 4) for v in interval],
         }
     control = names[0]
+    base = per_unit.loc[per_unit["variant"] == control, "revenue"].to_numpy(dtype=float)
     for name in names[1:]:
         variants[name]["vs_" + control] = _difference(variants[control], variants[name])
+        other = per_unit.loc[per_unit["variant"] == name, "revenue"].to_numpy(dtype=float)
+        variants[name]["revenue_vs_" + control] = _mean_difference(base, other)
     counts = np.array([variants[n]["units"] for n in names], dtype=float)
     shares = np.array([weights[n] for n in names] if weights else [1.0] * len(names))
     expected = counts.sum() * shares / shares.sum()
@@ -174,6 +225,18 @@ def _difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "ci95": [round(pb - pa - Z95 * se, 5), round(pb - pa + Z95 * se, 5)],
         "relative": round((pb - pa) / pa, 4) if pa else math.nan,
         "p_value": round(float(p_value), 6),
+    }
+
+
+def _mean_difference(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """b's mean revenue per unit minus a's, with a 95% interval (Welch's normal approximation)."""
+    if a.size < 2 or b.size < 2:
+        return {"difference": math.nan}
+    diff = float(b.mean() - a.mean())
+    se = math.sqrt(float(a.var(ddof=1)) / a.size + float(b.var(ddof=1)) / b.size)
+    return {
+        "difference": round(diff, 4),
+        "ci95": [round(diff - Z95 * se, 4), round(diff + Z95 * se, 4)],
     }
 
 
@@ -234,16 +297,24 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"\nexperiment {key}  (sample ratio p = {srm['p_value']:.4g}: {flag})")
         lines.append(
             f"  {'variant':<16}{'units':>8}{'conv':>7}{'rate':>9}  95% CI            vs the first"
+            f"{'':>14}{'revenue/unit':>14}  95% CI              vs the first"
         )
         for name, v in result["variants"].items():
             diff = next((d for k, d in v.items() if k.startswith("vs_")), None)
             versus = ""
             if diff and not math.isnan(diff.get("difference", math.nan)):
                 versus = f"{diff['difference']:+.4f} (p {diff['p_value']:.3g})"
+            money = next((d for k, d in v.items() if k.startswith("revenue_vs_")), None)
+            money_versus = ""
+            if money and not math.isnan(money.get("difference", math.nan)):
+                lo, hi = money["ci95"]
+                money_versus = f"{money['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
             low, high = v["rate_ci95"]
+            r_low, r_high = v["revenue_per_unit_ci95"]
             lines.append(
                 f"  {name:<16}{v['units']:>8}{v['conversions']:>7}{v['rate']:>9.4f}  "
-                f"[{low:.4f}, {high:.4f}]  {versus}"
+                f"[{low:.4f}, {high:.4f}]  {versus:<26}{v['revenue_per_unit']:>12.2f}  "
+                f"[{r_low:.2f}, {r_high:.2f}]  {money_versus}"
             )
         if result["units_in_two_variants"]:
             lines.append(f"  {result['units_in_two_variants']} unit(s) saw two variants: left out")

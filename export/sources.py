@@ -27,6 +27,7 @@ from export.errors import InputError
 from export.io import SUFFIXES
 
 EXPOSURES = "exposures"
+OPEN_SEGMENT = ".jsonl.open"  # edge.sink's name for a segment still written to
 DAY_FOLDER = re.compile(r"dt=(\d{4}-\d{2}-\d{2})")  # edge.shipping's day folders
 DOWNLOADS_AT_ONCE = 8  # small objects: the time is in round trips, not bytes
 
@@ -50,11 +51,16 @@ def _is_plain_jsonl(name: str) -> bool:
 
 @contextlib.contextmanager
 def local_inputs(
-    given: Sequence[str | Path], exposures: bool = False, since: date | None = None
+    given: Sequence[str | Path],
+    exposures: bool = False,
+    since: date | None = None,
+    open_segments: bool = False,
 ) -> Iterator[LocalInputs]:
     """Local files for `given` (files, directories, `s3://` prefixes), kept until the block
     ends. `exposures`: also read `exposures/` folders. `since`: leave out what lies in a
-    `dt=YYYY-MM-DD` folder of an earlier day (what nodes shipped before it)."""
+    `dt=YYYY-MM-DD` folder of an earlier day (what nodes shipped before it). `open_segments`:
+    also the segments a running server still writes (`*.jsonl.open`), up to their last whole
+    line (what the experiment report reads while the server runs; a build takes closed ones)."""
     scratch: Path | None = None
     inputs = LocalInputs()
     try:
@@ -64,7 +70,7 @@ def local_inputs(
                 _from_store(str(source), exposures, since, scratch, inputs)
             elif Path(source).is_dir():
                 scratch = scratch or Path(tempfile.mkdtemp(prefix="edgeperso-inputs-"))
-                _from_directory(Path(source), exposures, since, scratch, inputs)
+                _from_directory(Path(source), exposures, since, scratch, inputs, open_segments)
             else:
                 inputs.paths.append(Path(source))
         yield inputs
@@ -86,13 +92,18 @@ def _wanted(parts: Sequence[str], exposures: bool, since: date | None) -> bool:
 
 
 def _from_directory(
-    root: Path, exposures: bool, since: date | None, scratch: Path, inputs: LocalInputs
+    root: Path,
+    exposures: bool,
+    since: date | None,
+    scratch: Path,
+    inputs: LocalInputs,
+    open_segments: bool = False,
 ) -> None:
     files = sorted(
         p
         for p in root.rglob("*")
         if p.is_file()
-        and is_table(p.name)
+        and (is_table(p.name) or (open_segments and p.name.endswith(OPEN_SEGMENT)))
         and _wanted(p.relative_to(root).parts[:-1], exposures, since)
     )
     if not files:
@@ -100,13 +111,16 @@ def _from_directory(
             f"{root}: no table files (.jsonl, .csv, .parquet, optionally .gz) in this directory; "
             "pass files, or the directory `serve --events-dir` writes"
         )
-    joined = [p for p in files if _is_plain_jsonl(p.name)]
-    inputs.paths += [p for p in files if not _is_plain_jsonl(p.name)]
+    joined = [p for p in files if _is_plain_jsonl(p.name) or p.name.endswith(OPEN_SEGMENT)]
+    inputs.paths += [p for p in files if p not in joined]
     if joined:
         target = scratch / f"{len(inputs.paths)}-{root.name or 'events'}.jsonl"
         with target.open("wb") as out:
             for path in joined:
-                _append_lines(out, path.read_bytes())
+                data = path.read_bytes()
+                if path.name.endswith(OPEN_SEGMENT):  # a line being written is not one yet
+                    data = data[: data.rfind(b"\n") + 1]
+                _append_lines(out, data)
         inputs.paths.append(target)
         inputs.names[target] = f"{root}/ ({len(joined):,} JSON-lines files)"
 

@@ -189,3 +189,39 @@ def test_ips_estimates_a_candidate_policy_from_logged_propensities(seed, tmp_pat
     policy.write_text(json.dumps({"slot": "home", "arms": {"": "b1"}}))
     assert main(["experiment-report", "--log", str(tmp_path / "log"), "--policy", str(policy)]) == 0
     assert "ips_click_rate" in capsys.readouterr().out
+
+
+def test_revenue_per_unit_counts_what_was_bought_after_the_first_exposure():
+    def exposure(session: str, variant: str, minute: float) -> dict:
+        return {"ts": iso(minute), "type": "exposure", "experiment": "x", "variant": variant,
+                "user_id": "", "session_id": session}  # fmt: skip
+
+    def purchase(session: str, minute: float, price: float, qty: int = 1) -> dict:
+        return {"ts": iso(minute), "type": "purchase", "user_id": "", "session_id": session,
+                "price": price, "qty": qty}  # fmt: skip
+
+    log = pd.DataFrame(
+        [
+            exposure("a1", "a", 0), purchase("a1", 1, 10.0, 2),  # 20 after the exposure
+            purchase("a2", 0, 99.0), exposure("a2", "a", 1),  # bought before: not counted
+            exposure("b1", "b", 0), purchase("b1", 2, 30.0), purchase("b1", 3, 5.0),
+            exposure("b2", "b", 0),
+        ]
+    )  # fmt: skip
+    variants = experiment_report(log)["experiments"]["x"]["variants"]
+    assert variants["a"]["revenue_per_unit"] == 10.0  # (20 + 0) / 2
+    assert variants["b"]["revenue_per_unit"] == 17.5  # (35 + 0) / 2
+    low, high = variants["b"]["revenue_per_unit_ci95"]
+    assert low < 17.5 < high
+    assert variants["b"]["revenue_vs_a"]["difference"] == 7.5
+
+
+def test_segments_the_server_still_writes_are_read_up_to_their_last_whole_line(tmp_path):
+    exposures = tmp_path / "events" / "exposures"
+    exposures.mkdir(parents=True)
+    line = {"ts": iso(0), "type": "exposure", "experiment": "x", "variant": "a",
+            "user_id": "", "session_id": "s1"}  # fmt: skip
+    whole = json.dumps(line).encode() + b"\n"
+    (exposures / "events-20261101T000000Z-1-0001.jsonl.open").write_bytes(whole + b'{"ts": "20')
+    log = read_log([tmp_path / "events"])
+    assert log["session_id"].tolist() == ["s1"]  # the torn line was never acknowledged
