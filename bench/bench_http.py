@@ -67,6 +67,7 @@ end
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 PRODUCT = "edgeperso"
+ACCESS_LOGGED = f"{PRODUCT} (access log written)"
 FLOOR = "floor: parse + ranker"
 
 
@@ -101,9 +102,14 @@ def run_wrk(port: int, script: Path, connections: int, seconds: float) -> dict[s
     return parse_wrk(done.stdout)
 
 
-def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
+def start(
+    command: list[str], port: int, env: dict[str, str], log: Path | None = None
+) -> subprocess.Popen:
     # One core for the server, the other for wrk: the server's own ceiling, not a shared one.
-    process = subprocess.Popen(["taskset", "-c", "0", *command], cwd=ROOT, env=os.environ | env)
+    with open(log or os.devnull, "ab") as stderr:  # a container's log goes to a file or a pipe
+        process = subprocess.Popen(
+            ["taskset", "-c", "0", *command], cwd=ROOT, env=os.environ | env, stderr=stderr
+        )
     try:
         wait_ready(process, port)
     except RuntimeError:
@@ -152,11 +158,13 @@ def servers(
         PRODUCT if i == 0 else f"{PRODUCT} (--loop {loop})": (product(bundle_dir, loop), {})
         for i, loop in enumerate(loops)
     }
-    if compare_metrics:  # what GET /metrics costs every request: the product without it
+    if compare_metrics:  # what GET /metrics costs; and the access log, written at level info
         out[f"{PRODUCT} (metrics off)"] = (
             product(bundle_dir, loops[0]),
             {"EDGEPERSO_METRICS": "0"},
         )
+        written = [*product(bundle_dir, loops[0])[:-1], "info"]  # the last is the log level
+        out[ACCESS_LOGGED] = (written, {})
     out["bare starlette"] = ([*uvicorn, "--loop", "uvloop", "bench.bare_app:app"], {})
     out[FLOOR] = ([*uvicorn, "--loop", loops[0], "bench.floor_app:app"], floor_env)
     return out
@@ -179,7 +187,8 @@ def main() -> int:
     parser.add_argument(
         "--compare-metrics",
         action="store_true",
-        help="also serve the product with EDGEPERSO_METRICS=0: what metrics cost a request",
+        help="also serve the product with EDGEPERSO_METRICS=0, and with its access log written "
+        "(--log-level info, to a file): what each costs a request",
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "http.json"))
     args = parser.parse_args()
@@ -196,7 +205,8 @@ def main() -> int:
         serving = servers(bundle_dir, bodies_file, args.loops, args.compare_metrics)
         for name, (command, env) in serving.items():
             port = free_port()
-            process = start([*command, "--port", str(port)], port, env)
+            log = Path(tmp) / f"{len(samples)}.log"
+            process = start([*command, "--port", str(port)], port, env, log)
             try:
                 run_wrk(port, script, 16, 2)  # warm up
                 per = samples.setdefault(name, {})
@@ -220,16 +230,20 @@ def main() -> int:
                 run["requests_per_s"] / bare["requests_per_s"], 3
             )
             run["p99_over_bare"] = round(run["p99_ms"] / bare["p99_ms"], 2)
-    off = results.get(f"{PRODUCT} (metrics off)")
+    off, logged = results.get(f"{PRODUCT} (metrics off)"), results.get(ACCESS_LOGGED)
     metrics_cost = {
         c: {
             "requests_per_s_on_over_off": round(
                 results[PRODUCT][c]["requests_per_s"] / off[c]["requests_per_s"], 3
             ),
             "p99_on_over_off": round(results[PRODUCT][c]["p99_ms"] / off[c]["p99_ms"], 3),
+            "requests_per_s_logged_over_not": round(
+                logged[c]["requests_per_s"] / results[PRODUCT][c]["requests_per_s"], 3
+            ),
+            "p99_logged_over_not": round(logged[c]["p99_ms"] / results[PRODUCT][c]["p99_ms"], 3),
         }
         for c in map(str, args.connections)
-        if off is not None
+        if off is not None and logged is not None
     }
     report = {
         "machine": machine(),
@@ -262,8 +276,10 @@ def main() -> int:
             )
     for c, cost in metrics_cost.items():
         print(
-            f"  metrics on/off at {c} connections: requests/s "
-            f"{cost['requests_per_s_on_over_off']:.3f}, p99 {cost['p99_on_over_off']:.3f}"
+            f"  at {c} connections: metrics on/off requests/s "
+            f"{cost['requests_per_s_on_over_off']:.3f}, p99 {cost['p99_on_over_off']:.3f}; "
+            f"access log written/not requests/s {cost['requests_per_s_logged_over_not']:.3f}, "
+            f"p99 {cost['p99_logged_over_not']:.3f}"
         )
     return 0
 

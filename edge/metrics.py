@@ -10,7 +10,6 @@ arms): never an id, a path or free text a client could vary."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
@@ -25,6 +24,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 
 from edge.arrival import queued_ms
@@ -32,6 +32,9 @@ from edge.bundle import Bundle
 from edge.schemas import RecommendResponse
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# Whether this process's metrics live in that directory: settled when prometheus-client was
+# imported (its value class), not by the variable as it is later.
+MULTIPROCESS = values.ValueClass is not values.MutexValue
 ROUTES = ("/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/openapi.json")
 # Seconds: the budget is 50 ms, and an answer past a second is a problem whatever its size.
 SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -124,7 +127,7 @@ def serving(bundle: Bundle | None, replaced: Bundle | None = None) -> None:
 
 def exposition() -> tuple[bytes, str]:
     """The metrics in Prometheus's text format: every worker's, when they share a directory."""
-    if os.environ.get(MULTIPROC_DIR):
+    if MULTIPROCESS:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST

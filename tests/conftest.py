@@ -92,3 +92,26 @@ def store_url(seaweedfs, monkeypatch, request) -> str:
         monkeypatch.setenv(name, value)
     test = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40]
     return f"s3://edgeperso-tests/{test}-{os.getpid()}/"
+
+
+@pytest.fixture(autouse=True)
+def _environment_and_logging_restored():
+    """Each test leaves the process as it found it: `serve` run in process (uvicorn.run
+    replaced) sets variables its workers would inherit, and sets up JSON logging."""
+    import logging
+
+    environ = dict(os.environ)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    uvicorn_loggers = {
+        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    }
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, (kept, propagate) in uvicorn_loggers.items():
+        logging.getLogger(name).handlers[:] = kept
+        logging.getLogger(name).propagate = propagate
