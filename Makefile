@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_overload.py
 	$(PY) bench/bench_slow_clients.py
 	$(PY) bench/bench_shipping.py
+	$(PY) bench/bench_observability.py
 	$(PY) bench/summary.py
 
 # Recommendation quality on shaped logs: `edgeperso evaluate` on every shared data set and the

@@ -67,7 +67,6 @@ end
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 PRODUCT = "edgeperso"
-ACCESS_LOGGED = f"{PRODUCT} (access log written)"
 FLOOR = "floor: parse + ranker"
 
 
@@ -146,7 +145,7 @@ def product(bundle_dir: Path, loop: str) -> list[str]:
 
 
 def servers(
-    bundle_dir: Path, bodies: Path, loops: list[str], compare_metrics: bool = False
+    bundle_dir: Path, bodies: Path, loops: list[str]
 ) -> dict[str, tuple[list[str], dict[str, str]]]:
     """Each server's command and the environment it adds. The product runs once per event loop
     in `loops` (the first is its default's row); the bare endpoint runs as it did for the targets'
@@ -158,13 +157,6 @@ def servers(
         PRODUCT if i == 0 else f"{PRODUCT} (--loop {loop})": (product(bundle_dir, loop), {})
         for i, loop in enumerate(loops)
     }
-    if compare_metrics:  # what GET /metrics costs; and the access log, written at level info
-        out[f"{PRODUCT} (metrics off)"] = (
-            product(bundle_dir, loops[0]),
-            {"EDGEPERSO_METRICS": "0"},
-        )
-        written = [*product(bundle_dir, loops[0])[:-1], "info"]  # the last is the log level
-        out[ACCESS_LOGGED] = (written, {})
     out["bare starlette"] = ([*uvicorn, "--loop", "uvloop", "bench.bare_app:app"], {})
     out[FLOOR] = ([*uvicorn, "--loop", loops[0], "bench.floor_app:app"], floor_env)
     return out
@@ -184,12 +176,6 @@ def main() -> int:
         choices=LOOPS,
         help="event loops to serve the product with (the first one is the headline row)",
     )
-    parser.add_argument(
-        "--compare-metrics",
-        action="store_true",
-        help="also serve the product with EDGEPERSO_METRICS=0, and with its access log written "
-        "(--log-level info, to a file): what each costs a request",
-    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "http.json"))
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
@@ -202,7 +188,7 @@ def main() -> int:
         bodies_file = Path(tmp) / "bodies.msgpack"
         bodies_file.write_bytes(msgspec.msgpack.encode(bodies))
         samples: dict[str, dict[int, list[dict[str, float]]]] = {}
-        serving = servers(bundle_dir, bodies_file, args.loops, args.compare_metrics)
+        serving = servers(bundle_dir, bodies_file, args.loops)
         for name, (command, env) in serving.items():
             port = free_port()
             log = Path(tmp) / f"{len(samples)}.log"
@@ -230,24 +216,8 @@ def main() -> int:
                 run["requests_per_s"] / bare["requests_per_s"], 3
             )
             run["p99_over_bare"] = round(run["p99_ms"] / bare["p99_ms"], 2)
-    off, logged = results.get(f"{PRODUCT} (metrics off)"), results.get(ACCESS_LOGGED)
-    metrics_cost = {
-        c: {
-            "requests_per_s_on_over_off": round(
-                results[PRODUCT][c]["requests_per_s"] / off[c]["requests_per_s"], 3
-            ),
-            "p99_on_over_off": round(results[PRODUCT][c]["p99_ms"] / off[c]["p99_ms"], 3),
-            "requests_per_s_logged_over_not": round(
-                logged[c]["requests_per_s"] / results[PRODUCT][c]["requests_per_s"], 3
-            ),
-            "p99_logged_over_not": round(logged[c]["p99_ms"] / results[PRODUCT][c]["p99_ms"], 3),
-        }
-        for c in map(str, args.connections)
-        if off is not None and logged is not None
-    }
     report = {
         "machine": machine(),
-        "metrics_cost": metrics_cost,
         "items": args.items,
         "seconds_per_run": args.seconds,
         "rounds": args.rounds,
@@ -274,13 +244,6 @@ def main() -> int:
                 f"{r['p99_ms']:>9.3f}{r['errors']:>8.0f}"
                 f"{r.get('budget_fallback_share', 0.0):>8.1%}{ratios}"
             )
-    for c, cost in metrics_cost.items():
-        print(
-            f"  at {c} connections: metrics on/off requests/s "
-            f"{cost['requests_per_s_on_over_off']:.3f}, p99 {cost['p99_on_over_off']:.3f}; "
-            f"access log written/not requests/s {cost['requests_per_s_logged_over_not']:.3f}, "
-            f"p99 {cost['p99_logged_over_not']:.3f}"
-        )
     return 0
 
 

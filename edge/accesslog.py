@@ -17,11 +17,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import anyio
+import msgspec
 
 from edge.arrival import queued_ms
 
@@ -49,9 +54,63 @@ def note(scope: Scope, **fields: object) -> None:
     scope.setdefault("state", {}).setdefault(FIELDS, {}).update(fields)
 
 
+class BufferedLines:
+    """Access lines as `edge.logs` writes JSON lines, kept in memory and written to stderr a
+    few times a second (`run`) and at shutdown: a line costs an encoding and an append on the
+    request's path, not a trip through `logging` and a write (which cost some 5 to 10% of the
+    throughput at 16 connections). A process killed loses at most the last `FLUSH_S`."""
+
+    FLUSH_S = 0.2
+    MAX_BUFFERED = 5_000  # past this, written at once
+
+    def __init__(self, fd: int = 2) -> None:
+        self.fd = fd
+        self._lines: list[bytes] = []
+        self._lock = threading.Lock()
+        self._encode = msgspec.json.Encoder().encode
+
+    def __call__(self, fields: dict[str, object]) -> None:
+        now = time.time()
+        stamp = (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        )
+        head = {"ts": stamp, "level": "info", "logger": log.name, "message": "request"}
+        line = self._encode(head | fields) + b"\n"
+        with self._lock:
+            self._lines.append(line)
+            full = len(self._lines) >= self.MAX_BUFFERED
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+        data = memoryview(b"".join(lines))
+        while data:
+            try:
+                data = data[os.write(self.fd, data) :]
+            except OSError:
+                return  # stderr gone: nothing else to tell
+
+    async def run(self) -> None:
+        while True:
+            await anyio.sleep(self.FLUSH_S)
+            self.flush()
+
+
+def through_logging(fields: dict[str, object]) -> None:
+    """An access line through `logging` (a plain-text log, a test's caplog)."""
+    log.info("request", extra={"fields": fields})
+
+
 class AccessLogMiddleware:
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        write: Callable[[dict[str, object]], None] = through_logging,
+    ) -> None:
         self.app = app
+        self.write = write
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +144,7 @@ class AccessLogMiddleware:
                 "queued_ms": round(queued, 3),
             }
             fields.update(scope["state"].get(FIELDS, {}))
-            log.info("request", extra={"fields": fields})
+            self.write(fields)
 
 
 def _request_id(scope: Scope) -> str:

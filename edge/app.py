@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import anyio
@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from edge import logs, metrics
-from edge.accesslog import AccessLogMiddleware, note, pseudonym
+from edge.accesslog import AccessLogMiddleware, BufferedLines, note, pseudonym, through_logging
 from edge.arrival import queued_ms
 from edge.bandits import BanditPolicy
 from edge.bundle.remote import StoreFollower
@@ -324,6 +324,11 @@ def create_app(
     settings = settings or Settings.from_env()
     if settings.log_format == "json":
         logs.configure(settings.log_level)
+    # The access log: JSON lines buffered and written a few times a second (edge.accesslog), or
+    # through `logging` when the log is plain text; none below level info.
+    access_lines: Callable[[dict[str, object]], None] | None = None
+    if settings.access_log and settings.log_level in ("debug", "info"):
+        access_lines = BufferedLines() if settings.log_format == "json" else through_logging
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -350,6 +355,8 @@ def create_app(
                     tasks.start_soon(watch_bundle, app, settings)
                 if follower is not None:
                     tasks.start_soon(follower.run, settings.bundle_poll_seconds)
+                if isinstance(access_lines, BufferedLines):
+                    tasks.start_soon(access_lines.run)
                 if app.state.exposures is not None:
                     tasks.start_soon(app.state.exposures.run)
                 if app.state.event_log is not None:
@@ -364,6 +371,8 @@ def create_app(
                 app.state.exposures.close()
             if app.state.sink is not None:
                 app.state.sink.close()
+            if isinstance(access_lines, BufferedLines):
+                access_lines.flush()
             if shipper is not None:  # the segments just closed, and any left from before
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(shipper.drain, settings.ship_grace_seconds)
@@ -385,7 +394,7 @@ def create_app(
         lifespan=lifespan,
         middleware=[
             *([Middleware(metrics.MetricsMiddleware)] if settings.metrics else []),
-            *([Middleware(AccessLogMiddleware)] if settings.access_log else []),
+            *([Middleware(AccessLogMiddleware, write=access_lines)] if access_lines else []),
         ],
     )
     app.state.settings = settings

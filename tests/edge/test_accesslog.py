@@ -86,3 +86,52 @@ def test_the_gateways_request_id_comes_first(client, caplog):
     ray, other = "8c0f1a2b3c4d5e6f-FRA", "0123456789abcdef"
     headers = {"x-edgeperso-request-id": ray, "cf-ray": other}
     assert client.get("/healthz", headers=headers).headers["x-request-id"] == ray
+
+
+def test_buffered_lines_are_json_written_together_and_all_at_flush(tmp_path):
+    import json
+    import os
+
+    from edge.accesslog import BufferedLines
+
+    path = tmp_path / "stderr"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        lines = BufferedLines(fd)
+        for n in range(3):
+            lines({"request_id": str(n), "status": 200})
+        assert path.read_bytes() == b""  # not on the request's path
+        lines.flush()
+    finally:
+        os.close(fd)
+    written = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [w["request_id"] for w in written] == ["0", "1", "2"]
+    assert written[0]["logger"] == "edgeperso.access" and written[0]["ts"].endswith("Z")
+
+
+def test_a_server_writes_its_access_lines_and_the_last_ones_at_shutdown(small_bundle_dir):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from tests.servers import free_port, wait_for
+
+    port = free_port()
+    command = [sys.executable, "-m", "edge", "serve", "--bundle", str(small_bundle_dir)]
+    server = subprocess.Popen([*command, "--port", str(port)], stderr=subprocess.PIPE)
+    try:
+        wait_for(port, "/readyz", server, seconds=30)
+        import http.client
+
+        for _ in range(3):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            connection.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    records = [json.loads(line) for line in err.decode().splitlines()]
+    access = [r for r in records if r["logger"] == "edgeperso.access" and r["route"] == "/healthz"]
+    assert len(access) == 3 and {r["status"] for r in access} == {200}
