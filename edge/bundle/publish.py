@@ -59,12 +59,19 @@ def read_pointer(root: str | Path) -> Pointer:
     """The pointer, checked: a build id that names a plain directory under `builds/`."""
     path = Path(root) / POINTER
     try:
-        pointer = _pointer_decoder.decode(path.read_bytes())
+        data = path.read_bytes()
     except OSError as exc:
         raise BundleError(f"{path} cannot be read: {exc}", file=POINTER) from exc
+    return decode_pointer(data, str(path))
+
+
+def decode_pointer(data: bytes, where: str) -> Pointer:
+    """A pointer's bytes (read from `where`, a file or an object), checked."""
+    try:
+        pointer = _pointer_decoder.decode(data)
     except (msgspec.DecodeError, ValueError) as exc:  # ValueError: bytes that are not UTF-8
         raise BundleError(
-            f"{path} is not a publish pointer ({exc}); `edgeperso publish` writes "
+            f"{where} is not a publish pointer ({exc}); `edgeperso publish` writes "
             '{"build": ..., "published_at": ..., "previous": ...}',
             file=POINTER,
         ) from exc

@@ -38,6 +38,7 @@ from edge.bundle.publish import (
     Pointer,
     build_directory,
     check_build_id,
+    decode_pointer,
     point,
     prune,
     read_pointer,
@@ -55,7 +56,6 @@ KEEP_LOCAL_BUILDS = 3  # the served one, the one before it (rollback), and one m
 MAX_BACKOFF_S = 300.0
 UNSIGNED = "--allow-unsigned (EDGEPERSO_ALLOW_UNSIGNED=1)"
 
-_pointer_decoder = msgspec.json.Decoder(Pointer)
 _pointer_encoder = msgspec.json.Encoder()
 
 
@@ -63,22 +63,7 @@ def store_pointer(store: ObjectStore) -> Pointer | None:
     """The store's pointer, checked; None when nothing was published there yet."""
     if not store.exists(POINTER):
         return None
-    return _decode_pointer(store.get(POINTER, MAX_POINTER_BYTES), store)
-
-
-def _decode_pointer(data: bytes, store: ObjectStore) -> Pointer:
-    try:
-        pointer = _pointer_decoder.decode(data)
-    except (msgspec.DecodeError, ValueError) as exc:
-        raise BundleError(
-            f"{store.url}{POINTER} is not a publish pointer ({exc}); `edgeperso publish` writes "
-            '{"build": ..., "published_at": ..., "previous": ...}',
-            file=POINTER,
-        ) from exc
-    for build in (pointer.build, pointer.previous):
-        if build is not None:
-            check_build_id(build)
-    return pointer
+    return decode_pointer(store.get(POINTER, MAX_POINTER_BYTES), store.url + POINTER)
 
 
 def publish_to_store(bundle: str | Path, url: str, public_key: bytes | None = None) -> Pointer:
@@ -206,7 +191,7 @@ class StoreFollower:
             if answer is None:
                 return False
             data, etag = answer
-            pointer = _decode_pointer(data, self.store)
+            pointer = decode_pointer(data, self.store.url + POINTER)
             target = build_directory(self.root, pointer.build)
             if not (target / MANIFEST).is_file():
                 self._fetch(pointer.build, target)
