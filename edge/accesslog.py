@@ -29,10 +29,10 @@ import anyio
 import msgspec
 
 from edge.arrival import queued_ms
+from edge.routes import route_label
 
 log = logging.getLogger("edgeperso.access")
 
-ROUTES = ("/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/openapi.json")
 CF_RAY = re.compile(rb"[0-9a-f]{16}(-[A-Z]{3})?")
 FIELDS = "access"  # scope["state"] key: what the handler adds to the line
 
@@ -138,7 +138,7 @@ class AccessLogMiddleware:
             fields: dict[str, object] = {
                 "request_id": request_id,
                 "method": scope.get("method", ""),
-                "route": path if path in ROUTES else "other",
+                "route": route_label(path),
                 "status": status,
                 "ms": round((time.perf_counter() - started) * 1000.0, 3),
                 "queued_ms": round(queued, 3),

@@ -29,13 +29,13 @@ from prometheus_client import (
 
 from edge.arrival import queued_ms
 from edge.bundle import Bundle
+from edge.routes import route_label
 from edge.schemas import RecommendResponse
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # Whether this process's metrics live in that directory: settled when prometheus-client was
 # imported (its value class), not by the variable as it is later.
 MULTIPROCESS = values.ValueClass is not values.MutexValue
-ROUTES = ("/v1/recommend", "/v1/events", "/healthz", "/readyz", "/metrics", "/openapi.json")
 # Seconds: the budget is 50 ms, and an answer past a second is a problem whatever its size.
 SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -158,7 +158,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        route = path if path in ROUTES else "other"
+        route = route_label(path)
         started = time.perf_counter()
         QUEUED_SECONDS.labels(route).observe(queued_ms(scope) / 1000.0)
         status = "500"
