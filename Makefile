@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM := PYTHON=$(PYTHON) scripts/install-system-packages.sh
-SYSTEM_GROUPS ?= python node prometheus
+SYSTEM_GROUPS ?= python node prometheus browser
 
 NODE_STAMP := node_modules/.installed
 MUTANTS_STAMP := $(VENV)/.mutants-installed
@@ -40,7 +40,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $(NODE_STAMP)
 
 test: lint $(NODE_STAMP)
-	@$(SYSTEM) --check node prometheus
+	@$(SYSTEM) --check node prometheus browser
 	npm test --silent
 	$(PY) -m pytest
 

@@ -87,7 +87,19 @@ def export(args: argparse.Namespace) -> int:
         truth_path=args.truth,
         rules_path=args.rules,
         bandit_log=args.bandit_log,
+        report=not args.no_report,
     )
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """Write a bundle's report.html again (say, after the build was made with --no-report)."""
+    try:
+        from export.report.build import write_build_report
+    except ImportError as exc:
+        print(f"edgeperso report needs the build extra ({exc})", file=sys.stderr)
+        return USER_ERROR
+    print(write_build_report(args.bundle, args.out))
     return 0
 
 
@@ -235,6 +247,8 @@ def experiment_report(args: argparse.Namespace) -> int:
             ips_estimate,
             read_log,
         )
+        from export.report.experiments import experiment_page
+        from export.report.page import write_page
     except ImportError as exc:
         print(f"edgeperso experiment-report needs the build extra ({exc})", file=sys.stderr)
         return USER_ERROR
@@ -259,6 +273,9 @@ def experiment_report(args: argparse.Namespace) -> int:
         print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.html:
+        write_page(Path(args.html), experiment_page(report, ", ".join(args.log)))
+        print(f"page: {args.html}")
     return 0
 
 
@@ -318,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_arguments(p)
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--no-evaluate", action="store_true", help="skip the holdout evaluation")
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write report.html (what the build learned, for people) into the bundle",
+    )
     p.add_argument(
         "--rules",
         help="triggered-offer rules (TOML: [[rules]], [guardrails]); default: the three "
@@ -412,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=int, default=60)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    b = sub.add_parser(
+        "report", help="write a bundle's report.html: what its build learned, for people"
+    )
+    b.add_argument("bundle", help="the bundle directory (verified before anything is read)")
+    b.add_argument("--out", help="where to write the page (default: report.html in the bundle)")
     r = sub.add_parser(
         "experiment-report",
         help="conversion per experiment variant, with intervals and a sample-ratio check",
@@ -430,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
         "click rate this candidate bandit policy would have had (inverse propensity scoring)",
     )
     r.add_argument("--json", help="also write the report here")
+    r.add_argument("--html", help="also write it as a page (self-contained HTML, with charts)")
     edge_cli.add_serve_arguments(sub.add_parser("serve", help="serve a bundle over HTTP"))
     edge_cli.add_inspect_arguments(sub.add_parser("inspect", help="verify and summarize a bundle"))
     edge_cli.add_publish_arguments(sub.add_parser("publish", help=edge_cli.PUBLISH_HELP))
@@ -447,6 +475,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": simulate,
     "experiment-report": experiment_report,
     "rebuild": rebuild,
+    "report": report,
 }
 
 

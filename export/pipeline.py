@@ -20,6 +20,7 @@ from export.baselines import BASELINES
 from export.config import BuildConfig, check_rule_sets, load_rules
 from export.evaluate import format_selection, format_table
 from export.progress import Progress
+from export.report.build import write_build_report
 from export.sources import local_inputs
 from export.stages.candidates import fit_candidates
 from export.stages.evaluation import EvaluationInput, evaluate_held_out
@@ -45,6 +46,7 @@ def export_bundle(
     compare_with: dict[str, Bundle] | None = None,
     events_since: date | None = None,
     test_after: pd.Timestamp | None = None,
+    report: bool = True,
 ) -> Manifest:
     """Read, validate, evaluate (unless told not to), train and write a bundle. `truth_path`:
     a simulated shop's `truth` file, to measure the intent model against the true intent.
@@ -54,7 +56,8 @@ def export_bundle(
     `compare_with`: bundles the evaluation asks its test cases too, by name (a rebuild's
     published bundle). `events_since`: leave out event files shipped before that day
     (`export.sources`). `test_after`: evaluate on a time split whose test part is the events
-    after that moment (what `compare_with`'s bundles have not seen)."""
+    after that moment (what `compare_with`'s bundles have not seen). `report`: write
+    report.html into the bundle's directory (`export.report.build`)."""
     rules = load_rules(rules_path)  # a bad rules file stops the build before any work
     check_rule_sets(config, rules)
     progress = Progress(5 if evaluate else 3, quiet=quiet)
@@ -78,6 +81,8 @@ def export_bundle(
     )
     with progress.step(f"write the bundle to {out_dir}"):
         manifest = write(trained, destination, config, data.lineage, metrics)
+        if report:
+            progress.say(f"report for people: {write_build_report(out_dir)}")
     total = time.perf_counter() - progress.started
     signed = manifest.signature
     signer = f"signed by key {signed.key_id}" if isinstance(signed, Signature) else "unsigned"

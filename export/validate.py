@@ -20,18 +20,21 @@ from export.config import CANONICAL_EVENT_COLUMNS, CATALOG_COLUMNS, BuildConfig,
 from export.errors import DataQualityError
 from export.non_products import catalog_flags
 
-DROP_REASONS = (
-    "missing_item_id",
-    "missing_user_and_session",
-    "bad_timestamp",
-    "future_timestamp",
-    "stray_timestamp",
-    "unknown_type",
-    "negative_price",
-    "non_positive_qty",
-    "duplicate",
-    "duplicate_event_id",
-)
+# Each reason a row is dropped for, in the order the checks run (the first failing one
+# counts), with what it means to a reader of the build report.
+DROP_REASON_MEANINGS = {
+    "missing_item_id": "no item id",
+    "missing_user_and_session": "neither a user id nor a session id",
+    "bad_timestamp": "a time that does not parse, or outside the years 1678 to 2261",
+    "future_timestamp": "a time ahead of the build's clock (input.max_future_skew_minutes)",
+    "stray_timestamp": "a time months away from the rest of the log (a mistyped date)",
+    "unknown_type": "an event type the config neither weighs nor maps",
+    "negative_price": "a price below zero",
+    "non_positive_qty": "a purchase or cart with a quantity of zero or less",
+    "duplicate": "an exact copy of an earlier row, after normalization",
+    "duplicate_event_id": "an event id seen before (a batch sent twice)",
+}
+DROP_REASONS = tuple(DROP_REASON_MEANINGS)
 LABEL_COLUMNS = ("device", "country", "category", "brand")
 _TZ_SUFFIX = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
 

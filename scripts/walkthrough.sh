@@ -30,6 +30,7 @@ trap cleanup EXIT
 # 1. Export
 edgeperso export --events examples/online_retail_sample.csv.gz \
     --config configs/online_retail.toml --no-evaluate --out "$OUT/bundle"
+test -s "$OUT/bundle/report.html" # the page for people, beside the bundle's files
 
 # 2. Inspect
 edgeperso inspect "$OUT/bundle"

@@ -135,10 +135,12 @@ def test_the_command_reads_the_servers_segments(tmp_path, seed, capsys):
     records = simulated_log(seed, {"a": 300, "b": 300}, {"a": 0.2, "b": 0.2})
     sink.write(records)
     sink.close()
-    out = tmp_path / "report.json"
-    assert main(["experiment-report", "--log", str(tmp_path / "events"), "--json", str(out)]) == 0
+    out, page = tmp_path / "report.json", tmp_path / "report.html"
+    log = str(tmp_path / "events")
+    assert main(["experiment-report", "--log", log, "--json", str(out), "--html", str(page)]) == 0
     printed = capsys.readouterr().out
     assert "experiment strip" in printed and "vs the first" in printed
+    assert f"page: {page}" in printed and "<h2>Experiment strip</h2>" in page.read_text()
     assert read_log([tmp_path / "events"]).shape[0] == len(records)
     assert json.loads(out.read_text())["experiments"]["strip"]["variants"]["a"]["units"] == 300
     assert main(["experiment-report", "--log", str(tmp_path / "nothing")]) == 2
