@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import get_args
 
 import anyio
 import msgspec
@@ -57,7 +58,7 @@ from edge.openapi import openapi_json
 from edge.quota import EventQuota, client_key
 from edge.recommend import Recommender
 from edge.reload import initial_recommender, watch_bundle
-from edge.schemas import FeedbackAccepted, FeedbackBatch, RecommendRequest
+from edge.schemas import FeedbackAccepted, FeedbackBatch, ItemField, RecommendRequest
 from edge.shipping import Shipper, new_node_id, node_id_of
 from edge.sink import EventSink, LogFull, SinkError
 from edge.turns import Turns
@@ -84,6 +85,8 @@ def decode_error(exc: msgspec.DecodeError) -> RequestError:
     if isinstance(exc, msgspec.ValidationError):
         if message in ("Number out of range", "Integer value out of range"):  # 1e400, 10**30
             message += "; /openapi.json gives each field's limits"
+        if message.startswith("Invalid enum value") and field.startswith("$.fields["):
+            message += f"; allowed: {', '.join(get_args(ItemField))}"
         return ValidationError(message, field=field)
     if message == "Input data was truncated":
         message = "it ends early (an empty body, one cut short, or a lone \\ud800 escape)"

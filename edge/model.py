@@ -37,6 +37,7 @@ def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 _NO_CODES = np.empty(0, dtype=np.int8)
+_NO_BYTES = np.empty(0, dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class ItemTable:
     tag_indptr: np.ndarray = field(default_factory=lambda: _NO_CODES)
     tag_codes: np.ndarray = field(default_factory=lambda: _NO_CODES)
     tag_names: list[str] = field(default_factory=list)
+    # Display titles, for answers that ask for them (format 9): item i's UTF-8 title is
+    # title_bytes[title_offsets[i]:title_offsets[i + 1]]. Left empty, no item has a title.
+    title_bytes: np.ndarray = field(default_factory=lambda: _NO_BYTES)
+    title_offsets: np.ndarray = field(default_factory=lambda: _NO_CODES)
 
     def __post_init__(self) -> None:
         n = self.id_bytes.size
@@ -96,6 +101,16 @@ class ItemTable:
         """Category code of each id (-1 when unknown, or for an item this bundle lacks)."""
         found = self.positions(item_ids)
         return np.where(found >= 0, self.category[found], -1)
+
+    def title(self, i: int) -> str | None:
+        """Item i's display title; None when the bundle has none for it."""
+        if self.title_offsets.size == 0:
+            return None
+        start, end = int(self.title_offsets[i]), int(self.title_offsets[i + 1])
+        if end <= start:
+            return None
+        # Checked at load to be UTF-8; `replace` keeps a title from ever failing an answer.
+        return bytes(self.title_bytes[start:end]).decode("utf-8", "replace")
 
     def prices(self, item_ids: Sequence[str]) -> np.ndarray:
         """Price of each id (0 when unknown, or for an item this bundle lacks)."""

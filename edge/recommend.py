@@ -4,9 +4,10 @@ the bundle is missing, a step fails or the latency budget runs out: the page alw
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -17,10 +18,13 @@ from edge.context import context_keys, resolve_context
 from edge.errors import BudgetExceeded, ValidationError
 from edge.experiments import NO_TREATMENT, Treatment, treatment
 from edge.merchandising import Merchandiser, Policy, place_pins
+from edge.model import ItemTable
 from edge.rules import NO_RULES, RuleOutcome, RulePlan, cart_from, visit_signals
 from edge.schemas import (
     FEEDBACK_TYPES,
     Intent,
+    ItemDetails,
+    ItemField,
     Profile,
     RecommendRequest,
     RecommendResponse,
@@ -222,6 +226,7 @@ class Recommender:
                 chosen,
                 outcome,
                 slots,
+                request.fields,
             )
         except BudgetExceeded as exc:
             reason = f"latency_budget: {exc.message}"
@@ -232,7 +237,9 @@ class Recommender:
         if policy is not None and policy.pins:
             blocked = bundle.model.items.lookup(sorted(self._blocked(bundle, request)))
             items = self._pinned(bundle, policy, items, request.k, blocked)
-        return self._answer(items, bundle.build_id, reason, False, context, started)
+        return self._answer(
+            items, bundle.build_id, reason, False, context, started, fields=request.fields
+        )
 
     def _policy(self, request: RecommendRequest) -> Policy | None:
         """The merchandising policy of this request: the bundle's, with the request's on top
@@ -413,7 +420,12 @@ class Recommender:
         chosen: Treatment = NO_TREATMENT,
         outcome: RuleOutcome = NO_RULES,
         slots: dict[str, SlotChoice] | None = None,
+        fields: Sequence[ItemField] = (),
     ) -> RecommendResponse:
+        details = {}
+        if fields and self.bundle is not None:
+            shown = [it.item_id for it in items] + [i for f in outcome.fired for i in f.items]
+            details = item_details(self.bundle.model.items, shown, fields)
         took_ms = round((time.perf_counter() - started) * 1000.0, 3)
         if fallback is None:
             # An exponentially weighted mean over about the last 20 answers.
@@ -432,4 +444,28 @@ class Recommender:
             outcome.fired,
             outcome.held_back,
             slots or {},
+            details=details,
         )
+
+
+def item_details(
+    items: ItemTable, item_ids: Sequence[str], fields: Sequence[ItemField]
+) -> dict[str, ItemDetails]:
+    """The asked-for display fields of each id the bundle knows; a field it does not know for
+    an item (no title, no price) is left out."""
+    wanted = set(fields)
+    out: dict[str, ItemDetails] = {}
+    ids = list(dict.fromkeys(item_ids))
+    for item_id, i in zip(ids, items.positions(ids).tolist()):
+        if i < 0:
+            continue
+        price, category, brand = float(items.price[i]), int(items.category[i]), int(items.brand[i])
+        out[item_id] = ItemDetails(
+            title=items.title(i) if "title" in wanted else None,
+            price=round(price, 2) if "price" in wanted and math.isfinite(price) else None,
+            category=items.category_names[category]
+            if "category" in wanted and category >= 0
+            else None,
+            brand=items.brand_names[brand] if "brand" in wanted and brand >= 0 else None,
+        )
+    return out

@@ -5,7 +5,7 @@ what the edge will read. The manifest's types live with the bundle (`edge.bundle
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
 
@@ -58,11 +58,26 @@ class RecommendRequest(Struct, frozen=True, forbid_unknown_fields=True):
     slots: Annotated[list[Label], Meta(max_length=20)] = []  # bandit slots to fill (banners...)
     # Pins, boosts, buries and filters on top of the bundle's own (edge.merchandising).
     merchandising: Merchandising | None = None
+    # Display fields for every item of the answer (its items and the rules' items): `details`.
+    fields: Annotated[list[ItemField], Meta(max_length=4)] = []
 
 
 class ScoredItem(Struct, frozen=True):
     item_id: str
     score: float
+
+
+# What a page may ask to have with each item, to render it without a catalog of its own.
+ItemField = Literal["title", "price", "category", "brand"]
+
+
+class ItemDetails(Struct, frozen=True, omit_defaults=True):
+    """An item's display fields, those asked for and known (an unknown one is left out)."""
+
+    title: str | None = None
+    price: float | None = None
+    category: str | None = None
+    brand: str | None = None
 
 
 class ResolvedContext(Struct, frozen=True):
@@ -120,6 +135,8 @@ class RecommendResponse(Struct, frozen=True):
     # Signed: feedback that quotes it may teach the bandits (edge.decisions). Null only in the
     # gateway's fallback answers, which make no decision.
     decision_id: str | None = None
+    # item id -> its display fields, for every item of the answer, when the request asked.
+    details: dict[str, ItemDetails] = {}
 
 
 # ---------------------------------------------------------------- POST /v1/events

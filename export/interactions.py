@@ -9,7 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from edge.arrays import narrowest_int
-from edge.bundle.codecs import brands_and_tags_to_tree
+from edge.bundle.codecs import brands_and_tags_to_tree, titles_to_tree
 from edge.ids import encode_ids
 from edge.scoring import MAX_CONFIDENCE_WEIGHT, dwell_factor
 
@@ -44,13 +44,18 @@ class ItemUniverse:
         known = self.brand is not None and bool(np.any(self.brand != ""))
         brands = self.brand.tolist() if known and self.brand is not None else None
         tags = self.tags if self.tags is not None and any(self.tags) else None
-        return {
-            "ids": encode_ids(self.ids),
-            "category": narrowest_int(self.category),  # int8 for up to 127 categories
-            "category_names": self.category_names,
-            "price": self.price,
-            "in_stock": self.in_stock,
-        } | brands_and_tags_to_tree(len(self.ids), brands, tags)
+        titles = None if self.title is None else [str(t) for t in self.title]
+        return (
+            {
+                "ids": encode_ids(self.ids),
+                "category": narrowest_int(self.category),  # int8 for up to 127 categories
+                "category_names": self.category_names,
+                "price": self.price,
+                "in_stock": self.in_stock,
+            }
+            | brands_and_tags_to_tree(len(self.ids), brands, tags)
+            | titles_to_tree(len(self.ids), titles)
+        )
 
 
 def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUniverse:

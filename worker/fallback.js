@@ -60,6 +60,7 @@ export function fallbackAnswer({ content, body, context, reason, startedMs, nowM
     rules_held_back: [],
     slots: {},
     decision_id: null, // the gateway makes no decision: its answers teach no bandit
+    details: {}, // the fallback content holds ids only: no display fields
   };
 }
 

@@ -33,7 +33,31 @@ def items_from_tree(tree: dict[str, Any]) -> ItemTable:
         age_days=tree["age_days"],
         repeat_rate=tree["repeat_rate"],
         **_brands_and_tags(tree, ids.size),
+        **_titles(tree, ids.size),
     )
+
+
+def _titles(tree: dict[str, Any], n_items: int) -> dict[str, Any]:
+    """Display titles (format 9), checked: one offset per item and one more, never going back,
+    ending at the bytes' end, and the bytes UTF-8. Absent: no item has a title."""
+    if "title_bytes" not in tree:
+        return {}
+    data, offsets = tree["title_bytes"], tree["title_offsets"]
+    if data.dtype != np.uint8 or data.ndim != 1:
+        raise ValueError(f"title_bytes must be one row of uint8, got {data.dtype} {data.shape}")
+    if offsets.dtype.kind not in "iu" or offsets.shape != (n_items + 1,):
+        raise ValueError(
+            f"title_offsets must hold {n_items + 1} integers (one per item and one more), got "
+            f"{offsets.dtype} {offsets.shape}"
+        )
+    steps = np.diff(offsets.astype(np.int64))
+    if int(offsets[0]) != 0 or int(offsets[-1]) != data.size or (steps.size and steps.min() < 0):
+        raise ValueError("title_offsets must start at 0, never go back and end at title_bytes' end")
+    try:
+        data.tobytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"title_bytes is not UTF-8 at byte {exc.start}") from exc
+    return {"title_bytes": data, "title_offsets": offsets}
 
 
 def _brands_and_tags(tree: dict[str, Any], n_items: int) -> dict[str, Any]:
@@ -263,6 +287,7 @@ def items_to_tree(
     *,
     brands: Sequence[str] | None = None,
     tags: Sequence[Sequence[str]] | None = None,
+    titles: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """items.msgpack's tree. `ids` sorted in UTF-8 byte order (item i is the i-th id, the index
     every other file uses); `category` a code per item (-1 unknown) into `category_names`;
@@ -277,7 +302,24 @@ def items_to_tree(
         "age_days": np.asarray(age_days, dtype=np.float16),
         "repeat_rate": np.asarray(repeat_rate, dtype=np.float16),
     }
-    return tree | brands_and_tags_to_tree(len(ids), brands, tags)
+    return tree | brands_and_tags_to_tree(len(ids), brands, tags) | titles_to_tree(len(ids), titles)
+
+
+def titles_to_tree(n_items: int, titles: Sequence[str] | None) -> dict[str, Any]:
+    """The items tree's display titles: every title's UTF-8 bytes end to end, and where each
+    starts (one offset per item, and the end). Nothing when no item has a title."""
+    if titles is None or not any(titles):
+        return {}
+    if len(titles) != n_items:
+        raise ValueError(f"{len(titles)} titles for {n_items} items")
+    encoded = [t.encode("utf-8") for t in titles]
+    offsets = np.zeros(n_items + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    dtype = np.int32 if offsets[-1] <= np.iinfo(np.int32).max else np.int64
+    return {
+        "title_bytes": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+        "title_offsets": offsets.astype(dtype),
+    }
 
 
 def brands_and_tags_to_tree(

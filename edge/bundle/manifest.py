@@ -26,9 +26,10 @@ from edge.segments import SegmentRule
 # (`Manifest`): unknown keys are refused, and `models` always has `serving` and `contexts`.
 # 7: `signature` is an Ed25519 signature (`Signature`, edge.bundle.signing), no longer an HMAC.
 # 8: items.msgpack may hold brands and tags, and `models` a `merchandising` policy.
+# 9: items.msgpack may hold display titles (`title_bytes`, `title_offsets`).
 # This edge reads 4 and later.
-FORMAT_VERSION = 8
-SUPPORTED_FORMAT_VERSIONS = frozenset({4, 5, 6, 7, 8})
+FORMAT_VERSION = 9
+SUPPORTED_FORMAT_VERSIONS = frozenset({4, 5, 6, 7, 8, 9})
 
 Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 Count = Annotated[int, Meta(ge=0)]

@@ -72,6 +72,8 @@ INDEX = np.arange(N_ITEMS)
 CATEGORY_NAMES = ["bags", "books", "hats", "shoes", "toys"]
 CATEGORY = INDEX % len(CATEGORY_NAMES)
 PRICE = np.where(INDEX == N_ITEMS - 1, np.nan, 5.0 + INDEX).astype(np.float32)
+# Display titles: one unknown (""), one beyond ASCII.
+TITLES = ["" if i == 3 else "Écharpe « laine »" if i == 5 else f"Item {i}" for i in INDEX]
 OUT_OF_STOCK = frozenset({7, 15, 23})
 IN_STOCK = ~np.isin(INDEX, sorted(OUT_OF_STOCK))
 AGE_DAYS = (2.0 * INDEX).astype(np.float32)
@@ -341,7 +343,9 @@ def array_trees(rows: int | None = None) -> dict[str, dict]:
         return graph_to_tree(indptr, indices, scores, quantize=True)  # as export writes them
 
     return {
-        ITEMS: items_to_tree(IDS, CATEGORY, CATEGORY_NAMES, PRICE, IN_STOCK, AGE_DAYS, REPEAT_RATE),
+        ITEMS: items_to_tree(
+            IDS, CATEGORY, CATEGORY_NAMES, PRICE, IN_STOCK, AGE_DAYS, REPEAT_RATE, titles=TITLES
+        ),
         EMBEDDINGS: embeddings_to_tree(FACTORS, REGULARIZATION, ALPHA, rows),
         COVISITATION: graph(COVISITATION_OFFSETS),
         REGRESSION: graph(REGRESSION_OFFSETS),

@@ -91,6 +91,7 @@ def test_cdn_headers_fill_the_context(client):
             "not one this bundle knows",
         ),
         ({"user_id": ""}, 422, "$.user_id", "length >= 1"),
+        ({"fields": ["weight"]}, 422, "$.fields[0]", "allowed: title, price, category, brand"),
         ([1, 2], 422, "$", "Expected `object`"),
     ],
 )

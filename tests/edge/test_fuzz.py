@@ -437,6 +437,8 @@ def _from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         return st.deferred(lambda: from_schema(COMPONENTS[schema["$ref"].rsplit("/", 1)[-1]]))
     if "anyOf" in schema:
         return st.one_of([from_schema(option) for option in schema["anyOf"]])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
     kind = schema.get("type")
     if kind == "object":
         properties, required = schema.get("properties", {}), set(schema.get("required", []))

@@ -571,3 +571,23 @@ def test_a_slot_no_bandit_fills_names_the_field(small_bundle):
     with pytest.raises(ValidationError, match="slot 'footer' is not one this bundle's") as info:
         recommender.recommend(RecommendRequest(slots=["home-banner", "footer"]))
     assert info.value.field == "$.slots[1]"
+
+
+def test_an_answer_gives_the_display_fields_asked_for_of_every_item_it_names(small_bundle):
+    recommender = Recommender(small_bundle, budget_ms=math.inf)
+    long_look = SessionEvent(type="view", item_id="i05", dwell_ms=40_000)
+    request = RecommendRequest(
+        session=Session(events=[long_look]), k=len(shop.IDS), fields=["title", "price", "category"]
+    )
+    answer = recommender.recommend(request)
+    [accessories] = [f for f in answer.rules_fired if f.rule == "long-dwell"]
+    named = {it.item_id for it in answer.items} | set(accessories.items)
+    assert set(answer.details) == named and shop.IDS[3] in named and shop.IDS[-1] in named
+    for item_id, details in answer.details.items():
+        i = shop.IDS.index(item_id)
+        assert details.title == (shop.TITLES[i] or None)  # i03 has no title: left out
+        price = float(shop.PRICE[i])
+        assert details.price == (None if math.isnan(price) else round(price, 2))
+        assert details.category == shop.CATEGORY_NAMES[shop.CATEGORY[i]]
+        assert details.brand is None  # not asked for
+    assert recommender.recommend(RecommendRequest(k=3)).details == {}  # asked for nothing

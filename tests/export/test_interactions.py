@@ -1,6 +1,8 @@
 import numpy as np
 import pandas as pd
 
+from edge import arrays
+from edge.bundle.codecs import items_from_tree
 from edge.scoring import MAX_CONFIDENCE_WEIGHT
 from export.interactions import build_universe, interaction_matrix
 
@@ -36,6 +38,15 @@ def test_universe_takes_catalog_facts_and_fills_gaps_from_events():
     assert [universe.category_names[c] for c in universe.category] == ["hats", "shoes", "coats"]
     assert universe.price[0] == 3.0 and universe.price[1] == 10.0 and np.isnan(universe.price[2])
     assert universe.in_stock.tolist() == [True, False, True]
+
+
+def test_the_items_file_carries_the_catalogs_titles_else_the_events():
+    log = events([("u", "s", "a", "view", 2.0, "hats", np.nan)]).assign(title="Sun hat")
+    catalog = pd.DataFrame({"item_id": ["b", "c"], "title": ["Boots", ""]})
+    tree = build_universe(log, catalog).to_tree()
+    tree |= {"age_days": np.zeros(3), "repeat_rate": np.zeros(3)}  # added by the item stats
+    table = items_from_tree(arrays.loads(arrays.dumps(tree)))
+    assert [table.title(i) for i in range(3)] == ["Sun hat", "Boots", None]
 
 
 def test_interaction_matrix_sums_weights_caps_them_and_keeps_anonymous_sessions():

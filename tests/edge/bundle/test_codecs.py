@@ -44,6 +44,57 @@ def test_items_come_back_with_every_per_item_fact():
     assert table.positions(["c9", "é", "zz"]).tolist() == [3, 4, -1]
 
 
+def test_titles_travel_as_bytes_and_offsets_and_unknown_ones_stay_unknown():
+    ids, titles = ["a", "b", "c"], ["Mug", "", "Écharpe « laine »"]
+    tree = items_to_tree(
+        ids, np.zeros(3), [], np.zeros(3), np.ones(3, bool), *np.zeros((2, 3)), titles=titles
+    )
+    assert tree["title_offsets"].tolist() == [0, 3, 3, 3 + len(titles[2].encode())]
+    table = items_from_tree(through_a_file(tree))
+    assert [table.title(i) for i in range(3)] == ["Mug", None, "Écharpe « laine »"]
+    untitled = items_from_tree(
+        through_a_file(
+            items_to_tree(
+                ids,
+                np.zeros(3),
+                [],
+                np.zeros(3),
+                np.ones(3, bool),
+                *np.zeros((2, 3)),
+                titles=["", "", ""],
+            )
+        )
+    )
+    assert untitled.title_offsets.size == 0 and untitled.title(0) is None  # nothing stored
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.update(title_offsets=t["title_offsets"][:-1]), "one per item and one more"),
+        (lambda t: t.update(title_offsets=t["title_offsets"][::-1].copy()), "never go back"),
+        (
+            lambda t: t.update(title_bytes=np.frombuffer(b"Mug\xffat", np.uint8)),
+            "not UTF-8 at byte 3",
+        ),
+        (lambda t: t.update(title_bytes=t["title_bytes"].astype(np.int16)), "one row of uint8"),
+    ],
+)
+def test_damaged_titles_are_refused_saying_how(change, message):
+    tree = items_to_tree(
+        ["a", "b"],
+        np.zeros(2),
+        [],
+        np.zeros(2),
+        np.ones(2, bool),
+        *np.zeros((2, 2)),
+        titles=["Mug", "Hat"],
+    )
+    change(tree)
+    with pytest.raises(ValueError, match=message):
+        items_from_tree(through_a_file(tree))
+
+
 def test_items_out_of_byte_order_are_refused():
     with pytest.raises(ValueError, match="sorted"):
         items_to_tree(["b", "a"], np.zeros(2), [], np.zeros(2), np.ones(2, bool), *np.zeros((2, 2)))
