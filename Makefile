@@ -12,7 +12,7 @@ SYSTEM_GROUPS ?= python node prometheus browser
 NODE_STAMP := node_modules/.installed
 MUTANTS_STAMP := $(VENV)/.mutants-installed
 
-.PHONY: system demo test lint bench loadtest mutants sample clean stress
+.PHONY: system demo test lint bench loadtest mutants sample clean stress storefront
 
 system:
 	$(SYSTEM) $(SYSTEM_GROUPS)
@@ -64,6 +64,12 @@ bench: $(STAMP)
 # docs/benchmarks.md#stress-shapes). Tables in bench/results/stress.md; STRESS_ARGS="--quick".
 stress: $(STAMP)
 	$(PY) bench/stress.py $(STRESS_ARGS)
+
+# The demo storefront on http://127.0.0.1:8787/ (scripts/storefront.py; docs/storefront.md): a
+# shop built from the shipped sample, its pages filled by the gateway under wrangler dev and by
+# edgeperso.js. Ctrl-C stops it.
+storefront: $(STAMP) $(NODE_STAMP)
+	$(PY) scripts/storefront.py $(STOREFRONT_ARGS)
 
 # Locust against the edge on 127.0.0.1 for 20 s (loadtest/run.py): Locust's CSV and HTML report
 # and build/loadtest/summary.json; exits 1 when a request fails unexpectedly or p99 is over budget.

@@ -19,9 +19,10 @@ from edge.errors import BudgetExceeded, ValidationError
 from edge.experiments import NO_TREATMENT, Treatment, treatment
 from edge.merchandising import Merchandiser, Policy, place_pins
 from edge.model import ItemTable
-from edge.rules import NO_RULES, RuleOutcome, RulePlan, cart_from, visit_signals
+from edge.rules import NO_RULES, RuleOutcome, RulePlan, cart_from, epoch_of, visit_signals
 from edge.schemas import (
     FEEDBACK_TYPES,
+    Context,
     Intent,
     ItemDetails,
     ItemField,
@@ -290,7 +291,7 @@ class Recommender:
             intent,
             request.session.rules_shown if request.session else [],
             bundle.model.items.prices,
-            time.time(),
+            page_clock(request.context, time.time()),
             plan.guardrails.quiet_after_purchase_hours,
         )
         model = bundle.model
@@ -469,3 +470,16 @@ def item_details(
             brand=items.brand_names[brand] if "brand" in wanted and brand >= 0 else None,
         )
     return out
+
+
+PAGE_CLOCK_TRUSTED_S = 24 * 3600.0
+
+
+def page_clock(context: Context | None, server_now: float) -> float:
+    """The time the session's events are measured against: the page's clock when it sent one
+    within a day of ours (a visitor's events carry its times), else ours."""
+    sent = epoch_of(context.now) if context is not None else None
+    if sent is None or not math.isfinite(sent) or abs(sent - server_now) > PAGE_CLOCK_TRUSTED_S:
+        return server_now
+    return sent
+

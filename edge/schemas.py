@@ -42,6 +42,10 @@ class Context(Struct, frozen=True, forbid_unknown_fields=True):
     # Visits by this visitor so far, this one included, as the page counts them (a first-party
     # cookie); for a known customer the profile's count is used when it is higher.
     visits: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+    # The page's clock (as session events' `ts`): what the session's own timestamps are measured
+    # against (a cart's idle time), so a visitor's clock running fast or slow does not time the
+    # rules wrongly. Ignored when more than a day from the edge's clock.
+    now: str | float | None = None
 
 
 class RecommendRequest(Struct, frozen=True, forbid_unknown_fields=True):

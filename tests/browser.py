@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = "scripts/install-system-packages.sh browser (make system) installs it"
@@ -53,8 +53,16 @@ class Visit:
         return path
 
 
-def visit(browser: Browser, url: str, width: int = 1100) -> Visit:
-    page = browser.new_page(viewport={"width": width, "height": 900})
+def visit(where: Browser | BrowserContext, url: str, width: int = 1100) -> Visit:
+    """Open `url` in a new page of `where` (a browser: a context of its own; a context: shared
+    cookies and storage, as a shopper's next tab), recording what the page does from the start."""
+    page = where.new_page()
+    page.set_viewport_size({"width": width, "height": 900})
+    return watch(page, url)
+
+
+def watch(page: Page, url: str | None = None) -> Visit:
+    """Record what `page` does from now on; then go to `url`, when given."""
     seen = Visit(page)
     page.on("console", lambda message: seen.console.append(f"{message.type}: {message.text}"))
     page.on("pageerror", lambda error: seen.errors.append(str(error)))
@@ -65,5 +73,6 @@ def visit(browser: Browser, url: str, width: int = 1100) -> Visit:
         dialog.dismiss()
 
     page.on("dialog", dismiss)
-    page.goto(url, wait_until="load")
+    if url is not None:
+        page.goto(url, wait_until="load")
     return seen

@@ -6,6 +6,7 @@ import { readAtMost } from "./body.js";
 import { resolveContext } from "./context.js";
 import { fallbackAnswer, parseRequestBody } from "./fallback.js";
 import { appHeaders, rayId } from "./headers.js";
+import { consentedVisit, fillPage, MAX_PAGE_BYTES, pageRequest, readPage } from "./inject.js";
 import {
   checkedEvents,
   enqueue,
@@ -206,10 +207,11 @@ async function route(request, env, ctx, deps) {
   const startedMs = deps.now();
   const url = new URL(request.url);
   if (!url.pathname.startsWith("/v1/")) {
+    if (deps.shop) return shopPage(request, url, env, ctx, deps);
     return error(
       404,
       "not_found",
-      `no route for ${url.pathname}: the gateway serves /v1/* (POST /v1/recommend, POST /v1/events)`,
+      `no route for ${url.pathname}: the gateway serves /v1/* (POST /v1/recommend, POST /v1/events); set SHOP_ORIGIN to put it in front of the shop's pages`,
     );
   }
   const declared = Number(request.headers.get("content-length") ?? 0);
@@ -291,6 +293,72 @@ async function route(request, env, ctx, deps) {
     );
   }
   return error(503, "app_unavailable", `${reason}; ${retry}`, headers);
+}
+
+// A shop's page, from its origin (`deps.shop`), with its slots filled when the app answers within
+// its budget (worker/inject.js); anything else goes through as the origin sent it.
+async function shopPage(request, url, env, ctx, deps) {
+  const response = await deps.shop(request);
+  const type = (response.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+  if (
+    request.method !== "GET" ||
+    response.status !== 200 ||
+    type !== "text/html" ||
+    !response.body
+  ) {
+    return response;
+  }
+  const [mine, untouched] = response.body.tee();
+  const { bytes, over } = await readAtMost(mine, MAX_PAGE_BYTES);
+  if (over) return new Response(untouched, response); // too large to hold: as it came
+  untouched.cancel().catch(() => {});
+  const html = new TextDecoder().decode(bytes);
+  const headers = new Headers(response.headers);
+  headers.delete("content-length");
+  const asItCame = () => new Response(html, { status: 200, headers });
+  const page = readPage(html);
+  if (!page.slots.length) return asItCame();
+  const startedMs = deps.now();
+  const visit = consentedVisit(request, env);
+  const appRequestHeaders = appHeaders(request);
+  appRequestHeaders.set("content-type", "application/json");
+  appRequestHeaders.delete("content-length");
+  const asked = new Request(new URL("/v1/recommend", url), {
+    method: "POST",
+    headers: appRequestHeaders,
+    body: JSON.stringify(pageRequest(page, visit, url)),
+  });
+  const budgetMs = readBudgets(env).recommend;
+  let outcome;
+  try {
+    outcome = await callWithinBudget(askApp(deps, asked, request.cf), budgetMs, ctx);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    outcome = err;
+  }
+  const entry = { path: url.pathname, ray: rayId(request), ms: Math.round(deps.now() - startedMs) };
+  if (
+    outcome === TIMED_OUT ||
+    outcome instanceof Error ||
+    !outcome.response ||
+    outcome.status !== 200
+  ) {
+    const why =
+      outcome === TIMED_OUT ? "timed out" : outcome instanceof Error ? "unreachable" : "failed";
+    deps.log({ event: "page_not_filled", why, ...entry });
+    return asItCame(); // the shop's default content; the script may still fill it
+  }
+  const answer = await outcome.response.json();
+  if (answer.fallback) {
+    deps.log({ event: "page_not_filled", why: "fallback", ...entry });
+    return asItCame(); // the app's own fallback: the shop's default content is the better one
+  }
+  // Personalized: no shared cache may keep it, and the origin's validators no longer hold.
+  headers.set("cache-control", "private, no-store");
+  headers.delete("etag");
+  headers.delete("last-modified");
+  headers.set("x-edgeperso-filled", "edge");
+  return fillPage(deps.HTMLRewriter, html, page, answer, headers, visit?.id ?? "").response;
 }
 
 // Never a blank page and never a stack trace: a failure of the gateway itself still answers in

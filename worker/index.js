@@ -39,6 +39,19 @@ export class EdgeApp extends Container {
   }
 }
 
+// The shop's own pages: SHOP_ORIGIN, when set, is where they come from (the gateway then fills
+// their slots, worker/inject.js); unset, the gateway serves /v1/* alone.
+function shopFetcher(env) {
+  if (!env.SHOP_ORIGIN) return null;
+  const origin = new URL(env.SHOP_ORIGIN);
+  return (request) => {
+    const url = new URL(request.url);
+    url.protocol = origin.protocol;
+    url.host = origin.host;
+    return fetch(new Request(url, request), { redirect: "manual" });
+  };
+}
+
 function appFetcher(env) {
   if (env.APP_ORIGIN) {
     const origin = new URL(env.APP_ORIGIN);
@@ -63,6 +76,8 @@ export default {
     fallbackContent ??= contentCache(() => env.FALLBACK.get(FALLBACK_KEY, { cacheTtl: 60 }));
     return handle(request, env, ctx, {
       app: appFetcher(env),
+      shop: shopFetcher(env),
+      HTMLRewriter: globalThis.HTMLRewriter,
       fallbackContent,
       now: () => performance.now(),
       wallClock: () => Date.now(),

@@ -4,6 +4,7 @@ what that bundle was written with."""
 
 import dataclasses
 import math
+import time
 
 import numpy as np
 import pytest
@@ -591,3 +592,24 @@ def test_an_answer_gives_the_display_fields_asked_for_of_every_item_it_names(sma
         assert details.category == shop.CATEGORY_NAMES[shop.CATEGORY[i]]
         assert details.brand is None  # not asked for
     assert recommender.recommend(RecommendRequest(k=3)).details == {}  # asked for nothing
+
+
+@pytest.mark.parametrize(
+    ("page_minus_server_s", "fires"),
+    [(None, False), (16 * 60, True), (-3600, False), (3 * 24 * 3600, False)],
+)
+def test_a_carts_idle_time_is_measured_on_the_pages_clock_when_it_sends_one(
+    recommender, page_minus_server_s, fires
+):
+    """The cart was touched by the page's clock at `added`; the page says it is now 16 minutes
+    later while the edge's clock says no time passed: the page's clock times the offer. A clock
+    more than a day off is not believed."""
+    added = time.time()
+    now = None if page_minus_server_s is None else added + page_minus_server_s
+    request = RecommendRequest(
+        session_id="s-clock",
+        session=Session(events=[SessionEvent(type="add_to_cart", item_id="i04", ts=added)]),
+        context=Context(cart=["i04"], now=now),
+    )
+    fired = [f.rule for f in recommender.recommend(request).rules_fired]
+    assert ("abandoned-cart" in fired) is fires

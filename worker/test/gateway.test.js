@@ -519,3 +519,89 @@ test("HEAD: the app's answer has no body to check and passes as it is", async ()
   assert.equal(response.headers.get("allow"), "POST");
   assert.equal(response.headers.get("x-edgeperso-source"), "app");
 });
+
+// ---------------------------------------------------------------- the shop's pages
+const PAGE_WITH_SLOT =
+  '<html><body><div data-edgeperso-slot="items" data-edgeperso-template="t">default</div>' +
+  '<template data-edgeperso-template="t"><a>{{item_id}}</a></template></body></html>';
+
+function shopGateway(origin, app) {
+  const logged = [];
+  let asked = 0;
+  const deps = {
+    app: async (request) => {
+      asked += 1;
+      return app(request);
+    },
+    shop: async (request) => origin(request),
+    fallbackContent: async () => CONTENT,
+    now: () => performance.now(),
+    wallClock: () => Date.now(),
+    log: (m) => logged.push(m),
+    HTMLRewriter: undefined, // never reached here: filling runs under workerd (tests/test_storefront.py)
+  };
+  const ctx = { waitUntil: () => {} };
+  const call = (path, init = {}) =>
+    handle(new Request(`https://shop.example${path}`, init), { APP_BUDGET_MS: "50" }, ctx, deps);
+  return { call, logged, asked: () => asked };
+}
+
+const html = (body, status = 200, type = "text/html; charset=utf-8") =>
+  new Response(body, { status, headers: { "content-type": type, etag: '"v1"' } });
+
+test("pages go through as the origin sent them when there is nothing to fill", async () => {
+  const never = async () => assert.fail("the app is not asked");
+  const cases = [
+    ["/logo.png", {}, () => new Response("PNG", { headers: { "content-type": "image/png" } })],
+    ["/form", { method: "POST", body: "a=1" }, () => html(PAGE_WITH_SLOT)],
+    ["/gone", {}, () => html(PAGE_WITH_SLOT, 404)],
+    ["/plain", {}, () => html("<html><body>no slot</body></html>")],
+  ];
+  for (const [path, init, origin] of cases) {
+    const { call } = shopGateway(origin, never);
+    const response = await call(path, init);
+    const expected = await origin().text();
+    assert.equal(await response.text(), expected, path);
+    assert.equal(response.headers.get("x-edgeperso-filled"), null, path);
+  }
+});
+
+test("a page the app cannot answer for in time, or only with fallback, goes through untouched", async () => {
+  const late = () => new Promise((resolve) => setTimeout(() => resolve(appJson(200, {})), 200));
+  const fallback = () =>
+    appJson(200, { items: [{ item_id: "a", score: 0 }], fallback: "latency_budget" });
+  for (const [app, why] of [
+    [late, "timed out"],
+    [() => Promise.reject(new Error("refused")), "unreachable"],
+    [() => appJson(500, { error: {} }), "failed"],
+    [fallback, "fallback"],
+  ]) {
+    const { call, logged, asked } = shopGateway(() => html(PAGE_WITH_SLOT), app);
+    const response = await call("/");
+    assert.equal(await response.text(), PAGE_WITH_SLOT, why);
+    assert.equal(asked(), 1);
+    assert.equal(response.headers.get("etag"), '"v1"', "as it came, validators and all");
+    assert.deepEqual(
+      logged.map((m) => [m.event, m.why]),
+      [["page_not_filled", why]],
+    );
+  }
+});
+
+test("a page over the size the gateway holds streams through untouched", async () => {
+  const big = PAGE_WITH_SLOT + " ".repeat(2 * 1024 * 1024);
+  const { call, asked } = shopGateway(
+    () => html(big),
+    () => assert.fail("not asked"),
+  );
+  const response = await call("/");
+  assert.equal((await response.text()).length, big.length);
+  assert.equal(asked(), 0);
+});
+
+test("without SHOP_ORIGIN the gateway serves /v1/* alone and says how to change that", async () => {
+  const { call } = gateway(async () => assert.fail("not asked"));
+  const response = await call("/index.html");
+  assert.equal(response.status, 404);
+  assert.match((await response.json()).error.message, /set SHOP_ORIGIN/);
+});
