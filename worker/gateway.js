@@ -316,8 +316,20 @@ async function shopPage(request, url, env, ctx, deps) {
   const headers = new Headers(response.headers);
   headers.delete("content-length");
   const asItCame = () => new Response(html, { status: 200, headers });
+  try {
+    return (await filledPage(html, headers, request, url, env, ctx, deps)) ?? asItCame();
+  } catch (err) {
+    // Whatever went wrong (a setting, the answer), the visitor still gets the shop's page.
+    deps.log({ event: "page_not_filled", why: "error", path: url.pathname, error: String(err) });
+    return asItCame();
+  }
+}
+
+// The page with its slots filled, or null to send it as it came (the shop's default content,
+// which the script may still fill): no slot, or no answer from the app in time.
+async function filledPage(html, originHeaders, request, url, env, ctx, deps) {
   const page = readPage(html);
-  if (!page.slots.length) return asItCame();
+  if (!page.slots.length) return null;
   const startedMs = deps.now();
   const visit = consentedVisit(request, env);
   const appRequestHeaders = appHeaders(request);
@@ -346,14 +358,15 @@ async function shopPage(request, url, env, ctx, deps) {
     const why =
       outcome === TIMED_OUT ? "timed out" : outcome instanceof Error ? "unreachable" : "failed";
     deps.log({ event: "page_not_filled", why, ...entry });
-    return asItCame(); // the shop's default content; the script may still fill it
+    return null;
   }
   const answer = await outcome.response.json();
   if (answer.fallback) {
     deps.log({ event: "page_not_filled", why: "fallback", ...entry });
-    return asItCame(); // the app's own fallback: the shop's default content is the better one
+    return null; // the app's own fallback: the shop's default content is the better one
   }
   // Personalized: no shared cache may keep it, and the origin's validators no longer hold.
+  const headers = new Headers(originHeaders);
   headers.set("cache-control", "private, no-store");
   headers.delete("etag");
   headers.delete("last-modified");

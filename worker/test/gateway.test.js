@@ -525,7 +525,7 @@ const PAGE_WITH_SLOT =
   '<html><body><div data-edgeperso-slot="items" data-edgeperso-template="t">default</div>' +
   '<template data-edgeperso-template="t"><a>{{item_id}}</a></template></body></html>';
 
-function shopGateway(origin, app) {
+function shopGateway(origin, app, env = {}) {
   const logged = [];
   let asked = 0;
   const deps = {
@@ -542,7 +542,12 @@ function shopGateway(origin, app) {
   };
   const ctx = { waitUntil: () => {} };
   const call = (path, init = {}) =>
-    handle(new Request(`https://shop.example${path}`, init), { APP_BUDGET_MS: "50" }, ctx, deps);
+    handle(
+      new Request(`https://shop.example${path}`, init),
+      { APP_BUDGET_MS: "50", ...env },
+      ctx,
+      deps,
+    );
   return { call, logged, asked: () => asked };
 }
 
@@ -604,4 +609,21 @@ test("without SHOP_ORIGIN the gateway serves /v1/* alone and says how to change 
   const response = await call("/index.html");
   assert.equal(response.status, 404);
   assert.match((await response.json()).error.message, /set SHOP_ORIGIN/);
+});
+
+test("a page the gateway fails to fill is still the shop's page, never an error", async () => {
+  const answer = () => appJson(200, { items: [{ item_id: "a", score: 1 }], fallback: null });
+  // No HTMLRewriter here (it is workerd's): filling throws, as any failure of it would.
+  const { call, logged } = shopGateway(() => html(PAGE_WITH_SLOT), answer);
+  const response = await call("/");
+  assert.equal(response.status, 200);
+  assert.equal(await response.text(), PAGE_WITH_SLOT);
+  assert.deepEqual(
+    logged.map((m) => [m.event, m.why]),
+    [["page_not_filled", "error"]],
+  );
+  // A budget that is no number: the setting is named in the log, the page still served.
+  const misconfigured = shopGateway(() => html(PAGE_WITH_SLOT), answer, { APP_BUDGET_MS: "soon" });
+  assert.equal(await (await misconfigured.call("/")).text(), PAGE_WITH_SLOT);
+  assert.match(misconfigured.logged[0].error, /APP_BUDGET_MS must be/);
 });
