@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM := PYTHON=$(PYTHON) scripts/install-system-packages.sh
-SYSTEM_GROUPS ?= python node prometheus browser
+SYSTEM_GROUPS ?= python node prometheus browser spark
 
 NODE_STAMP := node_modules/.installed
 MUTANTS_STAMP := $(VENV)/.mutants-installed
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(SYSTEM) --check python
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[build,baselines,test,loadtest,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[build,baselines,spark,test,loadtest,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -40,7 +40,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $(NODE_STAMP)
 
 test: lint $(NODE_STAMP)
-	@$(SYSTEM) --check node prometheus browser
+	@$(SYSTEM) --check node prometheus browser spark
 	npm test --silent
 	$(PY) -m pytest
 

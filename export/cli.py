@@ -88,6 +88,7 @@ def export(args: argparse.Namespace) -> int:
         rules_path=args.rules,
         bandit_log=args.bandit_log,
         report=not args.no_report,
+        spark_master=args.spark_master if args.engine == "spark" else None,
     )
     return 0
 
@@ -335,6 +336,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_arguments(p)
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--no-evaluate", action="store_true", help="skip the holdout evaluation")
+    p.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="where the events are read and validated: this process (local), or Apache Spark "
+        "(pip install 'edgeperso[spark]'; docs/build.md, 'On Spark')",
+    )
+    p.add_argument(
+        "--spark-master",
+        default="local[*]",
+        help="with --engine spark: the Spark master URL (local[*]: every core here; "
+        "spark://host:7077, yarn, k8s://...)",
+    )
     p.add_argument(
         "--no-report",
         action="store_true",

@@ -47,6 +47,7 @@ def export_bundle(
     events_since: date | None = None,
     test_after: pd.Timestamp | None = None,
     report: bool = True,
+    spark_master: str | None = None,
 ) -> Manifest:
     """Read, validate, evaluate (unless told not to), train and write a bundle. `truth_path`:
     a simulated shop's `truth` file, to measure the intent model against the true intent.
@@ -57,11 +58,14 @@ def export_bundle(
     published bundle). `events_since`: leave out event files shipped before that day
     (`export.sources`). `test_after`: evaluate on a time split whose test part is the events
     after that moment (what `compare_with`'s bundles have not seen). `report`: write
-    report.html into the bundle's directory (`export.report.build`)."""
+    report.html into the bundle's directory (`export.report.build`). `spark_master`: read and
+    validate the events on Spark there (`export.spark`; None: on this machine)."""
     rules = load_rules(rules_path)  # a bad rules file stops the build before any work
     check_rule_sets(config, rules)
     progress = Progress(5 if evaluate else 3, quiet=quiet)
-    data = _read(events_paths, catalog_path, users_path, config, progress, events_since)
+    data = _read(
+        events_paths, catalog_path, users_path, config, progress, events_since, spark_master
+    )
     metrics = Metrics()
     fitted_before = None
     labels = choose_labels(data.events, config)
@@ -147,9 +151,11 @@ def _read(
     config: BuildConfig,
     progress: Progress,
     since: date | None = None,
+    spark_master: str | None = None,
 ) -> Dataset:
+    where = "" if spark_master is None else f" on Spark ({spark_master})"
     with (
-        progress.step("read and validate the input"),
+        progress.step(f"read and validate the input{where}"),
         local_inputs(events_paths, since=since) as events,
     ):
         sources = Sources(
@@ -158,7 +164,7 @@ def _read(
             None if users_path is None else Path(users_path),
             events.names,
         )
-        return read_inputs(sources, config, progress.say)
+        return read_inputs(sources, config, progress.say, spark_master)
 
 
 def _evaluate(

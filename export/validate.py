@@ -283,14 +283,29 @@ def sessionize(user_ids: pd.Series, ts: pd.Series, gap_minutes: float) -> pd.Ser
     return pd.Series(ids, index=user_ids.index, dtype=object)
 
 
-def normalize_events(
-    raw: pd.DataFrame,
-    config: BuildConfig,
-    report: QualityReport,
-    now: datetime | None = None,
-) -> pd.DataFrame:
-    """Map, parse and check the event log; returns the kept rows in canonical columns, sorted
-    by time, and fills `report`."""
+# The checks one row can fail on its own, in the order they count (a row is counted under its
+# first failure). `stray_timestamp`, which needs the whole file, counts between the fourth and
+# the fifth of these: ROW_CHECKS_BEFORE_STRAY.
+ROW_CHECKS = (
+    "missing_item_id",
+    "missing_user_and_session",
+    "bad_timestamp",
+    "future_timestamp",
+    "unknown_type",
+    "negative_price",
+    "non_positive_qty",
+)
+ROW_CHECKS_BEFORE_STRAY = 4
+FAILED = "failed"  # canonical_rows' column: a bit per failed ROW_CHECK (bit i: ROW_CHECKS[i])
+# The columns two rows must share to be copies of each other (canonical_rows' own bookkeeping,
+# the local hour that follows from the time, and the failures, do not count).
+NOT_COMPARED = (FAILED, "local_hour")
+
+
+def canonical_rows(raw: pd.DataFrame, config: BuildConfig, now: datetime) -> pd.DataFrame:
+    """Each row of an event log on its own: mapped to the canonical columns, parsed, its local
+    hour, and which row checks it fails (FAILED). Nothing here looks at another row, so a
+    distributed build runs it a partition at a time and gets the same rows (export.spark)."""
     cfg = config.input
     frame = (
         _rename(raw, cfg.columns, CANONICAL_EVENT_COLUMNS, "events")
@@ -310,7 +325,6 @@ def normalize_events(
         raise DataQualityError(
             "events need `user_id` or `session_id`; map one with --map user_id=COLUMN"
         )
-    n = len(frame)
     out = pd.DataFrame(index=frame.index)
     out["ts"] = parse_timestamps(frame["ts"], cfg.timezone)
     for name in ("user_id", "item_id", "session_id"):
@@ -325,36 +339,66 @@ def normalize_events(
     if "event_id" in frame:  # only then: a column of "" would cost 80 MB at 10M events
         out["event_id"] = normalize_ids(frame["event_id"])
 
-    now = now or datetime.now(UTC)
     horizon = pd.Timestamp(now + timedelta(minutes=cfg.max_future_skew_minutes))
-    checks = [
-        ("missing_item_id", out["item_id"] == ""),
-        ("missing_user_and_session", (out["user_id"] == "") & (out["session_id"] == "")),
-        ("bad_timestamp", out["ts"].isna()),
-        ("future_timestamp", out["ts"] > horizon),
-        ("stray_timestamp", stray_timestamps(out["ts"].where(out["ts"] <= horizon))),
-        ("unknown_type", ~out["type"].isin(config.event_types)),
-        ("negative_price", out["price"] < 0),
-        ("non_positive_qty", (out["qty"] <= 0) & out["type"].isin(["purchase", "add_to_cart"])),
+    checks = (
+        out["item_id"] == "",
+        (out["user_id"] == "") & (out["session_id"] == ""),
+        out["ts"].isna(),
+        out["ts"] > horizon,
+        ~out["type"].isin(config.event_types),
+        out["price"] < 0,
+        (out["qty"] <= 0) & out["type"].isin(["purchase", "add_to_cart"]),
+    )
+    failed = np.zeros(len(out), dtype=np.uint8)
+    for bit, bad in enumerate(checks):
+        failed |= bad.to_numpy(dtype=bool, na_value=False).astype(np.uint8) << bit
+    out[FAILED] = failed
+    # The file's local hour where it has one in range, else the hour of the time in the shop's
+    # timezone (0 for a row without a time, which is dropped).
+    hours = _numeric(frame, "local_hour")
+    derived = out["ts"].dt.tz_convert(cfg.timezone).dt.hour.fillna(0)
+    out["local_hour"] = hours.where(hours.between(0, 23), derived).astype("int8")
+    return out
+
+
+def first_failures(failed: np.ndarray, stray: np.ndarray) -> np.ndarray:
+    """Each row's drop reason as an index into DROP_REASONS (its first failed check, the stray
+    check in its place), or -1 for a row every check passed."""
+    order = [
+        *(failed >> bit & 1 for bit in range(ROW_CHECKS_BEFORE_STRAY)),
+        stray.astype(np.uint8),
+        *(failed >> bit & 1 for bit in range(ROW_CHECKS_BEFORE_STRAY, len(ROW_CHECKS))),
     ]
-    keep = np.ones(n, dtype=bool)
-    for reason, bad in checks:
-        hit = keep & bad.to_numpy(dtype=bool, na_value=False)
-        report.dropped[reason] = report.dropped.get(reason, 0) + int(hit.sum())
-        keep &= ~hit
-    if not keep.all():  # a mask copies every column, a gigabyte at 10M events
-        out = out[keep]
-    duplicate = duplicated_rows(out)
+    reason = np.full(len(failed), -1, dtype=np.int8)
+    for index, bad in enumerate(order):
+        reason[(reason < 0) & (bad == 1)] = index
+    return reason
+
+
+def normalize_events(
+    raw: pd.DataFrame,
+    config: BuildConfig,
+    report: QualityReport,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """Map, parse and check the event log; returns the kept rows in canonical columns, sorted
+    by time, and fills `report`."""
+    rows = canonical_rows(raw, config, now or datetime.now(UTC))
+    n = len(rows)
+    failed = rows[FAILED].to_numpy()
+    # Stray among the rows with a time, not ahead of the clock (bits 2 and 3: bad, future).
+    dated = (failed & 0b1100) == 0
+    stray = stray_timestamps(rows["ts"].where(dated)).to_numpy(dtype=bool, na_value=False)
+    reason = first_failures(failed, stray)
+    for index, name in enumerate(DROP_REASONS[: len(ROW_CHECKS) + 1]):
+        report.dropped[name] = report.dropped.get(name, 0) + int((reason == index).sum())
+    out = rows.drop(columns=FAILED)
+    if (reason >= 0).any():  # a mask copies every column, a gigabyte at 10M events
+        out = out[reason < 0]
+    duplicate = duplicated_rows(out.drop(columns="local_hour"))
     report.dropped["duplicate"] = report.dropped.get("duplicate", 0) + int(duplicate.sum())
     if duplicate.any():
         out = out[~duplicate]
-
-    if "local_hour" in frame:
-        hours = pd.to_numeric(frame.loc[out.index, "local_hour"], errors="coerce")
-    else:
-        hours = pd.Series(np.nan, index=out.index)
-    derived = out["ts"].dt.tz_convert(cfg.timezone).dt.hour
-    out["local_hour"] = hours.where(hours.between(0, 23), derived).astype("int8")
     missing_session = out["session_id"] == ""
     if missing_session.any():
         out.loc[missing_session, "session_id"] = sessionize(

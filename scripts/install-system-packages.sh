@@ -7,14 +7,15 @@
 #
 #   scripts/install-system-packages.sh [--check] [GROUP...]     (make system)
 #
-# Groups (without any: python, node, prometheus and browser, what `make demo` and `make test`
-# need):
+# Groups (without any: python, node, prometheus, browser and spark, what `make demo` and
+# `make test` need):
 #   python  building the virtualenv: a C compiler and headers, as LightFM compiles its extension
 #   node    the gateway Worker's tests: Node.js 20 or newer, and npm (wrangler 4.86 needs 20+)
 #   prometheus  the metrics tests scrape the app with a real Prometheus, and check the alert
 #           rules with its promtool (the package's own service is not left enabled)
 #   browser the report pages' tests open them in a real headless Chromium (Playwright drives
 #           Debian's chromium; Playwright's own browser download is never used)
+#   spark   the Spark engine's tests run PySpark in local mode, on a Java runtime (17 or newer)
 #   bench   make bench: wrk drives the HTTP benchmarks, taskset pins each process to a core
 set -euo pipefail
 
@@ -23,14 +24,14 @@ groups=()
 for arg in "$@"; do
     case "$arg" in
         --check) check=1 ;;
-        python | node | prometheus | browser | bench) groups+=("$arg") ;;
+        python | node | prometheus | browser | spark | bench) groups+=("$arg") ;;
         *)
-            echo "usage: $0 [--check] [python|node|prometheus|browser|bench]..." >&2
+            echo "usage: $0 [--check] [python|node|prometheus|browser|spark|bench]..." >&2
             exit 2
             ;;
     esac
 done
-[ ${#groups[@]} -gt 0 ] || groups=(python node prometheus browser)
+[ ${#groups[@]} -gt 0 ] || groups=(python node prometheus browser spark)
 python=${PYTHON:-python3}
 
 packages=() # missing Debian packages
@@ -67,6 +68,9 @@ for group in "${groups[@]}"; do
         browser)
             need chromium "the report pages' tests open them in a headless Chromium" command -v chromium
             ;;
+        spark)
+            need default-jre-headless "PySpark's local mode runs on a Java runtime (17 or newer)" command -v java
+            ;;
         bench)
             need wrk "the HTTP benchmarks' load generator" command -v wrk
             need util-linux "taskset: each benchmark process gets its own core" command -v taskset
@@ -84,7 +88,7 @@ if [ ${#packages[@]} -eq 0 ]; then
 fi
 if [ "$check" = 1 ]; then
     setup="make system"
-    [ "${groups[*]}" = "python node prometheus browser" ] || setup="make system SYSTEM_GROUPS=\"${groups[*]}\""
+    [ "${groups[*]}" = "python node prometheus browser spark" ] || setup="make system SYSTEM_GROUPS=\"${groups[*]}\""
     {
         echo "missing Debian packages: ${packages[*]}"
         printf '  %s\n' "${reasons[@]}"

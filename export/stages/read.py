@@ -59,8 +59,11 @@ class Dataset:
         return dataclasses.replace(self, events=events)
 
 
-def read_inputs(sources: Sources, config: BuildConfig, say: Say) -> Dataset:
-    """Read and validate the inputs; `say` shows the data-quality table."""
+def read_inputs(
+    sources: Sources, config: BuildConfig, say: Say, spark_master: str | None = None
+) -> Dataset:
+    """Read and validate the inputs; `say` shows the data-quality table. `spark_master`: read
+    and validate the events on Spark (`export.spark`), with the same result."""
     report = QualityReport()
 
     def read(path: Path, role: Literal["events", "catalog", "users"]) -> pd.DataFrame:
@@ -70,10 +73,13 @@ def read_inputs(sources: Sources, config: BuildConfig, say: Say) -> Dataset:
         report.files.append(InputFile(role, name, sha256_file(path), len(raw)))
         return raw
 
-    frames = [normalize_events(read(path, "events"), config, report) for path in sources.events]
-    events = sorted_by_time(frames[0] if len(frames) == 1 else pd.concat(frames))
-    del frames
-    events = drop_repeated_event_ids(events, report)  # across files: a retry lands anywhere
+    if spark_master is not None:
+        events = _events_on_spark(sources, config, report, spark_master)
+    else:
+        frames = [normalize_events(read(p, "events"), config, report) for p in sources.events]
+        events = sorted_by_time(frames[0] if len(frames) == 1 else pd.concat(frames))
+        del frames
+        events = drop_repeated_event_ids(events, report)  # across files: a retry lands anywhere
     catalog = (
         None
         if sources.catalog is None
@@ -102,6 +108,30 @@ def read_inputs(sources: Sources, config: BuildConfig, say: Say) -> Dataset:
         config=msgspec.to_builtins(config),
     )
     return Dataset(events, universe, users, lineage)
+
+
+def _events_on_spark(
+    sources: Sources, config: BuildConfig, report: QualityReport, master: str
+) -> pd.DataFrame:
+    """The events read and validated on Spark, on the driver in time order; `report` gets
+    what validation counted and each file's lineage."""
+    from export.spark.session import spark_session
+    from export.spark.validate import in_time_order, read_events, validate_events
+
+    spark = spark_session(master)
+    try:
+        validated = validate_events(read_events(spark, sources.events), config)
+        events = in_time_order(validated.events)
+    finally:
+        spark.stop()
+    counted = validated.report
+    for index, path in enumerate(sources.events):
+        name = sources.names.get(path, path.name)
+        rows = validated.rows_per_file.get(index, 0)
+        report.files.append(InputFile("events", name, sha256_file(path), rows))
+    report.dropped = dict(counted.dropped)
+    report.rows_read, report.rows_kept = counted.rows_read, counted.rows_kept
+    return events
 
 
 def _nothing_kept(report: QualityReport) -> CannotTrainError:

@@ -249,7 +249,7 @@ def test_the_command_line_imports_no_build_library_until_a_build_command_runs():
     code = (
         "import sys, export.cli\n"
         "heavy = ('pandas', 'sklearn', 'skl2onnx', 'onnx', 'implicit', 'scipy', 'pyarrow',\n"
-        "         'matplotlib')\n"
+        "         'matplotlib', 'pyspark')\n"
         "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
     )
     result = subprocess.run(

@@ -1,0 +1,254 @@
+"""Reading and validating the event log on Spark, with the one-machine build's meaning
+(`export.validate`): the same canonical rows, the same drop reasons and counts, the same kept
+events.
+
+- Each row on its own (mapping, parsing, the row checks, its local hour) is
+  `export.validate.canonical_rows`, run a partition at a time.
+- What looks across rows is written here in Spark, per input file as the one-machine build
+  does it file by file: the stray-timestamp bounds (the 0.1% and 99.9% order statistics of a
+  file's dated rows), each row's first failure, exact copies (the first one in file order
+  kept), and session ids for rows without one (a user's events cut at gaps, numbered across
+  the file in user, then time order);
+- and across files: a repeated event id keeps its first copy in time order."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from export.config import BuildConfig
+from export.io import _sniff_delimiter, file_format
+from export.validate import (
+    DROP_REASONS,
+    FAILED,
+    LABEL_COLUMNS,
+    NOT_COMPARED,
+    ROW_CHECKS,
+    ROW_CHECKS_BEFORE_STRAY,
+    STRAY_SHARE,
+    QualityReport,
+    canonical_rows,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+FILE, ROW = "_file", "_row"  # which input file a row came from, and its place in it
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class SparkEvents:
+    """The kept events (canonical columns, plus FILE and ROW) and what validation counted."""
+
+    events: DataFrame
+    report: QualityReport
+    rows_per_file: dict[int, int]  # rows read from each file, by its index in the paths
+
+
+def read_events(spark: SparkSession, paths: Sequence[Path]) -> DataFrame:
+    """Every event file as text columns (CSV; JSON lines and Parquet keep their types, as the
+    one-machine reader does), each row tagged with its file's index and its place in it."""
+    frames = []
+    for index, path in enumerate(paths):
+        fmt = file_format(path)
+        if fmt == "csv":
+            frame = (
+                spark.read.option("header", True)
+                .option("sep", _sniff_delimiter(path))
+                .option("escape", '"')  # a quote inside a quoted field is doubled (RFC 4180)
+                .option("inferSchema", False)
+                .csv(str(path))
+            )
+        elif fmt == "jsonl":
+            frame = spark.read.json(str(path))
+        else:
+            frame = spark.read.parquet(str(path))
+        frame = frame.toDF(*[c.strip() for c in frame.columns])
+        frames.append(with_position(frame, index))
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame, allowMissingColumns=True)
+    return out
+
+
+def with_position(frame: DataFrame, file_index: int) -> DataFrame:
+    """FILE and ROW: ROW increases with the row's place in its file (Spark reads a file's
+    splits in order, and numbers each partition's rows after the previous one's)."""
+    from pyspark.sql import functions as F
+
+    return frame.withColumn(FILE, F.lit(file_index)).withColumn(
+        ROW, F.monotonically_increasing_id()
+    )
+
+
+def canonical_schema(has_event_id: bool) -> str:
+    text = ["user_id", "item_id", "session_id", "type", *LABEL_COLUMNS, "title"]
+    fields = ["ts timestamp", *(f"{c} string" for c in text[:4])]
+    fields += ["qty double", "price double", "dwell_ms double"]
+    fields += [f"{c} string" for c in text[4:]]
+    if has_event_id:
+        fields.append("event_id string")
+    fields += [f"{FAILED} int", "local_hour int", f"{FILE} int", f"{ROW} long"]
+    return ", ".join(fields)
+
+
+def validate_events(
+    raw: DataFrame, config: BuildConfig, now: datetime | None = None
+) -> SparkEvents:
+    """The one-machine `normalize_events`, file by file, then the event ids across files."""
+    from pyspark.sql import functions as F
+
+    now = now or datetime.now(UTC)
+    mapped = set(config.input.columns) if config.input.columns else set(raw.columns)
+    has_event_id = "event_id" in mapped and (
+        not config.input.columns or config.input.columns["event_id"] in raw.columns
+    )
+    columns = canonical_columns(has_event_id)
+
+    def rows_of(parts: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
+        for part in parts:
+            rows = canonical_rows(part.drop(columns=[FILE, ROW]), config, now)
+            rows[FILE] = part[FILE].to_numpy()
+            rows[ROW] = part[ROW].to_numpy()
+            yield rows.astype({FAILED: "int32", "local_hour": "int32"})[columns]
+
+    rows = raw.mapInPandas(rows_of, canonical_schema(has_event_id))
+    rows = rows.withColumn("_reason", first_failure(rows))
+    rows = rows.cache()
+    report = QualityReport()
+    counts: dict[int, int] = {int(r): int(n) for r, n in rows.groupBy("_reason").count().collect()}
+    per_file = {int(f): int(n) for f, n in rows.groupBy(FILE).count().collect()}
+    report.rows_read = sum(counts.values())
+    for index, name in enumerate(DROP_REASONS[: len(ROW_CHECKS) + 1]):
+        report.dropped[name] = int(counts.get(index, 0))
+    kept = rows.filter(F.col("_reason") < 0).drop("_reason", FAILED)
+    kept = with_duplicates_marked(kept)
+    report.dropped["duplicate"] = kept.filter(F.col("_copy")).count()
+    kept = kept.filter(~F.col("_copy")).drop("_copy")
+    kept = with_sessions(kept, config.events.session_gap_minutes)
+    report.rows_kept = kept.count()
+    if has_event_id:
+        kept = without_repeated_event_ids(kept)
+        report.dropped["duplicate_event_id"] = report.rows_kept - kept.count()
+        report.rows_kept -= report.dropped["duplicate_event_id"]
+        kept = kept.drop("event_id")
+    return SparkEvents(kept, report, per_file)
+
+
+def canonical_columns(has_event_id: bool) -> list[str]:
+    names = [field.split()[0] for field in canonical_schema(has_event_id).split(", ")]
+    return names
+
+
+def first_failure(rows: DataFrame) -> Column:
+    """Each row's drop reason (an index into DROP_REASONS), -1 when it passed every check: the
+    row checks in order, the stray check among them."""
+    from pyspark.sql import functions as F
+
+    checks = [F.col(FAILED).bitwiseAND(1 << bit) != 0 for bit in range(len(ROW_CHECKS))]
+    before, after = checks[:ROW_CHECKS_BEFORE_STRAY], checks[ROW_CHECKS_BEFORE_STRAY:]
+    ordered = [*before, stray_rows(rows), *after]
+    reason = F.lit(-1)
+    for index in reversed(range(len(ordered))):  # the first true condition wins
+        reason = F.when(ordered[index], F.lit(index)).otherwise(reason)
+    return reason
+
+
+def stray_rows(rows: DataFrame) -> Column:
+    """`export.validate.stray_timestamps` per file: among its dated rows (a time, not ahead of
+    the clock), those before its k-th smallest time or after its k-th largest by more than the
+    span between the two (at least a day), k = max(1, 0.1% of them); none in a file of fewer
+    than three."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    dated = (F.col(FAILED).bitwiseAND(0b1100) == 0) & F.col("ts").isNotNull()
+    seconds = F.col("ts").cast("double")
+    ranked = rows.filter(dated).select(FILE, seconds.alias("s"))
+    by_file = Window.partitionBy(FILE).orderBy("s")
+    ranked = ranked.withColumn("rank", F.row_number().over(by_file)).withColumn(
+        "n", F.count("*").over(Window.partitionBy(FILE))
+    )
+    k = F.greatest(F.lit(1), F.floor(F.col("n") * STRAY_SHARE).cast("long"))
+    bounds = (
+        ranked.filter((F.col("rank") == k + 1) | (F.col("rank") == F.col("n") - k))
+        .groupBy(FILE)
+        .agg(
+            F.min("s").alias("lo"),
+            F.max("s").alias("hi"),
+            F.first("n").alias("n"),
+        )
+        .filter(F.col("n") >= 3)
+        .collect()
+    )
+    stray = F.lit(False)
+    for row in bounds:
+        margin = max(row["hi"] - row["lo"], DAY_S)
+        outside = (seconds < row["lo"] - margin) | (seconds > row["hi"] + margin)
+        stray = stray | ((F.col(FILE) == row[FILE]) & dated & outside)
+    return stray
+
+
+def with_duplicates_marked(kept: DataFrame) -> DataFrame:
+    """`_copy`: an exact copy of an earlier row of the same file (every compared column equal,
+    missing values equal to each other), as `export.validate.duplicated_rows` finds them."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    compared = [c for c in kept.columns if c not in (*NOT_COMPARED, FILE, ROW)]
+    first = Window.partitionBy(FILE, *compared).orderBy(ROW)
+    return kept.withColumn("_copy", F.row_number().over(first) > 1)
+
+
+def with_sessions(kept: DataFrame, gap_minutes: float) -> DataFrame:
+    """`export.validate.sessionize` per file for the rows without a session id: in user, then
+    time order (then file order), a new session at each new user or gap over `gap_minutes`,
+    numbered across the file from 1, as "<user>#<number>"."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    flagged = kept.withColumn("_missing", F.col("session_id") == "")
+    scoped = Window.partitionBy(FILE, "_missing").orderBy("user_id", "ts", ROW)
+    previous_user = F.lag("user_id").over(scoped)
+    previous_ts = F.lag("ts").over(scoped)
+    gap = F.col("ts").cast("double") - previous_ts.cast("double")
+    new = previous_user.isNull() | (previous_user != F.col("user_id")) | (gap > gap_minutes * 60)
+    numbered = flagged.withColumn("_new", F.when(new, 1).otherwise(0)).withColumn(
+        "_number",
+        F.sum("_new").over(scoped.rowsBetween(Window.unboundedPreceding, Window.currentRow)),
+    )
+    session = F.when(
+        F.col("_missing"), F.concat(F.col("user_id"), F.lit("#"), F.col("_number").cast("string"))
+    ).otherwise(F.col("session_id"))
+    return numbered.withColumn("session_id", session).drop("_missing", "_new", "_number")
+
+
+def without_repeated_event_ids(kept: DataFrame) -> DataFrame:
+    """`export.validate.drop_repeated_event_ids`: across files, a non-empty event id's later
+    copies in time order (equal times: file, then row order) are dropped."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    first = Window.partitionBy("event_id").orderBy("ts", FILE, ROW)
+    later = (F.col("event_id") != "") & (F.row_number().over(first) > 1)
+    return kept.withColumn("_later", later).filter(~F.col("_later")).drop("_later")
+
+
+def in_time_order(events: DataFrame) -> pd.DataFrame:
+    """The kept events on the driver, as the one-machine build holds them: in time order (equal
+    times: file, then row order), indexed 0..n-1, without FILE and ROW."""
+    with warnings.catch_warnings():
+        # PySpark's Arrow conversion still passes pandas the `copy` keyword pandas 3 deprecated.
+        warnings.filterwarnings("ignore", message="The copy keyword is deprecated")
+        frame = events.orderBy("ts", FILE, ROW).drop(FILE, ROW).toPandas()
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ns, UTC]")
+    frame["local_hour"] = frame["local_hour"].astype("int8")
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
+    return frame.astype(dict.fromkeys(text, object))  # as the one-machine build holds text
