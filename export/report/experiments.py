@@ -11,6 +11,17 @@ from typing import Any
 from export.report import charts
 from export.report.page import Page, Section
 
+# Each variant's figure drawn with its interval: the report's key, what it is, the caption.
+CHARTS = (
+    ("rate", "conversion rate", "Each variant's conversion rate and its 95% Wilson interval."),
+    (
+        "revenue_per_unit",
+        "revenue per unit",
+        "Each variant's revenue per unit (price × quantity of the target events after the first "
+        "exposure) and its 95% interval.",
+    ),
+)
+
 
 def experiment_page(report: dict[str, Any], sources: str = "") -> str:
     """The page of an `experiment_report` (and of its `ips` estimate, when one was asked).
@@ -63,31 +74,18 @@ def _experiment(section: Section, result: dict[str, Any]) -> None:
         + ".",
     )
     rated = [n for n in names if not _nan(variants[n]["rate"])]
-    if rated:
+    for key, what, caption in CHARTS if rated else ():
         section.chart(
             charts.intervals(
                 rated,
-                [variants[n]["rate"] for n in rated],
-                [tuple(variants[n]["rate_ci95"]) for n in rated],
-                "Conversion rate, with its 95% interval",
-                "conversion rate",
+                [variants[n][key] for n in rated],
+                [tuple(variants[n][f"{key}_ci95"]) for n in rated],
+                f"{what.capitalize()}, with its 95% interval",
+                what,
                 differences=False,
             ),
-            "conversion-rate",
-            "Each variant's conversion rate and its 95% Wilson interval.",
-        )
-        section.chart(
-            charts.intervals(
-                rated,
-                [variants[n]["revenue_per_unit"] for n in rated],
-                [tuple(variants[n]["revenue_per_unit_ci95"]) for n in rated],
-                "Revenue per unit, with its 95% interval",
-                "revenue per unit",
-                differences=False,
-            ),
-            "revenue-per-unit",
-            "Each variant's revenue per unit (price × quantity of the target events after the "
-            "first exposure) and its 95% interval.",
+            what.replace(" ", "-"),
+            caption,
         )
     if result["units_in_two_variants"]:
         section.paragraph(
