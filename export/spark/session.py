@@ -28,6 +28,8 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "edgeperso expor
         .config("spark.ui.showConsoleProgress", "false")
     )
     if master.startswith("local"):
+        # Every server the JVM starts (driver, block manager) listens on 127.0.0.1 only.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = (
             builder.config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
