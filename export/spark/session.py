@@ -8,6 +8,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from export.errors import ConfigError
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -16,8 +18,14 @@ DEFAULT_MASTER = "local[*]"
 
 def spark_session(master: str = DEFAULT_MASTER, app_name: str = "edgeperso export") -> SparkSession:
     """A session on `master`. A local one listens on 127.0.0.1 only and shows no web UI; all
-    times are UTC, as the one-machine build keeps them."""
-    from pyspark.sql import SparkSession
+    times are UTC, as the one-machine build keeps them. Without PySpark, or when the session
+    cannot start (no Java runtime, a master that does not answer), a ConfigError says so."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ConfigError(
+            f"--engine spark needs PySpark: pip install 'edgeperso[spark]' ({exc})"
+        ) from exc
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
@@ -35,6 +43,13 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "edgeperso expor
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.ui.enabled", "false")
         )
-    session = builder.getOrCreate()
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # PySpark's own errors, and a Java that is missing or too old
+        raise ConfigError(
+            f"Spark could not start a session on {master!r}: {str(exc).strip()[:300]}. It needs a "
+            "Java runtime 17 or newer (java on the PATH or JAVA_HOME; make system installs one) "
+            "and, for a cluster, a master URL that answers"
+        ) from exc
     session.sparkContext.setLogLevel("ERROR")
     return session

@@ -4,6 +4,9 @@ build: the same lineage, and the same tables that follow from the events alone."
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -31,3 +34,30 @@ def test_the_spark_engine_builds_from_the_same_events(tmp_path, capsys):
     assert on_spark["lineage"] == local["lineage"]
     for name in DETERMINED:
         assert on_spark["files"][name] == local["files"][name], name
+
+
+def test_a_session_that_cannot_start_is_a_clear_error(tmp_path):
+    """No Java runtime: one line that says what is missing, exit 2 (a process of its own: a
+    JVM started by an earlier test would still answer in this one)."""
+    env = os.environ | {"JAVA_HOME": str(tmp_path / "no-java"), "PATH": str(tmp_path)}
+    args = ["export", "--events", str(SAMPLE), "--config", str(UCI_CONFIG), "--no-evaluate"]
+    done = subprocess.run(
+        [sys.executable, "-m", "export.cli", *args, "--out", str(tmp_path / "b"),
+         "--engine", "spark", "--quiet"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "needs a Java runtime 17 or newer" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_without_pyspark_the_error_says_which_extra_to_install(tmp_path):
+    code = (
+        "import sys; sys.modules['pyspark'] = None\n"  # as if the extra were not installed
+        "from export.cli import main\n"
+        f"sys.exit(main(['export', '--events', {str(SAMPLE)!r}, '--out', {str(tmp_path / 'b')!r},"
+        " '--no-evaluate', '--quiet', '--engine', 'spark']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'edgeperso[spark]'" in done.stderr and "Traceback" not in done.stderr
