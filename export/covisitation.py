@@ -20,7 +20,6 @@ class CoVisitation:
     def fit(
         self, events: pd.DataFrame, universe: ItemUniverse, weights: dict[str, float]
     ) -> CoVisitation:
-        n_items = len(universe.ids)
         positive = event_weights(events, weights) > 0
         session = pd.factorize(events["session_id"][positive])[0]
         item = item_codes(events, universe)[positive].astype(np.int32)
@@ -28,36 +27,20 @@ class CoVisitation:
         order = np.lexsort((t, session))  # by session, then time; stable for equal times
         session, item = session[order], item[order]
         del order, t
-        # Repeated views of one item in a row say nothing about pairs.
-        keep = np.ones(item.size, dtype=bool)
-        keep[1:] = (item[1:] != item[:-1]) | (session[1:] != session[:-1])
-        session, item = session[keep], item[keep]
-
-        # One-way pair sums, lag by lag into a sparse matrix: scipy adds up repeated (a, b)
-        # pairs by a counting sort, where one np.unique over every pair's key (100M+ at 10M
-        # events) sorted them all and held them all at once.
-        shape = (n_items, n_items)
-        summed = sp.csr_matrix(shape, dtype=np.float64)
-        seen = sp.csr_matrix(shape, dtype=np.float64)  # times each pair was seen: min_count
-        for lag in range(1, self.window + 1):
-            same = session[lag:] == session[:-lag]
-            a, b = item[:-lag][same], item[lag:][same]
-            differ = a != b
-            a, b = a[differ], b[differ]
-            summed = summed + _summed_pairs(a, b, np.full(a.size, 1.0 / lag), shape)
-            if self.min_count > 1:
-                seen = seen + _summed_pairs(a, b, np.ones(a.size), shape)
+        summed, seen, frequency = session_pairs(
+            session, item, len(universe.ids), self.window, self.min_count > 1
+        )
         # Both ways: (a, b) and (b, a) are one pair, counted in each row.
         summed = (summed + summed.T).tocsr()
         summed.sort_indices()
-        if self.min_count > 1:
+        if seen is not None:
             seen = (seen + seen.T).tocsr()
             seen.sort_indices()
             # Built from the same (a, b) pairs, both matrices have the same entries in order.
             summed.data[seen.data < self.min_count] = 0.0
             summed.eliminate_zeros()
         del seen
-        frequency = np.bincount(item, minlength=n_items).astype(np.float64)
+        n_items = len(universe.ids)
         src = np.repeat(np.arange(n_items), np.diff(summed.indptr))
         scores = summed.data / np.sqrt(frequency[src] * frequency[summed.indices])
         del src
@@ -66,8 +49,50 @@ class CoVisitation:
         )
         return self
 
+    def fit_top(
+        self, src: np.ndarray, dst: np.ndarray, scores: np.ndarray, n_items: int
+    ) -> CoVisitation:
+        """From each item's best-scored neighbours, computed elsewhere (`export.spark.tables`):
+        (src, dst, score) entries, at least `neighbours` per item where it has that many."""
+        matrix = sp.csr_matrix((scores, (src, dst)), shape=(n_items, n_items))
+        matrix.sort_indices()
+        self.indptr_, self.indices_, self.scores_ = _top_per_row(
+            matrix.indptr, matrix.indices, matrix.data, self.neighbours
+        )
+        return self
+
     def to_tree(self) -> dict[str, object]:
         return graph_to_tree(self.indptr_, self.indices_, self.scores_, quantize=True)
+
+
+def session_pairs(
+    session: np.ndarray, item: np.ndarray, n_items: int, window: int, count_seen: bool
+) -> tuple[sp.csr_matrix, sp.csr_matrix | None, np.ndarray]:
+    """The co-visitation counts of events in session, then time order (`session`: any
+    integer label per session; `item`: item codes): one way, each pair (a, b) with b up to
+    `window` places after a in its session summed as 1/lag; the times each was seen, when
+    `count_seen`; and each item's count of events. Repeated views of one item in a row are
+    counted once, and say nothing about pairs. The Spark build runs it on each partition of
+    whole sessions, and sums what the partitions give."""
+    keep = np.ones(item.size, dtype=bool)
+    keep[1:] = (item[1:] != item[:-1]) | (session[1:] != session[:-1])
+    session, item = session[keep], item[keep]
+    # One-way pair sums, lag by lag into a sparse matrix: scipy adds up repeated (a, b)
+    # pairs by a counting sort, where one np.unique over every pair's key (100M+ at 10M
+    # events) sorted them all and held them all at once.
+    shape = (n_items, n_items)
+    summed = sp.csr_matrix(shape, dtype=np.float64)
+    seen = sp.csr_matrix(shape, dtype=np.float64) if count_seen else None
+    for lag in range(1, window + 1):
+        same = session[lag:] == session[:-lag]
+        a, b = item[:-lag][same], item[lag:][same]
+        differ = a != b
+        a, b = a[differ], b[differ]
+        summed = summed + _summed_pairs(a, b, np.full(a.size, 1.0 / lag), shape)
+        if seen is not None:
+            seen = seen + _summed_pairs(a, b, np.ones(a.size), shape)
+    frequency = np.bincount(item, minlength=n_items).astype(np.float64)
+    return summed, seen, frequency
 
 
 def _summed_pairs(

@@ -58,12 +58,26 @@ class ItemUniverse:
         )
 
 
-def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUniverse:
-    """Catalog items plus any item seen in events; catalog facts win over what events say."""
+ITEM_LABELS = ("category", "brand", "title")
+
+
+def item_facts(events: pd.DataFrame) -> pd.DataFrame:
+    """What the events say of each item they name, by item id in id order: its median price
+    and the category, brand and title its events name most often ("" for none)."""
     seen = events.groupby("item_id", sort=True).agg(price=("price", "median"))
-    for label in ("category", "brand", "title"):
+    for label in ITEM_LABELS:
         named = most_frequent(events, "item_id", label).reindex(seen.index)
         seen[label] = named.fillna("").astype(object)
+    return seen
+
+
+def build_universe(events: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUniverse:
+    """Catalog items plus any item seen in events; catalog facts win over what events say."""
+    return universe_of(item_facts(events), catalog)
+
+
+def universe_of(seen: pd.DataFrame, catalog: pd.DataFrame | None) -> ItemUniverse:
+    """The universe from the events' `item_facts` and the catalog, whose facts win."""
     if catalog is not None and len(catalog):
         table = catalog.reindex(
             columns=["item_id", "price", "category", "brand", "title", "in_stock", "tags"]
@@ -189,7 +203,6 @@ def item_statistics(events: pd.DataFrame, universe: ItemUniverse) -> dict[str, n
     first = np.full(n_items, np.inf)
     np.minimum.at(first, codes, seconds)
     end = seconds.max() if seconds.size else 0.0
-    age_days = np.where(np.isfinite(first), (end - first) / 86_400.0, 0.0)
 
     bought = (events["type"] == "purchase").to_numpy()
     purchases = events.loc[bought, ["user_id", "session_id"]]  # keys of these rows alone
@@ -201,12 +214,34 @@ def item_statistics(events: pd.DataFrame, universe: ItemUniverse) -> dict[str, n
         }
     ).drop_duplicates()
     sessions_per_buyer = baskets.groupby(["item", "user"]).size()
-    buyers = sessions_per_buyer.groupby(level="item").size()
-    repeaters = (sessions_per_buyer > 1).groupby(level="item").sum()
-    repeat_rate = np.zeros(n_items)
-    repeat_rate[buyers.index.to_numpy()] = (repeaters / buyers).to_numpy()
-    return {
-        # Features of the ranker, which splits on them: half precision is plenty and half the size.
-        "age_days": age_days.astype(np.float16),
-        "repeat_rate": repeat_rate.astype(np.float16),
-    }
+    buyers = np.zeros(n_items)
+    repeaters = np.zeros(n_items)
+    per_item = sessions_per_buyer.groupby(level="item")
+    buyers[per_item.size().index.to_numpy()] = per_item.size().to_numpy()
+    repeated = (sessions_per_buyer > 1).groupby(level="item").sum()
+    repeaters[repeated.index.to_numpy()] = repeated.to_numpy()
+    return ItemActivity(first, end, buyers, repeaters).to_tree()
+
+
+@dataclass(frozen=True)
+class ItemActivity:
+    """What `item_statistics` is made of, per item: its first event (epoch seconds, inf for
+    none), the log's last event, its buyers (users, or anonymous sessions, who bought it) and
+    those of them who bought it in more than one session."""
+
+    first: np.ndarray
+    end: float
+    buyers: np.ndarray
+    repeaters: np.ndarray
+
+    def to_tree(self) -> dict[str, np.ndarray]:
+        age_days = np.where(np.isfinite(self.first), (self.end - self.first) / 86_400.0, 0.0)
+        repeat_rate = np.divide(
+            self.repeaters, self.buyers, out=np.zeros(self.buyers.size), where=self.buyers > 0
+        )
+        return {
+            # Features of the ranker, which splits on them: half precision is plenty and half
+            # the size.
+            "age_days": age_days.astype(np.float16),
+            "repeat_rate": repeat_rate.astype(np.float16),
+        }

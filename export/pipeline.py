@@ -6,9 +6,11 @@ and outputs; this module only chains them and names the steps it reports."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import pandas as pd
@@ -16,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.bundle import Bundle
 from edge.bundle.manifest import Evaluation, Lineage, Manifest, Metrics, Signature
+from edge.rules import RuleBook
 from export.baselines import BASELINES
 from export.config import BuildConfig, check_rule_sets, load_rules
 from export.evaluate import format_selection, format_table
@@ -29,6 +32,9 @@ from export.stages.read import Dataset, Sources, read_inputs, read_intent_truth
 from export.stages.split import Holdout, split_events
 from export.stages.visitors import fit_segments, fit_visitors
 from export.stages.write import Destination, Trained, write
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def export_bundle(
@@ -63,9 +69,28 @@ def export_bundle(
     rules = load_rules(rules_path)  # a bad rules file stops the build before any work
     check_rule_sets(config, rules)
     progress = Progress(5 if evaluate else 3, quiet=quiet)
-    data = _read(
-        events_paths, catalog_path, users_path, config, progress, events_since, spark_master
-    )
+    with engine(spark_master) as spark:
+        data = _read(events_paths, catalog_path, users_path, config, progress, events_since, spark)
+        return _evaluate_train_write(
+            data, Path(out_dir), config, progress, signing_key, evaluate, truth_path, rules,
+            bandit_log, compare_with, test_after, report,
+        )  # fmt: skip
+
+
+def _evaluate_train_write(
+    data: Dataset,
+    out_dir: Path,
+    config: BuildConfig,
+    progress: Progress,
+    signing_key: Ed25519PrivateKey | None,
+    evaluate: bool,
+    truth_path: str | Path | None,
+    rules: RuleBook,
+    bandit_log: list[str | Path] | None,
+    compare_with: dict[str, Bundle] | None,
+    test_after: pd.Timestamp | None,
+    report: bool,
+) -> Manifest:
     metrics = Metrics()
     fitted_before = None
     labels = choose_labels(data.events, config)
@@ -80,9 +105,7 @@ def export_bundle(
     with progress.step("train on all events"):
         trained = train(data, config, labels, truth, fitted_before)
     progress.say(format_selection(trained.ranker_training))
-    destination = Destination(
-        Path(out_dir), signing_key, rules, tuple(bandit_log or ())
-    )
+    destination = Destination(out_dir, signing_key, rules, tuple(bandit_log or ()))
     with progress.step(f"write the bundle to {out_dir}"):
         manifest = write(trained, destination, config, data.lineage, metrics)
         if report:
@@ -151,9 +174,9 @@ def _read(
     config: BuildConfig,
     progress: Progress,
     since: date | None = None,
-    spark_master: str | None = None,
+    spark: SparkSession | None = None,
 ) -> Dataset:
-    where = "" if spark_master is None else f" on Spark ({spark_master})"
+    where = "" if spark is None else f" on Spark ({spark.sparkContext.master})"
     with (
         progress.step(f"read and validate the input{where}"),
         local_inputs(events_paths, since=since) as events,
@@ -164,7 +187,20 @@ def _read(
             None if users_path is None else Path(users_path),
             events.names,
         )
-        return read_inputs(sources, config, progress.say, spark_master)
+        return read_inputs(sources, config, progress.say, spark)
+
+
+@contextmanager
+def engine(spark_master: str | None) -> Iterator[SparkSession | None]:
+    """The Spark session a build runs in (`export.spark.session.running_session`), or None for
+    this machine alone."""
+    if spark_master is None:
+        yield None
+        return
+    from export.spark.session import running_session
+
+    with running_session(spark_master) as spark:
+        yield spark
 
 
 def _evaluate(

@@ -3,6 +3,8 @@ fallback content the edge and the gateway serve when anything is late or wrong."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -12,6 +14,32 @@ from edge.model import popular_by_category
 from export.interactions import ItemUniverse, epoch_seconds, event_weights, item_codes
 
 CONTEXT_DIMENSIONS = ("device", "country", "hour")
+
+
+@dataclass(frozen=True)
+class PopularitySums:
+    """What popularity is fitted from: the recency-weighted event weights summed per item
+    (`overall`), and per context dimension, per value with at least `min_context_events`
+    events (others may be left out): its count of events and its per-item sums."""
+
+    overall: np.ndarray  # float64 per item
+    contexts: dict[str, dict[str, tuple[int, np.ndarray]]]
+
+
+def recency_weights(
+    weights: np.ndarray, seconds: np.ndarray, end: float, half_life_days: float
+) -> np.ndarray:
+    """Each event's weight, halved for every `half_life_days` before `end` (the log's last
+    event)."""
+    age_days = (end - seconds) / 86_400
+    decayed: np.ndarray = weights * 0.5 ** (age_days / half_life_days)
+    return decayed
+
+
+def hour_buckets(local_hour: np.ndarray) -> np.ndarray:
+    """The context's name for each local hour (0-23): its quarter of the day."""
+    names: np.ndarray = np.array(HOUR_BUCKETS, dtype=object)[np.asarray(local_hour) // 6]
+    return names
 
 
 def _scaled(sums: np.ndarray) -> np.ndarray:
@@ -44,38 +72,53 @@ class Popularity:
     def fit(
         self, events: pd.DataFrame, universe: ItemUniverse, weights: dict[str, float]
     ) -> Popularity:
-        n_items = len(universe.ids)
-        self.category_ = universe.category
-        self.n_categories_ = len(universe.category_names)
         seconds = epoch_seconds(events["ts"])
-        age_days = (seconds.max() - seconds) / 86_400 if seconds.size else seconds
-        w = event_weights(events, weights) * 0.5 ** (age_days / self.half_life_days)
+        end = seconds.max() if seconds.size else 0.0
+        w = recency_weights(event_weights(events, weights), seconds, end, self.half_life_days)
         items = item_codes(events, universe)
-        self.overall_ = _scaled(np.bincount(items, weights=w, minlength=n_items))
-        # The candidate lists hold only what can be served: an out-of-stock or non-product item
-        # (postage tops UCI's lists) would take a place the edge then filters out.
-        self.available_ = universe.in_stock
-        self.top_overall_ = _top(self.overall_ * self.available_, self.context_top_n)
-        hours = events["local_hour"].to_numpy() // 6
+        n_items = len(universe.ids)
         values = {
             "device": events["device"].to_numpy(dtype=object),
             "country": events["country"].to_numpy(dtype=object),
-            "hour": np.array(HOUR_BUCKETS, dtype=object)[hours],
+            "hour": hour_buckets(events["local_hour"].to_numpy()),
         }
-        self.contexts_: dict[str, dict[str, np.ndarray]] = {}
+        contexts: dict[str, dict[str, tuple[int, np.ndarray]]] = {}
         for dimension in CONTEXT_DIMENSIONS:
             # Each value's events found by its integer code: one hashing pass over the labels,
             # not one string comparison per value (15 of them over every event).
             codes, labels = pd.factorize(values[dimension])
+            counts = np.bincount(codes, minlength=len(labels))
+            contexts[dimension] = {}
+            for code, value in enumerate(labels):
+                if value == "" or counts[code] < self.min_context_events:
+                    continue
+                mask = codes == code
+                summed = np.bincount(items[mask], weights=w[mask], minlength=n_items)
+                contexts[dimension][value] = (int(counts[code]), summed)
+        overall = np.bincount(items, weights=w, minlength=n_items)
+        return self.fit_sums(PopularitySums(overall, contexts), universe)
+
+    def fit_sums(self, sums: PopularitySums, universe: ItemUniverse) -> Popularity:
+        """From the recency-weighted sums per item, overall and per context value (the Spark
+        build sums them on Spark)."""
+        self.category_ = universe.category
+        self.n_categories_ = len(universe.category_names)
+        self.overall_ = _scaled(sums.overall)
+        # The candidate lists hold only what can be served: an out-of-stock or non-product item
+        # (postage tops UCI's lists) would take a place the edge then filters out.
+        self.available_ = universe.in_stock
+        self.top_overall_ = _top(self.overall_ * self.available_, self.context_top_n)
+        self.contexts_: dict[str, dict[str, np.ndarray]] = {}
+        for dimension in CONTEXT_DIMENSIONS:
+            values = sums.contexts.get(dimension, {})
             # Most events first, ties by label (a stated order, where `value_counts` left ties
             # in an order of its own).
-            counts = pd.Series(np.bincount(codes, minlength=len(labels)), index=labels)
-            counts = counts[counts.index != ""].sort_index()
-            counts = counts.sort_values(ascending=False, kind="stable")
-            code_of = {label: code for code, label in enumerate(labels)}
-            for value in counts[counts >= self.min_context_events].index:
-                mask = codes == code_of[value]
-                scores = _scaled(np.bincount(items[mask], weights=w[mask], minlength=n_items))
+            ordered = sorted(values, key=lambda value: (-values[value][0], value))
+            for value in ordered:
+                count, summed = values[value]
+                if count < self.min_context_events:
+                    continue
+                scores = _scaled(summed)
                 top = _top(scores * self.available_, self.context_top_n)
                 self.contexts_[f"{dimension}={value}"] = {"items": top, "scores": scores[top]}
         return self

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from export.errors import ConfigError
@@ -42,6 +44,10 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "edgeperso expor
             builder.config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.ui.enabled", "false")
+            # Two shuffle partitions per core, where Spark's 200 made each shuffle start 200
+            # tasks, and each step after one 200 Python workers: a build of 100,000 events
+            # took minutes. A cluster keeps its own setting.
+            .config("spark.sql.shuffle.partitions", str(2 * _local_cores(master)))
         )
     try:
         session = builder.getOrCreate()
@@ -53,3 +59,32 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "edgeperso expor
         ) from exc
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+@contextmanager
+def running_session(master: str = DEFAULT_MASTER) -> Iterator[SparkSession]:
+    """The session already running in this process (`spark-submit`, a notebook), left running
+    afterwards; else a new one on `master`, stopped afterwards."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        active = None
+    else:
+        active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
+    session = spark_session(master)
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+def _local_cores(master: str) -> int:
+    """The cores of local, local[N], local[*], local[N,F] and local[*,F]."""
+    inside = master[len("local[") : -1] if master.startswith("local[") else "1"
+    cores = inside.split(",")[0].strip()
+    if cores == "*":
+        return os.cpu_count() or 1
+    return max(1, int(cores)) if cores.isdigit() else 1

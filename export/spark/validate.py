@@ -69,13 +69,38 @@ def read_events(spark: SparkSession, paths: Sequence[Path]) -> DataFrame:
         elif fmt == "jsonl":
             frame = spark.read.json(str(path))
         else:
-            frame = spark.read.parquet(str(path))
+            frame = read_parquet(spark, path)
         frame = frame.toDF(*[c.strip() for c in frame.columns])
         frames.append(with_position(frame, index))
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame, allowMissingColumns=True)
     return out
+
+
+def read_parquet(spark: SparkSession, path: Path) -> DataFrame:
+    """A Parquet file, its nanosecond timestamps included: pandas and pyarrow write those by
+    default, and Spark refuses them unless told to read them as integers, which are turned
+    back into timestamps here (to the microsecond, Spark's precision)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    nanos = {
+        field.name: field.type.tz is not None
+        for field in pq.read_schema(path)
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns"
+    }
+    if nanos:
+        spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    frame = spark.read.parquet(str(path))
+    for name, aware in nanos.items():
+        quoted = "`" + name.replace("`", "``") + "`"
+        # In integers (a double holds 1.7e18 to about 256 ns), rounding down.
+        instant = F.expr(f"timestamp_micros(({quoted} - pmod({quoted}, 1000)) div 1000)")
+        # A time without a zone stays without one (the session's zone is UTC).
+        frame = frame.withColumn(name, instant if aware else instant.cast("timestamp_ntz"))
+    return frame
 
 
 def with_position(frame: DataFrame, file_index: int) -> DataFrame:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from edge.bundle import CONTENT, COVISITATION, EMBEDDINGS, ITEMS, POPULARITY, REGRESSION
 from export.config import BuildConfig
@@ -23,35 +24,57 @@ from export.stages.read import Dataset
 
 
 @dataclass(frozen=True)
+class CandidateTables:
+    """What the candidate models are fitted from, summed from the events on either engine."""
+
+    matrix: sp.csr_matrix  # users × items, summed event weights, capped (`interaction_matrix`)
+    statistics: dict[str, np.ndarray]  # the items' age and repeat rate (`item_statistics`)
+    covisitation: CoVisitation
+    popularity: Popularity
+
+
+@dataclass(frozen=True)
 class CandidateModels:
     trees: dict[str, dict[str, Any]]  # bundle file name → its msgpack tree
     fallback: dict[str, Any]  # context key → popular in-stock items: the edge's default content
 
 
 def fit_candidates(data: Dataset, config: BuildConfig) -> CandidateModels:
-    events, universe = data.events, data.universe
-    weights = config.events.weights
+    universe = data.universe
     emb = config.embeddings
-    matrix = interaction_matrix(events, universe, weights)
+    tables = candidate_tables(data, config)
+    matrix = tables.matrix
     embeddings = ItemEmbeddings(
         emb.factors, emb.regularization, emb.alpha, emb.iterations, config.seed
     ).fit(matrix, item_metadata(universe))
     rc = config.regression
     regression = ItemRegression(rc.regularization, rc.neighbours, rc.max_items).fit(matrix)
-    cv = config.covisitation
-    covisitation = CoVisitation(cv.window, cv.neighbours, cv.min_count).fit(
-        events, universe, weights
-    )
-    pc = config.popularity
-    popularity = Popularity(
-        pc.half_life_days, pc.context_top_n, pc.min_context_events, pc.fallback_items
-    ).fit(events, universe, weights)
     trees = {
-        ITEMS: universe.to_tree() | item_statistics(events, universe),
+        ITEMS: universe.to_tree() | tables.statistics,
         EMBEDDINGS: embeddings.to_tree(emb.quantize, emb.rows),
-        COVISITATION: covisitation.to_tree(),
+        COVISITATION: tables.covisitation.to_tree(),
         REGRESSION: regression.to_tree(),
-        POPULARITY: popularity.to_tree(),
+        POPULARITY: tables.popularity.to_tree(),
         CONTENT: content_neighbours(universe, np.asarray(matrix.getnnz(axis=0)) > 0),
     }
-    return CandidateModels(trees, popularity.fallback(universe))
+    return CandidateModels(trees, tables.popularity.fallback(universe))
+
+
+def candidate_tables(data: Dataset, config: BuildConfig) -> CandidateTables:
+    """What the candidate models learn from the events: summed on Spark when the events are
+    there (`export.spark.tables`), else here, with the same meaning."""
+    events, universe = data.events, data.universe
+    if data.on_spark is not None:
+        from export.spark.tables import candidate_tables as on_spark
+
+        return on_spark(data.on_spark, universe, config, len(events))
+    weights = config.events.weights
+    cv, pc = config.covisitation, config.popularity
+    return CandidateTables(
+        interaction_matrix(events, universe, weights),
+        item_statistics(events, universe),
+        CoVisitation(cv.window, cv.neighbours, cv.min_count).fit(events, universe, weights),
+        Popularity(
+            pc.half_life_days, pc.context_top_n, pc.min_context_events, pc.fallback_items
+        ).fit(events, universe, weights),
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 import pandas as pd
@@ -17,7 +17,7 @@ from edge.bundle import sha256_file
 from edge.bundle.manifest import InputFile, Lineage
 from export.config import BuildConfig
 from export.errors import CannotTrainError, InputError
-from export.interactions import ItemUniverse, attach_item_codes, build_universe
+from export.interactions import ItemUniverse, attach_item_codes, item_facts, universe_of
 from export.io import read_table
 from export.non_products import find_non_products, withhold
 from export.progress import Say
@@ -31,6 +31,9 @@ from export.validate import (
     normalize_users,
     sorted_by_time,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 
 @dataclass(frozen=True)
@@ -53,17 +56,22 @@ class Dataset:
     universe: ItemUniverse
     users: dict[str, dict[str, str]] = field(default_factory=dict)  # user id → attributes
     lineage: Lineage = Lineage()  # the manifest's data lineage
+    # The same events on Spark (`export.spark`), when the build runs there: the stages that
+    # have a Spark form sum their tables from these.
+    on_spark: DataFrame | None = None
 
     def with_events(self, events: pd.DataFrame) -> Dataset:
-        """The same items, users and lineage over part of the events (a split's part)."""
-        return dataclasses.replace(self, events=events)
+        """The same items, users and lineage over part of the events (a split's part), on
+        this machine."""
+        return dataclasses.replace(self, events=events, on_spark=None)
 
 
 def read_inputs(
-    sources: Sources, config: BuildConfig, say: Say, spark_master: str | None = None
+    sources: Sources, config: BuildConfig, say: Say, spark: SparkSession | None = None
 ) -> Dataset:
-    """Read and validate the inputs; `say` shows the data-quality table. `spark_master`: read
-    and validate the events on Spark (`export.spark`), with the same result."""
+    """Read and validate the inputs; `say` shows the data-quality table. `spark`: read and
+    validate the events on Spark (`export.spark`), with the same result, and keep them there
+    for the later stages."""
     report = QualityReport()
 
     def read(path: Path, role: Literal["events", "catalog", "users"]) -> pd.DataFrame:
@@ -73,8 +81,9 @@ def read_inputs(
         report.files.append(InputFile(role, name, sha256_file(path), len(raw)))
         return raw
 
-    if spark_master is not None:
-        events = _events_on_spark(sources, config, report, spark_master)
+    on_spark = None
+    if spark is not None:
+        events, on_spark = _events_on_spark(sources, config, report, spark)
     else:
         frames = [normalize_events(read(p, "events"), config, report) for p in sources.events]
         events = sorted_by_time(frames[0] if len(frames) == 1 else pd.concat(frames))
@@ -93,7 +102,13 @@ def read_inputs(
     check_drop_share(report, config)
     if events.empty:
         raise _nothing_kept(report)
-    universe = withhold(build_universe(events, catalog), non_products)
+    if on_spark is None:
+        facts = item_facts(events)
+    else:
+        from export.spark.tables import item_facts as item_facts_on_spark
+
+        facts = item_facts_on_spark(on_spark)
+    universe = withhold(universe_of(facts, catalog), non_products)
     attach_item_codes(events, universe)
     # A handful of labels: as a categorical, each comparison with one (event weights, targets,
     # purchases; dozens per build) compares small integer codes, not ten million strings.
@@ -107,23 +122,19 @@ def read_inputs(
         users_with_attributes=len(users),
         config=msgspec.to_builtins(config),
     )
-    return Dataset(events, universe, users, lineage)
+    return Dataset(events, universe, users, lineage, on_spark)
 
 
 def _events_on_spark(
-    sources: Sources, config: BuildConfig, report: QualityReport, master: str
-) -> pd.DataFrame:
-    """The events read and validated on Spark, on the driver in time order; `report` gets
-    what validation counted and each file's lineage."""
-    from export.spark.session import spark_session
+    sources: Sources, config: BuildConfig, report: QualityReport, spark: SparkSession
+) -> tuple[pd.DataFrame, DataFrame]:
+    """The events read and validated on Spark: kept there (cached), and on the driver in time
+    order; `report` gets what validation counted and each file's lineage."""
     from export.spark.validate import in_time_order, read_events, validate_events
 
-    spark = spark_session(master)
-    try:
-        validated = validate_events(read_events(spark, sources.events), config)
-        events = in_time_order(validated.events)
-    finally:
-        spark.stop()
+    validated = validate_events(read_events(spark, sources.events), config)
+    on_spark = validated.events.cache()
+    events = in_time_order(on_spark)
     counted = validated.report
     for index, path in enumerate(sources.events):
         name = sources.names.get(path, path.name)
@@ -131,7 +142,7 @@ def _events_on_spark(
         report.files.append(InputFile("events", name, sha256_file(path), rows))
     report.dropped = dict(counted.dropped)
     report.rows_read, report.rows_kept = counted.rows_read, counted.rows_kept
-    return events
+    return events, on_spark
 
 
 def _nothing_kept(report: QualityReport) -> CannotTrainError:

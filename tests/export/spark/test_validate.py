@@ -26,15 +26,6 @@ pytestmark = [
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from export.spark.session import spark_session
-
-    session = spark_session("local[2]")
-    yield session
-    session.stop()
-
-
 def one_machine(paths: list[Path], config: BuildConfig) -> tuple[pd.DataFrame, QualityReport]:
     """What export.stages.read does with the files: each validated, then joined in time order
     and the repeated event ids dropped across them."""
@@ -114,3 +105,17 @@ def test_a_faulty_log_in_two_files_validates_the_same_on_spark(spark, shop, tmp_
                    "future_timestamp", "stray_timestamp", "unknown_type", "negative_price",
                    "non_positive_qty", "duplicate", "duplicate_event_id"):  # fmt: skip
         assert report.dropped[reason] > 0, reason
+
+
+@pytest.mark.parametrize("zone", ["UTC", None])
+def test_parquet_with_nanosecond_times_validates_the_same_on_spark(spark, shop, tmp_path, zone):
+    """pandas writes Parquet times in nanoseconds, which Spark reads only as integers; with a
+    time zone and without one (a time without one is read in input.timezone)."""
+    events = shop.events.head(3000).copy()
+    events["ts"] = pd.to_datetime(events["ts"], utc=True).dt.tz_convert(zone)
+    if zone is None:
+        events["ts"] = events["ts"].dt.tz_localize(None)
+    path = tmp_path / "events.parquet"
+    events.to_parquet(path)
+    assert str(pd.read_parquet(path)["ts"].dtype).startswith("datetime64[ns")
+    assert_same(spark, [path], BuildConfig())
