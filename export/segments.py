@@ -24,10 +24,14 @@ WEEK_DAYS = 7.0
 SILHOUETTE_SAMPLE = 3_000
 
 
-def user_features(events: pd.DataFrame, universe: ItemUniverse | None = None) -> pd.DataFrame:
+def user_features(
+    events: pd.DataFrame, universe: ItemUniverse | None = None, end: float | None = None
+) -> pd.DataFrame:
     """One row per known customer, `SEGMENT_FEATURES` in real units, plus their preferred
     device and hour bucket (described per segment, not clustered on). An event's category is
-    its own, else its item's in `universe`."""
+    its own, else its item's in `universe`. `end`: the end of the log (epoch seconds) recency
+    and tenure are measured to, when `events` are some customers' part of it; else their last
+    event."""
     known = (events["user_id"] != "").to_numpy()
     if not known.any():
         return pd.DataFrame(columns=[*SEGMENT_FEATURES, "device", "hour_bucket"])
@@ -36,7 +40,7 @@ def user_features(events: pd.DataFrame, universe: ItemUniverse | None = None) ->
     # follow the ids' order, so rows come in id order, as they did.
     user, user_ids = pd.factorize(events["user_id"].to_numpy()[known], sort=True)
     seconds = epoch_seconds(events["ts"])[known]
-    end = seconds.max()
+    end = seconds.max() if end is None else end
     kind = events["type"]  # categorical after `read_inputs`: compared as codes, not strings
     bought = (kind == "purchase").to_numpy()[known]
     cart = (kind == "add_to_cart").to_numpy()[known]

@@ -4,6 +4,7 @@ shipped to them (`mapInPandas`) find the same libraries."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "edgeperso expor
             "and, for a cluster, a master URL that answers"
         ) from exc
     session.sparkContext.setLogLevel("ERROR")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # not a line per closed connection
     return session
 
 

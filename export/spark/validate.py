@@ -266,6 +266,29 @@ def without_repeated_event_ids(kept: DataFrame) -> DataFrame:
     return kept.withColumn("_later", later).filter(~F.col("_later")).drop("_later")
 
 
+def join_logins(events: DataFrame, report: QualityReport) -> DataFrame:
+    """`export.validate.join_logins`: a session's anonymous events given to the one customer
+    its other events name; a session with anonymous events that names two or more is left
+    alone. `report` counts both."""
+    from pyspark.sql import functions as F
+
+    anonymous = F.col("user_id") == ""
+    named = events.filter(~anonymous).select("session_id", "user_id").distinct()
+    customers = named.groupBy("session_id").agg(
+        F.count("*").alias("_customers"), F.min("user_id").alias("_customer")
+    )
+    with_anonymous = events.filter(anonymous).select("session_id").distinct()
+    report.logins_ambiguous += (
+        customers.join(with_anonymous, "session_id").filter(F.col("_customers") > 1).count()
+    )
+    one = customers.filter(F.col("_customers") == 1).select("session_id", "_customer")
+    joined = events.join(one, "session_id", "left")
+    given = anonymous & F.col("_customer").isNotNull()
+    report.logins_joined += joined.filter(given).count()
+    user = F.when(given, F.col("_customer")).otherwise(F.col("user_id"))
+    return joined.withColumn("user_id", user).select(*events.columns)
+
+
 def in_time_order(events: DataFrame) -> pd.DataFrame:
     """The kept events on the driver, as the one-machine build holds them: in time order (equal
     times: file, then row order), indexed 0..n-1, without FILE and ROW."""
@@ -273,6 +296,12 @@ def in_time_order(events: DataFrame) -> pd.DataFrame:
         # PySpark's Arrow conversion still passes pandas the `copy` keyword pandas 3 deprecated.
         warnings.filterwarnings("ignore", message="The copy keyword is deprecated")
         frame = events.orderBy("ts", FILE, ROW).drop(FILE, ROW).toPandas()
+    return as_one_machine_frame(frame)
+
+
+def as_one_machine_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Validated events from Spark with the types the one-machine build gives them: times in
+    nanoseconds, UTC; the local hour as int8; text as Python strings."""
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ns, UTC]")
     frame["local_hour"] = frame["local_hour"].astype("int8")
     text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]

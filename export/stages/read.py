@@ -95,7 +95,8 @@ def read_inputs(
         else normalize_catalog(read(sources.catalog, "catalog"), config)
     )
     users = {} if sources.users is None else normalize_users(read(sources.users, "users"), config)
-    join_logins(events, report)  # across files: a visit's two halves may be in two of them
+    if on_spark is None:
+        join_logins(events, report)  # across files: a visit's two halves may be in two of them
     non_products = find_non_products(events, catalog, config.catalog)
     report.non_products = non_products.summary()
     say(report.table())
@@ -130,11 +131,11 @@ def _events_on_spark(
 ) -> tuple[pd.DataFrame, DataFrame]:
     """The events read and validated on Spark: kept there (cached), and on the driver in time
     order; `report` gets what validation counted and each file's lineage."""
-    from export.spark.validate import in_time_order, read_events, validate_events
+    from export.spark import validate
 
-    validated = validate_events(read_events(spark, sources.events), config)
-    on_spark = validated.events.cache()
-    events = in_time_order(on_spark)
+    validated = validate.validate_events(validate.read_events(spark, sources.events), config)
+    on_spark = validate.join_logins(validated.events, report).cache()
+    events = validate.in_time_order(on_spark)
     counted = validated.report
     for index, path in enumerate(sources.events):
         name = sources.names.get(path, path.name)

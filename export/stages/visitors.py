@@ -68,7 +68,7 @@ def fit_segments(data: Dataset, config: BuildConfig) -> LearnedSegments | None:
     cluster (a log of anonymous sessions)."""
     sc = config.segments
     universe = data.universe
-    features = user_features(data.events, universe)
+    features = _customer_features(data)
     if len(features) < max(50, 2 * sc.k_max):
         return None
     segmenter = Segmenter(
@@ -114,7 +114,7 @@ def fit_visitors(
     if intent is not None:
         intent = msgspec.structs.replace(intent, labels=IntentLabels(ic.high, ic.browsing))
     segment_of = segments.fitted if segments is not None else {}
-    built = build_profiles(data.events, config.events.weights, data.users, universe=data.universe)
+    built = _profiles(data, config)
     profiles = {
         user: msgspec.structs.replace(profile, segment=segment_of.get(user, ""))
         for user, profile in built.items()
@@ -125,3 +125,24 @@ def fit_visitors(
         segments.description if segments else None,
         intent,
     )
+
+
+def _customer_features(data: Dataset) -> pd.DataFrame:
+    """`user_features` of every known customer: on Spark when the events are there."""
+    if data.on_spark is not None:
+        from export.spark.customers import customer_features
+
+        return customer_features(data.on_spark, data.universe, len(data.events))
+    return user_features(data.events, data.universe)
+
+
+def _profiles(data: Dataset, config: BuildConfig) -> dict[str, Profile]:
+    """`build_profiles` of every known customer: on Spark when the events are there."""
+    weights = config.events.weights
+    if data.on_spark is not None:
+        from export.spark.customers import customer_profiles
+
+        return customer_profiles(
+            data.on_spark, weights, data.universe, len(data.events), data.users
+        )
+    return build_profiles(data.events, weights, data.users, universe=data.universe)

@@ -14,7 +14,12 @@ import pytest
 
 from export.config import BuildConfig, load_config
 from export.io import read_table
-from export.validate import QualityReport, drop_repeated_event_ids, normalize_events
+from export.validate import (
+    QualityReport,
+    drop_repeated_event_ids,
+    join_logins,
+    normalize_events,
+)
 from tests.conftest import SAMPLE, UCI_CONFIG
 
 pytestmark = [
@@ -119,3 +124,31 @@ def test_parquet_with_nanosecond_times_validates_the_same_on_spark(spark, shop, 
     events.to_parquet(path)
     assert str(pd.read_parquet(path)["ts"].dtype).startswith("datetime64[ns")
     assert_same(spark, [path], BuildConfig())
+
+
+def test_logins_are_joined_the_same_on_spark(spark, shop, tmp_path):
+    """A session's anonymous events go to the one customer it names; one that names two is
+    left alone, and counted."""
+    from export.spark import validate
+
+    events = shop.events.head(4000).copy()
+    events.loc[events.index % 5 == 0, "user_id"] = ""
+    sessions = events["session_id"].drop_duplicates().head(6).tolist()
+    for n, session in enumerate(sessions[:3]):  # a second customer in three of them
+        rows = events.index[events["session_id"] == session]
+        events.loc[rows[-1], "user_id"] = f"someone-else-{n}"
+    path = tmp_path / "events.csv"
+    events.to_csv(path, index=False)
+    config = BuildConfig()
+
+    expected, report = one_machine([path], config)
+    join_logins(expected, report)
+    validated = validate.validate_events(validate.read_events(spark, [path]), config, NOW)
+    on_spark = QualityReport()
+    got = validate.in_time_order(validate.join_logins(validated.events, on_spark))
+    assert (on_spark.logins_joined, on_spark.logins_ambiguous) == (
+        report.logins_joined,
+        report.logins_ambiguous,
+    )
+    assert report.logins_joined > 100 and report.logins_ambiguous >= 1
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
