@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import namedtuple
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,42 +28,43 @@ CALIBRATION_BINS = 10
 MAX_TREES, MAX_LEAF_NODES, LEARNING_RATE = 100, 15, 0.1
 
 
+@dataclass(frozen=True)
+class VisitHistory:
+    """Per session of a known customer: when their previous visit ended (epoch seconds, NaN
+    for none) and how many purchase events they made in earlier visits. Visits are ordered by
+    start, then session id."""
+
+    last_end: dict[str, float]
+    purchases_before: dict[str, int]
+
+
+class Sessions(Protocol):
+    """What the intent model reads: which sessions start in a window, and their rows."""
+
+    def starting(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.Index: ...
+
+    def rows(self, sessions: pd.Index, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]: ...
+
+
 class SessionLog:
     """The event log prepared once for every window the intent model reads: events grouped by
-    session in time order, when each session started, and each known customer's visits."""
+    session in time order, when each session started, and each known customer's visits.
+    `history`: the visits, when `events` hold only some sessions of the log (the Spark build
+    reads the sampled ones); else they are found in `events`."""
 
-    def __init__(self, events: pd.DataFrame, universe: ItemUniverse) -> None:
+    def __init__(
+        self, events: pd.DataFrame, universe: ItemUniverse, history: VisitHistory | None = None
+    ) -> None:
         # Sorted and grouped on integer codes, not on strings; session codes in session id
         # order, so sessions come in the same order as sorting by their ids would give.
         t = epoch_seconds(events["ts"])
         session_code, session_names = pd.factorize(events["session_id"], sort=True)
         order = np.lexsort((t, session_code))  # each session together, in time order
         session_code, t = session_code[order], t[order]
-        is_purchase = (events["type"] == "purchase").to_numpy()[order]
-        # Per known customer: when each of their sessions ended, and their purchases before it.
-        user = events["user_id"].to_numpy()[order]
-        known = user != ""
-        user_code, user_names = pd.factorize(user[known], sort=True)
-        visits = (
-            pd.DataFrame(
-                {
-                    "user": user_code,
-                    "session": session_code[known],
-                    "t": t[known],
-                    "bought": is_purchase[known],
-                }
-            )
-            .groupby(["user", "session"], sort=False)
-            .agg(start=("t", "min"), end=("t", "max"), bought=("bought", "sum"))
-            .reset_index()
-            .sort_values(["user", "start"], kind="stable")
-        )
-        del user, known, user_code, user_names
-        visit_session = np.asarray(session_names, dtype=object)[visits["session"].to_numpy()]
-        previous = visits.groupby("user")
-        self.last_end = dict(zip(visit_session, previous["end"].shift(1)))
-        before = previous["bought"].cumsum() - visits["bought"]
-        self.purchases_before = dict(zip(visit_session, before))
+        if history is None:
+            history = _visit_history(events, order, session_code, session_names, t)
+        self.last_end = history.last_end
+        self.purchases_before = history.purchases_before
 
         self.kinds = events["type"].to_numpy()[order]
         self.items = events["item_id"].to_numpy()[order]
@@ -118,6 +121,40 @@ class SessionLog:
         return x, np.array(ys, dtype=np.int8), ids
 
 
+def _visit_history(
+    events: pd.DataFrame,
+    order: np.ndarray,
+    session_code: np.ndarray,
+    session_names: pd.Index,
+    t: np.ndarray,
+) -> VisitHistory:
+    """`VisitHistory` of every known customer's sessions in `events`, given them in `order`
+    (by session, then time): their session codes, the codes' names and times."""
+    is_purchase = (events["type"] == "purchase").to_numpy()[order]
+    user = events["user_id"].to_numpy()[order]
+    known = user != ""
+    user_code, _ = pd.factorize(user[known], sort=True)
+    visits = (
+        pd.DataFrame(
+            {
+                "user": user_code,
+                "session": session_code[known],
+                "t": t[known],
+                "bought": is_purchase[known],
+            }
+        )
+        .groupby(["user", "session"], sort=False)
+        .agg(start=("t", "min"), end=("t", "max"), bought=("bought", "sum"))
+        .reset_index()
+        .sort_values(["user", "start"], kind="stable")
+    )
+    visit_session = np.asarray(session_names, dtype=object)[visits["session"].to_numpy()]
+    previous = visits.groupby("user")
+    last_end = dict(zip(visit_session, previous["end"].shift(1)))
+    before = previous["bought"].cumsum() - visits["bought"]
+    return VisitHistory(last_end, dict(zip(visit_session, before)))
+
+
 def calibration_table(probability: np.ndarray, outcome: np.ndarray) -> list[CalibrationBin]:
     """Per tenth of the probability range: sessions, mean predicted, observed purchase rate."""
     bins = np.minimum((probability * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
@@ -170,6 +207,21 @@ def fit_intent(
     purchase probability (a simulated shop knows it), adds a comparison with it."""
     if not (events["type"] == "purchase").any():
         return None, None
+    log = SessionLog(events, universe)
+    last = events["ts"].max()
+    return fit_intent_on(log, last, train_days, eval_days, max_sessions, seed, truth)
+
+
+def fit_intent_on(
+    log: Sessions,
+    last: pd.Timestamp,
+    train_days: float,
+    eval_days: float,
+    max_sessions: int,
+    seed: int,
+    truth: pd.Series | None = None,
+) -> tuple[bytes | None, IntentInfo | None]:
+    """`fit_intent` on sessions of a log with purchases, whose last event is at `last`."""
     rng = np.random.default_rng(seed)
 
     def sample(sessions: pd.Index) -> pd.Index:
@@ -178,8 +230,7 @@ def fit_intent(
         picked: pd.Index = pd.Index(rng.choice(sessions.to_numpy(), max_sessions, replace=False))
         return picked
 
-    log = SessionLog(events, universe)
-    end = events["ts"].max() + pd.Timedelta(seconds=1)
+    end = last + pd.Timedelta(seconds=1)
     eval_start = end - pd.Timedelta(days=eval_days)
     train_start = eval_start - pd.Timedelta(days=train_days)
     x_train, y_train, _ = log.rows(sample(log.starting(train_start, eval_start)), seed)

@@ -21,7 +21,7 @@ from export.interactions import ItemUniverse
 from export.profiles import build_profiles
 from export.segments import user_features
 from export.spark.tables import to_pandas
-from export.spark.validate import FILE, ROW, as_one_machine_frame
+from export.spark.validate import FILE, ROW, as_one_machine_frame, epoch_seconds
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -62,7 +62,7 @@ def customer_features(events: DataFrame, universe: ItemUniverse, rows: int) -> p
     """`user_features` of every known customer, by user id in id order."""
     from pyspark.sql import functions as F
 
-    last = events.filter(F.col("user_id") != "").agg(F.max(F.col("ts").cast("double"))).first()
+    last = events.filter(F.col("user_id") != "").agg(F.max(epoch_seconds(F.col("ts")))).first()
     if last is None or last[0] is None:
         return user_features(pd.DataFrame({"user_id": pd.Series(dtype=object)}))
     end = float(last[0])

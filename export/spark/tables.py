@@ -35,7 +35,7 @@ from export.popularity import (
     hour_buckets,
     recency_weights,
 )
-from export.spark.validate import FILE, ROW
+from export.spark.validate import FILE, ROW, epoch_seconds
 from export.stages.candidates import CandidateTables
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def weighed_events(events: DataFrame, universe: ItemUniverse, config: BuildConfi
     coded = events.join(codes, "item_id").select(
         *columns,
         F.col(ITEM_CODE).cast("int").alias(ITEM_CODE),
-        F.col("ts").cast("double").alias("_seconds"),
+        epoch_seconds(F.col("ts")).alias("_seconds"),
         FILE,
         ROW,
         key.otherwise(F.col("user_id")).alias(USER_KEY),

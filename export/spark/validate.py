@@ -157,13 +157,16 @@ def validate_events(
     kept = with_duplicates_marked(kept)
     report.dropped["duplicate"] = kept.filter(F.col("_copy")).count()
     kept = kept.filter(~F.col("_copy")).drop("_copy")
-    kept = with_sessions(kept, config.events.session_gap_minutes)
+    # Cached where counted: each count, and every step after, would compute it all again.
+    kept = with_sessions(kept, config.events.session_gap_minutes).cache()
     report.rows_kept = kept.count()
+    rows.unpersist()
     if has_event_id:
-        kept = without_repeated_event_ids(kept)
+        sessions = kept
+        kept = without_repeated_event_ids(sessions).drop("event_id").cache()
         report.dropped["duplicate_event_id"] = report.rows_kept - kept.count()
         report.rows_kept -= report.dropped["duplicate_event_id"]
-        kept = kept.drop("event_id")
+        sessions.unpersist()
     return SparkEvents(kept, report, per_file)
 
 
@@ -287,6 +290,14 @@ def join_logins(events: DataFrame, report: QualityReport) -> DataFrame:
     report.logins_joined += joined.filter(given).count()
     user = F.when(given, F.col("_customer")).otherwise(F.col("user_id"))
     return joined.withColumn("user_id", user).select(*events.columns)
+
+
+def epoch_seconds(ts: Column) -> Column:
+    """`export.interactions.epoch_seconds` of a timestamp column: nanoseconds as a double,
+    divided by 1e9, so that both engines get the same floating-point seconds."""
+    from pyspark.sql import functions as F
+
+    return (F.unix_micros(ts) * 1000).cast("double") / 1e9
 
 
 def in_time_order(events: DataFrame) -> pd.DataFrame:

@@ -22,8 +22,6 @@ from edge.scoring import CONTEXT_FEATURES, FEATURES, SCORERS
 from edge.visitor import SegmentHead, VisitorModel
 from export.config import BuildConfig
 from export.errors import CannotTrainError
-from export.intent import fit_intent
-from export.profiles import build_profiles
 from export.ranker import TrainingRows, fit_trees, ranker_to_onnx, training_rows
 from export.selection import MIN_VALIDATION_CASES, ndcg_by_scorer, select_scorer
 from export.stages.candidates import fit_candidates
@@ -36,7 +34,12 @@ from export.stages.split import (
     holdout,
     ranker_label_days,
 )
-from export.stages.visitors import LearnedSegments
+from export.stages.visitors import (
+    LearnedSegments,
+    customer_features,
+    customer_profiles,
+    purchase_intent,
+)
 from export.visitor import visitor_graph
 
 VALIDATION_SHARE = 0.2  # of a large label part's cases, held out of the ranker's first fit
@@ -142,7 +145,7 @@ def _label_rows(
 ) -> _LabelRows:
     """The ranker's training rows from the label part `chosen` cuts, described by models of the
     history before it."""
-    events, universe, segments = inputs.data.events, inputs.data.universe, inputs.segments
+    events, segments = inputs.data.events, inputs.segments
     weights = config.events.weights
     rc, ic = config.ranker, config.intent
     label_split = holdout(events, config, chosen.protocol, label_days)
@@ -151,23 +154,26 @@ def _label_rows(
     before = inputs.fitted_before
     if before and (before.split, before.rows) == (label_split.description.split, len(history)):
         reused = before
+    if label_split.description.split == "time" and len(labels):
+        # The events before the window: on Spark too, when the events are there.
+        history_data = inputs.data.before(history, labels["ts"].min())
+    else:
+        history_data = inputs.data.with_events(history)
     if reused is not None:
         trees = reused.trees
     else:
-        trees = fit_candidates(inputs.data.with_events(history), config).trees
+        trees = fit_candidates(history_data, config).trees
     model = model_from_trees(trees, weights, ranker=None)
     history_intent = None
     if rc.intent_feature:
-        history_intent, _ = fit_intent(
-            history, universe, ic.train_days, ic.eval_days, ic.max_sessions, config.seed
-        )
+        history_intent, _ = purchase_intent(history_data, config)
     intent_labels = IntentLabels(ic.high, ic.browsing)
-    profiles = build_profiles(history, weights, universe=universe)
+    profiles = customer_profiles(history_data, weights)
     if segments is not None:
         if reused is not None and reused.segment_features is not None:
             segment_before = segments.assign(reused.segment_features)
         else:
-            segment_before = segments.of(history)
+            segment_before = segments.assign(customer_features(history_data))
         profiles = {
             user: msgspec.structs.replace(profile, segment=segment_before.get(user, ""))
             for user, profile in profiles.items()

@@ -60,10 +60,20 @@ class Dataset:
     # have a Spark form sum their tables from these.
     on_spark: DataFrame | None = None
 
-    def with_events(self, events: pd.DataFrame) -> Dataset:
+    def with_events(self, events: pd.DataFrame, on_spark: DataFrame | None = None) -> Dataset:
         """The same items, users and lineage over part of the events (a split's part), on
-        this machine."""
-        return dataclasses.replace(self, events=events, on_spark=None)
+        this machine, and on Spark when given the same part there."""
+        return dataclasses.replace(self, events=events, on_spark=on_spark)
+
+    def before(self, events: pd.DataFrame, cut: pd.Timestamp) -> Dataset:
+        """`with_events(events)`, where `events` are those before `cut`: on Spark too, when
+        the events are there."""
+        if self.on_spark is None:
+            return self.with_events(events)
+        from pyspark.sql import functions as F
+
+        nanoseconds = F.unix_micros(F.col("ts")) * 1000
+        return self.with_events(events, self.on_spark.filter(nanoseconds < cut.value))
 
 
 def read_inputs(

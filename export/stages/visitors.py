@@ -68,7 +68,7 @@ def fit_segments(data: Dataset, config: BuildConfig) -> LearnedSegments | None:
     cluster (a log of anonymous sessions)."""
     sc = config.segments
     universe = data.universe
-    features = _customer_features(data)
+    features = customer_features(data)
     if len(features) < max(50, 2 * sc.k_max):
         return None
     segmenter = Segmenter(
@@ -101,20 +101,12 @@ def fit_visitors(
 ) -> Visitors:
     """`intent_truth` (true purchase probability by session id, from a simulated shop) adds a
     comparison with the truth to the intent model's evaluation."""
-    ic = config.intent
-    intent_onnx, intent = fit_intent(
-        data.events,
-        data.universe,
-        ic.train_days,
-        ic.eval_days,
-        ic.max_sessions,
-        config.seed,
-        intent_truth,
-    )
+    intent_onnx, intent = purchase_intent(data, config, intent_truth)
     if intent is not None:
-        intent = msgspec.structs.replace(intent, labels=IntentLabels(ic.high, ic.browsing))
+        labels = IntentLabels(config.intent.high, config.intent.browsing)
+        intent = msgspec.structs.replace(intent, labels=labels)
     segment_of = segments.fitted if segments is not None else {}
-    built = _profiles(data, config)
+    built = customer_profiles(data, config.events.weights, data.users)
     profiles = {
         user: msgspec.structs.replace(profile, segment=segment_of.get(user, ""))
         for user, profile in built.items()
@@ -127,22 +119,36 @@ def fit_visitors(
     )
 
 
-def _customer_features(data: Dataset) -> pd.DataFrame:
+def customer_features(data: Dataset) -> pd.DataFrame:
     """`user_features` of every known customer: on Spark when the events are there."""
     if data.on_spark is not None:
-        from export.spark.customers import customer_features
+        from export.spark.customers import customer_features as on_spark
 
-        return customer_features(data.on_spark, data.universe, len(data.events))
+        return on_spark(data.on_spark, data.universe, len(data.events))
     return user_features(data.events, data.universe)
 
 
-def _profiles(data: Dataset, config: BuildConfig) -> dict[str, Profile]:
+def customer_profiles(
+    data: Dataset,
+    weights: dict[str, float],
+    attributes: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Profile]:
     """`build_profiles` of every known customer: on Spark when the events are there."""
-    weights = config.events.weights
     if data.on_spark is not None:
-        from export.spark.customers import customer_profiles
+        from export.spark.customers import customer_profiles as on_spark
 
-        return customer_profiles(
-            data.on_spark, weights, data.universe, len(data.events), data.users
-        )
-    return build_profiles(data.events, weights, data.users, universe=data.universe)
+        return on_spark(data.on_spark, weights, data.universe, len(data.events), attributes)
+    return build_profiles(data.events, weights, attributes, universe=data.universe)
+
+
+def purchase_intent(
+    data: Dataset, config: BuildConfig, truth: pd.Series | None = None
+) -> tuple[bytes | None, IntentInfo | None]:
+    """`fit_intent` on the events: on Spark when they are there."""
+    ic = config.intent
+    windows = (ic.train_days, ic.eval_days, ic.max_sessions, config.seed, truth)
+    if data.on_spark is not None:
+        from export.spark.sessions import fit_intent as on_spark
+
+        return on_spark(data.on_spark, data.universe, *windows)
+    return fit_intent(data.events, data.universe, *windows)

@@ -5,8 +5,6 @@ per context, and co-visitation neighbours."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import msgspec
 import numpy as np
 import pandas as pd
@@ -18,6 +16,7 @@ from export.io import read_table
 from export.stages.candidates import candidate_tables
 from export.stages.read import Dataset
 from export.validate import QualityReport, normalize_events, sorted_by_time
+from tests.export.spark.conftest import NOW
 
 pytestmark = [
     pytest.mark.slow,  # a Spark session (a JVM) on local[2]
@@ -25,7 +24,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:unclosed <socket:ResourceWarning"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
-NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -98,47 +96,4 @@ def test_co_visitation_neighbours_agree(both):
     assert np.mean(overlaps) >= 0.99
     np.testing.assert_allclose(
         b.scores_.astype(np.float64), a.scores_.astype(np.float64), rtol=1e-3
-    )
-
-
-def test_customers_features_and_profiles_are_the_same(spark, shop_files):
-    """Each known customer's segment features and profile, computed on partitions of whole
-    customers (export/spark/customers.py), equal the one-machine ones."""
-    from export.profiles import build_profiles
-    from export.segments import user_features
-    from export.spark.customers import customer_features, customer_profiles
-    from export.spark.validate import read_events, validate_events
-
-    config = BuildConfig()
-    path = shop_files["events"]
-    events = sorted_by_time(normalize_events(read_table(path), config, QualityReport(), NOW))
-    universe = universe_of(item_facts(events), None)
-    attach_item_codes(events, universe)
-    on_spark = validate_events(read_events(spark, [path]), config, NOW).events.cache()
-    rows = len(events)
-
-    expected = user_features(events, universe)
-    got = customer_features(on_spark, universe, rows)
-    assert len(expected) > 500
-    pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_names=False)
-
-    weights = config.events.weights
-    attributes = {events["user_id"].iloc[0]: {"tier": "gold"}}
-    expected_profiles = build_profiles(events, weights, attributes, universe=universe)
-    got_profiles = customer_profiles(on_spark, weights, universe, rows, attributes)
-    assert list(got_profiles) == list(expected_profiles)
-    for user, profile in expected_profiles.items():
-        assert _same_profile(got_profiles[user], profile), user
-
-
-def _same_profile(a, b) -> bool:
-    """Equal, a mean price of NaN equal to NaN."""
-    import math
-
-    import msgspec
-
-    left, right = msgspec.to_builtins(a), msgspec.to_builtins(b)
-    nan = [i for i, v in enumerate(right) if isinstance(v, float) and math.isnan(v)]
-    return all(math.isnan(left[i]) for i in nan) and all(
-        x == y for i, (x, y) in enumerate(zip(left, right)) if i not in nan
     )

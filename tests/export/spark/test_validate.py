@@ -5,7 +5,6 @@ split over a CSV and a JSON-lines file."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from export.validate import (
     normalize_events,
 )
 from tests.conftest import SAMPLE, UCI_CONFIG
+from tests.export.spark.conftest import NOW
 
 pytestmark = [
     pytest.mark.slow,  # a Spark session (a JVM) on local[2]
@@ -28,7 +28,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:unclosed <socket:ResourceWarning"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
-NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 
 def one_machine(paths: list[Path], config: BuildConfig) -> tuple[pd.DataFrame, QualityReport]:
