@@ -226,7 +226,7 @@ def _evaluate(
         config = msgspec.structs.replace(config, evaluation=after)
     split = split_events(data, config)
     with progress.step(f"train on {len(split.train):,} events, hold out {len(split.test):,}"):
-        held = train(data.with_events(split.train), config, labels)
+        held = train(split.training_part(data), config, labels)
     with progress.step(f"evaluate through the edge code path, against {', '.join(baselines)}"):
         inputs = EvaluationInput(data, split, held, tuple(baselines), bundles or {})
         evaluation = evaluate_held_out(inputs, config, progress.say)

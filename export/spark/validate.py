@@ -144,9 +144,10 @@ def validate_events(
             rows[ROW] = part[ROW].to_numpy()
             yield rows.astype({FAILED: "int32", "local_hour": "int32"})[columns]
 
-    rows = raw.mapInPandas(rows_of, canonical_schema(has_event_id))
-    rows = rows.withColumn("_reason", first_failure(rows))
-    rows = rows.cache()
+    # Cached before the stray bounds are found: they and the drop counts read the same rows,
+    # and canonical_rows is the costliest step of validation.
+    canonical = raw.mapInPandas(rows_of, canonical_schema(has_event_id)).cache()
+    rows = canonical.withColumn("_reason", first_failure(canonical)).cache()
     report = QualityReport()
     counts: dict[int, int] = {int(r): int(n) for r, n in rows.groupBy("_reason").count().collect()}
     per_file = {int(f): int(n) for f, n in rows.groupBy(FILE).count().collect()}
@@ -161,6 +162,7 @@ def validate_events(
     kept = with_sessions(kept, config.events.session_gap_minutes).cache()
     report.rows_kept = kept.count()
     rows.unpersist()
+    canonical.unpersist()
     if has_event_id:
         sessions = kept
         kept = without_repeated_event_ids(sessions).drop("event_id").cache()

@@ -154,11 +154,7 @@ def _label_rows(
     before = inputs.fitted_before
     if before and (before.split, before.rows) == (label_split.description.split, len(history)):
         reused = before
-    if label_split.description.split == "time" and len(labels):
-        # The events before the window: on Spark too, when the events are there.
-        history_data = inputs.data.before(history, labels["ts"].min())
-    else:
-        history_data = inputs.data.with_events(history)
+    history_data = label_split.training_part(inputs.data)
     if reused is not None:
         trees = reused.trees
     else:

@@ -47,6 +47,13 @@ class Split:
     description: SplitInfo  # what the manifest says of it
     protocol: str  # settled (never `auto`): what `cases_for` asks the test part
 
+    def training_part(self, data: Dataset) -> Dataset:
+        """`data` over the training part: on Spark too when `data`'s events are there and
+        the split is in time (the training part is then the events before the test's)."""
+        if self.description.split == "time" and len(self.test):
+            return data.before(self.train, self.test["ts"].min())
+        return data.with_events(self.train)
+
 
 @dataclass(frozen=True)
 class Holdout:

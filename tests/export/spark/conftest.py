@@ -37,10 +37,15 @@ class ShopEvents:
 
 @pytest.fixture(scope="package")
 def shop_events(spark, shop_files) -> ShopEvents:
+    """Every seventh event anonymous (its session is its visitor), the rest of the simulated
+    shop's log as it is."""
     from export.spark.validate import read_events, validate_events
 
     config = BuildConfig()
-    path = shop_files["events"]
+    raw = read_table(shop_files["events"])
+    raw.loc[raw.index % 7 == 0, "user_id"] = ""
+    path = shop_files["events"].with_name("events-some-anonymous.parquet")
+    raw.to_parquet(path)
     events = sorted_by_time(normalize_events(read_table(path), config, QualityReport(), NOW))
     universe = universe_of(item_facts(events), None)
     attach_item_codes(events, universe)

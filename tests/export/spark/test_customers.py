@@ -34,11 +34,12 @@ def test_profiles_are_the_same_with_the_users_attributes(shop_events):
 
     events, universe = shop_events.events, shop_events.universe
     weights = shop_events.config.events.weights
-    attributes = {events["user_id"].iloc[0]: {"tier": "gold"}}
+    customer = events.loc[events["user_id"] != "", "user_id"].iloc[0]
+    attributes = {customer: {"tier": "gold"}}
     expected = build_profiles(events, weights, attributes, universe=universe)
     got = customer_profiles(shop_events.on_spark, weights, universe, len(events), attributes)
     assert list(got) == list(expected)
-    assert got[events["user_id"].iloc[0]].attributes == {"tier": "gold"}
+    assert got[customer].attributes == {"tier": "gold"}
     for user, profile in expected.items():
         assert _fields(got[user]) == _fields(profile), user
 

@@ -1,5 +1,6 @@
-"""`edgeperso export --engine spark` builds the same bundle as the one-machine build: the
-same lineage, and every file byte for byte."""
+"""`edgeperso export --engine spark` builds the same bundle as the one-machine build: the same
+lineage and evaluation, and every file byte for byte; and without PySpark or Java, it says
+what to install."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import sys
 
 import pytest
 
-from export.cli import main
 from tests.conftest import SAMPLE, UCI_CONFIG
 
 pytestmark = [
@@ -21,18 +21,46 @@ pytestmark = [
 ]
 
 
-def test_the_spark_engine_builds_from_the_same_events(tmp_path, capsys):
-    common = ["--events", str(SAMPLE), "--config", str(UCI_CONFIG), "--no-evaluate", "--quiet"]
-    assert main(["export", *common, "--out", str(tmp_path / "local"), "--no-report"]) == 0
-    spark = ["--engine", "spark", "--spark-master", "local[2]", "--no-report"]
-    assert main(["export", *common, "--out", str(tmp_path / "spark"), *spark]) == 0
-    local, on_spark = (
-        json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("local", "spark")
+def test_the_spark_engine_builds_the_same_bundle_with_the_same_evaluation(
+    spark, bundle_dir, shop_files, tmp_path
+):
+    """The simulated shop's bundle (the one-machine build the other tests share: catalog,
+    users, evaluation against the baselines) built again on Spark: the same lineage, the same
+    evaluation figures, every model and table byte for byte, so the same answers."""
+    from export.config import BuildConfig
+    from export.pipeline import export_bundle
+    from tests.conftest import SEED
+
+    out = tmp_path / "on-spark"
+    export_bundle(
+        [shop_files["events"]],
+        out,
+        BuildConfig(seed=SEED),
+        catalog_path=shop_files["catalog"],
+        users_path=shop_files["users"],
+        quiet=True,
+        report=False,
+        spark_master="local[2]",
     )
+    local, on_spark = (json.loads((d / "manifest.json").read_text()) for d in (bundle_dir, out))
     assert on_spark["lineage"] == local["lineage"]
-    # Every model and table, byte for byte: the same tables give the same fits.
-    assert on_spark["files"] == local["files"]
+    assert _without_times(on_spark["metrics"]) == _without_times(local["metrics"])
+    assert local["metrics"]["evaluation"]["cases"] > 100
     assert on_spark["models"] == local["models"]
+    assert on_spark["files"] == local["files"]
+    assert (
+        spark.sparkContext._jsc is not None
+    )  # the build used the running session, left it running
+
+
+def _without_times(metrics: dict) -> dict:
+    """The evaluation's figures but the time each model took to answer (this machine's load)."""
+    table = metrics["evaluation"]["table"]
+    untimed = {
+        model: {k: v for k, v in row.items() if not k.startswith("ms_")}
+        for model, row in table.items()
+    }
+    return metrics | {"evaluation": metrics["evaluation"] | {"table": untimed}}
 
 
 def test_a_session_that_cannot_start_is_a_clear_error(tmp_path):

@@ -10,13 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from export.config import BuildConfig
-from export.interactions import attach_item_codes, item_facts, universe_of
-from export.io import read_table
+from export.interactions import item_facts
 from export.stages.candidates import candidate_tables
 from export.stages.read import Dataset
-from export.validate import QualityReport, normalize_events, sorted_by_time
-from tests.export.spark.conftest import NOW
 
 pytestmark = [
     pytest.mark.slow,  # a Spark session (a JVM) on local[2]
@@ -27,32 +23,20 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def both(spark, shop_files):
-    """The simulated log's tables on this machine and on Spark, with pairs seen once dropped
-    (so that the times each pair was seen are counted too), and some anonymous sessions."""
+def both(shop_events):
+    """The tables on this machine and on Spark, with pairs seen once dropped (so that the
+    times each pair was seen are counted too)."""
     from export.spark.tables import item_facts as item_facts_on_spark
-    from export.spark.validate import read_events, validate_events
 
-    config = BuildConfig()
+    config = shop_events.config
     config = msgspec.structs.replace(
         config, covisitation=msgspec.structs.replace(config.covisitation, min_count=2)
     )
-    raw = read_table(shop_files["events"])
-    raw.loc[raw.index % 7 == 0, "user_id"] = ""  # anonymous: the session is the user
-    path = shop_files["events"].with_name("events-some-anonymous.parquet")
-    raw.to_parquet(path)
-
-    events = sorted_by_time(normalize_events(read_table(path), config, QualityReport(), NOW))
-    facts = item_facts(events)
-    universe = universe_of(facts, None)
-    attach_item_codes(events, universe)
-    events["type"] = events["type"].astype("category")
+    events, universe = shop_events.events, shop_events.universe
     local = candidate_tables(Dataset(events, universe), config)
-
-    on_spark = validate_events(read_events(spark, [path]), config, NOW).events.cache()
-    spark_facts = item_facts_on_spark(on_spark)
-    tables = candidate_tables(Dataset(events, universe, on_spark=on_spark), config)
-    return facts, spark_facts, local, tables
+    on_spark = Dataset(events, universe, on_spark=shop_events.on_spark)
+    tables = candidate_tables(on_spark, config)
+    return item_facts(events), item_facts_on_spark(shop_events.on_spark), local, tables
 
 
 def test_what_the_events_say_of_each_item_is_the_same(both):

@@ -1,7 +1,7 @@
 """The Spark engine reads and validates an event log as the one-machine build does: the same
 drop counts by reason and the same kept events, row for row (export/spark/validate.py against
-export/validate.py), on the shipped sample and on a simulated log with every kind of fault,
-split over a CSV and a JSON-lines file."""
+export/validate.py), on the shipped sample, on a simulated log with every kind of fault split over
+a CSV and a JSON-lines file, on Parquet with nanosecond times, and with logins joined."""
 
 from __future__ import annotations
 
