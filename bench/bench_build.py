@@ -1,17 +1,24 @@
-"""`edgeperso export` on simulated shops of 1 and 10 million events: wall time and peak memory of
-the export process (its resident high-water mark), with and without the holdout evaluation.
+"""`edgeperso export` on simulated shops of 1 and 10 million events (or any size): wall time, peak
+memory and the time of each step of the build, with and without the holdout evaluation, on one
+machine and on Spark (`--engine spark` on each `--spark-masters`, local[1] against local[2] to see
+which steps shrink with more executors). Peak memory is the largest sum of the resident memory of
+the export's whole process tree (Spark's JVM and Python workers included), sampled every 0.2 s.
 The shops are made first by `edgeperso simulate` (not timed) and kept under build/bench/. Not a
 test: it reports, it does not assert.
 
     python bench/bench_build.py [--events 1000000 10000000] [--evaluate]
+        [--engines local spark] [--spark-masters 'local[1]' 'local[2]']
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,42 +40,98 @@ def simulated(events: int, seed: int) -> Path:
     return out
 
 
-def timed_export(shop: Path, evaluate: bool) -> dict[str, float]:
-    """One export in a child process: wall seconds and the child's peak resident memory."""
+STEP = re.compile(r"^\[\d+/\d+\] (.+): done in ([\d.]+)s$")
+
+
+def timed_export(shop: Path, evaluate: bool, spark_master: str | None = None) -> dict[str, object]:
+    """One export in a child process: wall seconds, the peak memory of its process tree, and the
+    seconds of each step it reports."""
     out = shop.parent / f"{shop.name}-bundle"
     command = [*EDGEPERSO, "export", "--events", str(shop / "events.parquet")]
     command += ["--catalog", str(shop / "catalog.parquet"), "--users", str(shop / "users.parquet")]
-    command += ["--out", str(out), "--quiet", *([] if evaluate else ["--no-evaluate"])]
-    # A fresh interpreter per run, so ru_maxrss of the children is this export's alone.
-    probe = (
-        "import resource, subprocess, sys, time\n"
-        "t = time.perf_counter()\n"
-        "subprocess.run(sys.argv[1:], check=True)\n"
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    command += ["--out", str(out), "--no-report", *([] if evaluate else ["--no-evaluate"])]
+    if spark_master is not None:
+        command += ["--engine", "spark", "--spark-master", spark_master]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, *command], cwd=ROOT, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"export failed:\n{done.stderr[-3000:]}")
-    seconds, peak_kb = done.stdout.split()
-    return {"wall_s": round(float(seconds), 1), "peak_memory_gb": round(int(peak_kb) / 1e6, 2)}
+    peak = [0]
+    watcher = threading.Thread(target=_watch_memory, args=(process, peak), daemon=True)
+    watcher.start()
+    _, stderr = process.communicate()
+    wall = time.perf_counter() - started
+    watcher.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"export failed:\n{stderr[-3000:]}")
+    steps = {}
+    for line in stderr.splitlines():
+        found = STEP.match(line.strip())
+        if found:
+            steps[re.sub(r" to /.*$| on Spark \(.*\)$", "", found[1])] = float(found[2])
+    return {
+        "wall_s": round(wall, 1),
+        "peak_memory_gb": round(peak[0] / 1e9, 2),
+        "steps_s": steps,
+    }
+
+
+def _watch_memory(process: subprocess.Popen[str], peak: list[int]) -> None:
+    while process.poll() is None:
+        peak[0] = max(peak[0], _tree_rss(process.pid))
+        time.sleep(0.2)
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of `root` and every process descended from it (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{entry}/statm").read_text().split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(status[1]) * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, nargs="+", default=sorted(SHOPS))
     parser.add_argument("--evaluate", action="store_true", help="also time export with evaluation")
+    parser.add_argument("--engines", nargs="+", choices=["local", "spark"], default=["local"])
+    parser.add_argument("--spark-masters", nargs="+", default=["local[2]"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "build.json"))
     args = parser.parse_args()
+    runs: list[tuple[str, str | None]] = []
+    if "local" in args.engines:
+        runs.append(("local", None))
+    if "spark" in args.engines:
+        runs += [(f"spark {master}", master) for master in args.spark_masters]
     results = {}
     for events in args.events:
         shop = simulated(events, args.seed)
         users, items = SHOPS.get(events, (events // 50, events // 200))
-        row = {"users": users, "items": items, "no_evaluation": timed_export(shop, False)}
-        if args.evaluate:
-            row["with_evaluation"] = timed_export(shop, True)
+        row: dict[str, object] = {"users": users, "items": items}
+        for name, master in runs:
+            kinds = [False, True] if args.evaluate else [False]
+            for evaluate in kinds:
+                key = f"{name}, {'with' if evaluate else 'no'} evaluation"
+                try:
+                    row[key] = timed_export(shop, evaluate, master)
+                except RuntimeError as exc:  # out of memory, say: the figure is that it failed
+                    row[key] = {"failed": str(exc)[-500:]}
         results[str(events)] = row
     report = {
         "machine": machine(),
@@ -78,16 +141,17 @@ def main() -> int:
     }
     write_report(args.out, report)
     print("edgeperso export on simulated shops (one run each)")
-    print(f"  {'events':>12}{'users':>9}{'items':>8}{'evaluation':>12}{'wall s':>9}{'peak GB':>9}")
     for events, row in results.items():
-        for kind in ("no_evaluation", "with_evaluation"):
-            if kind in row:
-                r = row[kind]
-                label = "yes" if kind == "with_evaluation" else "no"
-                print(
-                    f"  {int(events):>12,}{row['users']:>9,}{row['items']:>8,}{label:>12}"
-                    f"{r['wall_s']:>9.1f}{r['peak_memory_gb']:>9.2f}"
-                )
+        print(f"  {int(events):,} events ({row['users']:,} users, {row['items']:,} items)")
+        for key, figures in row.items():
+            if not isinstance(figures, dict):
+                continue
+            if "failed" in figures:
+                print(f"    {key:<36} failed")
+                continue
+            print(f"    {key:<36} {figures['wall_s']:>8.1f} s {figures['peak_memory_gb']:>6.2f} GB")
+            for step, seconds in figures["steps_s"].items():
+                print(f"      {step:<50} {seconds:>8.1f} s")
     return 0
 
 
