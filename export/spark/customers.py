@@ -41,7 +41,9 @@ def per_customer(
     holds the events; `rows`: about how many events there are, for the partitions' number."""
     from pyspark.sql import functions as F
 
-    partitions = max(1, -(-rows // ROWS_PER_CUSTOMER_PARTITION))
+    # At least one per core: a log that fits one partition still uses every core.
+    cores = events.sparkSession.sparkContext.defaultParallelism
+    partitions = max(cores, -(-rows // ROWS_PER_CUSTOMER_PARTITION))
     customers = (
         events.filter(F.col("user_id") != "")
         .repartition(partitions, "user_id")

@@ -260,7 +260,10 @@ def covisitation_top(
     from pyspark.sql import functions as F
 
     window, count_seen = model.window, model.min_count > 1
-    partitions = max(1, math.ceil(rows / ROWS_PER_SESSION_PARTITION))
+    partitions = max(
+        weighed.sparkSession.sparkContext.defaultParallelism,
+        math.ceil(rows / ROWS_PER_SESSION_PARTITION),
+    )
     sessions = (
         weighed.filter(F.col(WEIGHT) > 0)
         .select("session_id", ITEM_CODE, "_seconds", FILE, ROW)
