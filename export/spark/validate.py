@@ -146,11 +146,6 @@ def validate_events(
 
     # Cached before the stray bounds are found: they and the drop counts read the same rows,
     # and canonical_rows is the costliest step of validation.
-    # A file Spark reads as one partition (a gzipped CSV, a Parquet file of one row group)
-    # would leave every core but one idle; FILE and ROW keep each row's place.
-    cores = raw.sparkSession.sparkContext.defaultParallelism
-    if raw.rdd.getNumPartitions() < cores:
-        raw = raw.repartition(cores)
     canonical = raw.mapInPandas(rows_of, canonical_schema(has_event_id)).cache()
     rows = canonical.withColumn("_reason", first_failure(canonical)).cache()
     report = QualityReport()
