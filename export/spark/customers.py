@@ -20,8 +20,7 @@ from edge.segments import SEGMENT_FEATURES
 from export.interactions import ItemUniverse
 from export.profiles import build_profiles
 from export.segments import user_features
-from export.spark.tables import to_pandas
-from export.spark.validate import FILE, ROW, as_one_machine_frame, epoch_seconds
+from export.spark.validate import FILE, ROW, as_one_machine_frame, epoch_seconds, to_pandas
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

@@ -15,8 +15,7 @@ import pandas as pd
 from edge.bundle.manifest import IntentInfo
 from export.intent import SessionLog, VisitHistory, fit_intent_on
 from export.interactions import ItemUniverse
-from export.spark.tables import to_pandas
-from export.spark.validate import FILE, ROW, as_one_machine_frame, epoch_seconds
+from export.spark.validate import FILE, ROW, as_one_machine_frame, epoch_seconds, to_pandas
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

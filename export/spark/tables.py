@@ -16,7 +16,6 @@ one-machine one."""
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -35,7 +34,7 @@ from export.popularity import (
     hour_buckets,
     recency_weights,
 )
-from export.spark.validate import FILE, ROW, epoch_seconds
+from export.spark.validate import FILE, ROW, epoch_seconds, to_pandas
 from export.stages.candidates import CandidateTables
 
 if TYPE_CHECKING:
@@ -45,13 +44,6 @@ USER_KEY, WEIGHT, DECAYED, HOUR = "_user_key", "_weight", "_decayed", "_hour"
 # Rows per partition when whole sessions are gathered for co-visitation: a partition is one
 # pandas frame in a Python worker (about 100 bytes a row).
 ROWS_PER_SESSION_PARTITION = 1_000_000
-
-
-def to_pandas(frame: DataFrame) -> pd.DataFrame:
-    with warnings.catch_warnings():
-        # PySpark's Arrow conversion still passes pandas the `copy` keyword pandas 3 deprecated.
-        warnings.filterwarnings("ignore", message="The copy keyword is deprecated")
-        return frame.toPandas()
 
 
 def item_facts(events: DataFrame) -> pd.DataFrame:

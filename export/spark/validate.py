@@ -305,11 +305,15 @@ def epoch_seconds(ts: Column) -> Column:
 def in_time_order(events: DataFrame) -> pd.DataFrame:
     """The kept events on the driver, as the one-machine build holds them: in time order (equal
     times: file, then row order), indexed 0..n-1, without FILE and ROW."""
+    return as_one_machine_frame(to_pandas(events.orderBy("ts", FILE, ROW).drop(FILE, ROW)))
+
+
+def to_pandas(frame: DataFrame) -> pd.DataFrame:
+    """`frame` collected to the driver, through Arrow."""
     with warnings.catch_warnings():
         # PySpark's Arrow conversion still passes pandas the `copy` keyword pandas 3 deprecated.
         warnings.filterwarnings("ignore", message="The copy keyword is deprecated")
-        frame = events.orderBy("ts", FILE, ROW).drop(FILE, ROW).toPandas()
-    return as_one_machine_frame(frame)
+        return frame.toPandas()
 
 
 def as_one_machine_frame(frame: pd.DataFrame) -> pd.DataFrame:
