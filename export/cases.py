@@ -193,17 +193,16 @@ def _last_add(types: np.ndarray, items: np.ndarray, item: str) -> int:
     return int(adds[-1])
 
 
-def choose_protocol(protocol: str, history: pd.DataFrame, window: pd.DataFrame) -> str:
+def choose_protocol(protocol: str, known_share: float) -> str:
     """The kind of cases a window asks: `users` or `sessions` as set, `users` for the
     per-customer splits; for a time window (`auto`, `temporal`), `users` when most target-window
-    events come from customers known before it, else `sessions` (a log of anonymous visits)."""
+    events come from customers known before it (`known_share` of them do), else `sessions` (a
+    log of anonymous visits)."""
     if protocol in PER_CUSTOMER:
         return "users"
     if protocol not in ("auto", "temporal"):
         return protocol
-    known = pd.unique(history["user_id"])  # a hash table, not a set of Python strings
-    share = window["user_id"].isin(known[known != ""]).mean() if len(window) else 0.0
-    return "users" if share >= 0.5 else "sessions"
+    return "users" if known_share >= 0.5 else "sessions"
 
 
 def make_cases(
@@ -219,17 +218,6 @@ def make_cases(
     if protocol == "sessions":
         return session_cases(window, profiles, target_types, limit, seed)
     raise ValueError(f"unknown protocol {protocol!r}; allowed: {', '.join(PROTOCOLS[1:])}")
-
-
-def time_split(events: pd.DataFrame, days: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Events before the last `days` days, and those days."""
-    cut = events["ts"].max() - pd.Timedelta(days=days)
-    if events["ts"].is_monotonic_increasing:
-        # Sorted by time, as read_inputs leaves it: two slices that share the events' memory,
-        # where masks copied every column (a gigabyte at 10M events).
-        at = int(events["ts"].searchsorted(cut, side="left"))
-        return events.iloc[:at], events.iloc[at:]
-    return events[events["ts"] < cut], events[events["ts"] >= cut]
 
 
 def leave_last_out(

@@ -26,7 +26,7 @@ from edge.schemas import Context, RecommendRequest, Session
 from edge.scoring import MAX_CONFIDENCE_WEIGHT, dwell_factor
 from export.baselines import BASELINES, History, grids
 from export.cases import Case
-from export.interactions import ItemUniverse, user_item_matrix
+from export.interactions import ItemUniverse
 
 RECALL_K = 50
 
@@ -203,21 +203,31 @@ def _one_ranking_answer(
     return answer
 
 
+@dataclass(frozen=True)
+class Interactions:
+    """What the baselines learn from: the user × item matrix of the training part and each
+    row's user key (`user_item_matrix`), the same of the part they are tuned on (None: no
+    tuning), and the items with an event in the training part (the others are cold)."""
+
+    train: tuple[sp.csr_matrix, pd.Index]
+    fit: tuple[sp.csr_matrix, pd.Index] | None
+    seen: frozenset[str]
+
+
 def tune_and_fit(
     name: str,
-    fit_events: pd.DataFrame,
+    interactions: Interactions,
     validation_cases: Sequence[Case],
-    train_events: pd.DataFrame,
     universe: ItemUniverse,
     weights: dict[str, float],
     k: int,
     grid: list[dict[str, Any]],
 ) -> tuple[Any, Histories, dict[str, Any]]:
-    """Pick the grid point with the best validation NDCG@k (fitted on `fit_events`), then refit
-    it on all of `train_events`."""
+    """Pick the grid point with the best validation NDCG@k (fitted on the tuning part), then
+    refit it on all of the training part."""
     best_params, best_ndcg, tried = grid[0], -1.0, []
-    if len(grid) > 1 and validation_cases:
-        matrix, rows = user_item_matrix(fit_events, universe, weights)
+    if len(grid) > 1 and validation_cases and interactions.fit is not None:
+        matrix, rows = interactions.fit
         histories = Histories(matrix, rows, universe, weights)
         for params in grid:
             started = time.perf_counter()
@@ -227,7 +237,7 @@ def tune_and_fit(
             tried.append({"params": params, f"ndcg@{k}": ndcg, "seconds": seconds})
             if ndcg > best_ndcg:
                 best_params, best_ndcg = params, ndcg
-    matrix, rows = user_item_matrix(train_events, universe, weights)
+    matrix, rows = interactions.train
     model = BASELINES[name](**best_params).fit(matrix)
     tuning = {"chosen": best_params, "validation": tried}
     return model, Histories(matrix, rows, universe, weights), tuning
@@ -236,8 +246,7 @@ def tune_and_fit(
 def evaluate_models(
     bundle: Bundle,
     test_cases: Sequence[Case],
-    train_events: pd.DataFrame,
-    fit_events: pd.DataFrame,
+    interactions: Interactions,
     validation_cases: Sequence[Case],
     universe: ItemUniverse,
     weights: dict[str, float],
@@ -252,8 +261,7 @@ def evaluate_models(
     one published now, which a rebuild must not be worse than), asked as the edge asks them."""
     n_catalog = int(universe.in_stock.sum())
     # Items first seen after the cut: only content can find them.
-    seen = pd.unique(train_events["item_id"])
-    cold = frozenset(universe.ids) - frozenset(seen.tolist())
+    cold = frozenset(universe.ids) - interactions.seen
     answer = BundleAnswer(bundle)
     results, versus = {}, {}
     results["edgeperso"], ours = measure_per_case(answer, test_cases, k, n_catalog, cold)
@@ -272,14 +280,7 @@ def evaluate_models(
             tuning[name] = {"skipped": _why_skipped(name, len(universe.ids), ease_max_items)}
             continue
         model, histories, tuning[name] = tune_and_fit(
-            name,
-            fit_events,
-            validation_cases,
-            train_events,
-            universe,
-            weights,
-            k,
-            available[name],
+            name, interactions, validation_cases, universe, weights, k, available[name]
         )
         answer_of = baseline_answer(model, histories)
         results[name], theirs = measure_per_case(answer_of, test_cases, k, n_catalog, cold)

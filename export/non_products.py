@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from export.config import CatalogConfig
-from export.interactions import ItemUniverse, most_frequent
+from export.interactions import ItemUniverse
 
 # A service named in a title. Searched only in items whose id is shaped unlike the shop's.
 SERVICE_WORDS = re.compile(
@@ -69,96 +69,70 @@ def id_shape(item_id: str) -> str:
 
 
 def find_non_products(
-    events: pd.DataFrame, catalog: pd.DataFrame | None, config: CatalogConfig
+    facts: pd.DataFrame, n_sessions: int, catalog: pd.DataFrame | None, config: CatalogConfig
 ) -> NonProducts:
-    """The non-product items of a validated log (and its normalized catalog)."""
-    ids = pd.Index(events["item_id"].unique())
+    """The non-product items of a validated log, from its `item_facts` (each item's title and
+    its events and sessions), the number of its sessions, and its normalized catalog."""
+    ids = pd.Index(facts.index)
     if catalog is not None and len(catalog):
         ids = ids.union(pd.Index(catalog["item_id"]))
     by: dict[str, list[str]] = {}
     if catalog is not None and "non_product" in catalog:
         by["catalog"] = sorted(catalog.loc[catalog["non_product"], "item_id"])
-    by["config"] = _by_patterns(ids, events, catalog, config)
+    titles = item_titles(facts, catalog, ids)
+    by["config"] = _by_patterns(ids, titles, config)
     if config.non_product_heuristic:
-        by["heuristic"] = heuristic_non_products(ids, events, catalog)
+        by["heuristic"] = heuristic_non_products(ids, titles, ubiquitous(facts, n_sessions))
     # Most events first: the report's examples are then the items that mattered most.
-    flagged = {item for found in by.values() for item in found}
-    counts = events.loc[events["item_id"].isin(flagged), "item_id"].value_counts().to_dict()
+    counts = facts["events"].to_dict()
     return NonProducts(
         {how: sorted(found, key=lambda i: (-counts.get(i, 0), i)) for how, found in by.items()}
     )
 
 
-def _by_patterns(
-    ids: pd.Index, events: pd.DataFrame, catalog: pd.DataFrame | None, config: CatalogConfig
-) -> list[str]:
+def _by_patterns(ids: pd.Index, titles: pd.Series, config: CatalogConfig) -> list[str]:
     found: set[str] = set()
     if config.non_product_ids:
         pattern = re.compile("|".join(f"(?:{p})" for p in config.non_product_ids))
         found |= {item for item in ids if pattern.search(item)}
     if config.non_product_titles:
         pattern = re.compile("|".join(f"(?:{p})" for p in config.non_product_titles), re.IGNORECASE)
-        titles = item_titles(events, catalog, _named(events, catalog, pattern))
         found |= {str(item) for item, title in titles.items() if pattern.search(title)}
     return sorted(found)
 
 
-def _named(
-    events: pd.DataFrame, catalog: pd.DataFrame | None, pattern: re.Pattern[str]
-) -> pd.Index:
-    """Items that some event or their catalog row names with a title matching `pattern`: the
-    only ones whose title need be found (each distinct title is searched once)."""
-    distinct = pd.unique(events["title"].to_numpy(dtype=object))
-    matching = [title for title in distinct if pattern.search(title)]
-    named = set(events.loc[events["title"].isin(matching), "item_id"])
-    if catalog is not None and "title" in catalog:
-        named |= {i for i, t in zip(catalog["item_id"], catalog["title"]) if pattern.search(t)}
-    found: pd.Index = pd.Index(sorted(named), dtype=object)
-    return found
-
-
-def item_titles(events: pd.DataFrame, catalog: pd.DataFrame | None, ids: pd.Index) -> pd.Series:
+def item_titles(facts: pd.DataFrame, catalog: pd.DataFrame | None, ids: pd.Index) -> pd.Series:
     """Per item of `ids`, its catalog title, else the title its events give most often ("")."""
-    titles = most_frequent(events[events["item_id"].isin(ids)], "item_id", "title").reindex(ids)
+    titles = facts["title"].reindex(ids)
     if catalog is not None and "title" in catalog:
         named = catalog.loc[catalog["title"] != "", ["item_id", "title"]].set_index("item_id")
         titles = named["title"].reindex(ids).combine_first(titles)
     return titles.fillna("").astype(str)
 
 
-def heuristic_non_products(
-    ids: pd.Index, events: pd.DataFrame, catalog: pd.DataFrame | None
-) -> list[str]:
+def heuristic_non_products(ids: pd.Index, titles: pd.Series, everywhere: pd.Index) -> list[str]:
     """Items whose id shape is rare in a shop with a clear id scheme (the usual shapes hold 90%
     of the items, this one under 1%) and whose title names a service or that are in an
-    unusually large share of sessions."""
+    unusually large share of sessions (`everywhere`)."""
     shapes = pd.Series(ids, index=ids, dtype=object).map(id_shape)
     share = shapes.value_counts(normalize=True)
     rare = share[share < RARE_SHAPE_SHARE]
     if rare.empty or rare.sum() > 1.0 - CLEAR_SCHEME_SHARE:
         return []  # one shape for all, or no scheme to stand out from
     odd = pd.Index(shapes.index[shapes.isin(rare.index)])
-    titles = item_titles(events, catalog, odd)
-    flagged = {str(item) for item, title in titles.items() if SERVICE_WORDS.search(title)}
-    flagged |= {str(item) for item in odd.intersection(ubiquitous(events))}
+    flagged = {str(item) for item, title in titles[odd].items() if SERVICE_WORDS.search(title)}
+    flagged |= {str(item) for item in odd.intersection(everywhere)}
     return sorted(flagged)
 
 
-def ubiquitous(events: pd.DataFrame) -> pd.Index:
-    """Items in an unusually large share of the sessions: the top 1% of items by sessions, and
-    in at least 1% of them."""
-    if events.empty:
+def ubiquitous(facts: pd.DataFrame, n_sessions: int) -> pd.Index:
+    """Items in an unusually large share of the `n_sessions` sessions: the top 1% of items by
+    sessions, and in at least 1% of them."""
+    if facts.empty or not n_sessions:
         return pd.Index([])
-    # Distinct (item, session) pairs as one integer each: a drop_duplicates over the id strings
-    # hashes every row's pair of Python objects.
-    items, item_ids = pd.factorize(events["item_id"])
-    sessions, session_ids = pd.factorize(events["session_id"])
-    n_sessions = len(session_ids)
-    pairs = np.sort(items.astype(np.int64) * n_sessions + sessions)  # np.unique: 50× slower
-    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
-    share = np.bincount(pairs // n_sessions, minlength=len(item_ids)) / n_sessions
+    share = facts["sessions"].to_numpy() / n_sessions
     bar = max(float(np.quantile(share, UBIQUITY_QUANTILE)), MIN_UBIQUITY_SHARE)
-    found: pd.Index = pd.Index(np.asarray(item_ids)[share >= bar], dtype=object)
+    found: pd.Index = pd.Index(facts.index[share >= bar], dtype=object)
     return found
 
 

@@ -93,7 +93,7 @@ def _evaluate_train_write(
 ) -> Manifest:
     metrics = Metrics()
     fitted_before = None
-    labels = choose_labels(data.events, config)
+    labels = choose_labels(data, config)
     if evaluate:
         baselines = list(config.evaluation.baselines)
         evaluation, fitted_before = _evaluate(
@@ -134,7 +134,7 @@ def evaluate_events(
     progress = Progress(3, quiet=quiet)
     data = _read(events_paths, catalog_path, users_path, config, progress)
     names = list(BASELINES) if baselines is None else baselines
-    evaluation, _ = _evaluate(data, config, names, choose_labels(data.events, config), progress)
+    evaluation, _ = _evaluate(data, config, names, choose_labels(data, config), progress)
     return evaluation, data.lineage
 
 
@@ -145,7 +145,7 @@ def train(
     intent_truth: pd.Series | None = None,
     fitted_before: FittedBefore | None = None,
 ) -> Trained:
-    """Every model of a bundle, on all of `data.events`. `labels`: how the ranker's label part
+    """Every model of a bundle, on all of `data`'s events. `labels`: how the ranker's label part
     is cut (`choose_labels`). `fitted_before`: the candidate models and segment features of
     the ranker's history, when the evaluation already computed them."""
     segments = fit_segments(data, config)
@@ -216,7 +216,8 @@ def _evaluate(
     part. Also the models fitted on a time split's training part, for the final ranker, whose
     history that part is by default."""
     if test_after is not None:
-        days = (data.events["ts"].max() - test_after) / pd.Timedelta(days=1)
+        last = data.summary.last
+        days = 0.0 if last is None else (last - test_after) / pd.Timedelta(days=1)
         if days <= 0:
             note = f"no event after {test_after.isoformat()}: nothing to compare on"
             return Evaluation(cases=0, note=note), None
@@ -226,7 +227,7 @@ def _evaluate(
         config = msgspec.structs.replace(config, evaluation=after)
     split = split_events(data, config)
     with progress.step(f"train on {len(split.train):,} events, hold out {len(split.test):,}"):
-        held = train(split.training_part(data), config, labels)
+        held = train(split.train, config, labels)
     with progress.step(f"evaluate through the edge code path, against {', '.join(baselines)}"):
         inputs = EvaluationInput(data, split, held, tuple(baselines), bundles or {})
         evaluation = evaluate_held_out(inputs, config, progress.say)

@@ -102,7 +102,9 @@ def test_feedback_goes_through_the_store_into_a_build_that_every_node_switches_t
 
         # The next build reads the store, and is published there.
         out = tmp_path / "next"
-        manifest = export_bundle([feedback], out, BuildConfig(), signing_key=KEY, quiet=True)
+        manifest = export_bundle(
+            [feedback], out, BuildConfig(), signing_key=KEY, quiet=True, report=False
+        )
         assert manifest.lineage.rows_kept == len(rows)
 
         # The other node switches to it while answering, with no failed request.

@@ -26,7 +26,14 @@ import scipy.sparse as sp
 from edge.scoring import MAX_CONFIDENCE_WEIGHT
 from export.config import BuildConfig
 from export.covisitation import CoVisitation, session_pairs
-from export.interactions import ITEM_CODE, ITEM_LABELS, ItemActivity, ItemUniverse, event_weights
+from export.interactions import (
+    ITEM_CODE,
+    ITEM_COUNTS,
+    ITEM_LABELS,
+    ItemActivity,
+    ItemUniverse,
+    event_weights,
+)
 from export.popularity import (
     CONTEXT_DIMENSIONS,
     Popularity,
@@ -47,13 +54,17 @@ ROWS_PER_SESSION_PARTITION = 1_000_000
 
 
 def item_facts(events: DataFrame) -> pd.DataFrame:
-    """`export.interactions.item_facts` on Spark: per item id (in id order), its median price
-    and the category, brand and title its events name most often (ties: the first in value
-    order; "" for none)."""
+    """`export.interactions.item_facts` on Spark: per item id (in id order), its median price,
+    the category, brand and title its events name most often (ties: the first in value order;
+    "" for none), and its events and distinct sessions."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    facts = events.groupBy("item_id").agg(F.median("price").alias("price"))
+    facts = events.groupBy("item_id").agg(
+        F.median("price").alias("price"),
+        F.count(F.lit(1)).alias("events"),
+        F.countDistinct("session_id").alias("sessions"),
+    )
     for label in ITEM_LABELS:
         named = events.filter(F.col(label).isNotNull() & (F.col(label) != ""))
         counted = named.groupBy("item_id", label).count()
@@ -62,6 +73,7 @@ def item_facts(events: DataFrame) -> pd.DataFrame:
         facts = facts.join(mode.select("item_id", label), "item_id", "left")
     frame = to_pandas(facts).set_index("item_id").sort_index()
     frame["price"] = frame["price"].astype(np.float64)
+    frame[list(ITEM_COUNTS)] = frame[list(ITEM_COUNTS)].astype(np.int64)
     for label in ITEM_LABELS:
         frame[label] = frame[label].fillna("").astype(object)
     return frame
@@ -71,7 +83,8 @@ def candidate_tables(
     events: DataFrame, universe: ItemUniverse, config: BuildConfig, rows: int
 ) -> CandidateTables:
     """Every table of `CandidateTables`, from `rows` validated events on Spark."""
-    weighed = weighed_events(events, universe, config).cache()
+    weights, half_life = dict(config.events.weights), config.popularity.half_life_days
+    weighed = weighed_events(events, universe, weights, half_life).cache()
     try:
         n_items = len(universe.ids)
         matrix = interaction_matrix(weighed, n_items)
@@ -89,7 +102,9 @@ def candidate_tables(
     return CandidateTables(matrix, statistics, covisitation, popularity)
 
 
-def weighed_events(events: DataFrame, universe: ItemUniverse, config: BuildConfig) -> DataFrame:
+def weighed_events(
+    events: DataFrame, universe: ItemUniverse, weights: dict[str, float], half_life_days: float
+) -> DataFrame:
     """The columns the tables need, with each event's item code, its user key (`user_keys`:
     the user, or its anonymous session), its weight (`event_weights`), that weight decayed
     for popularity (`recency_weights`, from the log's last event) and its hour bucket."""
@@ -113,8 +128,6 @@ def weighed_events(events: DataFrame, universe: ItemUniverse, config: BuildConfi
     )
     end_row = coded.agg(F.max("_seconds")).first()
     end = float(end_row[0]) if end_row is not None and end_row[0] is not None else 0.0
-    weights = dict(config.events.weights)
-    half_life = config.popularity.half_life_days
 
     def weigh(parts: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for part in parts:
@@ -123,7 +136,7 @@ def weighed_events(events: DataFrame, universe: ItemUniverse, config: BuildConfi
             yield part.assign(
                 **{
                     WEIGHT: weight,
-                    DECAYED: recency_weights(weight, seconds, end, half_life),
+                    DECAYED: recency_weights(weight, seconds, end, half_life_days),
                     HOUR: hour_buckets(part["local_hour"].to_numpy()).astype(str),
                 }
             )
@@ -137,6 +150,11 @@ def interaction_matrix(weighed: DataFrame, n_items: int) -> sp.csr_matrix:
     """`export.interactions.interaction_matrix`: users × items, the positive weights summed
     and capped, users in the order of their first positive event (time, then file and row
     order: the order the one-machine build meets them in)."""
+    return user_item_matrix(weighed, n_items)[0]
+
+
+def user_item_matrix(weighed: DataFrame, n_items: int) -> tuple[sp.csr_matrix, pd.Index]:
+    """`export.interactions.user_item_matrix`: `interaction_matrix` and each row's user key."""
     from pyspark.sql import functions as F
 
     positive = weighed.filter(F.col(WEIGHT) > 0)
@@ -162,7 +180,7 @@ def interaction_matrix(weighed: DataFrame, n_items: int) -> sp.csr_matrix:
         shape=(len(users), n_items),
     )
     matrix.sort_indices()
-    return matrix.astype(np.float32)
+    return matrix.astype(np.float32), pd.Index(users[USER_KEY].to_numpy(dtype=object))
 
 
 def item_activity(weighed: DataFrame, n_items: int) -> ItemActivity:

@@ -63,11 +63,12 @@ def fit_candidates(data: Dataset, config: BuildConfig) -> CandidateModels:
 def candidate_tables(data: Dataset, config: BuildConfig) -> CandidateTables:
     """What the candidate models learn from the events: summed on Spark when the events are
     there (`export.spark.tables`), else here, with the same meaning."""
-    events, universe = data.events, data.universe
+    universe = data.universe
     if data.on_spark is not None:
         from export.spark.tables import candidate_tables as on_spark
 
-        return on_spark(data.on_spark, universe, config, len(events))
+        return on_spark(data.on_spark, universe, config, len(data))
+    events = data.events
     weights = config.events.weights
     cv, pc = config.covisitation, config.popularity
     return CandidateTables(

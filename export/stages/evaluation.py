@@ -18,11 +18,17 @@ from edge.bundle.manifest import Comparison, Evaluation, Metrics
 from export.baselines import grids
 from export.cases import Case
 from export.config import BuildConfig
-from export.evaluate import evaluate_models
-from export.profiles import build_profiles
+from export.evaluate import Interactions, evaluate_models
 from export.progress import Say
 from export.stages.read import Dataset
-from export.stages.split import Split, cases_for, present_target_types, split_for_evaluation
+from export.stages.split import (
+    Split,
+    cases_for,
+    present_target_types,
+    split_for_evaluation,
+    types_of,
+)
+from export.stages.visitors import customer_profiles
 from export.stages.write import Trained, write_files
 
 
@@ -59,17 +65,21 @@ def evaluate_held_out(inputs: EvaluationInput, config: BuildConfig, say: Say) ->
             protocol,
             fit_part,
             validation.test,
-            build_profiles(fit_part, weights, universe=universe),
+            customer_profiles(fit_part, weights),
             config,
             min(ec.max_cases, 5_000),
         )
+    fitted_on = Interactions(
+        train_part.user_item_matrix(weights),
+        fit_part.user_item_matrix(weights) if validation_cases else None,
+        frozenset(train_part.items_seen().tolist()),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         write_files(Path(tmp) / "bundle", held, config, inputs.data.lineage, Metrics(), None)
         result = evaluate_models(
             load_bundle(Path(tmp) / "bundle", scan_in_background=False),
             test_cases,
-            train_part,
-            fit_part,
+            fitted_on,
             validation_cases,
             universe,
             weights,
@@ -87,7 +97,7 @@ def evaluate_held_out(inputs: EvaluationInput, config: BuildConfig, say: Say) ->
         cases=len(test_cases),
         validation_cases=len(validation_cases),
         k=ec.k,
-        target_types=present_target_types(test_part, config),
+        target_types=present_target_types(types_of(test_part), config),
         split=msgspec.structs.replace(
             inputs.split.description, train_events=len(train_part), test_events=len(test_part)
         ),

@@ -88,10 +88,9 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
     from a classifier fitted on the part before it; the segment from the segments learned on
     all of the events (the ones the bundle serves, so their codes mean the same in training
     and serving), assigned from each customer's history before the window."""
-    events = inputs.data.events
     rc = config.ranker
-    label_days = ranker_label_days(events, config)
-    chosen = inputs.labels or choose_labels(events, config)
+    label_days = ranker_label_days(inputs.data, config)
+    chosen = inputs.labels or choose_labels(inputs.data, config)
     try:
         part = _label_rows(inputs, config, chosen, label_days)
     except CannotTrainError as exc:
@@ -145,31 +144,30 @@ def _label_rows(
 ) -> _LabelRows:
     """The ranker's training rows from the label part `chosen` cuts, described by models of the
     history before it."""
-    events, segments = inputs.data.events, inputs.segments
+    segments = inputs.segments
     weights = config.events.weights
     rc, ic = config.ranker, config.intent
-    label_split = holdout(events, config, chosen.protocol, label_days)
+    label_split = holdout(inputs.data, config, chosen.protocol, label_days)
     history, labels = label_split.train, label_split.test
     reused = None
     before = inputs.fitted_before
     if before and (before.split, before.rows) == (label_split.description.split, len(history)):
         reused = before
-    history_data = label_split.training_part(inputs.data)
     if reused is not None:
         trees = reused.trees
     else:
-        trees = fit_candidates(history_data, config).trees
+        trees = fit_candidates(history, config).trees
     model = model_from_trees(trees, weights, ranker=None)
     history_intent = None
     if rc.intent_feature:
-        history_intent, _ = purchase_intent(history_data, config)
+        history_intent, _ = purchase_intent(history, config)
     intent_labels = IntentLabels(ic.high, ic.browsing)
-    profiles = customer_profiles(history_data, weights)
+    profiles = customer_profiles(history, weights)
     if segments is not None:
         if reused is not None and reused.segment_features is not None:
             segment_before = segments.assign(reused.segment_features)
         else:
-            segment_before = segments.assign(customer_features(history_data))
+            segment_before = segments.assign(customer_features(history))
         profiles = {
             user: msgspec.structs.replace(profile, segment=segment_before.get(user, ""))
             for user, profile in profiles.items()
@@ -205,14 +203,14 @@ def _other_labels(chosen: Holdout, config: BuildConfig) -> Holdout | None:
     return Holdout("random", f"{failed} a random share of each customer's items instead")
 
 
-def choose_labels(events: pd.DataFrame, config: BuildConfig) -> Holdout:
-    """How the ranker's label part is cut from `events` (`ranker.labels`, whatever the
+def choose_labels(data: Dataset, config: BuildConfig) -> Holdout:
+    """How the ranker's label part is cut from `data` (`ranker.labels`, whatever the
     evaluation's protocol): a window at the end, a random share of each customer's items, or
     for `auto` the one `choose_holdout` finds asks enough questions. A build settles it once,
     on all of its events, so the bundle `edgeperso evaluate` measures is the one `export`
     ships: a training part near a threshold could otherwise settle it the other way."""
     protocol = {"auto": "auto", "window": "temporal", "random": "random"}[config.ranker.labels]
-    return choose_holdout(events, config, protocol, ranker_label_days(events, config))
+    return choose_holdout(data, config, protocol, ranker_label_days(data, config))
 
 
 def _validation_folds(n_cases: int, seed: int) -> np.ndarray:
@@ -250,7 +248,7 @@ def _guard(rows: TrainingRows, config: BuildConfig) -> ScorerSelection:
     return select_scorer(per_case, k, config.serving.scorer, n_folds)
 
 
-def _windows(history: pd.DataFrame, labels: pd.DataFrame, label_days: float, protocol: str) -> str:
+def _windows(history: Dataset, labels: pd.DataFrame, label_days: float, protocol: str) -> str:
     """What the label part held, for an error that must say what in the data caused it."""
     known = labels["user_id"] != ""
     who = _count(labels.loc[known, "user_id"].nunique(), "customer")
@@ -262,11 +260,12 @@ def _windows(history: pd.DataFrame, labels: pd.DataFrame, label_days: float, pro
             f"of {who}), beside {len(history):,} events; a log of more "
             "customers with two items or more, or other evaluation.target_types, may help"
         )
-    first, cut, last = history["ts"].min(), labels["ts"].min(), labels["ts"].max()
+    first, cut, last = history.summary.first, labels["ts"].min(), labels["ts"].max()
+    since = "" if first is None else f" from {first:%Y-%m-%d %H:%M}"
     return (
         f"The label window is the last {label_days:.1f} days ({cut:%Y-%m-%d %H:%M} to "
         f"{last:%Y-%m-%d %H:%M}: {len(labels):,} events of {who}), after "
-        f"{len(history):,} events from {first:%Y-%m-%d %H:%M}; set "
+        f"{len(history):,} events{since}; set "
         "ranker.label_days to a window that holds a share of the visitors (the data-quality "
         "table counts the stray timestamps already dropped)"
     )

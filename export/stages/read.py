@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
+import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from edge.bundle import sha256_file
 from edge.bundle.manifest import InputFile, Lineage
 from export.config import BuildConfig
 from export.errors import CannotTrainError, InputError
-from export.interactions import ItemUniverse, attach_item_codes, item_facts, universe_of
+from export.interactions import (
+    ItemUniverse,
+    attach_item_codes,
+    item_facts,
+    universe_of,
+    user_item_matrix,
+)
 from export.io import read_table
 from export.non_products import find_non_products, withhold
 from export.progress import Say
@@ -47,33 +56,152 @@ class Sources:
     names: dict[Path, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LogSummary:
+    """What the build asks of a whole event log without holding it: one pass with pandas, or
+    one Spark job."""
+
+    events: int
+    first: pd.Timestamp | None  # None: no events
+    last: pd.Timestamp | None
+    sessions: int
+    customers: int  # distinct known user ids
+    types: frozenset[str]  # the event types present
+
+    @property
+    def days(self) -> float:
+        """The log's span in days (0 without events)."""
+        if self.first is None or self.last is None:
+            return 0.0
+        return float((self.last - self.first) / pd.Timedelta(days=1))
+
+
+def summarize(events: pd.DataFrame) -> LogSummary:
+    known = events.loc[events["user_id"] != "", "user_id"]
+    present = events["type"].unique()  # a categorical's unused categories are not present
+    empty = events.empty
+    return LogSummary(
+        len(events),
+        None if empty else events["ts"].min(),
+        None if empty else events["ts"].max(),
+        int(events["session_id"].nunique()),
+        int(known.nunique()),
+        frozenset(str(t) for t in present),
+    )
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
 class Dataset:
-    """What every later stage reads. `events`: validated, sorted by time, with item codes
-    (`attach_item_codes`) and `type` as a categorical."""
+    """What every later stage reads: the validated events, the item universe, the users'
+    attributes, and the lineage the manifest keeps.
 
-    events: pd.DataFrame
+    The events are in time order, with item codes (`attach_item_codes`) and `type` as a
+    categorical. On one machine they are `held`. On Spark (`on_spark`) they stay there: the
+    stages that have a Spark form sum their tables from them, a time split's window is
+    collected (`since`), and the whole log reaches this machine only when `events` is asked
+    for (a random or per-customer split, which has no Spark form)."""
+
+    held: pd.DataFrame | None
     universe: ItemUniverse
     users: dict[str, dict[str, str]] = field(default_factory=dict)  # user id → attributes
     lineage: Lineage = Lineage()  # the manifest's data lineage
-    # The same events on Spark (`export.spark`), when the build runs there: the stages that
-    # have a Spark form sum their tables from these.
     on_spark: DataFrame | None = None
 
-    def with_events(self, events: pd.DataFrame, on_spark: DataFrame | None = None) -> Dataset:
+    @cached_property
+    def events(self) -> pd.DataFrame:
+        """The events on this machine: collected from Spark the first time they are asked."""
+        if self.held is not None:
+            return self.held
+        from export.spark.dataset import since
+
+        return since(self._spark(), None, self.universe)
+
+    @cached_property
+    def summary(self) -> LogSummary:
+        if self.held is not None:
+            return summarize(self.held)
+        from export.spark.dataset import summarize as on_spark
+
+        return on_spark(self._spark())
+
+    def __len__(self) -> int:
+        return self.summary.events
+
+    def with_events(self, events: pd.DataFrame) -> Dataset:
         """The same items, users and lineage over part of the events (a split's part), on
-        this machine, and on Spark when given the same part there."""
-        return dataclasses.replace(self, events=events, on_spark=on_spark)
+        this machine."""
+        return dataclasses.replace(self, held=events, on_spark=None)
 
-    def before(self, events: pd.DataFrame, cut: pd.Timestamp) -> Dataset:
-        """`with_events(events)`, where `events` are those before `cut`: on Spark too, when
-        the events are there."""
+    def before(self, cut: pd.Timestamp) -> Dataset:
+        """The events before `cut`: on Spark too when they are there."""
+        on_spark = None
+        if self.on_spark is not None:
+            from export.spark.dataset import before
+
+            on_spark = before(self.on_spark, cut)
+        held = None if self.held is None else _split_at(self.held, cut)[0]
+        return dataclasses.replace(self, held=held, on_spark=on_spark)
+
+    def since(self, cut: pd.Timestamp) -> pd.DataFrame:
+        """The events from `cut` on, on this machine (collected from Spark)."""
+        if self.held is not None:
+            return _split_at(self.held, cut)[1]
+        from export.spark.dataset import since
+
+        return since(self._spark(), cut, self.universe)
+
+    def known_customers(self, user_ids: pd.Series) -> np.ndarray:
+        """Whether each of `user_ids` is a known customer with an event here."""
+        if self.held is not None:
+            known = pd.unique(self.held["user_id"])  # a hash table, not a set of Python strings
+            found: np.ndarray = user_ids.isin(known[known != ""]).to_numpy()
+            return found
+        from export.spark.dataset import known_customers
+
+        return known_customers(self._spark(), user_ids)
+
+    def customers_with_items(self, types: list[str], at_least: int) -> int:
+        """The known customers with events of `types` on at least `at_least` distinct items."""
+        if self.held is not None:
+            events = self.held
+            known = events[(events["user_id"] != "") & events["type"].isin(types)]
+            distinct = known.drop_duplicates(["user_id", "item_id"]).groupby("user_id").size()
+            return int((distinct >= at_least).sum())
+        from export.spark.dataset import customers_with_items
+
+        return customers_with_items(self._spark(), types, at_least)
+
+    def user_item_matrix(self, weights: dict[str, float]) -> tuple[sp.csr_matrix, pd.Index]:
+        """`export.interactions.user_item_matrix` of these events: summed on Spark when they
+        are only there."""
+        if self.held is not None:
+            return user_item_matrix(self.held, self.universe, weights)
+        from export.spark.dataset import user_item_matrix as on_spark
+
+        return on_spark(self._spark(), self.universe, weights)
+
+    def items_seen(self) -> pd.Index:
+        """The ids of the items with an event here."""
+        if self.held is not None:
+            return pd.Index(pd.unique(self.held["item_id"]))
+        from export.spark.dataset import items_seen
+
+        return items_seen(self._spark())
+
+    def _spark(self) -> DataFrame:
         if self.on_spark is None:
-            return self.with_events(events)
-        from pyspark.sql import functions as F
+            raise ValueError("a Dataset holds its events here, on Spark, or both")
+        return self.on_spark
 
-        nanoseconds = F.unix_micros(F.col("ts")) * 1000
-        return self.with_events(events, self.on_spark.filter(nanoseconds < cut.value))
+
+def _split_at(events: pd.DataFrame, cut: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The events before `cut`, and those from it on."""
+    if events["ts"].is_monotonic_increasing:
+        # Sorted by time, as read_inputs leaves it: two slices that share the events' memory,
+        # where masks copied every column (a gigabyte at 10M events).
+        at = int(events["ts"].searchsorted(cut, side="left"))
+        return events.iloc[:at], events.iloc[at:]
+    return events[events["ts"] < cut], events[events["ts"] >= cut]
 
 
 def read_inputs(
@@ -91,14 +219,15 @@ def read_inputs(
         report.files.append(InputFile(role, name, sha256_file(path), len(raw)))
         return raw
 
-    on_spark = None
+    on_spark, events = None, None
     if spark is not None:
-        events, on_spark = _events_on_spark(sources, config, report, spark)
+        on_spark = _events_on_spark(sources, config, report, spark)
     else:
         frames = [normalize_events(read(p, "events"), config, report) for p in sources.events]
         events = sorted_by_time(frames[0] if len(frames) == 1 else pd.concat(frames))
         del frames
         events = drop_repeated_event_ids(events, report)  # across files: a retry lands anywhere
+        join_logins(events, report)  # across files: a visit's two halves may be in two of them
     catalog = (
         None
         if sources.catalog is None
@@ -106,46 +235,50 @@ def read_inputs(
     )
     users = {} if sources.users is None else normalize_users(read(sources.users, "users"), config)
     if on_spark is None:
-        join_logins(events, report)  # across files: a visit's two halves may be in two of them
-    non_products = find_non_products(events, catalog, config.catalog)
+        assert events is not None
+        facts = item_facts(events)
+        summary = summarize(events)
+    else:
+        from export.spark.dataset import summarize as summarize_on_spark
+        from export.spark.tables import item_facts as item_facts_on_spark
+
+        facts, summary = item_facts_on_spark(on_spark), summarize_on_spark(on_spark)
+    non_products = find_non_products(facts, summary.sessions, catalog, config.catalog)
     report.non_products = non_products.summary()
     say(report.table())
     check_drop_share(report, config)
-    if events.empty:
+    if not summary.events:
         raise _nothing_kept(report)
-    if on_spark is None:
-        facts = item_facts(events)
-    else:
-        from export.spark.tables import item_facts as item_facts_on_spark
-
-        facts = item_facts_on_spark(on_spark)
     universe = withhold(universe_of(facts, catalog), non_products)
-    attach_item_codes(events, universe)
-    # A handful of labels: as a categorical, each comparison with one (event weights, targets,
-    # purchases; dozens per build) compares small integer codes, not ten million strings.
-    events["type"] = events["type"].astype("category")
-    t_min, t_max = events["ts"].min(), events["ts"].max()
+    if events is not None:
+        attach_item_codes(events, universe)
+        # A handful of labels: as a categorical, each comparison with one (event weights,
+        # targets, purchases; dozens per build) compares small integer codes, not ten million
+        # strings.
+        events["type"] = events["type"].astype("category")
+    assert summary.first is not None and summary.last is not None  # there are events
     lineage = msgspec.structs.replace(
         report.lineage(),
-        time_range=(t_min.isoformat(), t_max.isoformat()),
+        time_range=(summary.first.isoformat(), summary.last.isoformat()),
         items=len(universe.ids),
-        users=int(events.loc[events["user_id"] != "", "user_id"].nunique()),
+        users=summary.customers,
         users_with_attributes=len(users),
         config=msgspec.to_builtins(config),
     )
-    return Dataset(events, universe, users, lineage, on_spark)
+    data = Dataset(events, universe, users, lineage, on_spark)
+    data.__dict__["summary"] = summary  # known already: the cached property need not count again
+    return data
 
 
 def _events_on_spark(
     sources: Sources, config: BuildConfig, report: QualityReport, spark: SparkSession
-) -> tuple[pd.DataFrame, DataFrame]:
-    """The events read and validated on Spark: kept there (cached), and on the driver in time
-    order; `report` gets what validation counted and each file's lineage."""
+) -> DataFrame:
+    """The events read and validated on Spark, kept there (cached); `report` gets what
+    validation counted and each file's lineage."""
     from export.spark import validate
 
     validated = validate.validate_events(validate.read_events(spark, sources.events), config)
     on_spark = validate.join_logins(validated.events, report).cache()
-    events = validate.in_time_order(on_spark)
     counted = validated.report
     for index, path in enumerate(sources.events):
         name = sources.names.get(path, path.name)
@@ -153,7 +286,7 @@ def _events_on_spark(
         report.files.append(InputFile("events", name, sha256_file(path), rows))
     report.dropped = dict(counted.dropped)
     report.rows_read, report.rows_kept = counted.rows_read, counted.rows_kept
-    return events, on_spark
+    return on_spark
 
 
 def _nothing_kept(report: QualityReport) -> CannotTrainError:

@@ -8,6 +8,7 @@ log whose customers arrive in bulk, as ratings entered at a sitting do)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import msgspec
@@ -23,7 +24,6 @@ from export.cases import (
     make_cases,
     next_new_item,
     random_holdout,
-    time_split,
 )
 from export.config import BuildConfig
 from export.errors import CannotTrainError
@@ -42,17 +42,10 @@ WINDOW_SHARE = 0.25
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
 class Split:
-    train: pd.DataFrame
-    test: pd.DataFrame
+    train: Dataset  # on Spark too, for a time split of events there
+    test: pd.DataFrame  # on this machine
     description: SplitInfo  # what the manifest says of it
     protocol: str  # settled (never `auto`): what `cases_for` asks the test part
-
-    def training_part(self, data: Dataset) -> Dataset:
-        """`data` over the training part: on Spark too when `data`'s events are there and
-        the split is in time (the training part is then the events before the test's)."""
-        if self.description.split == "time" and len(self.test):
-            return data.before(self.train, self.test["ts"].min())
-        return data.with_events(self.train)
 
 
 @dataclass(frozen=True)
@@ -64,9 +57,9 @@ class Holdout:
 
 
 def split_events(data: Dataset, config: BuildConfig) -> Split:
-    """The evaluation's split of `data.events`; a part left empty stops the build."""
-    split = split_for_evaluation(data.events, config)
-    if split.train.empty or split.test.empty:
+    """The evaluation's split of `data`; a part left empty stops the build."""
+    split = split_for_evaluation(data, config)
+    if not len(split.train) or split.test.empty:
         raise CannotTrainError(
             f"the {split.description.split} split left an empty part ({len(split.train):,} "
             f"training and {len(split.test):,} test events): {_empty_because(data, config)}"
@@ -77,48 +70,58 @@ def split_events(data: Dataset, config: BuildConfig) -> Split:
 def _empty_because(data: Dataset, config: BuildConfig) -> str:
     protocol = config.evaluation.protocol
     if protocol in PER_CUSTOMER:
-        targets = " or ".join(present_target_types(data.events, config))
+        targets = " or ".join(present_target_types(data.summary.types, config))
         return (
             f"no known customer has two {targets} events or more; set evaluation.protocol "
             'to "auto" for a time split, or choose other evaluation.target_types'
         )
-    span = (data.events["ts"].max() - data.events["ts"].min()) / DAY
-    return f"the log spans {span:.1f} days; set evaluation.holdout_days to fit the data"
+    return (
+        f"the log spans {data.summary.days:.1f} days; set evaluation.holdout_days to fit the data"
+    )
 
 
-def split_for_evaluation(
-    events: pd.DataFrame, config: BuildConfig, protocol: str | None = None
-) -> Split:
+def split_for_evaluation(data: Dataset, config: BuildConfig, protocol: str | None = None) -> Split:
     """The training and test parts under `protocol` (default: the configured one, `auto`
     settled by `choose_holdout`)."""
     ec = config.evaluation
-    chosen = choose_holdout(events, config, protocol or ec.protocol)
-    days = ec.holdout_days or ranker_label_days(events, config)
-    split = holdout(events, config, chosen.protocol, days)
+    chosen = choose_holdout(data, config, protocol or ec.protocol)
+    days = ec.holdout_days or ranker_label_days(data, config)
+    split = holdout(data, config, chosen.protocol, days)
     described = msgspec.structs.replace(split.description, chosen_because=chosen.reason)
     return Split(split.train, split.test, described, split.protocol)
 
 
-def holdout(events: pd.DataFrame, config: BuildConfig, protocol: str, days: float) -> Split:
-    """`events` split under a settled protocol; `days`: a time split's test window."""
-    targets = present_target_types(events, config)
+def holdout(data: Dataset, config: BuildConfig, protocol: str, days: float) -> Split:
+    """`data` split under a settled protocol; `days`: a time split's test window. A time
+    split cuts the events where they are (on Spark too); the per-customer splits need every
+    event on this machine."""
+    if protocol not in PER_CUSTOMER:
+        history, window = time_split(data, days)
+        return Split(history, window, SplitInfo(split="time", days=round(days, 2)), protocol)
+    events = data.events
+    targets = present_target_types(data.summary.types, config)
     if protocol == "leave_last_out":
         train_part, test_part = leave_last_out(events, targets)
     elif protocol == "random":
         share = config.evaluation.holdout_share
         train_part, test_part = random_holdout(events, targets, share, config.seed)
-    elif protocol == "next_new_item":
-        train_part, test_part = next_new_item(events, targets)
     else:
-        train_part, test_part = time_split(events, days)
-        info = SplitInfo(split="time", days=round(days, 2))
-        return Split(train_part, test_part, info, protocol)
+        train_part, test_part = next_new_item(events, targets)
     info = msgspec.convert({"split": protocol}, SplitInfo)
-    return Split(train_part, test_part, info, protocol)
+    return Split(data.with_events(train_part), test_part, info, protocol)
+
+
+def time_split(data: Dataset, days: float) -> tuple[Dataset, pd.DataFrame]:
+    """The events before the last `days` days of `data`, and those days (on this machine)."""
+    last = data.summary.last
+    if last is None:
+        return data, data.events.iloc[:0]
+    cut = last - pd.Timedelta(days=days)
+    return data.before(cut), data.since(cut)
 
 
 def choose_holdout(
-    events: pd.DataFrame, config: BuildConfig, protocol: str, days: float | None = None
+    data: Dataset, config: BuildConfig, protocol: str, days: float | None = None
 ) -> Holdout:
     """`protocol` as set, or for `auto`: a time window of `days` (default: the evaluation's
     holdout) unless it asks too few questions, in absolute terms (under MIN_WINDOW_CASES) or
@@ -128,17 +131,15 @@ def choose_holdout(
     that asks ENOUGH_CASES is always kept."""
     if protocol != "auto":
         return Holdout(protocol, "set in evaluation.protocol (or --protocol)")
-    days = days or config.evaluation.holdout_days or ranker_label_days(events, config)
-    history, window = time_split(events, days)
-    kind = choose_protocol("auto", history, window)
-    targets = present_target_types(events, config)
+    days = days or config.evaluation.holdout_days or ranker_label_days(data, config)
+    history, window = time_split(data, days)
+    kind = choose_protocol("auto", known_share(history, window))
+    targets = present_target_types(data.summary.types, config)
     in_window = _questions(kind, history, window, targets)
     described = f"the last {days:.1f} days ask {in_window:,} {kind} questions"
     if in_window >= ENOUGH_CASES:
         return Holdout(kind, f"{described} (at least {ENOUGH_CASES:,})")
-    known = events[(events["user_id"] != "") & events["type"].isin(targets)]
-    distinct = known.drop_duplicates(["user_id", "item_id"]).groupby("user_id").size()
-    per_customer = int((distinct >= 2).sum())
+    per_customer = data.customers_with_items(targets, at_least=2)
     share = f"a random {config.evaluation.holdout_share:.0%} of each customer's items"
     asks = f"{share} asks {per_customer:,}"
     identified = float((window["user_id"] != "").mean()) if len(window) else 0.0
@@ -153,40 +154,49 @@ def choose_holdout(
     return Holdout(kind, f"{described}; {share} would ask fewer ({per_customer:,})")
 
 
-def _questions(kind: str, history: pd.DataFrame, window: pd.DataFrame, targets: list[str]) -> int:
+def known_share(history: Dataset, window: pd.DataFrame) -> float:
+    """The share of `window`'s events whose visitor is a customer known in `history`."""
+    return float(history.known_customers(window["user_id"]).mean()) if len(window) else 0.0
+
+
+def _questions(kind: str, history: Dataset, window: pd.DataFrame, targets: list[str]) -> int:
     """About how many cases `make_cases` finds in `window` (without building profiles)."""
     hits = window[window["type"].isin(targets)]
     if kind == "users":
-        known = pd.unique(history["user_id"])
-        return int(hits.loc[hits["user_id"].isin(known[known != ""]), "user_id"].nunique())
+        return int(hits.loc[history.known_customers(hits["user_id"]), "user_id"].nunique())
     sizes = window.groupby("session_id", sort=False).size()
     return int(hits.loc[hits["session_id"].map(sizes) >= 2, "session_id"].nunique())
 
 
-def ranker_label_days(events: pd.DataFrame, config: BuildConfig) -> float:
+def ranker_label_days(data: Dataset, config: BuildConfig) -> float:
     """The ranker's label window: the configured days, else the last 15% of the span."""
-    span_days = (events["ts"].max() - events["ts"].min()) / DAY
-    return config.ranker.label_days or max(1.0, 0.15 * span_days)
+    return config.ranker.label_days or max(1.0, 0.15 * data.summary.days)
 
 
-def present_target_types(events: pd.DataFrame, config: BuildConfig) -> list[str]:
+def present_target_types(present: Collection[str], config: BuildConfig) -> list[str]:
     """The configured target types, or every positively weighted type when the data has none
-    of them (a log of views only, say)."""
-    wanted = [t for t in config.evaluation.target_types if (events["type"] == t).any()]
+    of them (a log of views only, say): of the event types `present`."""
+    wanted = [t for t in config.evaluation.target_types if t in present]
     if wanted:
         return wanted
-    return [t for t, w in config.events.weights.items() if w > 0 and (events["type"] == t).any()]
+    return [t for t, w in config.events.weights.items() if w > 0 and t in present]
+
+
+def types_of(events: pd.DataFrame) -> frozenset[str]:
+    """The event types present in `events`."""
+    return frozenset(str(t) for t in events["type"].unique())
 
 
 def cases_for(
     protocol: str,
-    history: pd.DataFrame,
+    history: Dataset,
     window: pd.DataFrame,
     profiles: dict[str, Profile],
     config: BuildConfig,
     limit: int,
 ) -> tuple[str, list[Case]]:
     """The questions `window` asks of a model fitted on `history`, under `protocol`."""
-    chosen = choose_protocol(protocol, history, window)
-    targets = present_target_types(window, config)
+    share = known_share(history, window) if protocol in ("auto", "temporal") else 0.0
+    chosen = choose_protocol(protocol, share)
+    targets = present_target_types(types_of(window), config)
     return chosen, make_cases(chosen, window, profiles, targets, limit, config.seed)

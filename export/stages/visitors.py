@@ -124,7 +124,7 @@ def customer_features(data: Dataset) -> pd.DataFrame:
     if data.on_spark is not None:
         from export.spark.customers import customer_features as on_spark
 
-        return on_spark(data.on_spark, data.universe, len(data.events))
+        return on_spark(data.on_spark, data.universe, len(data))
     return user_features(data.events, data.universe)
 
 
@@ -137,7 +137,7 @@ def customer_profiles(
     if data.on_spark is not None:
         from export.spark.customers import customer_profiles as on_spark
 
-        return on_spark(data.on_spark, weights, data.universe, len(data.events), attributes)
+        return on_spark(data.on_spark, weights, data.universe, len(data), attributes)
     return build_profiles(data.events, weights, attributes, universe=data.universe)
 
 

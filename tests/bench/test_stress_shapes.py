@@ -23,7 +23,9 @@ from stress_shapes import (
     visitors,
 )
 
-from export.cases import time_split
+from export.interactions import build_universe
+from export.stages.read import Dataset
+from export.stages.split import time_split
 from export.validate import stray_timestamps as flagged_as_stray
 from simulator import simulate_shop
 
@@ -176,8 +178,8 @@ def test_late_items_leave_30_percent_of_items_unseen_before_the_evaluations_cut(
     assert round(0.3 * len(first_seen)) <= late <= round(0.3 * len(first_seen)) + naturally_late
     # The build's own time split puts none of their events in its training part.
     days = (log["ts"].max() - cut) / DAY
-    train, test = time_split(out, days)
-    unseen = set(test["item_id"]) - set(train["item_id"])
+    history, test = time_split(Dataset(out, build_universe(out, None)), days)
+    unseen = set(test["item_id"]) - set(history.events["item_id"])
     assert len(unseen) >= round(0.3 * len(first_seen))
     assert len(out) == len(log)
     assert out["ts"].min() == log["ts"].min() and out["ts"].max() == log["ts"].max()

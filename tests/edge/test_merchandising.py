@@ -475,6 +475,7 @@ def test_an_export_ships_brands_tags_and_its_policy_and_filters_its_fallback_con
         tmp_path / "catalog.csv",
         evaluate=False,
         quiet=True,
+        report=False,
     )
     bundle = load_bundle(out)
     table = bundle.model.items

@@ -98,6 +98,7 @@ def test_export_ships_the_bandits_with_priors_from_the_feedback_log(shop, tmp_pa
         tmp_path / "b",
         load_config(config),
         quiet=True,
+        report=False,
         evaluate=False,
         bandit_log=[tmp_path / "log"],
     )

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from edge.schemas import Profile
-from export.cases import choose_protocol, leave_last_out, session_cases, time_split, user_cases
+from export.cases import choose_protocol, leave_last_out, session_cases, user_cases
 
 
 def log(rows):
@@ -106,17 +106,8 @@ def test_leave_last_out_holds_out_each_customers_last_basket_and_what_follows():
     assert sorted(train["item_id"]) == ["a", "a"]
 
 
-def test_time_split_and_protocol_choice():
-    events = log(
-        [
-            (1, "u1", "s1", "a", "view"),
-            (9, "u1", "s2", "b", "view"),
-            (9, "", "s3", "c", "view"),
-            (10, "", "s4", "d", "view"),
-        ]
-    )
-    history, window = time_split(events, 2)
-    assert list(history["item_id"]) == ["a"] and list(window["item_id"]) == ["b", "c", "d"]
-    assert choose_protocol("auto", history, window) == "sessions"  # 1 of 3 from a known user
-    assert choose_protocol("auto", history, window.head(1)) == "users"
-    assert choose_protocol("users", history, window) == "users"
+def test_a_time_windows_cases_are_about_users_when_most_of_its_events_are_known_customers():
+    assert choose_protocol("auto", 1 / 3) == "sessions"
+    assert choose_protocol("temporal", 0.5) == "users"
+    assert choose_protocol("users", 0.0) == "users"  # as set
+    assert choose_protocol("random", 0.0) == "users"  # a per-customer split

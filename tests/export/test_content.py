@@ -86,6 +86,7 @@ def test_a_new_catalog_item_reaches_the_candidates_of_a_session_of_its_kind(shop
         catalog_path=tmp_path / "catalog.parquet",
         evaluate=False,
         quiet=True,
+        report=False,
     )
     bundle = load_bundle(tmp_path / "bundle")
     model = bundle.model

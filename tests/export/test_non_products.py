@@ -14,7 +14,7 @@ from edge.schemas import Context, RecommendRequest, Session, SessionEvent
 from edge.scoring import accessories
 from export.config import BuildConfig, CatalogConfig, load_config
 from export.errors import ConfigError
-from export.interactions import build_universe
+from export.interactions import build_universe, item_facts
 from export.io import read_table
 from export.non_products import find_non_products, id_shape, withhold
 from export.pipeline import export_bundle
@@ -33,6 +33,11 @@ def log(rows):
     return normalize_events(raw, BuildConfig(), QualityReport())
 
 
+def flagged_in(events, catalog, config):
+    """`find_non_products` of a validated log."""
+    return find_non_products(item_facts(events), events["session_id"].nunique(), catalog, config)
+
+
 def products(n, first=10_001):
     """UCI-shaped product ids (5 digits), with plain product titles."""
     return [(str(first + i), f"PRODUCT {i}") for i in range(n)]
@@ -49,7 +54,7 @@ def test_an_id_shape_is_its_runs_of_digits_and_letters(item_id, shape):
 def test_the_heuristic_flags_postage_carriage_and_manual_lines_of_the_uci_sample():
     config = load_config(UCI_CONFIG)
     events = normalize_events(read_table(SAMPLE), config, QualityReport())
-    found = find_non_products(events, None, NO_PATTERNS)
+    found = flagged_in(events, None, NO_PATTERNS)
     assert {"POST", "DOT", "C2", "M"} <= set(found.by["heuristic"])
     # Products, five digits and an optional letter, keep their place, even those sold online
     # under another scheme (DCGS...: party bags, an ashtray)
@@ -64,7 +69,7 @@ def test_the_heuristic_needs_an_odd_id_and_a_service_title_or_a_place_in_most_ba
         if s % 2:
             rows.append((f"s{s}", "SHIP", ""))  # no title, in half the baskets
     rows += [("s0", "C2", "CARRIAGE"), ("s1", "DCGS0003", "BOXED GLASS ASHTRAY")]
-    found = find_non_products(log(rows), None, NO_PATTERNS)
+    found = flagged_in(log(rows), None, NO_PATTERNS)
     # 10999: a service word, in every basket, but shaped as the products are
     assert found.by["heuristic"] == ["SHIP", "C2"]
 
@@ -80,14 +85,14 @@ def test_the_heuristic_needs_an_odd_id_and_a_service_title_or_a_place_in_most_ba
 def test_a_log_whose_ids_share_one_shape_has_nothing_flagged(ids):
     rows = [(f"s{i}", item, "") for i, item in enumerate(ids)]
     rows += [(f"s{i}", ids[0], "shipping fee") for i in range(300)]  # in every basket
-    found = find_non_products(log(rows), None, NO_PATTERNS)
+    found = flagged_in(log(rows), None, NO_PATTERNS)
     assert found.by["heuristic"] == []
 
 
 def test_the_simulated_shop_has_nothing_flagged(shop):
     events = normalize_events(shop.events, BuildConfig(), QualityReport())
     catalog = normalize_catalog(shop.catalog, BuildConfig())
-    assert find_non_products(events, catalog, NO_PATTERNS).ids == set()
+    assert flagged_in(events, catalog, NO_PATTERNS).ids == set()
 
 
 def test_config_patterns_flag_by_id_and_by_title_in_any_case():
@@ -95,7 +100,7 @@ def test_config_patterns_flag_by_id_and_by_title_in_any_case():
     rows += [("s3", "X1", "Carriage"), ("s4", "X1", "Carriage"), ("s5", "X1", "mug")]
     rows += [("s6", "X2", "mug"), ("s7", "X2", "mug"), ("s8", "X2", "carriage")]
     config = CatalogConfig(["^POST$"], ["^carriage$"], non_product_heuristic=False)
-    found = find_non_products(log(rows), None, config)
+    found = flagged_in(log(rows), None, config)
     # X2 is named "carriage" once, but "mug" most often: its title is "mug"
     assert found.by == {"config": ["X1", "POST"]}  # most events first
 
@@ -107,7 +112,7 @@ def test_a_catalog_title_wins_over_what_the_events_call_an_item():
         BuildConfig(),
     )
     config = CatalogConfig(non_product_titles=["^carriage$"], non_product_heuristic=False)
-    assert find_non_products(log(rows), catalog, config).by["config"] == ["X2"]
+    assert flagged_in(log(rows), catalog, config).by["config"] == ["X2"]
 
 
 def test_the_catalog_column_flags_true_yes_and_1_in_any_case_and_nothing_else():
@@ -118,10 +123,10 @@ def test_the_catalog_column_flags_true_yes_and_1_in_any_case_and_nothing_else():
         }
     )
     catalog = normalize_catalog(raw, BuildConfig())
-    found = find_non_products(log([("s1", "a", "")]), catalog, NO_PATTERNS)
+    found = flagged_in(log([("s1", "a", "")]), catalog, NO_PATTERNS)
     assert sorted(found.by["catalog"]) == ["a", "b", "c"]
     no_column = normalize_catalog(raw[["item_id"]], BuildConfig())
-    assert "catalog" not in find_non_products(log([("s1", "a", "")]), no_column, NO_PATTERNS).by
+    assert "catalog" not in flagged_in(log([("s1", "a", "")]), no_column, NO_PATTERNS).by
 
 
 @pytest.mark.parametrize("key", ["non_product_ids", "non_product_titles"])
@@ -137,14 +142,14 @@ def test_the_uci_config_flags_every_non_product_it_lists():
     ids = ["POST", "DOT", "C2", "M", "m", "D", "S", "B", "CRUK", "PADS", "AMAZONFEE"]
     ids += ["BANK CHARGES", "gift_0001_20", "85123A", "22423", "POSTAGE", "DCGS0003"]
     rows = [(f"s{i}", item, "") for i, item in enumerate(ids)]
-    found = find_non_products(log(rows), None, config.catalog)
+    found = flagged_in(log(rows), None, config.catalog)
     assert set(found.by["config"]) == set(ids[:13])
 
 
 def test_withheld_items_are_out_of_stock_and_the_rest_unchanged():
     events = log([("s1", "a", ""), ("s1", "POST", ""), ("s2", "b", "")])
     universe = build_universe(events, None)
-    flagged = find_non_products(events, None, CatalogConfig(["^POST$"]))
+    flagged = flagged_in(events, None, CatalogConfig(["^POST$"]))
     withheld = withhold(universe, flagged)
     assert dict(zip(withheld.ids, withheld.in_stock.tolist())) == {
         "POST": False,
@@ -183,7 +188,7 @@ def postage_bundle(shop, tmp_path_factory):
     events.to_csv(directory / "events.csv", index=False)
     out = directory / "bundle"
     manifest = export_bundle(
-        [directory / "events.csv"], out, BuildConfig(), quiet=True, evaluate=False
+        [directory / "events.csv"], out, BuildConfig(), quiet=True, report=False, evaluate=False
     )
     assert manifest.lineage.non_products["heuristic"].examples == ["POST"]
     return load_bundle(out, scan_in_background=False), german["user_id"].tolist()

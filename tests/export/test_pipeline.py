@@ -23,7 +23,7 @@ from tests.conftest import SAMPLE, UCI_CONFIG
 @pytest.mark.slow
 def test_the_uci_sample_goes_in_without_preprocessing_and_beats_popularity(tmp_path):
     out = tmp_path / "uci"
-    manifest = export_bundle([SAMPLE], out, load_config(UCI_CONFIG), quiet=True)
+    manifest = export_bundle([SAMPLE], out, load_config(UCI_CONFIG), quiet=True, report=False)
     lineage = manifest.lineage
     assert lineage.rows_read == 111_845
     assert lineage.dropped_by_reason["duplicate"] > 0
@@ -56,6 +56,7 @@ def test_the_simulated_shop_bundle_beats_popularity(tmp_path, seed):
         catalog_path=files["catalog"],
         users_path=files["users"],
         quiet=True,
+        report=False,
     )
     evaluation = load_bundle(out).manifest.metrics.evaluation
     ours, popular = evaluation.table["edgeperso"], evaluation.table["popular"]
@@ -82,7 +83,7 @@ def test_a_bad_log_stops_the_build_with_the_reason(tmp_path):
     with pytest.raises(
         DataQualityError, match="66.7% of the event rows were dropped.*bad_timestamp"
     ):
-        export_bundle([path], tmp_path / "out", BuildConfig(), quiet=True)
+        export_bundle([path], tmp_path / "out", BuildConfig(), quiet=True, report=False)
     assert not (tmp_path / "out").exists()
 
 
@@ -106,9 +107,8 @@ def test_a_ranker_trained_without_context_ignores_the_context_features(shop, see
 
     config = msgspec.convert({"seed": seed, "ranker": {"context_features": False}}, BuildConfig)
     events = normalize_events(shop.events, config, QualityReport())
-    trained = train(
-        Dataset(events, build_universe(events, None)), config, choose_labels(events, config)
-    )
+    data = Dataset(events, build_universe(events, None))
+    trained = train(data, config, choose_labels(data, config))
     ranker = Ranker(trained.ranker_onnx, FEATURES)
     rows = np.random.default_rng(seed).random((200, len(FEATURES))).astype(np.float32)
     shifted = rows.copy()
@@ -119,13 +119,13 @@ def test_a_ranker_trained_without_context_ignores_the_context_features(shop, see
 def test_intent_can_be_switched_on_as_a_ranker_feature(shop, seed):
     import msgspec
 
+    from export.interactions import build_universe
     from export.pipeline import train
 
     config = msgspec.convert({"seed": seed, "ranker": {"intent_feature": True}}, BuildConfig)
     events = normalize_events(shop.events, config, QualityReport())
-    trained = train(
-        Dataset(events, build_universe(events, None)), config, choose_labels(events, config)
-    )
+    data = Dataset(events, build_universe(events, None))
+    trained = train(data, config, choose_labels(data, config))
     assert trained.ranker_training.features_switched_off == []
     assert trained.intent is not None and trained.segments is not None
 
@@ -185,7 +185,7 @@ def test_the_feedback_log_is_input_to_the_next_build(shop, tmp_path):
     segments = sorted((tmp_path / "log").glob("*.jsonl"))
     assert len(segments) > 1
     manifest = export_bundle(
-        segments, tmp_path / "bundle", BuildConfig(), quiet=True, evaluate=False
+        segments, tmp_path / "bundle", BuildConfig(), quiet=True, report=False, evaluate=False
     )
     lineage = manifest.lineage
     assert lineage.rows_read == 20_000 + 23 * 100
@@ -203,7 +203,7 @@ def test_experiments_in_the_config_travel_in_the_bundle(shop, tmp_path):
     events = tmp_path / "events.csv"
     shop.events.head(5_000).to_csv(events, index=False)
     manifest = export_bundle(
-        [events], tmp_path / "b", load_config(config_path), quiet=True, evaluate=False
+        [events], tmp_path / "b", load_config(config_path), quiet=True, report=False, evaluate=False
     )
     assert manifest.models.experiments.keys == ["strip"]
     bundle = load_bundle(tmp_path / "b")

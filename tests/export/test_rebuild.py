@@ -50,6 +50,7 @@ def test_a_rebuild_publishes_what_is_not_worse_and_refuses_what_is(
         catalog_path=shop_files["catalog"],
         signing_key=key,
         quiet=True,
+        report=False,
         evaluate=False,
     )
     first = publish_to_store(tmp_path / "early", bundles, raw_public_key(key))

@@ -88,7 +88,7 @@ def test_export_from_the_store_reads_what_nodes_shipped_and_drops_retried_events
     shipped = _ship_feedback(shop, tmp_path, store_url, retried=300)
     assert not list((tmp_path / "events").glob("*.jsonl"))  # all of it is in the store now
     manifest = export_bundle(
-        [store_url], tmp_path / "bundle", BuildConfig(), quiet=True, evaluate=False
+        [store_url], tmp_path / "bundle", BuildConfig(), quiet=True, report=False, evaluate=False
     )
     lineage = manifest.lineage
     assert lineage.rows_read == shipped
@@ -109,7 +109,9 @@ def test_the_store_and_the_same_segments_on_disk_build_the_same_models(shop, tmp
         (local / stored.key).write_bytes(store.get(stored.key))
     built = {}
     for name, source in (("store", store_url), ("disk", str(local))):
-        export_bundle([source], tmp_path / name, BuildConfig(), quiet=True, evaluate=False)
+        export_bundle(
+            [source], tmp_path / name, BuildConfig(), quiet=True, report=False, evaluate=False
+        )
         manifest = load_bundle(tmp_path / name).manifest
         built[name] = {n: f.sha256 for n, f in manifest.files.items() if n.endswith(".onnx")}
     assert built["store"] == built["disk"] and built["store"]

@@ -478,7 +478,9 @@ def test_after_export_a_customer_who_logged_in_mid_visit_has_the_visits_start(sh
     )
     path = tmp_path / "events.csv"
     pd.concat([events, visit]).to_csv(path, index=False)
-    manifest = export_bundle([path], tmp_path / "b", BuildConfig(), quiet=True, evaluate=False)
+    manifest = export_bundle(
+        [path], tmp_path / "b", BuildConfig(), quiet=True, report=False, evaluate=False
+    )
     assert manifest.lineage.anonymous_events_joined == 2
     profile = load_bundle(tmp_path / "b").profiles.get("u-new")
     assert profile is not None

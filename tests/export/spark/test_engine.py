@@ -22,32 +22,53 @@ pytestmark = [
 
 
 def test_the_spark_engine_builds_the_same_bundle_with_the_same_evaluation(
-    spark, bundle_dir, shop_files, tmp_path
+    spark, shop_files, tmp_path, monkeypatch
 ):
-    """The simulated shop's bundle (the one-machine build the other tests share: catalog,
-    users, evaluation against the baselines) built again on Spark: the same lineage, the same
-    evaluation figures, every model and table byte for byte, so the same answers."""
+    """The simulated shop's bundle (catalog, users, evaluation against the baselines) with the
+    evaluation and the ranker's labels on time windows, built on this machine and on Spark: the
+    same lineage, the same evaluation figures, every model and table byte for byte, so the same
+    answers. The Spark build never brings the whole log to the driver: only the windows."""
+    import msgspec
+
     from export.config import BuildConfig
     from export.pipeline import export_bundle
+    from export.spark import dataset
     from tests.conftest import SEED
 
-    out = tmp_path / "on-spark"
-    export_bundle(
-        [shop_files["events"]],
-        out,
-        BuildConfig(seed=SEED),
-        catalog_path=shop_files["catalog"],
-        users_path=shop_files["users"],
-        quiet=True,
-        report=False,
-        spark_master="local[2]",
+    config = msgspec.convert(
+        {"seed": SEED, "evaluation": {"protocol": "temporal"}, "ranker": {"labels": "window"}},
+        BuildConfig,
     )
-    local, on_spark = (json.loads((d / "manifest.json").read_text()) for d in (bundle_dir, out))
+    inputs = {
+        "catalog_path": shop_files["catalog"],
+        "users_path": shop_files["users"],
+        "quiet": True,
+        "report": False,
+    }
+    local_dir, spark_dir = tmp_path / "local", tmp_path / "on-spark"
+    export_bundle([shop_files["events"]], local_dir, config, **inputs)
+    collected = []
+    since = dataset.since
+
+    def counted(events, cut, universe):
+        frame = since(events, cut, universe)
+        collected.append((cut, len(frame)))
+        return frame
+
+    monkeypatch.setattr(dataset, "since", counted)
+    export_bundle([shop_files["events"]], spark_dir, config, **inputs, spark_master="local[2]")
+    local, on_spark = (
+        json.loads((d / "manifest.json").read_text()) for d in (local_dir, spark_dir)
+    )
     assert on_spark["lineage"] == local["lineage"]
     assert _without_times(on_spark["metrics"]) == _without_times(local["metrics"])
-    assert local["metrics"]["evaluation"]["cases"] > 100
+    evaluation = local["metrics"]["evaluation"]
+    assert evaluation["split"]["split"] == "time" and evaluation["cases"] > 100
     assert on_spark["models"] == local["models"]
     assert on_spark["files"] == local["files"]
+    events = local["lineage"]["rows_kept"]
+    assert collected and all(cut is not None for cut, _ in collected)
+    assert max(rows for _, rows in collected) < events / 2
     assert (
         spark.sparkContext._jsc is not None
     )  # the build used the running session, left it running

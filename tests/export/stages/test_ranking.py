@@ -17,6 +17,10 @@ from export.stages.visitors import fit_segments
 from export.validate import QualityReport, normalize_events
 
 
+def label_days(events, config):
+    return ranker_label_days(Dataset(events, build_universe(events, None)), config)
+
+
 @pytest.mark.parametrize("protocol", ["users", "random"])
 def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history(
     shop, seed, protocol
@@ -32,13 +36,13 @@ def test_the_final_ranker_reuses_the_models_the_evaluation_fitted_on_its_history
     events = normalize_events(shop.events, config, QualityReport())
     universe = build_universe(events, None)
     data = Dataset(events, universe)
-    split = split_for_evaluation(events, config)
-    train_part = split.train
+    split = split_for_evaluation(data, config)
+    train_part = split.train.events
     kind = split.description.split
     assert kind == ("time" if protocol == "users" else "random")
     if kind == "time":
-        assert split.description.days == round(ranker_label_days(events, config), 2)
-    trees = fit_candidates(data.with_events(train_part), config).trees
+        assert split.description.days == round(ranker_label_days(data, config), 2)
+    trees = fit_candidates(split.train, config).trees
     features = user_features(train_part, universe)
     segments = fit_segments(data, config)
 
@@ -68,7 +72,7 @@ def test_a_ranker_that_cannot_be_trained_says_what_its_label_window_held(shop, s
 
     config = msgspec.convert({"seed": seed, "ranker": {"labels": "window"}}, BuildConfig)
     events = normalize_events(shop.events, config, QualityReport())
-    cut = events["ts"].max() - pd.Timedelta(days=ranker_label_days(events, config))
+    cut = events["ts"].max() - pd.Timedelta(days=label_days(events, config))
     late = events["ts"] >= cut
     events.loc[late, "item_id"] = "new-" + events.loc[late, "item_id"]
     data = Dataset(events, build_universe(events, None))
@@ -76,7 +80,7 @@ def test_a_ranker_that_cannot_be_trained_says_what_its_label_window_held(shop, s
         fit_ranking(RankingInput(data, fit_segments(data, config), None), config)
     message = str(refused.value)
     assert message.startswith("no visitor in the label window")
-    assert f"The label window is the last {ranker_label_days(events, config):.1f} days" in message
+    assert f"The label window is the last {label_days(events, config):.1f} days" in message
     window = events[late]
     known = window["user_id"] != ""
     who = f"{window.loc[known, 'user_id'].nunique():,} customers"
@@ -92,7 +96,7 @@ def test_a_window_no_visitor_could_train_on_gives_way_to_a_random_share(shop, se
 
     config = msgspec.convert({"seed": seed}, BuildConfig)
     events = normalize_events(shop.events, config, QualityReport())
-    cut = events["ts"].max() - pd.Timedelta(days=ranker_label_days(events, config))
+    cut = events["ts"].max() - pd.Timedelta(days=label_days(events, config))
     late = events["ts"] >= cut
     events.loc[late, "item_id"] = "new-" + events.loc[late, "item_id"]
     data = Dataset(events, build_universe(events, None))
@@ -116,7 +120,7 @@ def test_a_label_construction_settled_on_all_events_is_kept_for_a_training_part(
     data = Dataset(events, build_universe(events, None))
     segments = fit_segments(data, config)
     on_its_own = fit_ranking(RankingInput(data, segments), config).training
-    assert on_its_own.labels_chosen_because == choose_labels(events, config).reason
+    assert on_its_own.labels_chosen_because == choose_labels(data, config).reason
     # The other construction than this part would settle on by itself:
     other, split = ("users", "time") if on_its_own.labels == "random" else ("random", "random")
     settled = Holdout(other, "settled on all events")

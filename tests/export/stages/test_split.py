@@ -10,9 +10,11 @@ from export.interactions import build_universe
 from export.stages.read import Dataset
 from export.stages.split import (
     choose_holdout,
+    known_share,
     ranker_label_days,
     split_events,
     split_for_evaluation,
+    time_split,
 )
 from export.validate import QualityReport, normalize_events
 
@@ -26,10 +28,10 @@ def test_a_time_split_holds_out_the_rankers_label_window(shop):
     config = msgspec.convert({"evaluation": {"protocol": "temporal"}}, BuildConfig)
     data = _data(shop, config)
     split = split_events(data, config)
-    days = ranker_label_days(data.events, config)
+    days = ranker_label_days(data, config)
     assert (split.description.split, split.description.days) == ("time", round(days, 2))
     assert len(split.train) + len(split.test) == len(data.events)
-    assert split.train["ts"].max() < split.test["ts"].min()
+    assert split.train.events["ts"].max() < split.test["ts"].min()
     assert split.test["ts"].min() >= data.events["ts"].max() - pd.Timedelta(days=days)
 
 
@@ -64,7 +66,7 @@ def test_auto_keeps_a_window_that_asks_enough_and_else_holds_out_a_random_share(
     a random share of each customer's items asks every repeat customer (241)."""
     config = BuildConfig()
     data = _data(shop, config)
-    chosen = choose_holdout(data.events, config, "auto")
+    chosen = choose_holdout(data, config, "auto")
     assert chosen.protocol == "random"
     assert "a random 25% of each customer's items asks" in chosen.reason
     split = split_events(data, config)
@@ -72,7 +74,7 @@ def test_auto_keeps_a_window_that_asks_enough_and_else_holds_out_a_random_share(
     assert split.description.chosen_because == chosen.reason
     # A window of most of the log asks more than the random share would.
     wide = msgspec.convert({"ranker": {"label_days": 38}}, BuildConfig)
-    wider = choose_holdout(data.events, wide, "auto")
+    wider = choose_holdout(data, wide, "auto")
     assert wider.protocol == "sessions" and "the window asks enough" in wider.reason
 
 
@@ -81,8 +83,8 @@ def test_random_holds_out_a_share_of_each_customers_items_from_the_first_time_th
 ):
     config = BuildConfig()
     data = _data(shop, config)
-    split = split_for_evaluation(data.events, config, "random")
-    train, test = split.train, split.test
+    split = split_for_evaluation(data, config, "random")
+    train, test = split.train.events, split.test
     assert set(test["type"]) == {"purchase"}
     held = set(zip(test["user_id"], test["item_id"]))
     first_taken = test.groupby(["user_id", "item_id"])["ts"].min()
@@ -95,15 +97,15 @@ def test_random_holds_out_a_share_of_each_customers_items_from_the_first_time_th
     for user, n in held_per_user.items():
         assert n == max(1, min(distinct[user] - 1, int(0.25 * distinct[user] + 0.5)))
     assert (distinct[~distinct.index.isin(held_per_user.index)] == 1).all()
-    again = split_for_evaluation(data.events, config, "random")
+    again = split_for_evaluation(data, config, "random")
     assert again.test.index.equals(test.index)  # seeded
 
 
 def test_next_new_item_holds_out_each_customers_last_first_time_purchase(shop):
     config = BuildConfig()
     data = _data(shop, config)
-    split = split_for_evaluation(data.events, config, "next_new_item")
-    train, test = split.train, split.test
+    split = split_for_evaluation(data, config, "next_new_item")
+    train, test = split.train.events, split.test
     assert not test.empty and set(test["type"]) == {"purchase"}
     for user, rows in test.groupby("user_id"):
         cut = rows["ts"].min()
@@ -121,5 +123,32 @@ def test_auto_holds_out_a_random_share_of_a_log_whose_customers_arrive_in_bulk(s
     events["ts"] = events.groupby("user_id")["ts"].transform("min")
     events = events.sort_values("ts", kind="stable")
     wide = msgspec.convert({"ranker": {"label_days": 20}}, BuildConfig)
-    chosen = choose_holdout(events, wide, "auto")
+    chosen = choose_holdout(data.with_events(events), wide, "auto")
     assert chosen.protocol == "random" and "mostly first visits" in chosen.reason
+
+
+def test_a_time_split_cuts_where_the_last_days_begin_and_asks_who_is_known_before():
+    events = _log(
+        [
+            (1, "u1", "s1", "a"),
+            (9, "u1", "s2", "b"),
+            (9, "", "s3", "c"),
+            (10, "", "s4", "d"),
+        ]
+    )
+    data = Dataset(events, build_universe(events, None))
+    history, window = time_split(data, 2)
+    assert list(history.events["item_id"]) == ["a"] and list(window["item_id"]) == ["b", "c", "d"]
+    assert known_share(history, window) == pytest.approx(1 / 3)
+    assert known_share(history, window.head(1)) == 1.0
+    assert history.known_customers(pd.Series(["u1", "", "u2"])).tolist() == [True, False, False]
+
+
+def _log(rows):
+    """Views from (day, user, session, item) rows, in time order, with the columns a
+    validated log has."""
+    frame = pd.DataFrame(rows, columns=["day", "user_id", "session_id", "item_id"])
+    frame["ts"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(frame.pop("day"), "D")
+    frame["type"], frame["price"], frame["dwell_ms"] = "view", 1.0, float("nan")
+    frame["category"], frame["brand"], frame["title"] = "", "", ""
+    return frame
