@@ -1,13 +1,12 @@
 """What `export.stages.read.Dataset` asks of events that stay on Spark: the log's summary,
 a time cut, the window after it (collected to the driver, as the one-machine build holds
-events), which customers are known, and the user × item matrix the baselines learn from. Each
+events), its known customers, and the user × item matrix the baselines learn from. Each
 answers what the one-machine form answers on the same events (tests/export/spark)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
@@ -80,20 +79,13 @@ def since(events: DataFrame, cut: pd.Timestamp | None, universe: ItemUniverse) -
     return frame
 
 
-def known_customers(events: DataFrame, user_ids: pd.Series) -> np.ndarray:
-    """Whether each of `user_ids` is a known customer with an event in `events`."""
+def customers(events: DataFrame) -> pd.Index:
+    """The known customers with an event in `events`, in no set order."""
     from pyspark.sql import functions as F
 
-    asked = pd.unique(user_ids.to_numpy(dtype=object))
-    asked = asked[asked != ""]
-    if not asked.size:
-        return np.zeros(len(user_ids), dtype=bool)
-    spark = events.sparkSession
-    wanted = spark.createDataFrame(pd.DataFrame({"user_id": asked.astype(str)}))
-    found = events.select("user_id").distinct().join(F.broadcast(wanted), "user_id")
-    known = to_pandas(found)["user_id"].to_numpy(dtype=object)
-    isin: np.ndarray = user_ids.isin(known).to_numpy()
-    return isin
+    known = events.filter(F.col("user_id") != "").select("user_id").distinct()
+    found: pd.Index = pd.Index(to_pandas(known)["user_id"].to_numpy(dtype=object), dtype=object)
+    return found
 
 
 def customers_with_items(events: DataFrame, types: list[str], at_least: int) -> int:

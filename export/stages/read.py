@@ -150,15 +150,21 @@ class Dataset:
 
         return since(self._spark(), cut, self.universe)
 
+    @cached_property
+    def customers(self) -> pd.Index:
+        """The known customers with an event here (one row per customer, as profiles are)."""
+        if self.held is not None:
+            ids = pd.unique(self.held["user_id"])  # a hash table, not a set of Python strings
+            known: pd.Index = pd.Index(ids[ids != ""], dtype=object)
+            return known
+        from export.spark.dataset import customers
+
+        return customers(self._spark())
+
     def known_customers(self, user_ids: pd.Series) -> np.ndarray:
         """Whether each of `user_ids` is a known customer with an event here."""
-        if self.held is not None:
-            known = pd.unique(self.held["user_id"])  # a hash table, not a set of Python strings
-            found: np.ndarray = user_ids.isin(known[known != ""]).to_numpy()
-            return found
-        from export.spark.dataset import known_customers
-
-        return known_customers(self._spark(), user_ids)
+        known: np.ndarray = user_ids.isin(self.customers).to_numpy()
+        return known
 
     def customers_with_items(self, types: list[str], at_least: int) -> int:
         """The known customers with events of `types` on at least `at_least` distinct items."""

@@ -1,6 +1,6 @@
 """What a build asks of events that stay on Spark (export/spark/dataset.py) is what it asks of
 the same events on this machine (export.stages.read.Dataset): the log's summary, a time cut and
-the window after it, which customers are known, the baselines' matrix and the items seen."""
+the window after it, its known customers, the baselines' matrix and the items seen."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def test_known_customers_and_repeat_customers_are_the_same(both, cut):
     asked = pd.concat(
         [local.since(cut)["user_id"], pd.Series(["", "nobody", "nobody"])], ignore_index=True
     )
+    assert set(on_spark.before(cut).customers) == set(local.before(cut).customers)
     known = local.before(cut).known_customers(asked)
     np.testing.assert_array_equal(on_spark.before(cut).known_customers(asked), known)
     assert known.any() and not known.all()
