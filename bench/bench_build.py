@@ -1,5 +1,6 @@
 """`edgeperso export` on simulated shops of 1 and 10 million events (or any size): wall time, peak
-memory and the time of each step of the build, with and without the holdout evaluation, on one
+memory and the time of each step of the build (and of each part of its training: segments, the
+ranker, the candidate models, profiles and intent), with and without the holdout evaluation, on one
 machine and on Spark (`--engine spark` on each `--spark-masters`, local[1] against local[2] to see
 which steps shrink with more executors). Peak memory is the largest sum of the resident memory of
 the export's whole process tree (Spark's JVM and Python workers included), sampled every 0.2 s.
@@ -41,6 +42,7 @@ def simulated(events: int, seed: int) -> Path:
 
 
 STEP = re.compile(r"^\[\d+/\d+\] (.+): done in ([\d.]+)s$")
+PART = re.compile(r"^  (.+): ([\d.]+)s$")
 
 
 def timed_export(shop: Path, evaluate: bool, spark_master: str | None = None) -> dict[str, object]:
@@ -64,15 +66,26 @@ def timed_export(shop: Path, evaluate: bool, spark_master: str | None = None) ->
     watcher.join()
     if process.returncode != 0:
         raise RuntimeError(f"export failed:\n{stderr[-3000:]}")
-    steps = {}
+    steps: dict[str, float] = {}
+    parts: dict[str, float] = {}  # "step > part": a part of a step (export.progress.timed)
+    done: list[tuple[str, float]] = []  # parts not yet followed by their step's line
     for line in stderr.splitlines():
+        part = PART.match(line)
+        if part:
+            done.append((part[1], float(part[2])))
         found = STEP.match(line.strip())
         if found:
-            steps[re.sub(r" to /.*$| on Spark \(.*\)$", "", found[1])] = float(found[2])
+            step = re.sub(r" to /.*$| on Spark \(.*\)$", "", found[1])
+            step = re.sub(r"^train on [\d,]+ events, .*$", "train on the training part", step)
+            steps[step] = float(found[2])
+            for name, seconds in done:
+                parts[f"{step} > {name}"] = seconds
+            done = []
     return {
         "wall_s": round(wall, 1),
         "peak_memory_gb": round(peak[0] / 1e9, 2),
         "steps_s": steps,
+        "parts_s": parts,
     }
 
 
@@ -152,6 +165,9 @@ def main() -> int:
             print(f"    {key:<36} {figures['wall_s']:>8.1f} s {figures['peak_memory_gb']:>6.2f} GB")
             for step, seconds in figures["steps_s"].items():
                 print(f"      {step:<50} {seconds:>8.1f} s")
+                for part, part_seconds in figures["parts_s"].items():
+                    if part.startswith(f"{step} > "):
+                        print(f"        {part.split(' > ', 1)[1]:<48} {part_seconds:>8.1f} s")
     return 0
 
 

@@ -22,7 +22,7 @@ from edge.rules import RuleBook
 from export.baselines import BASELINES
 from export.config import BuildConfig, check_rule_sets, load_rules
 from export.evaluate import format_selection, format_table
-from export.progress import Progress
+from export.progress import Progress, Say, timed
 from export.report.build import write_build_report
 from export.sources import local_inputs
 from export.stages.candidates import fit_candidates
@@ -103,7 +103,7 @@ def _evaluate_train_write(
         progress.say(format_table(evaluation))
     truth = None if truth_path is None else read_intent_truth(truth_path)
     with progress.step("train on all events"):
-        trained = train(data, config, labels, truth, fitted_before)
+        trained = train(data, config, labels, truth, fitted_before, progress.say)
     progress.say(format_selection(trained.ranker_training))
     destination = Destination(out_dir, signing_key, rules, tuple(bandit_log or ()))
     with progress.step(f"write the bundle to {out_dir}"):
@@ -144,16 +144,22 @@ def train(
     labels: Holdout,
     intent_truth: pd.Series | None = None,
     fitted_before: FittedBefore | None = None,
+    say: Say = lambda _: None,
 ) -> Trained:
     """Every model of a bundle, on all of `data`'s events. `labels`: how the ranker's label part
     is cut (`choose_labels`). `fitted_before`: the candidate models and segment features of
-    the ranker's history, when the evaluation already computed them."""
-    segments = fit_segments(data, config)
+    the ranker's history, when the evaluation already computed them. `say`: how long each
+    part took."""
+    with timed(say, "segments"):
+        segments = fit_segments(data, config)
     # The ranker before the final candidate models: its training rows and its history's models
     # are freed before those are fitted, so they have the memory to themselves.
-    ranker = fit_ranking(RankingInput(data, segments, fitted_before, labels), config)
-    candidates = fit_candidates(data, config)
-    visitors = fit_visitors(data, segments, config, intent_truth)
+    with timed(say, "ranker (its history's models, label rows, fit)"):
+        ranker = fit_ranking(RankingInput(data, segments, fitted_before, labels), config)
+    with timed(say, "candidate models"):
+        candidates = fit_candidates(data, config)
+    with timed(say, "profiles and intent"):
+        visitors = fit_visitors(data, segments, config, intent_truth)
     return Trained(
         candidates.trees,
         ranker.onnx,
@@ -227,7 +233,7 @@ def _evaluate(
         config = msgspec.structs.replace(config, evaluation=after)
     split = split_events(data, config)
     with progress.step(f"train on {len(split.train):,} events, hold out {len(split.test):,}"):
-        held = train(split.train, config, labels)
+        held = train(split.train, config, labels, say=progress.say)
     with progress.step(f"evaluate through the edge code path, against {', '.join(baselines)}"):
         inputs = EvaluationInput(data, split, held, tuple(baselines), bundles or {})
         evaluation = evaluate_held_out(inputs, config, progress.say)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 Say = Callable[[str], None]
@@ -42,3 +43,12 @@ class _Step:
         if exc[0] is None:
             p = self.progress
             p.say(f"[{p.done}/{p.total}] {self.name}: done in {time.perf_counter() - self.t0:.1f}s")
+
+
+@contextmanager
+def timed(say: Say, part: str) -> Iterator[None]:
+    """A part of a step: says how long it took, indented under the step's lines (what a shop
+    sizing a cluster for the Spark engine reads, `bench/bench_build.py` records it)."""
+    started = time.perf_counter()
+    yield
+    say(f"  {part}: {time.perf_counter() - started:.1f}s")

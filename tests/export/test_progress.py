@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from export.progress import Progress
+from export.progress import Progress, timed
 
 
 def test_steps_are_numbered_and_say_when_they_are_done():
@@ -33,3 +33,13 @@ def test_quiet_progress_prints_nothing(capsys):
     with progress.step("train"):
         progress.say("hidden")
     assert capsys.readouterr() == ("", "")
+
+
+def test_a_part_of_a_step_says_how_long_it_took_under_the_step():
+    stream = io.StringIO()
+    progress = Progress(1, stream=stream)
+    with progress.step("train"), timed(progress.say, "segments"):
+        pass
+    lines = stream.getvalue().splitlines()
+    assert lines[1].startswith("  segments: ") and lines[1].endswith("s")
+    assert lines[2].startswith("[1/1] train: done in ")
