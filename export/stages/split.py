@@ -29,7 +29,6 @@ from export.config import BuildConfig
 from export.errors import CannotTrainError
 from export.stages.read import Dataset
 
-DAY = pd.Timedelta(days=1)
 # `auto` keeps the time window when it asks at least ENOUGH_CASES questions; below that, when
 # it asks at least MIN_WINDOW_CASES and WINDOW_SHARE of what a random share of each customer's
 # items would. A window is what a shop meets (what comes next), and a ranker trained on a
