@@ -49,6 +49,9 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "edgeperso expor
             # tasks, and each step after one 200 Python workers: a build of 100,000 events
             # took minutes. A cluster keeps its own setting.
             .config("spark.sql.shuffle.partitions", str(2 * _local_cores(master)))
+            # A local master's executors run in the driver's JVM, which Spark gives 1 GB: too
+            # little for the tables of ten million events. A cluster keeps its own setting.
+            .config("spark.driver.memory", f"{_local_driver_memory_mb()}m")
         )
     try:
         session = builder.getOrCreate()
@@ -90,3 +93,12 @@ def _local_cores(master: str) -> int:
     if cores == "*":
         return os.cpu_count() or 1
     return max(1, int(cores)) if cores.isdigit() else 1
+
+
+LOCAL_DRIVER_MEMORY_SHARE = 0.4  # of this machine's memory; the build's own process needs the rest
+
+
+def _local_driver_memory_mb() -> int:
+    """The heap of a local master's JVM: a share of this machine's memory, at least 1 GB."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1024, int(LOCAL_DRIVER_MEMORY_SHARE * total / 2**20))

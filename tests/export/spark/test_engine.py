@@ -109,3 +109,13 @@ def test_without_pyspark_the_error_says_which_extra_to_install(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert "pip install 'edgeperso[spark]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_local_masters_jvm_gets_a_share_of_this_machines_memory(spark):
+    """Its executors run in the driver's JVM: Spark's default heap of 1 GB ran out collecting
+    the last days of ten million events."""
+    from export.spark.session import LOCAL_DRIVER_MEMORY_SHARE
+
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
+    assert heap > max(1.5 * 2**30, 0.8 * LOCAL_DRIVER_MEMORY_SHARE * total)
