@@ -240,24 +240,37 @@ def with_duplicates_marked(kept: DataFrame) -> DataFrame:
 def with_sessions(kept: DataFrame, gap_minutes: float) -> DataFrame:
     """`export.validate.sessionize` per file for the rows without a session id: in user, then
     time order (then file order), a new session at each new user or gap over `gap_minutes`,
-    numbered across the file from 1, as "<user>#<number>"."""
+    numbered across the file from 1, as "<user>#<number>".
+
+    Each user's events are cut into sessions on their own, so the events spread over every
+    task; only the users' session counts are put in order, one row per user, to number them
+    across the file."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    flagged = kept.withColumn("_missing", F.col("session_id") == "")
-    scoped = Window.partitionBy(FILE, "_missing").orderBy("user_id", "ts", ROW)
-    previous_user = F.lag("user_id").over(scoped)
-    previous_ts = F.lag("ts").over(scoped)
+    missing = F.col("session_id").eqNullSafe("")
+    given, without = kept.filter(~missing), kept.filter(missing)
+    in_time = Window.partitionBy(FILE, "user_id").orderBy("ts", ROW)
+    previous_ts = F.lag("ts").over(in_time)
     gap = F.col("ts").cast("double") - previous_ts.cast("double")
-    new = previous_user.isNull() | (previous_user != F.col("user_id")) | (gap > gap_minutes * 60)
-    numbered = flagged.withColumn("_new", F.when(new, 1).otherwise(0)).withColumn(
-        "_number",
-        F.sum("_new").over(scoped.rowsBetween(Window.unboundedPreceding, Window.currentRow)),
+    new = F.when(previous_ts.isNull() | (gap > gap_minutes * 60), 1).otherwise(0)
+    cut = without.withColumn("_new", new).withColumn(
+        "_nth", F.sum("_new").over(in_time.rowsBetween(Window.unboundedPreceding, 0))
     )
-    session = F.when(
-        F.col("_missing"), F.concat(F.col("user_id"), F.lit("#"), F.col("_number").cast("string"))
-    ).otherwise(F.col("session_id"))
-    return numbered.withColumn("session_id", session).drop("_missing", "_new", "_number")
+    earlier_users = (
+        Window.partitionBy(FILE).orderBy("user_id").rowsBetween(Window.unboundedPreceding, -1)
+    )
+    users = cut.groupBy(FILE, "user_id").agg(F.sum("_new").alias("_sessions"))
+    users = users.select(
+        FILE,
+        "user_id",
+        F.coalesce(F.sum("_sessions").over(earlier_users), F.lit(0)).alias("_before"),
+    )
+    number = (F.col("_before") + F.col("_nth")).cast("string")
+    numbered = cut.join(users, [FILE, "user_id"]).withColumn(
+        "session_id", F.concat(F.col("user_id"), F.lit("#"), number)
+    )
+    return given.unionByName(numbered.select(*kept.columns))
 
 
 def without_repeated_event_ids(kept: DataFrame) -> DataFrame:
