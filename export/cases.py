@@ -22,7 +22,7 @@ baselines alike, so all of them are asked the same questions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -75,6 +75,62 @@ def _sample(keys: list[T], limit: int, rng: np.random.Generator) -> list[T]:
     return [keys[i] for i in sorted(picked)]
 
 
+class Window(Protocol):
+    """What the cases ask of a window's events, wherever they are (here, or on Spark, where
+    only the answers reach this machine)."""
+
+    def customer_targets(self, target_types: list[str]) -> pd.DataFrame:
+        """`customer_targets` of the window's events."""
+        ...
+
+    def sessions_of_two_or_more(self) -> np.ndarray:
+        """`sessions_of_two_or_more` of the window's events."""
+        ...
+
+    def events_of_sessions(self, session_ids: np.ndarray) -> pd.DataFrame:
+        """`events_of_sessions` of the window's events."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
+class HeldWindow:
+    """A window whose events are on this machine, in time order."""
+
+    events: pd.DataFrame
+
+    def customer_targets(self, target_types: list[str]) -> pd.DataFrame:
+        return customer_targets(self.events, target_types)
+
+    def sessions_of_two_or_more(self) -> np.ndarray:
+        return sessions_of_two_or_more(self.events)
+
+    def events_of_sessions(self, session_ids: np.ndarray) -> pd.DataFrame:
+        return events_of_sessions(self.events, session_ids)
+
+
+CUSTOMER_TARGETS = ["user_id", "items", "device", "country", "local_hour", "ts"]
+
+
+def customer_targets(window: pd.DataFrame, target_types: list[str]) -> pd.DataFrame:
+    """One row per known customer with target events in `window` (in time order), in id order:
+    the items of those events (`items`, a list), and the context and time of the first."""
+    targets = window[window["type"].isin(target_types) & (window["user_id"] != "")]
+    # Customers in id order, each one's rows together in time order (a stable sort of a window
+    # in time order), walked as lists: a pandas group per customer took 20 s at 10M events.
+    user_code, user_ids = pd.factorize(targets["user_id"].to_numpy(), sort=True)
+    order = np.argsort(user_code, kind="stable")
+    starts = np.flatnonzero(np.diff(user_code[order], prepend=-1))
+    ends = np.r_[starts[1:], order.size]
+    items = targets["item_id"].to_numpy()[order].tolist()
+    first = targets.iloc[order[starts]]
+    per_customer = {
+        "user_id": np.asarray(user_ids, dtype=object),
+        "items": [items[start:end] for start, end in zip(starts.tolist(), ends.tolist())],
+    }
+    context = {c: first[c].to_numpy() for c in CUSTOMER_TARGETS[2:]}
+    return pd.DataFrame(per_customer | context)
+
+
 def user_cases(
     window: pd.DataFrame,
     profiles: dict[str, Profile],
@@ -83,32 +139,40 @@ def user_cases(
     seed: int,
 ) -> list[Case]:
     """One case per known customer who takes a target item in `window` they had not bought."""
-    targets = window[window["type"].isin(target_types) & (window["user_id"] != "")]
-    targets = targets[targets["user_id"].isin(profiles.keys())]
-    # Customers in id order, each one's rows together in time order (a stable sort of a window
-    # in time order), walked as lists: a pandas group per customer took 20 s at 10M events.
-    user_code, user_ids = pd.factorize(targets["user_id"].to_numpy(), sort=True)
-    order = np.argsort(user_code, kind="stable")
-    sorted_codes = user_code[order]
-    starts = np.flatnonzero(np.diff(sorted_codes, prepend=-1))
-    ends = np.r_[starts[1:], order.size]
-    items = targets["item_id"].to_numpy()[order].tolist()
-    found, firsts = [], []
-    for start, end in zip(starts.tolist(), ends.tolist()):
-        user = user_ids[sorted_codes[start]]
+    return cases_of_customers(customer_targets(window, target_types), profiles, limit, seed)
+
+
+def cases_of_customers(
+    targets: pd.DataFrame, profiles: dict[str, Profile], limit: int, seed: int
+) -> list[Case]:
+    """`user_cases` from `customer_targets`: a case for each customer with a profile who took
+    an item they had not bought, asked in the context of their first target event."""
+    cases = []
+    for user, items, device, country, hour, ts in zip(
+        *(targets[c].tolist() for c in CUSTOMER_TARGETS), strict=True
+    ):
+        if user not in profiles:
+            continue
         bought = frozenset(profiles[user].bought_items)
-        relevant = frozenset(items[start:end]) - bought
+        relevant = frozenset(items) - bought
         if relevant:
-            found.append((user, relevant, bought))
-            firsts.append(order[start])
-    first = targets.iloc[firsts]
-    cases = [
-        Case(user, (), context_from(device, country, hour), relevant, bought, ts.timestamp())
-        for (user, relevant, bought), device, country, hour, ts in zip(
-            found, first["device"], first["country"], first["local_hour"], first["ts"]
-        )
-    ]
+            context = context_from(device, country, hour)
+            cases.append(Case(user, (), context, relevant, bought, ts.timestamp()))
     return _sample(cases, limit, np.random.default_rng(seed))
+
+
+def sessions_of_two_or_more(window: pd.DataFrame) -> np.ndarray:
+    """The ids of `window`'s sessions of two events or more, in id order."""
+    sizes = window["session_id"].value_counts(sort=False)
+    ids: np.ndarray = np.sort(sizes.index[sizes.to_numpy() >= 2].to_numpy(dtype=object))
+    return ids
+
+
+def events_of_sessions(window: pd.DataFrame, session_ids: np.ndarray) -> pd.DataFrame:
+    """The events of `session_ids` in `window` (in time order), each session's together, the
+    sessions in id order."""
+    events = window[window["session_id"].isin(session_ids)]
+    return events.sort_values("session_id", kind="stable")
 
 
 def session_cases(
@@ -120,22 +184,32 @@ def session_cases(
 ) -> list[Case]:
     """One case per session of two or more events: cut before a random target event (not the
     first), ask for what comes next."""
+    return cases_of_sessions(HeldWindow(window), profiles, target_types, limit, seed)
+
+
+def cases_of_sessions(
+    window: Window,
+    profiles: dict[str, Profile],
+    target_types: list[str],
+    limit: int,
+    seed: int,
+) -> list[Case]:
+    """`session_cases` of a window: the sessions are sampled by their ids, and only the
+    sampled ones' events are asked for."""
     rng = np.random.default_rng(seed)
-    sizes = window.groupby("session_id", sort=False)["item_id"].transform("size")
-    # Each session's events together, in time order (`window` is sorted by time).
-    events = window[sizes >= 2].sort_values("session_id", kind="stable")
+    ids = window.sessions_of_two_or_more()
+    chosen = _sample(list(range(ids.size)), limit, rng)  # in id order
+    events = window.events_of_sessions(ids[chosen])
     is_target = events["type"].isin(target_types).to_numpy()
     session_ids = events["session_id"].to_numpy()
     starts = np.flatnonzero(np.r_[True, session_ids[1:] != session_ids[:-1]])
     ends = np.r_[starts[1:], len(events)]
-    chosen = _sample(list(range(starts.size)), limit, rng)
     types = events["type"].to_numpy()
     items = events["item_id"].to_numpy()
     users = events["user_id"].to_numpy()
     dwell = events["dwell_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
     cases = []
-    for s in chosen:
-        start, end = starts[s], ends[s]
+    for start, end in zip(starts.tolist(), ends.tolist()):
         positions = np.flatnonzero(is_target[start + 1 : end]) + start + 1
         if positions.size == 0:
             continue
@@ -207,16 +281,18 @@ def choose_protocol(protocol: str, known_share: float) -> str:
 
 def make_cases(
     protocol: str,
-    window: pd.DataFrame,
+    window: pd.DataFrame | Window,
     profiles: dict[str, Profile],
     target_types: list[str],
     limit: int,
     seed: int,
 ) -> list[Case]:
+    """The cases of `window` (its events, or a `Window` that answers for them)."""
+    source = HeldWindow(window) if isinstance(window, pd.DataFrame) else window
     if protocol == "users" or protocol in PER_CUSTOMER:
-        return user_cases(window, profiles, target_types, limit, seed)
+        return cases_of_customers(source.customer_targets(target_types), profiles, limit, seed)
     if protocol == "sessions":
-        return session_cases(window, profiles, target_types, limit, seed)
+        return cases_of_sessions(source, profiles, target_types, limit, seed)
     raise ValueError(f"unknown protocol {protocol!r}; allowed: {', '.join(PROTOCOLS[1:])}")
 
 

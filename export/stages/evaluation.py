@@ -26,7 +26,6 @@ from export.stages.split import (
     cases_for,
     present_target_types,
     split_for_evaluation,
-    types_of,
 )
 from export.stages.visitors import customer_profiles
 from export.stages.write import Trained, write_files
@@ -97,7 +96,7 @@ def evaluate_held_out(inputs: EvaluationInput, config: BuildConfig, say: Say) ->
         cases=len(test_cases),
         validation_cases=len(validation_cases),
         k=ec.k,
-        target_types=present_target_types(types_of(test_part), config),
+        target_types=present_target_types(test_part.summary.types, config),
         split=msgspec.structs.replace(
             inputs.split.description, train_events=len(train_part), test_events=len(test_part)
         ),

@@ -122,7 +122,7 @@ def fit_ranking(inputs: RankingInput, config: BuildConfig) -> FittedRanker:
         **rows.stats,
         protocol=protocol,
         label_days=round(label_days, 2) if is_time else 0.0,
-        label_cut=labels["ts"].min().isoformat(),
+        label_cut=_first(labels).isoformat(),
         trees=int(ranker.n_iter_),
         features_switched_off=switched_off,
         labels=label_split.description.split,
@@ -248,19 +248,25 @@ def _guard(rows: TrainingRows, config: BuildConfig) -> ScorerSelection:
     return select_scorer(per_case, k, config.serving.scorer, n_folds)
 
 
-def _windows(history: Dataset, labels: pd.DataFrame, label_days: float, protocol: str) -> str:
+def _first(part: Dataset) -> pd.Timestamp:
+    first = part.summary.first
+    assert first is not None  # a label part without events stops the build before
+    return first
+
+
+def _windows(history: Dataset, labels: Dataset, label_days: float, protocol: str) -> str:
     """What the label part held, for an error that must say what in the data caused it."""
-    known = labels["user_id"] != ""
-    who = _count(labels.loc[known, "user_id"].nunique(), "customer")
-    if not known.all():
-        who += " and " + _count(labels.loc[~known, "session_id"].nunique(), "anonymous session")
+    who = _count(labels.summary.customers, "customer")
+    anonymous = labels.anonymous_sessions()
+    if anonymous:
+        who += " and " + _count(anonymous, "anonymous session")
     if protocol == "random":
         return (
             f"The labels are a random share of each customer's items ({len(labels):,} events "
             f"of {who}), beside {len(history):,} events; a log of more "
             "customers with two items or more, or other evaluation.target_types, may help"
         )
-    first, cut, last = history.summary.first, labels["ts"].min(), labels["ts"].max()
+    first, cut, last = history.summary.first, labels.summary.first, labels.summary.last
     since = "" if first is None else f" from {first:%Y-%m-%d %H:%M}"
     return (
         f"The label window is the last {label_days:.1f} days ({cut:%Y-%m-%d %H:%M} to "

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from edge.bundle import sha256_file
 from edge.bundle.manifest import InputFile, Lineage
+from export import cases
 from export.config import BuildConfig
 from export.errors import CannotTrainError, InputError
 from export.interactions import (
@@ -97,9 +98,10 @@ class Dataset:
 
     The events are in time order, with item codes (`attach_item_codes`) and `type` as a
     categorical. On one machine they are `held`. On Spark (`on_spark`) they stay there: the
-    stages that have a Spark form sum their tables from them, a time split's window is
-    collected (`since`), and the whole log reaches this machine only when `events` is asked
-    for (a random or per-customer split, which has no Spark form)."""
+    stages that have a Spark form sum their tables from them, a time split cuts them there
+    (`before`, `since`), the cases ask a window what `export.cases.Window` asks, and the
+    events reach this machine only when `events` is asked for (a random or per-customer
+    split, which has no Spark form)."""
 
     held: pd.DataFrame | None
     universe: ItemUniverse
@@ -112,9 +114,9 @@ class Dataset:
         """The events on this machine: collected from Spark the first time they are asked."""
         if self.held is not None:
             return self.held
-        from export.spark.dataset import since
+        from export.spark.dataset import collected
 
-        return since(self._spark(), None, self.universe)
+        return collected(self._spark(), self.universe)
 
     @cached_property
     def summary(self) -> LogSummary:
@@ -142,13 +144,15 @@ class Dataset:
         held = None if self.held is None else _split_at(self.held, cut)[0]
         return dataclasses.replace(self, held=held, on_spark=on_spark)
 
-    def since(self, cut: pd.Timestamp) -> pd.DataFrame:
-        """The events from `cut` on, on this machine (collected from Spark)."""
-        if self.held is not None:
-            return _split_at(self.held, cut)[1]
-        from export.spark.dataset import since
+    def since(self, cut: pd.Timestamp) -> Dataset:
+        """The events from `cut` on: on Spark too when they are there."""
+        on_spark = None
+        if self.on_spark is not None:
+            from export.spark.dataset import since
 
-        return since(self._spark(), cut, self.universe)
+            on_spark = since(self.on_spark, cut)
+        held = None if self.held is None else _split_at(self.held, cut)[1]
+        return dataclasses.replace(self, held=held, on_spark=on_spark)
 
     @cached_property
     def customers(self) -> pd.Index:
@@ -193,6 +197,56 @@ class Dataset:
         from export.spark.dataset import items_seen
 
         return items_seen(self._spark())
+
+    def events_per_visitor(self) -> pd.Series:
+        """The events of each user id ("" for the anonymous ones together), in no set order."""
+        if self.held is not None:
+            return self.held["user_id"].value_counts(sort=False)
+        from export.spark.dataset import events_per_visitor
+
+        return events_per_visitor(self._spark())
+
+    def anonymous_sessions(self) -> int:
+        """The sessions with an anonymous event."""
+        if self.held is not None:
+            return int(self.held.loc[self.held["user_id"] == "", "session_id"].nunique())
+        from export.spark.dataset import anonymous_sessions
+
+        return anonymous_sessions(self._spark())
+
+    def sessions_with_targets(self, target_types: list[str]) -> int:
+        """The sessions of two events or more with an event of `target_types`."""
+        if self.held is not None:
+            events = self.held
+            hits = events[events["type"].isin(target_types)]
+            sizes = events.groupby("session_id", sort=False).size()
+            return int(hits.loc[hits["session_id"].map(sizes) >= 2, "session_id"].nunique())
+        from export.spark.dataset import sessions_with_targets
+
+        return sessions_with_targets(self._spark(), target_types)
+
+    # What the cases ask of a window (`export.cases.Window`).
+
+    def customer_targets(self, target_types: list[str]) -> pd.DataFrame:
+        if self.held is not None:
+            return cases.customer_targets(self.held, target_types)
+        from export.spark.dataset import customer_targets
+
+        return customer_targets(self._spark(), target_types)
+
+    def sessions_of_two_or_more(self) -> np.ndarray:
+        if self.held is not None:
+            return cases.sessions_of_two_or_more(self.held)
+        from export.spark.dataset import sessions_of_two_or_more
+
+        return sessions_of_two_or_more(self._spark())
+
+    def events_of_sessions(self, session_ids: np.ndarray) -> pd.DataFrame:
+        if self.held is not None:
+            return cases.events_of_sessions(self.held, session_ids)
+        from export.spark.dataset import events_of_sessions
+
+        return events_of_sessions(self._spark(), session_ids, self.universe)
 
     def _spark(self) -> DataFrame:
         if self.on_spark is None:

@@ -42,7 +42,7 @@ WINDOW_SHARE = 0.25
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
 class Split:
     train: Dataset  # on Spark too, for a time split of events there
-    test: pd.DataFrame  # on this machine
+    test: Dataset  # likewise
     description: SplitInfo  # what the manifest says of it
     protocol: str  # settled (never `auto`): what `cases_for` asks the test part
 
@@ -58,7 +58,7 @@ class Holdout:
 def split_events(data: Dataset, config: BuildConfig) -> Split:
     """The evaluation's split of `data`; a part left empty stops the build."""
     split = split_for_evaluation(data, config)
-    if not len(split.train) or split.test.empty:
+    if not len(split.train) or not len(split.test):
         raise CannotTrainError(
             f"the {split.description.split} split left an empty part ({len(split.train):,} "
             f"training and {len(split.test):,} test events): {_empty_because(data, config)}"
@@ -107,14 +107,14 @@ def holdout(data: Dataset, config: BuildConfig, protocol: str, days: float) -> S
     else:
         train_part, test_part = next_new_item(events, targets)
     info = msgspec.convert({"split": protocol}, SplitInfo)
-    return Split(data.with_events(train_part), test_part, info, protocol)
+    return Split(data.with_events(train_part), data.with_events(test_part), info, protocol)
 
 
-def time_split(data: Dataset, days: float) -> tuple[Dataset, pd.DataFrame]:
-    """The events before the last `days` days of `data`, and those days (on this machine)."""
+def time_split(data: Dataset, days: float) -> tuple[Dataset, Dataset]:
+    """The events before the last `days` days of `data`, and those days (where they are)."""
     last = data.summary.last
     if last is None:
-        return data, data.events.iloc[:0]
+        return data, data
     cut = last - pd.Timedelta(days=days)
     return data.before(cut), data.since(cut)
 
@@ -141,7 +141,8 @@ def choose_holdout(
     per_customer = data.customers_with_items(targets, at_least=2)
     share = f"a random {config.evaluation.holdout_share:.0%} of each customer's items"
     asks = f"{share} asks {per_customer:,}"
-    identified = float((window["user_id"] != "").mean()) if len(window) else 0.0
+    visitors = window.events_per_visitor()
+    identified = float(visitors.drop("", errors="ignore").sum() / max(1, visitors.sum()))
     if kind == "sessions" and identified >= 0.5 and per_customer > in_window:
         # Logged-in visitors who are new to the history: customers whose whole log arrives
         # at once (ratings entered in bulk, an imported order history).
@@ -153,18 +154,19 @@ def choose_holdout(
     return Holdout(kind, f"{described}; {share} would ask fewer ({per_customer:,})")
 
 
-def known_share(history: Dataset, window: pd.DataFrame) -> float:
+def known_share(history: Dataset, window: Dataset) -> float:
     """The share of `window`'s events whose visitor is a customer known in `history`."""
-    return float(history.known_customers(window["user_id"]).mean()) if len(window) else 0.0
+    visitors = window.events_per_visitor()
+    known = history.known_customers(visitors.index.to_series())
+    return float(visitors[known].sum() / visitors.sum()) if len(visitors) else 0.0
 
 
-def _questions(kind: str, history: Dataset, window: pd.DataFrame, targets: list[str]) -> int:
+def _questions(kind: str, history: Dataset, window: Dataset, targets: list[str]) -> int:
     """About how many cases `make_cases` finds in `window` (without building profiles)."""
-    hits = window[window["type"].isin(targets)]
     if kind == "users":
-        return int(hits.loc[history.known_customers(hits["user_id"]), "user_id"].nunique())
-    sizes = window.groupby("session_id", sort=False).size()
-    return int(hits.loc[hits["session_id"].map(sizes) >= 2, "session_id"].nunique())
+        customers = window.customer_targets(targets)["user_id"]
+        return int(history.known_customers(customers).sum())
+    return window.sessions_with_targets(targets)
 
 
 def ranker_label_days(data: Dataset, config: BuildConfig) -> float:
@@ -181,15 +183,10 @@ def present_target_types(present: Collection[str], config: BuildConfig) -> list[
     return [t for t, w in config.events.weights.items() if w > 0 and t in present]
 
 
-def types_of(events: pd.DataFrame) -> frozenset[str]:
-    """The event types present in `events`."""
-    return frozenset(str(t) for t in events["type"].unique())
-
-
 def cases_for(
     protocol: str,
     history: Dataset,
-    window: pd.DataFrame,
+    window: Dataset,
     profiles: dict[str, Profile],
     config: BuildConfig,
     limit: int,
@@ -197,5 +194,5 @@ def cases_for(
     """The questions `window` asks of a model fitted on `history`, under `protocol`."""
     share = known_share(history, window) if protocol in ("auto", "temporal") else 0.0
     chosen = choose_protocol(protocol, share)
-    targets = present_target_types(types_of(window), config)
+    targets = present_target_types(window.summary.types, config)
     return chosen, make_cases(chosen, window, profiles, targets, limit, config.seed)

@@ -179,7 +179,7 @@ def test_late_items_leave_30_percent_of_items_unseen_before_the_evaluations_cut(
     # The build's own time split puts none of their events in its training part.
     days = (log["ts"].max() - cut) / DAY
     history, test = time_split(Dataset(out, build_universe(out, None)), days)
-    unseen = set(test["item_id"]) - set(history.events["item_id"])
+    unseen = set(test.events["item_id"]) - set(history.events["item_id"])
     assert len(unseen) >= round(0.3 * len(first_seen))
     assert len(out) == len(log)
     assert out["ts"].min() == log["ts"].min() and out["ts"].max() == log["ts"].max()
