@@ -324,15 +324,7 @@ def random_holdout(
     event on, and keeps what came before it (the view before a purchase), as leave-last-out
     does: a model is asked at the moment the customer took the item."""
     known = events[(events["user_id"] != "") & events["type"].isin(target_types)]
-    pairs = known[["user_id", "item_id"]].drop_duplicates()
-    if pairs.empty:
-        return events, events.iloc[:0]
-    rng = np.random.default_rng(seed)
-    pairs = pairs.iloc[rng.permutation(len(pairs))]
-    position = pairs.groupby("user_id", sort=False).cumcount().to_numpy()
-    count = pairs.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
-    held_count = np.clip(np.floor(share * count + 0.5), 1, count - 1)
-    held = pairs[(count >= 2) & (position < held_count)]
+    held = held_pairs(known[["user_id", "item_id"]].drop_duplicates(), share, seed)
     if held.empty:
         return events, events.iloc[:0]
     # Each held item's first target event, per customer: from it on, their events on the item
@@ -344,6 +336,20 @@ def random_holdout(
     after = (joined["ts"] >= joined["since"]).to_numpy()  # False where no item is held
     test = events[after & events["type"].isin(target_types).to_numpy()]
     return events[~after], test
+
+
+def held_pairs(pairs: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """The rows of `pairs` (distinct customer and target item, in the order first taken) that
+    `random_holdout` holds out: a seeded `share` of each customer's, at least one and never
+    all."""
+    if pairs.empty:
+        return pairs
+    rng = np.random.default_rng(seed)
+    pairs = pairs.iloc[rng.permutation(len(pairs))]
+    position = pairs.groupby("user_id", sort=False).cumcount().to_numpy()
+    count = pairs.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
+    held_count = np.clip(np.floor(share * count + 0.5), 1, count - 1)
+    return pairs[(count >= 2) & (position < held_count)]
 
 
 def next_new_item(

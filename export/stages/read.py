@@ -134,6 +134,10 @@ class Dataset:
         this machine."""
         return dataclasses.replace(self, held=events, on_spark=None)
 
+    def on(self, events: DataFrame) -> Dataset:
+        """The same items, users and lineage over part of the events, on Spark."""
+        return dataclasses.replace(self, held=None, on_spark=events)
+
     def before(self, cut: pd.Timestamp) -> Dataset:
         """The events before `cut`: on Spark too when they are there."""
         on_spark = None

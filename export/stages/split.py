@@ -91,22 +91,32 @@ def split_for_evaluation(data: Dataset, config: BuildConfig, protocol: str | Non
 
 
 def holdout(data: Dataset, config: BuildConfig, protocol: str, days: float) -> Split:
-    """`data` split under a settled protocol; `days`: a time split's test window. A time
-    split cuts the events where they are (on Spark too); the per-customer splits need every
-    event on this machine."""
+    """`data` split under a settled protocol; `days`: a time split's test window. Every
+    split cuts the events where they are (on Spark too)."""
     if protocol not in PER_CUSTOMER:
         history, window = time_split(data, days)
         return Split(history, window, SplitInfo(split="time", days=round(days, 2)), protocol)
-    events = data.events
+    info = msgspec.convert({"split": protocol}, SplitInfo)
     targets = present_target_types(data.summary.types, config)
+    share, seed = config.evaluation.holdout_share, config.seed
+    if data.held is None and data.on_spark is not None:
+        from export.spark import holdout as on_spark
+
+        if protocol == "leave_last_out":
+            parts = on_spark.leave_last_out(data.on_spark, targets)
+        elif protocol == "random":
+            parts = on_spark.random_holdout(data.on_spark, targets, share, seed)
+        else:
+            parts = on_spark.next_new_item(data.on_spark, targets)
+        train, test = (data.on(part) for part in parts)
+        return Split(train, test, info, protocol)
+    events = data.events
     if protocol == "leave_last_out":
         train_part, test_part = leave_last_out(events, targets)
     elif protocol == "random":
-        share = config.evaluation.holdout_share
-        train_part, test_part = random_holdout(events, targets, share, config.seed)
+        train_part, test_part = random_holdout(events, targets, share, seed)
     else:
         train_part, test_part = next_new_item(events, targets)
-    info = msgspec.convert({"split": protocol}, SplitInfo)
     return Split(data.with_events(train_part), data.with_events(test_part), info, protocol)
 
 

@@ -52,3 +52,14 @@ def shop_events(spark, shop_files) -> ShopEvents:
     events["type"] = events["type"].astype("category")
     on_spark = validate_events(read_events(spark, [path]), config, NOW).events.cache()
     return ShopEvents(config, events, universe, on_spark)
+
+
+@pytest.fixture(scope="package")
+def both(shop_events):
+    """The shop's events as a build's `Dataset`: held here, and the same events on Spark only."""
+    from export.stages.read import Dataset
+
+    events = shop_events.events.reset_index(drop=True)
+    return Dataset(events, shop_events.universe), Dataset(
+        None, shop_events.universe, on_spark=shop_events.on_spark
+    )

@@ -11,7 +11,6 @@ import pytest
 
 from edge.schemas import Profile
 from export.cases import make_cases
-from export.stages.read import Dataset
 
 pytestmark = [
     pytest.mark.slow,  # a Spark session (a JVM) on local[2]
@@ -19,15 +18,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:unclosed <socket:ResourceWarning"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def both(shop_events):
-    """The shop's events held here, and the same events on Spark only."""
-    events = shop_events.events.reset_index(drop=True)
-    return Dataset(events, shop_events.universe), Dataset(
-        None, shop_events.universe, on_spark=shop_events.on_spark
-    )
 
 
 @pytest.fixture(scope="module")

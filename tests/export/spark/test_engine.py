@@ -24,10 +24,11 @@ pytestmark = [
 def test_the_spark_engine_builds_the_same_bundle_with_the_same_evaluation(
     spark, shop_files, tmp_path, monkeypatch
 ):
-    """The simulated shop's bundle (catalog, users, evaluation against the baselines) with the
-    evaluation and the ranker's labels on time windows, built on this machine and on Spark: the
-    same lineage, the same evaluation figures, every model and table byte for byte, so the same
-    answers. The Spark build never brings the log to the driver, nor a window of it."""
+    """The simulated shop's bundle (catalog, users, evaluation against the baselines), built on
+    this machine and on Spark, with both kinds of split: the evaluation (and the baselines'
+    tuning) on a random share of each customer's items, the ranker's labels on a time window.
+    The same lineage, the same evaluation figures, every model and table byte for byte, so the
+    same answers. The Spark build never brings the log to the driver, nor a part of it."""
     import msgspec
 
     from export.config import BuildConfig
@@ -36,7 +37,7 @@ def test_the_spark_engine_builds_the_same_bundle_with_the_same_evaluation(
     from tests.conftest import SEED
 
     config = msgspec.convert(
-        {"seed": SEED, "evaluation": {"protocol": "temporal"}, "ranker": {"labels": "window"}},
+        {"seed": SEED, "evaluation": {"protocol": "random"}, "ranker": {"labels": "window"}},
         BuildConfig,
     )
     inputs = {
@@ -63,12 +64,13 @@ def test_the_spark_engine_builds_the_same_bundle_with_the_same_evaluation(
     assert on_spark["lineage"] == local["lineage"]
     assert _without_times(on_spark["metrics"]) == _without_times(local["metrics"])
     evaluation = local["metrics"]["evaluation"]
-    assert evaluation["split"]["split"] == "time" and evaluation["cases"] > 100
+    assert evaluation["split"]["split"] == "random" and evaluation["cases"] > 100
+    assert local["models"]["ranker"]["training"]["labels"] == "time"
     assert on_spark["models"] == local["models"]
     assert on_spark["files"] == local["files"]
     events = local["lineage"]["rows_kept"]
-    # No window reaches the driver: at most a sample of sessions' events (none here, where the
-    # windows ask `users` questions).
+    # No part of the log reaches the driver: at most a sample of sessions' events (none here,
+    # where the window asks `users` questions).
     assert max(collected, default=0) < events / 20
     assert (
         spark.sparkContext._jsc is not None
