@@ -24,6 +24,7 @@ import pandas as pd
 
 from export.config import BuildConfig
 from export.io import _sniff_delimiter, file_format
+from export.spark.order_statistics import values_at_ranks
 from export.validate import (
     DROP_REASONS,
     FAILED,
@@ -193,36 +194,25 @@ def first_failure(rows: DataFrame) -> Column:
 
 def stray_rows(rows: DataFrame) -> Column:
     """`export.validate.stray_timestamps` per file: among its dated rows (a time, not ahead of
-    the clock), those before its k-th smallest time or after its k-th largest by more than the
-    span between the two (at least a day), k = max(1, 0.1% of them); none in a file of fewer
-    than three."""
-    from pyspark.sql import Window
+    the clock), those before its (k+1)-th smallest time or after its (k+1)-th largest by more
+    than the span between the two (at least a day), k = max(1, 0.1% of them); none in a file
+    of fewer than three."""
     from pyspark.sql import functions as F
 
     dated = (F.col(FAILED).bitwiseAND(0b1100) == 0) & F.col("ts").isNotNull()
     seconds = F.col("ts").cast("double")
-    ranked = rows.filter(dated).select(FILE, seconds.alias("s"))
-    by_file = Window.partitionBy(FILE).orderBy("s")
-    ranked = ranked.withColumn("rank", F.row_number().over(by_file)).withColumn(
-        "n", F.count("*").over(Window.partitionBy(FILE))
-    )
-    k = F.greatest(F.lit(1), F.floor(F.col("n") * STRAY_SHARE).cast("long"))
-    bounds = (
-        ranked.filter((F.col("rank") == k + 1) | (F.col("rank") == F.col("n") - k))
-        .groupBy(FILE)
-        .agg(
-            F.min("s").alias("lo"),
-            F.max("s").alias("hi"),
-            F.first("n").alias("n"),
-        )
-        .filter(F.col("n") >= 3)
-        .collect()
-    )
+    times = rows.filter(dated).select(FILE, seconds.alias("s"))
+    sizes = {int(f): int(n) for f, n in times.groupBy(FILE).count().collect()}
+    ranks: dict[int, tuple[int, ...]] = {}
+    for file, n in sizes.items():
+        if n >= 3:
+            k = max(1, int(STRAY_SHARE * n))  # as export.validate.stray_timestamps counts it
+            ranks[file] = (k, n - 1 - k)
     stray = F.lit(False)
-    for row in bounds:
-        margin = max(row["hi"] - row["lo"], DAY_S)
-        outside = (seconds < row["lo"] - margin) | (seconds > row["hi"] + margin)
-        stray = stray | ((F.col(FILE) == row[FILE]) & dated & outside)
+    for file, (lo, hi) in values_at_ranks(times, FILE, "s", ranks, sizes).items():
+        margin = max(hi - lo, DAY_S)
+        outside = (seconds < lo - margin) | (seconds > hi + margin)
+        stray = stray | ((F.col(FILE) == file) & dated & outside)
     return stray
 
 

@@ -111,6 +111,21 @@ def test_a_faulty_log_in_two_files_validates_the_same_on_spark(spark, shop, tmp_
         assert report.dropped[reason] > 0, reason
 
 
+def test_a_big_file_finds_the_same_stray_timestamps_on_spark(spark, shop, tmp_path):
+    """A file big enough that its stray bounds are found between approximate quantiles
+    (export/spark/order_statistics.py), not by sorting it in one task."""
+    from export.spark.order_statistics import BRACKETED_FROM
+
+    events = shop.events.copy()
+    assert len(events) > 2 * BRACKETED_FROM
+    events["ts"] = pd.to_datetime(events["ts"], utc=True)
+    events.loc[events.index[::4000], "ts"] = pd.Timestamp("2019-03-01", tz="UTC")
+    path = tmp_path / "events.parquet"
+    events.to_parquet(path)
+    report = assert_same(spark, [path], BuildConfig())
+    assert report.dropped["stray_timestamp"] == len(events.index[::4000])
+
+
 @pytest.mark.parametrize("zone", ["UTC", None])
 def test_parquet_with_nanosecond_times_validates_the_same_on_spark(spark, shop, tmp_path, zone):
     """pandas writes Parquet times in nanoseconds, which Spark reads only as integers; with a
