@@ -98,10 +98,10 @@ class Dataset:
 
     The events are in time order, with item codes (`attach_item_codes`) and `type` as a
     categorical. On one machine they are `held`. On Spark (`on_spark`) they stay there: the
-    stages that have a Spark form sum their tables from them, a time split cuts them there
-    (`before`, `since`), the cases ask a window what `export.cases.Window` asks, and the
-    events reach this machine only when `events` is asked for (a random or per-customer
-    split, which has no Spark form)."""
+    stages sum their tables from them there, every split cuts them there (`before`, `since`,
+    `export.spark.holdout`), and the cases ask a part what `export.cases.Window` asks. The
+    events reach this machine only when `events` is asked for, which no stage of a build
+    does."""
 
     held: pd.DataFrame | None
     universe: ItemUniverse

@@ -41,8 +41,8 @@ WINDOW_SHARE = 0.25
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no truth value to compare
 class Split:
-    train: Dataset  # on Spark too, for a time split of events there
-    test: Dataset  # likewise
+    train: Dataset  # on Spark when the events are there
+    test: Dataset
     description: SplitInfo  # what the manifest says of it
     protocol: str  # settled (never `auto`): what `cases_for` asks the test part
 
