@@ -70,10 +70,10 @@ def session_pairs(
 ) -> tuple[sp.csr_matrix, sp.csr_matrix | None, np.ndarray]:
     """The co-visitation counts of events in session, then time order (`session`: any
     integer label per session; `item`: item codes): one way, each pair (a, b) with b up to
-    `window` places after a in its session summed as 1/lag; the times each was seen, when
-    `count_seen`; and each item's count of events. Repeated views of one item in a row are
-    counted once, and say nothing about pairs. The Spark build runs it on each partition of
-    whole sessions, and sums what the partitions give."""
+    `window` places after a in its session summed as 1/lag (`lag_weight`); the times each was
+    seen, when `count_seen`; and each item's count of events. Repeated views of one item in a
+    row are counted once, and say nothing about pairs. The Spark build runs it on each
+    partition of whole sessions, and sums what the partitions give."""
     keep = np.ones(item.size, dtype=bool)
     keep[1:] = (item[1:] != item[:-1]) | (session[1:] != session[:-1])
     session, item = session[keep], item[keep]
@@ -88,11 +88,18 @@ def session_pairs(
         a, b = item[:-lag][same], item[lag:][same]
         differ = a != b
         a, b = a[differ], b[differ]
-        summed = summed + _summed_pairs(a, b, np.full(a.size, 1.0 / lag), shape)
+        summed = summed + _summed_pairs(a, b, np.full(a.size, lag_weight(lag)), shape)
         if seen is not None:
             seen = seen + _summed_pairs(a, b, np.ones(a.size), shape)
     frequency = np.bincount(item, minlength=n_items).astype(np.float64)
     return summed, seen, frequency
+
+
+def lag_weight(lag: int) -> float:
+    """1/lag to 20 binary places: a sum of such weights is exact in a float64 up to 2**33
+    terms, so it is the same in any order (the Spark build sums its partitions' counts in an
+    order of its own), where sums of 1/3 and 1/7 differ in their last bits with the order."""
+    return round(2**20 / lag) / 2**20
 
 
 def _summed_pairs(

@@ -60,8 +60,9 @@ def test_only_the_top_neighbours_are_kept_sorted_by_score(seed):
 
 def reference(events, ids, window, neighbours, min_count):
     """Straight from the definition: every ordered pair within `window` positions of a session
-    (repeats of one item in a row collapsed), weight 1/lag, summed both ways; score = sum /
-    sqrt(freq a * freq b); per item the best `neighbours`, by score then item index."""
+    (repeats of one item in a row collapsed), weight 1/lag to 20 binary places, summed both
+    ways; score = sum / sqrt(freq a * freq b); per item the best `neighbours`, by score then
+    item index."""
     n = len(ids)
     code = {item: i for i, item in enumerate(ids)}
     positive = events[events["type"].map(WEIGHTS) > 0]
@@ -78,7 +79,7 @@ def reference(events, ids, window, neighbours, min_count):
                 if j + lag < len(items) and items[j + lag] != a:
                     b = items[j + lag]
                     for x, y in ((a, b), (b, a)):
-                        total[x, y] += 1.0 / lag
+                        total[x, y] += round(2**20 / lag) / 2**20
                         times[x, y] += 1
     rows = []
     for x in range(n):
