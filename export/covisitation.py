@@ -3,6 +3,8 @@ a lag-weighted count normalized like a cosine, so best-sellers do not neighbour 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -42,7 +44,8 @@ class CoVisitation:
         del seen
         n_items = len(universe.ids)
         src = np.repeat(np.arange(n_items), np.diff(summed.indptr))
-        scores = summed.data / np.sqrt(frequency[src] * frequency[summed.indices])
+        units = lag_units(self.window)
+        scores = summed.data / units / np.sqrt(frequency[src] * frequency[summed.indices])
         del src
         self.indptr_, self.indices_, self.scores_ = _top_per_row(
             summed.indptr, summed.indices, scores, self.neighbours
@@ -70,7 +73,7 @@ def session_pairs(
 ) -> tuple[sp.csr_matrix, sp.csr_matrix | None, np.ndarray]:
     """The co-visitation counts of events in session, then time order (`session`: any
     integer label per session; `item`: item codes): one way, each pair (a, b) with b up to
-    `window` places after a in its session summed as 1/lag (`lag_weight`); the times each was
+    `window` places after a in its session summed as 1/lag, in `lag_units`; the times each was
     seen, when `count_seen`; and each item's count of events. Repeated views of one item in a
     row are counted once, and say nothing about pairs. The Spark build runs it on each
     partition of whole sessions, and sums what the partitions give."""
@@ -80,7 +83,7 @@ def session_pairs(
     # One-way pair sums, lag by lag into a sparse matrix: scipy adds up repeated (a, b)
     # pairs by a counting sort, where one np.unique over every pair's key (100M+ at 10M
     # events) sorted them all and held them all at once.
-    shape = (n_items, n_items)
+    shape, units = (n_items, n_items), lag_units(window)
     summed = sp.csr_matrix(shape, dtype=np.float64)
     seen = sp.csr_matrix(shape, dtype=np.float64) if count_seen else None
     for lag in range(1, window + 1):
@@ -88,18 +91,20 @@ def session_pairs(
         a, b = item[:-lag][same], item[lag:][same]
         differ = a != b
         a, b = a[differ], b[differ]
-        summed = summed + _summed_pairs(a, b, np.full(a.size, lag_weight(lag)), shape)
+        summed = summed + _summed_pairs(a, b, np.full(a.size, float(units // lag)), shape)
         if seen is not None:
             seen = seen + _summed_pairs(a, b, np.ones(a.size), shape)
     frequency = np.bincount(item, minlength=n_items).astype(np.float64)
     return summed, seen, frequency
 
 
-def lag_weight(lag: int) -> float:
-    """1/lag to 20 binary places: a sum of such weights is exact in a float64 up to 2**33
-    terms, so it is the same in any order (the Spark build sums its partitions' counts in an
-    order of its own), where sums of 1/3 and 1/7 differ in their last bits with the order."""
-    return round(2**20 / lag) / 2**20
+def lag_units(window: int) -> int:
+    """How many units make a weight of 1: the least common multiple of the lags 1..`window`,
+    so that 1/lag is a whole number of units. Sums of whole numbers are exact in a float64 (up
+    to 2**53), so they are the same in any order (the Spark build sums its partitions' counts
+    in an order of its own) and equal wherever the fractions are (three pairs at lag 3 weigh
+    what one at lag 1 does), where sums of 1/3 and 1/7 differ in their last bits."""
+    return math.lcm(*range(1, window + 1))
 
 
 def _summed_pairs(

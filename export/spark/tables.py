@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from edge.scoring import MAX_CONFIDENCE_WEIGHT
 from export.config import BuildConfig
-from export.covisitation import CoVisitation, session_pairs
+from export.covisitation import CoVisitation, lag_units, session_pairs
 from export.interactions import (
     ITEM_CODE,
     ITEM_COUNTS,
@@ -320,7 +320,8 @@ def covisitation_top(
         fa = frequency.select(F.col("a"), F.col("f").alias("fa"))
         fb = frequency.select(F.col("a").alias("b"), F.col("f").alias("fb"))
         scored = pairs.join(fa, "a").join(fb, "b")
-        score = F.col("summed") / F.sqrt(F.col("fa") * F.col("fb"))
+        units = float(lag_units(model.window))  # as CoVisitation.fit scores them
+        score = F.col("summed") / F.lit(units) / F.sqrt(F.col("fa") * F.col("fb"))
         best = Window.partitionBy("a").orderBy(F.desc("score"), F.asc("b"))
         top = scored.withColumn("score", score).withColumn("_rank", F.row_number().over(best))
         table = to_pandas(top.filter(F.col("_rank") <= model.neighbours).select("a", "b", "score"))

@@ -1,3 +1,6 @@
+from collections import defaultdict
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,14 +63,14 @@ def test_only_the_top_neighbours_are_kept_sorted_by_score(seed):
 
 def reference(events, ids, window, neighbours, min_count):
     """Straight from the definition: every ordered pair within `window` positions of a session
-    (repeats of one item in a row collapsed), weight 1/lag to 20 binary places, summed both
-    ways; score = sum / sqrt(freq a * freq b); per item the best `neighbours`, by score then
-    item index."""
+    (repeats of one item in a row collapsed), weight 1/lag, summed both ways in fractions
+    (exact, so equal sums tie); score = sum / sqrt(freq a * freq b); per item the best
+    `neighbours`, by score then item index."""
     n = len(ids)
     code = {item: i for i, item in enumerate(ids)}
     positive = events[events["type"].map(WEIGHTS) > 0]
     positive = positive.sort_values(["session_id", "ts"], kind="stable")
-    total, times = np.zeros((n, n)), np.zeros((n, n))
+    total, times = defaultdict(Fraction), np.zeros((n, n))
     frequency = np.zeros(n)
     for _, group in positive.groupby("session_id"):
         items = [code[i] for i in group["item_id"]]
@@ -79,14 +82,14 @@ def reference(events, ids, window, neighbours, min_count):
                 if j + lag < len(items) and items[j + lag] != a:
                     b = items[j + lag]
                     for x, y in ((a, b), (b, a)):
-                        total[x, y] += round(2**20 / lag) / 2**20
+                        total[x, y] += Fraction(1, lag)
                         times[x, y] += 1
     rows = []
     for x in range(n):
         ys = [y for y in range(n) if times[x, y] >= max(min_count, 1)]
-        scored = sorted((-total[x, y] / np.sqrt(frequency[x] * frequency[y]), y) for y in ys)[
-            :neighbours
-        ]
+        scored = sorted(
+            (-float(total[x, y]) / np.sqrt(frequency[x] * frequency[y]), y) for y in ys
+        )[:neighbours]
         rows.append(([y for _, y in scored], [-s for s, _ in scored]))
     return rows
 
