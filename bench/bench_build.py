@@ -118,6 +118,11 @@ def _tree_rss(root: int) -> int:
     return total
 
 
+def _self_peak() -> dict[str, float]:
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"self_peak_memory_gb": round(peak_kb / 1e6, 2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, nargs="+", default=sorted(SHOPS))
@@ -132,7 +137,8 @@ def main() -> int:
         runs.append(("local", None))
     if "spark" in args.engines:
         runs += [(f"spark {master}", master) for master in args.spark_masters]
-    results = {}
+    results: dict[str, dict[str, object]] = {}
+    report = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for events in args.events:
         shop = simulated(events, args.seed)
         users, items = SHOPS.get(events, (events // 50, events // 200))
@@ -145,14 +151,9 @@ def main() -> int:
                     row[key] = timed_export(shop, evaluate, master)
                 except RuntimeError as exc:  # out of memory, say: the figure is that it failed
                     row[key] = {"failed": str(exc)[-500:]}
-        results[str(events)] = row
-    report = {
-        "machine": machine(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "exports": results,
-        "self_peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
-    }
-    write_report(args.out, report)
+                results[str(events)] = row
+                # Written after every export, so an interrupted series keeps what it measured.
+                write_report(args.out, {**report, "exports": results, **_self_peak()})
     print("edgeperso export on simulated shops (one run each)")
     for events, row in results.items():
         print(f"  {int(events):,} events ({row['users']:,} users, {row['items']:,} items)")
