@@ -40,7 +40,7 @@ def read_log(paths: Sequence[str | Path]) -> pd.DataFrame:
                 "(`serve --events-store`) or segment files"
             )
     with local_inputs(paths, exposures=True, open_segments=True) as inputs:
-        frames = [_read_segment(f) for f in inputs.paths if f.stat().st_size]
+        frames = [_read_segment(f) for f in inputs.local_paths() if f.stat().st_size]
     if not frames:
         raise InputError(f"no log records in {', '.join(map(str, paths))} (*.jsonl files)")
     return pd.concat(frames, ignore_index=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pandas as pd
 
@@ -23,7 +23,7 @@ SUFFIXES = {
 }
 
 
-def file_format(path: Path) -> str:
+def file_format(path: PurePath) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".gz", ".gzip"):
         suffixes = suffixes[:-1]
@@ -36,12 +36,16 @@ def file_format(path: Path) -> str:
     return fmt
 
 
-def _sniff_delimiter(path: Path) -> str:
+def first_line(path: Path) -> str:
     opener = gzip.open if path.suffix.lower() in (".gz", ".gzip") else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        head = f.readline()
+        return str(f.readline())
+
+
+def delimiter_of(header: str) -> str:
+    """A CSV file's delimiter, told from its header line (a comma when nothing else fits)."""
     try:
-        return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
+        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
     except csv.Error:
         return ","
 
@@ -54,7 +58,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         if fmt == "csv":
             frame = pd.read_csv(
-                path, sep=_sniff_delimiter(path), dtype=str, keep_default_na=False, engine="pyarrow"
+                path,
+                sep=delimiter_of(first_line(path)),
+                dtype=str,
+                keep_default_na=False,
+                engine="pyarrow",
             )
         elif fmt == "jsonl":
             frame = pd.read_json(path, lines=True, dtype=False)

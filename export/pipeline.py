@@ -185,7 +185,7 @@ def _read(
     where = "" if spark is None else f" on Spark ({spark.sparkContext.master})"
     with (
         progress.step(f"read and validate the input{where}"),
-        local_inputs(events_paths, since=since) as events,
+        local_inputs(events_paths, since=since, spark=spark) as events,
     ):
         sources = Sources(
             tuple(events.paths),

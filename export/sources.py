@@ -4,10 +4,14 @@ nodes ship those segments, `edge.shipping`).
 
 A directory or a prefix stands for every table file under it (.jsonl, .ndjson, .csv, .tsv,
 .parquet, optionally .gz), in name order, leaving out `exposures/` folders unless asked for
-(they are the experiment report's input, not the build's). Its plain JSON-lines files are
+(they are the experiment report's input, not the build's) and hidden names ("_" or "." first:
+what Spark's writers leave, `_SUCCESS`, `_temporary/`, `.crc` files). Its plain JSON-lines files are
 joined into one local file, so a day of segments (thousands of small files) is parsed once
 rather than file by file; the lineage names the directory or prefix and how many files it
-held. Objects are downloaded into a temporary directory that is deleted after reading."""
+held. Objects are downloaded into a temporary directory that is deleted after reading.
+
+A build on Spark also takes URLs Spark reads itself (`hdfs://`, `s3a://`, `file:`, ...,
+`export.spark.files`), chosen the same way but listed and read where they are."""
 
 from __future__ import annotations
 
@@ -20,11 +24,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from edge.objectstore import ObjectStore, StoreError, is_store_url
 from export.errors import InputError
 from export.io import SUFFIXES
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from export.spark.files import UrlInput
 
 EXPOSURES = "exposures"
 OPEN_SEGMENT = ".jsonl.open"  # edge.sink's name for a segment still written to
@@ -34,18 +43,36 @@ DOWNLOADS_AT_ONCE = 8  # small objects: the time is in round trips, not bytes
 
 @dataclass
 class LocalInputs:
-    paths: list[Path] = field(default_factory=list)
-    names: dict[Path, str] = field(default_factory=dict)  # what the lineage calls a joined file
+    paths: list[Path | UrlInput] = field(default_factory=list)  # URLs on Spark only
+    # What the lineage calls a file made here, in a temporary directory: one joined from many,
+    # or one downloaded.
+    names: dict[Path, str] = field(default_factory=dict)
+
+    def local_paths(self) -> list[Path]:
+        """`paths`, when none is a URL (only a build on Spark is given those)."""
+        local = [p for p in self.paths if isinstance(p, Path)]
+        assert len(local) == len(self.paths), "a URL among inputs read on this machine"
+        return local
+
+
+def _is_url(source: str | Path) -> bool:
+    from export.spark.files import is_url  # no PySpark import: it is a pattern
+
+    return isinstance(source, str) and is_url(source)
 
 
 def is_table(name: str) -> bool:
+    """A table file's name; not a hidden one ("_" or "." first, as Spark's writers mark theirs:
+    `_SUCCESS`, `.crc` files)."""
+    if name.startswith(("_", ".")):
+        return False
     suffixes = [s.lower() for s in PurePosixPath(name).suffixes]
     if suffixes and suffixes[-1] in (".gz", ".gzip"):
         suffixes = suffixes[:-1]
     return bool(suffixes) and suffixes[-1] in SUFFIXES
 
 
-def _is_plain_jsonl(name: str) -> bool:
+def is_plain_jsonl(name: str) -> bool:
     return name.lower().endswith((".jsonl", ".ndjson"))
 
 
@@ -55,22 +82,39 @@ def local_inputs(
     exposures: bool = False,
     since: date | None = None,
     open_segments: bool = False,
+    spark: SparkSession | None = None,
 ) -> Iterator[LocalInputs]:
     """Local files for `given` (files, directories, `s3://` prefixes), kept until the block
-    ends. `exposures`: also read `exposures/` folders. `since`: leave out what lies in a
-    `dt=YYYY-MM-DD` folder of an earlier day (what nodes shipped before it). `open_segments`:
-    also the segments a running server still writes (`*.jsonl.open`), up to their last whole
-    line (what the experiment report reads while the server runs; a build takes closed ones)."""
+    ends; with `spark`, also URLs Spark reads itself, as `UrlInput`s. `exposures`: also read
+    `exposures/` folders. `since`: leave out what lies in a `dt=YYYY-MM-DD` folder of an
+    earlier day (what nodes shipped before it). `open_segments`: also the segments a running
+    server still writes (`*.jsonl.open`), up to their last whole line (what the experiment
+    report reads while the server runs; a build takes closed ones)."""
     scratch: Path | None = None
     inputs = LocalInputs()
+    on_cluster = spark is not None and is_cluster(str(spark.sparkContext.master))
     try:
         for source in given:
-            if is_store_url(source):
+            if is_store_url(source):  # before other URLs: this store's own client fetches it
+                if on_cluster:
+                    raise InputError(_unreachable(str(source)))
                 scratch = scratch or Path(tempfile.mkdtemp(prefix="edgeperso-inputs-"))
                 _from_store(str(source), exposures, since, scratch, inputs)
+            elif _is_url(source):
+                if spark is None:
+                    raise InputError(
+                        f"{source}: only a build on Spark (--engine spark) reads URLs like this "
+                        "one; this machine reads local files and directories, and s3:// "
+                        "prefixes"
+                    )
+                from export.spark.files import url_inputs
+
+                inputs.paths += url_inputs(spark, str(source), exposures, since)
             elif Path(source).is_dir():
                 scratch = scratch or Path(tempfile.mkdtemp(prefix="edgeperso-inputs-"))
-                _from_directory(Path(source), exposures, since, scratch, inputs, open_segments)
+                _from_directory(
+                    Path(source), exposures, since, scratch, inputs, open_segments, on_cluster
+                )
             else:
                 inputs.paths.append(Path(source))
         yield inputs
@@ -79,8 +123,10 @@ def local_inputs(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _wanted(parts: Sequence[str], exposures: bool, since: date | None) -> bool:
-    """Whether a table file in these folders is read."""
+def wanted(parts: Sequence[str], exposures: bool, since: date | None) -> bool:
+    """Whether a table file in these folders is read: not in a hidden one (`_temporary/`)."""
+    if any(part.startswith(("_", ".")) for part in parts):
+        return False
     if not exposures and EXPOSURES in parts:
         return False
     if since is not None:
@@ -98,21 +144,24 @@ def _from_directory(
     scratch: Path,
     inputs: LocalInputs,
     open_segments: bool = False,
+    on_cluster: bool = False,
 ) -> None:
     files = sorted(
         p
         for p in root.rglob("*")
         if p.is_file()
         and (is_table(p.name) or (open_segments and p.name.endswith(OPEN_SEGMENT)))
-        and _wanted(p.relative_to(root).parts[:-1], exposures, since)
+        and wanted(p.relative_to(root).parts[:-1], exposures, since)
     )
     if not files:
         raise InputError(
             f"{root}: no table files (.jsonl, .csv, .parquet, optionally .gz) in this directory; "
             "pass files, or the directory `serve --events-dir` writes"
         )
-    joined = [p for p in files if _is_plain_jsonl(p.name) or p.name.endswith(OPEN_SEGMENT)]
+    joined = [p for p in files if is_plain_jsonl(p.name) or p.name.endswith(OPEN_SEGMENT)]
     inputs.paths += [p for p in files if p not in joined]
+    if joined and on_cluster:
+        raise InputError(_unreachable(f"{root}/ (its JSON-lines files, joined here)"))
     if joined:
         target = scratch / f"{len(inputs.paths)}-{root.name or 'events'}.jsonl"
         with target.open("wb") as out:
@@ -133,7 +182,7 @@ def _from_store(
         keys = sorted(
             o.key
             for o in store.list()
-            if is_table(o.key) and _wanted(o.key.split("/")[:-1], exposures, since)
+            if is_table(o.key) and wanted(o.key.split("/")[:-1], exposures, since)
         )
     except StoreError as exc:
         raise InputError(str(exc)) from exc  # it names the object
@@ -142,8 +191,8 @@ def _from_store(
             f"{url}: no table files (.jsonl, .csv, .parquet, optionally .gz) under this prefix; "
             "`serve --events-store` ships a node's feedback to <prefix>events/"
         )
-    joined = [k for k in keys if _is_plain_jsonl(k)]
-    others = [k for k in keys if not _is_plain_jsonl(k)]
+    joined = [k for k in keys if is_plain_jsonl(k)]
+    others = [k for k in keys if not is_plain_jsonl(k)]
     with ThreadPoolExecutor(DOWNLOADS_AT_ONCE) as pool:
         try:
             for n, key in enumerate(others):
@@ -160,6 +209,21 @@ def _from_store(
                 inputs.names[target] = f"{url} ({len(joined):,} JSON-lines objects)"
         except StoreError as exc:
             raise InputError(str(exc)) from exc  # it names the object
+
+
+def is_cluster(master: str) -> bool:
+    """Whether a Spark master's executors run elsewhere, reading files on their own disks (not
+    in this machine's scratch directory)."""
+    return not master.startswith("local")
+
+
+def _unreachable(source: str) -> str:
+    return (
+        f"{source}: on a cluster, Spark's executors cannot read what this driver "
+        "downloads or joins into its temporary directory. Give the events as URLs Spark "
+        "reads itself (s3a://bucket/prefix/, hdfs://..., gs://..., abfss://...), or as files "
+        "on storage every executor mounts at the same path"
+    )
 
 
 def _append_lines(out: BinaryIO, data: bytes) -> None:

@@ -17,13 +17,15 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from export.config import BuildConfig
-from export.io import _sniff_delimiter, file_format
+from export.io import delimiter_of, file_format, first_line
+from export.spark.files import UrlInput, head, parquet_schema
 from export.spark.order_statistics import values_at_ranks
 from export.validate import (
     DROP_REASONS,
@@ -38,6 +40,7 @@ from export.validate import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import Column, DataFrame, SparkSession
 
 FILE, ROW = "_file", "_row"  # which input file a row came from, and its place in it
@@ -53,48 +56,64 @@ class SparkEvents:
     rows_per_file: dict[int, int]  # rows read from each file, by its index in the paths
 
 
-def read_events(spark: SparkSession, paths: Sequence[Path]) -> DataFrame:
+def read_events(spark: SparkSession, sources: Sequence[Path | UrlInput]) -> DataFrame:
     """Every event file as text columns (CSV; JSON lines and Parquet keep their types, as the
-    one-machine reader does), each row tagged with its file's index and its place in it."""
+    one-machine reader does), each row tagged with its file's index and its place in it. A
+    `UrlInput` of several files (a directory's JSON-lines files) is one file: theirs in order,
+    each in its own order."""
     frames = []
-    for index, path in enumerate(paths):
-        fmt = file_format(path)
-        if fmt == "csv":
-            frame = (
-                spark.read.option("header", True)
-                .option("sep", _sniff_delimiter(path))
-                .option("escape", '"')  # a quote inside a quoted field is doubled (RFC 4180)
-                .option("inferSchema", False)
-                .csv(str(path))
-            )
-        elif fmt == "jsonl":
-            frame = spark.read.json(str(path))
+    for index, source in enumerate(sources):
+        if isinstance(source, UrlInput) and len(source.urls) > 1:
+            joined = _stripped(spark.read.json(list(source.urls)))
+            frames.append(with_position_across_files(joined, index))
         else:
-            frame = read_parquet(spark, path)
-        frame = frame.toDF(*[c.strip() for c in frame.columns])
-        frames.append(with_position(frame, index))
+            frames.append(with_position(_stripped(read_file(spark, source)), index))
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame, allowMissingColumns=True)
     return out
 
 
-def read_parquet(spark: SparkSession, path: Path) -> DataFrame:
-    """A Parquet file, its nanosecond timestamps included: pandas and pyarrow write those by
-    default, and Spark refuses them unless told to read them as integers, which are turned
-    back into timestamps here (to the microsecond, Spark's precision)."""
+def read_file(spark: SparkSession, source: Path | UrlInput) -> DataFrame:
+    """One event file, on this machine's disk or by URL (its first file)."""
+    location = source.urls[0] if isinstance(source, UrlInput) else str(source)
+    fmt = file_format(PurePosixPath(location))
+    if fmt == "csv":
+        header = head(spark, location) if isinstance(source, UrlInput) else first_line(source)
+        return (
+            spark.read.option("header", True)
+            .option("sep", delimiter_of(header))
+            .option("escape", '"')  # a quote inside a quoted field is doubled (RFC 4180)
+            .option("inferSchema", False)
+            .csv(location)
+        )
+    if fmt == "jsonl":
+        return spark.read.json(location)
+    if isinstance(source, UrlInput):
+        return read_parquet(spark, location, parquet_schema(spark, location))
+    return read_parquet(spark, location, pq.read_schema(source))
+
+
+def _stripped(frame: DataFrame) -> DataFrame:
+    return frame.toDF(*[c.strip() for c in frame.columns])
+
+
+def read_parquet(spark: SparkSession, location: str, schema: pa.Schema) -> DataFrame:
+    """A Parquet file (its `schema` read from its footer), its nanosecond timestamps included:
+    pandas and pyarrow write those by default, and Spark refuses them unless told to read
+    them as integers, which are turned back into timestamps here (to the microsecond, Spark's
+    precision)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
     from pyspark.sql import functions as F
 
     nanos = {
         field.name: field.type.tz is not None
-        for field in pq.read_schema(path)
+        for field in schema
         if pa.types.is_timestamp(field.type) and field.type.unit == "ns"
     }
     if nanos:
         spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-    frame = spark.read.parquet(str(path))
+    frame = spark.read.parquet(location)
     for name, aware in nanos.items():
         quoted = "`" + name.replace("`", "``") + "`"
         # In integers (a double holds 1.7e18 to about 256 ns), rounding down.
@@ -112,6 +131,38 @@ def with_position(frame: DataFrame, file_index: int) -> DataFrame:
     return frame.withColumn(FILE, F.lit(file_index)).withColumn(
         ROW, F.monotonically_increasing_id()
     )
+
+
+def with_position_across_files(frame: DataFrame, file_index: int) -> DataFrame:
+    """FILE and ROW for several files read as one: ROW increases with the file's path, then
+    the row's place in it. Spark packs the files' splits into partitions in an order of its
+    own, so the rows of each split (numbered in order within it) are counted first, and each
+    split starts after the ones before it in (path, offset) order."""
+    from pyspark.sql import functions as F
+
+    spark = frame.sparkSession
+    numbered = frame.select(
+        "*",
+        F.col("_metadata.file_path").alias("_path"),
+        F.col("_metadata.file_block_start").alias("_start"),  # the split's offset in its file
+        F.monotonically_increasing_id().alias("_id"),  # in order within a split
+    )
+    sizes = (
+        numbered.groupBy("_path", "_start")
+        .agg(F.min("_id").alias("_first"), F.count(F.lit(1)).alias("_rows"))
+        .collect()
+    )
+    starts = pd.DataFrame(
+        sorted(
+            (str(r["_path"]), int(r["_start"]), int(r["_first"]), int(r["_rows"])) for r in sizes
+        ),
+        columns=["_path", "_start", "_first", "_rows"],
+    )
+    starts["_before"] = starts["_rows"].cumsum() - starts["_rows"]
+    offsets = spark.createDataFrame(starts.drop(columns="_rows"))
+    row = F.col("_before") + F.col("_id") - F.col("_first")
+    placed = numbered.join(F.broadcast(offsets), ["_path", "_start"])
+    return placed.select(*frame.columns, F.lit(file_index).alias(FILE), row.alias(ROW))
 
 
 def canonical_schema(has_event_id: bool) -> str:

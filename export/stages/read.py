@@ -45,16 +45,24 @@ from export.validate import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from export.spark.files import UrlInput
+
 
 @dataclass(frozen=True)
 class Sources:
     """The input files of a build."""
 
-    events: tuple[Path, ...]
+    events: tuple[Path | UrlInput, ...]  # URLs for a build on Spark only
     catalog: Path | None = None
     users: Path | None = None
     # What the lineage calls a file made from many (`export.sources`: a directory, a prefix).
     names: dict[Path, str] = field(default_factory=dict)
+
+    def local(self) -> list[Path]:
+        """The event files, when none is a URL (only a build on Spark is given those)."""
+        local = [p for p in self.events if isinstance(p, Path)]
+        assert len(local) == len(self.events), "a URL among events read on this machine"
+        return local
 
 
 @dataclass(frozen=True)
@@ -287,7 +295,7 @@ def read_inputs(
     if spark is not None:
         on_spark = _events_on_spark(sources, config, report, spark)
     else:
-        frames = [normalize_events(read(p, "events"), config, report) for p in sources.events]
+        frames = [normalize_events(read(p, "events"), config, report) for p in sources.local()]
         events = sorted_by_time(frames[0] if len(frames) == 1 else pd.concat(frames))
         del frames
         events = drop_repeated_event_ids(events, report)  # across files: a retry lands anywhere
@@ -340,14 +348,19 @@ def _events_on_spark(
     """The events read and validated on Spark, kept there (cached); `report` gets what
     validation counted and each file's lineage."""
     from export.spark import validate
+    from export.spark.files import input_sha256s
 
     validated = validate.validate_events(validate.read_events(spark, sources.events), config)
     on_spark = validate.join_logins(validated.events, report).cache()
     counted = validated.report
-    for index, path in enumerate(sources.events):
-        name = sources.names.get(path, path.name)
+    hashes = input_sha256s(spark, sources.events)
+    for index, source in enumerate(sources.events):
+        if isinstance(source, Path):
+            name, sha256 = sources.names.get(source, source.name), sha256_file(source)
+        else:
+            name, sha256 = source.name, hashes[source]
         rows = validated.rows_per_file.get(index, 0)
-        report.files.append(InputFile("events", name, sha256_file(path), rows))
+        report.files.append(InputFile("events", name, sha256, rows))
     report.dropped = dict(counted.dropped)
     report.rows_read, report.rows_kept = counted.rows_read, counted.rows_kept
     return on_spark

@@ -51,6 +51,32 @@ def test_an_empty_directory_or_prefix_says_what_it_expected(tmp_path, store_url)
         pass
 
 
+def test_urls_only_spark_reads_are_refused_here_with_what_is_read(tmp_path):
+    for given in (tmp_path.as_uri(), "hdfs://namenode/events/", "s3a://bucket/events/"):
+        with (
+            pytest.raises(InputError, match="only a build on Spark .* reads URLs like this one"),
+            local_inputs([given]),
+        ):
+            pass
+
+
+def test_on_a_cluster_what_the_driver_downloads_or_joins_is_refused(tmp_path):
+    """A cluster's executors would look for the driver's scratch files on their own disks; the
+    error says what to give instead."""
+    from export.sources import LocalInputs, _from_directory, is_cluster
+
+    assert not any(map(is_cluster, ["local", "local[2]", "local[*]", "local[*,4]"]))
+    assert all(map(is_cluster, ["spark://10.0.0.1:7077", "yarn", "k8s://https://k:6443"]))
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "a.parquet").write_bytes(b"")
+    inputs = LocalInputs()
+    _from_directory(tmp_path / "log", False, None, tmp_path, inputs, on_cluster=True)
+    assert inputs.paths == [tmp_path / "log" / "a.parquet"]  # read where it is: no joining
+    (tmp_path / "log" / "segment.jsonl").write_text("{}\n")
+    with pytest.raises(InputError, match="executors cannot read .* URLs Spark reads itself"):
+        _from_directory(tmp_path / "log", False, None, tmp_path, LocalInputs(), on_cluster=True)
+
+
 def test_a_store_that_cannot_be_read_is_an_input_error(monkeypatch):
     from edge.ports import free_port
 

@@ -25,8 +25,9 @@ def test_the_spark_engine_builds_the_same_bundle_with_the_same_evaluation(
     spark, shop_files, tmp_path, monkeypatch
 ):
     """The simulated shop's bundle (catalog, users, evaluation against the baselines), built on
-    this machine and on Spark, with both kinds of split: the evaluation (and the baselines'
-    tuning) on a random share of each customer's items, the ranker's labels on a time window.
+    this machine and on Spark (its events given by URL), with both kinds of split: the
+    evaluation (and the baselines' tuning) on a random share of each customer's items, the
+    ranker's labels on a time window.
     The same lineage, the same evaluation figures, every model and table byte for byte, so the
     same answers. The Spark build never brings the log to the driver, nor a part of it."""
     import msgspec
@@ -57,7 +58,9 @@ def test_the_spark_engine_builds_the_same_bundle_with_the_same_evaluation(
         return frame
 
     monkeypatch.setattr(dataset, "collected", counted)
-    export_bundle([shop_files["events"]], spark_dir, config, **inputs, spark_master="local[2]")
+    # Given by URL, as a cluster reads its log: Spark reads the file where it is.
+    events_url = f"file://{shop_files['events'].resolve()}"
+    export_bundle([events_url], spark_dir, config, **inputs, spark_master="local[2]")
     local, on_spark = (
         json.loads((d / "manifest.json").read_text()) for d in (local_dir, spark_dir)
     )
