@@ -30,6 +30,7 @@ demo: $(STAMP)
 
 lint: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check edge export simulator tests scripts bench loadtest
+	$(PY) -m ruff format --check edge export simulator tests scripts bench loadtest
 	$(PY) -m mypy  # edge, export and simulator, strict (pyproject.toml, [tool.mypy])
 	npm run lint --silent
 

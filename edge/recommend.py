@@ -482,4 +482,3 @@ def page_clock(context: Context | None, server_now: float) -> float:
     if sent is None or not math.isfinite(sent) or abs(sent - server_now) > PAGE_CLOCK_TRUSTED_S:
         return server_now
     return sent
-

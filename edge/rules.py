@@ -301,7 +301,6 @@ def _matches(rule: Rule, values: dict[str, float | str | None]) -> str | None:
     return ", ".join(reasons)
 
 
-
 def _held_back(rule: Rule, signals: VisitSignals, offers_shown: int, guard: Guardrails) -> str:
     """The guardrail that stops a matching rule, or ""."""
     if signals.shown.count(rule.name) >= rule.cap_per_session:

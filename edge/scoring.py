@@ -350,9 +350,7 @@ def candidate_features(
         "regression": _neighbour_scores(model.regression, state.items, np.ones(state.items.size)),
     }
     if model.content is not None:
-        neighbours["content"] = _neighbour_scores(
-            model.content, state.recent, state.recent_weights
-        )
+        neighbours["content"] = _neighbour_scores(model.content, state.recent, state.recent_weights)
     for name, (found, scores) in neighbours.items():
         if found.size:
             best = found[top_k(scores, getattr(sizes, name))]

@@ -25,6 +25,7 @@ SEGMENT_FEATURES = (
 # Skewed counts are clustered on log(1 + x); the graph applies it, so callers pass real units.
 LOG_FEATURES = ("recency_days", "sessions", "monetary", "categories", "avg_dwell_s")
 
+
 class SegmentRule(Struct, frozen=True, forbid_unknown_fields=True):
     """A named segment that wins over the clusters where every condition holds, e.g.
     name = "busy explorers", when = { sessions_per_week = { gt = 5 }, categories = { ge = 3 } }.

@@ -108,9 +108,7 @@ def test_excluded_cart_and_out_of_stock_items_are_never_returned(small_bundle, r
         )
 
 
-def test_items_a_sessions_events_left_in_the_cart_are_never_recommended(
-    small_bundle, recommender
-):
+def test_items_a_sessions_events_left_in_the_cart_are_never_recommended(small_bundle, recommender):
     """No cart sent: the cart is what the session's add_to_cart events leave (minus removals
     and what a purchase emptied), in the ranked answer and in fallback content alike."""
     viewed = [item for item, _ in small_bundle.fallback["all"][10:13]]
