@@ -65,7 +65,7 @@ def timed_export(shop: Path, evaluate: bool, spark_master: str | None = None) ->
     wall = time.perf_counter() - started
     watcher.join()
     if process.returncode != 0:
-        raise RuntimeError(f"export failed:\n{stderr[-3000:]}")
+        raise RuntimeError(_failure(stderr))
     steps: dict[str, float] = {}
     parts: dict[str, float] = {}  # "step > part": a part of a step (export.progress.timed)
     done: list[tuple[str, float]] = []  # parts not yet followed by their step's line
@@ -87,6 +87,15 @@ def timed_export(shop: Path, evaluate: bool, spark_master: str | None = None) ->
         "steps_s": steps,
         "parts_s": parts,
     }
+
+
+def _failure(stderr: str) -> str:
+    """What an export that failed said of why: its own error line, else the first lines that
+    name an exception (a Java stack trace's cause is at its top, not its end)."""
+    lines = stderr.splitlines()
+    said = [line for line in lines if line.startswith("export failed:")]
+    causes = [line for line in lines if re.search(r"(Error|Exception)\b[^ ]*:", line)]
+    return "\n".join(said or causes[:5] or lines[-20:])[:3000]
 
 
 def _watch_memory(process: subprocess.Popen[str], peak: list[int]) -> None:
@@ -150,7 +159,7 @@ def main() -> int:
                 try:
                     row[key] = timed_export(shop, evaluate, master)
                 except RuntimeError as exc:  # out of memory, say: the figure is that it failed
-                    row[key] = {"failed": str(exc)[-500:]}
+                    row[key] = {"failed": str(exc)}
                 results[str(events)] = row
                 # Written after every export, so an interrupted series keeps what it measured.
                 write_report(args.out, {**report, "exports": results, **_self_peak()})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +53,10 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "edgeperso expor
             # A local master's executors run in the driver's JVM, which Spark gives 1 GB: too
             # little for the tables of ten million events. A cluster keeps its own setting.
             .config("spark.driver.memory", f"{_local_driver_memory_mb()}m")
+            # Spark's 1 GB cap on what one job brings to the driver stopped a build of 50
+            # million events at the interaction matrix (38 million user and item pairs, about
+            # 45 bytes each); half the heap leaves room to convert what arrives.
+            .config("spark.driver.maxResultSize", f"{_local_driver_memory_mb() // 2}m")
         )
     try:
         session = builder.getOrCreate()
@@ -77,13 +82,40 @@ def running_session(master: str = DEFAULT_MASTER) -> Iterator[SparkSession]:
     else:
         active = SparkSession.getActiveSession()
     if active is not None:
-        yield active
+        with _limits_explained():
+            yield active
         return
     session = spark_session(master)
     try:
-        yield session
+        with _limits_explained():
+            yield session
     finally:
         session.stop()
+
+
+RESULT_TOO_BIG = re.compile(
+    r"Total size of serialized results of \d+ tasks \(([^)]+)\) is bigger than "
+    r"spark\.driver\.maxResultSize \(([^)]+)\)"
+)
+
+
+@contextmanager
+def _limits_explained() -> Iterator[None]:
+    """A Spark limit the build ran into, as a ConfigError that names the setting to raise
+    (Spark's own error is a Java stack trace)."""
+    try:
+        yield
+    except Exception as exc:
+        found = RESULT_TOO_BIG.search(str(exc))
+        if found is None:
+            raise
+        raise ConfigError(
+            f"Spark refused to bring {found[1]} to the driver, past spark.driver.maxResultSize "
+            f"({found[2]}). The driver receives one row per customer and item pair (the "
+            "interaction matrix, about 45 bytes a pair) and one per customer and item; raise "
+            "spark.driver.maxResultSize, and spark.driver.memory with it, in the session's "
+            "settings (spark-defaults.conf, or --conf under spark-submit)"
+        ) from exc
 
 
 def _local_cores(master: str) -> int:

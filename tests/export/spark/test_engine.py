@@ -125,3 +125,26 @@ def test_a_local_masters_jvm_gets_a_share_of_this_machines_memory(spark):
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
     assert heap > max(1.5 * 2**30, 0.8 * LOCAL_DRIVER_MEMORY_SHARE * total)
+    # What one job may bring to the driver: half of it, where Spark's 1 GB stopped a build of
+    # 50 million events at its interaction matrix.
+    cap = spark.sparkContext.getConf().get("spark.driver.maxResultSize")
+    assert cap.endswith("m") and int(cap[:-1]) * 2**20 >= 0.45 * heap
+
+
+def test_a_result_past_sparks_cap_is_an_error_that_names_the_setting():
+    """Spark's own error is a Java stack trace; the build's names what to raise."""
+    from export.errors import ConfigError
+    from export.spark.session import _limits_explained
+
+    spark_said = (  # as Spark 4.1 words it, from a session capped at 2 MiB
+        "org.apache.spark.SparkException: Job aborted due to stage failure: Total size of "
+        "serialized results of 2 tasks (2.2 MiB) is bigger than spark.driver.maxResultSize "
+        "(2.0 MiB)"
+    )
+    with (
+        pytest.raises(ConfigError, match=r"bring 2.2 MiB .*maxResultSize \(2.0 MiB\).* raise"),
+        _limits_explained(),
+    ):
+        raise RuntimeError(spark_said)
+    with pytest.raises(KeyError), _limits_explained():
+        raise KeyError("anything else is left as it is")
